@@ -1,0 +1,1 @@
+"""Pure data: the client record, the section catalogue, output schemas and rendering."""

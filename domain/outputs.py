@@ -1,0 +1,160 @@
+"""Output schema of each section: what the model must return, as strict JSON.
+
+Sections are generated as JSON and rendered to Markdown only for display, so the model never
+spends tokens on formatting and every answer can be validated.
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict
+
+
+class _Out(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class Segment(_Out):
+    name: str
+    description: str
+    size_estimate: str
+
+
+class Competitor(_Out):
+    name: str
+    strengths: str
+    weaknesses: str
+
+
+class Product(_Out):
+    name: str
+    description: str
+    price_point: str
+    launch_phase: str
+
+
+class Channel(_Out):
+    name: str
+    tactics: str
+    kpi: str
+
+
+class RevenueStream(_Out):
+    name: str
+    year_1: str
+    year_2: str
+    year_3: str
+
+
+class Milestone(_Out):
+    quarter: str
+    goal: str
+
+
+class Hire(_Out):
+    role: str
+    responsibility: str
+    timing: str
+
+
+class ExecutiveSummary(_Out):
+    headline: str
+    overview: str
+    mission: str
+    key_objectives: list[str]
+    success_factors: list[str]
+
+
+class MarketAnalysis(_Out):
+    market_overview: str
+    target_segments: list[Segment]
+    trends: list[str]
+    customer_pain_points: list[str]
+    opportunity: str
+
+
+class CompetitiveLandscape(_Out):
+    overview: str
+    competitors: list[Competitor]
+    differentiators: list[str]
+    positioning: str
+
+
+class ProductServices(_Out):
+    overview: str
+    products: list[Product]
+    roadmap: list[str]
+
+
+class MarketingStrategy(_Out):
+    positioning: str
+    channels: list[Channel]
+    content_pillars: list[str]
+    launch_campaign: str
+
+
+class FinancialProjections(_Out):
+    assumptions: list[str]
+    revenue_streams: list[RevenueStream]
+    cost_structure: list[str]
+    break_even: str
+    funding_needs: str
+
+
+class OperationsPlan(_Out):
+    overview: str
+    production: str
+    fulfillment: str
+    milestones: list[Milestone]
+    risks: list[str]
+
+
+class TeamStructure(_Out):
+    founder_role: str
+    key_hires: list[Hire]
+    advisors: list[str]
+    partners: list[str]
+
+
+SECTION_OUTPUTS: dict[str, type[_Out]] = {
+    "executive_summary": ExecutiveSummary,
+    "market_analysis": MarketAnalysis,
+    "competitive_landscape": CompetitiveLandscape,
+    "product_services": ProductServices,
+    "marketing_strategy": MarketingStrategy,
+    "financial_projections": FinancialProjections,
+    "operations_plan": OperationsPlan,
+    "team_structure": TeamStructure,
+}
+
+
+def output_model(section_key: str) -> type[_Out]:
+    return SECTION_OUTPUTS[section_key]
+
+
+def strict_json_schema(model: type[BaseModel]) -> dict[str, Any]:
+    """The model's JSON schema in the strict form OpenAI structured outputs require:
+    every object closed and every property required, titles dropped (they cost tokens)."""
+    schema = copy.deepcopy(model.model_json_schema())
+
+    def visit(node: Any) -> None:
+        if isinstance(node, dict):
+            node.pop("title", None)
+            if node.get("type") == "object" and "properties" in node:
+                node["additionalProperties"] = False
+                node["required"] = list(node["properties"])
+            for value in node.values():
+                visit(value)
+        elif isinstance(node, list):
+            for item in node:
+                visit(item)
+
+    visit(schema)
+    return schema
+
+
+def schema_name(section_key: str, schema_version: int) -> str:
+    """The name sent with the schema; stable per section and version."""
+    return f"{section_key}_v{schema_version}"

@@ -1,0 +1,106 @@
+"""Every setting of the service, in one place.
+
+Project settings carry the ``WAVELAUNCH_`` prefix; the standard variables of each ecosystem
+(``TEMPORAL_ADDRESS``, ``DATABASE_URL``, ``OPENAI_API_KEY``, ``OPENAI_BASE_URL``) keep their
+usual names so existing deployments need no translation.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import AliasChoices, Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="WAVELAUNCH_", extra="ignore")
+
+    state_dir: Path = Path(".wavelaunch")
+
+    # Temporal: an external cluster when TEMPORAL_ADDRESS is set, else the embedded dev server.
+    temporal_address: str | None = Field(
+        default=None, validation_alias=AliasChoices("TEMPORAL_ADDRESS", "WAVELAUNCH_TEMPORAL_ADDRESS")
+    )
+    temporal_namespace: str = Field(
+        default="default",
+        validation_alias=AliasChoices("TEMPORAL_NAMESPACE", "WAVELAUNCH_TEMPORAL_NAMESPACE"),
+    )
+    temporal_tls: bool = False
+    temporal_api_key: SecretStr | None = Field(
+        default=None, validation_alias=AliasChoices("TEMPORAL_API_KEY", "WAVELAUNCH_TEMPORAL_API_KEY")
+    )
+    temporal_port: int = 7233
+    temporal_ui_port: int = 8233
+    temporal_ui_url: str | None = None
+    task_queue: str = "wavelaunch"
+
+    # Postgres: DATABASE_URL, else the embedded server under state_dir.
+    database_url: str | None = Field(
+        default=None, validation_alias=AliasChoices("DATABASE_URL", "WAVELAUNCH_DATABASE_URL")
+    )
+
+    # LLM: OPENAI_API_KEY (+ OPENAI_BASE_URL), else the local llama.cpp server.
+    openai_api_key: SecretStr | None = Field(
+        default=None, validation_alias=AliasChoices("OPENAI_API_KEY", "WAVELAUNCH_OPENAI_API_KEY")
+    )
+    openai_base_url: str | None = Field(
+        default=None, validation_alias=AliasChoices("OPENAI_BASE_URL", "WAVELAUNCH_OPENAI_BASE_URL")
+    )
+    llm_timeout_seconds: float = 300.0
+    local_llm_port: int = 8088
+    local_llm_threads: int = 2
+    local_llm_context: int = 8192
+
+    # Model per routing tier (tokenopt.routing maps sections to tiers).
+    model_premium: str = "gpt-4.1"
+    model_standard: str = "gpt-4.1-mini"
+    model_economy: str = "gpt-4.1-nano"
+    # Every tier on one model, for endpoints that serve a single model (llama.cpp, vLLM).
+    model_override: str | None = None
+    # The naive counterfactual's model: "the top model" of the seed's way.
+    naive_model: str = "gpt-4.1"
+    # Models priced at zero on purpose (a self-hosted endpoint); any other unknown model fails.
+    free_models: list[str] = Field(default_factory=list)
+
+    worker_max_concurrent_activities: int = 8
+    default_level: str = "complete"
+
+    @property
+    def temporal_state_file(self) -> Path:
+        return self.state_dir / "temporal.db"
+
+    @property
+    def pgdata_dir(self) -> Path:
+        return self.state_dir / "pgdata"
+
+    @property
+    def stack_file(self) -> Path:
+        return self.state_dir / "stack.json"
+
+    @property
+    def uses_external_temporal(self) -> bool:
+        return self.temporal_address is not None
+
+    @property
+    def uses_external_database(self) -> bool:
+        return self.database_url is not None
+
+    @property
+    def uses_remote_llm(self) -> bool:
+        return self.openai_api_key is not None
+
+    def effective_temporal_address(self) -> str:
+        return self.temporal_address or f"127.0.0.1:{self.temporal_port}"
+
+    def web_ui_url(self) -> str:
+        return self.temporal_ui_url or f"http://127.0.0.1:{self.temporal_ui_port}"
+
+    def workflow_url(self, workflow_id: str) -> str:
+        return f"{self.web_ui_url()}/namespaces/{self.temporal_namespace}/workflows/{workflow_id}"
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return Settings()

@@ -1,0 +1,1 @@
+"""Orchestration only: deterministic workflows, no I/O."""
