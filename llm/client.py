@@ -1,0 +1,88 @@
+"""The OpenAI client behind one small interface: a structured (JSON schema) completion."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import openai
+from openai import AsyncOpenAI
+
+from llm.errors import map_openai_error
+
+
+@dataclass(frozen=True)
+class Completion:
+    content: str
+    model: str
+    finish_reason: str | None
+    prompt_tokens: int
+    cached_tokens: int
+    completion_tokens: int
+    duration_ms: int
+
+
+class LLMClient:
+    """Thin wrapper over ``AsyncOpenAI(max_retries=0)``: Temporal owns retries."""
+
+    def __init__(
+        self,
+        *,
+        api_key: str,
+        base_url: str | None = None,
+        timeout: float = 300.0,
+        send_prompt_cache_key: bool = True,
+    ):
+        self._client = AsyncOpenAI(
+            api_key=api_key, base_url=base_url, max_retries=0, timeout=timeout
+        )
+        self.endpoint = str(self._client.base_url).rstrip("/")
+        self._send_prompt_cache_key = send_prompt_cache_key
+
+    async def complete_json(
+        self,
+        *,
+        model: str,
+        messages: list[dict[str, str]],
+        schema_name: str,
+        schema: dict[str, Any],
+        max_completion_tokens: int,
+        prompt_cache_key: str | None = None,
+        temperature: float | None = None,
+    ) -> Completion:
+        """One chat completion constrained to ``schema``; raises LLMError on failure."""
+        extra: dict[str, Any] = {}
+        if prompt_cache_key and self._send_prompt_cache_key:
+            extra["prompt_cache_key"] = prompt_cache_key
+        if temperature is not None:
+            extra["temperature"] = temperature
+        started = time.monotonic()
+        try:
+            response = await self._client.chat.completions.create(
+                model=model,
+                messages=messages,  # type: ignore[arg-type]
+                response_format={
+                    "type": "json_schema",
+                    "json_schema": {"name": schema_name, "schema": schema, "strict": True},
+                },
+                max_completion_tokens=max_completion_tokens,
+                **extra,
+            )
+        except openai.OpenAIError as err:
+            raise map_openai_error(err, model=model, endpoint=self.endpoint) from err
+        usage = response.usage
+        details = getattr(usage, "prompt_tokens_details", None) if usage else None
+        choice = response.choices[0]
+        return Completion(
+            content=choice.message.content or "",
+            model=response.model or model,
+            finish_reason=choice.finish_reason,
+            prompt_tokens=usage.prompt_tokens if usage else 0,
+            cached_tokens=(getattr(details, "cached_tokens", 0) or 0) if details else 0,
+            completion_tokens=usage.completion_tokens if usage else 0,
+            duration_ms=int((time.monotonic() - started) * 1000),
+        )
+
+    async def close(self) -> None:
+        await self._client.close()

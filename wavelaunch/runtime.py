@@ -1,0 +1,106 @@
+"""Wiring shared by the worker, the starter and the CLI: connections and activity dependencies."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+from temporalio.api.enums.v1 import IndexedValueType
+from temporalio.api.operatorservice.v1 import AddSearchAttributesRequest, ListSearchAttributesRequest
+from temporalio.client import Client, TLSConfig
+from temporalio.service import RPCError, RPCStatusCode
+from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.worker import Worker
+
+from activities.plan import PlanActivities, PlanDependencies
+from llm.client import LLMClient
+from storage import db
+from tokenopt.pricing import check_priced
+from tokenopt.routing import ModelRouter
+from wavelaunch.settings import Settings
+from workflows import search_attributes
+from workflows.business_plan import BusinessPlanWorkflow
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class LLMConfig:
+    """Where calls go and which model serves each tier. ``api_key`` is never logged."""
+
+    api_key: str
+    base_url: str | None
+    model_override: str | None
+    free_models: frozenset[str]
+
+
+async def connect_temporal(settings: Settings, address: str | None = None) -> Client:
+    """A Temporal client with the pydantic data converter (client, worker and replayer alike)."""
+    api_key = settings.temporal_api_key.get_secret_value() if settings.temporal_api_key else None
+    return await Client.connect(
+        address or settings.effective_temporal_address(),
+        namespace=settings.temporal_namespace,
+        data_converter=pydantic_data_converter,
+        tls=TLSConfig() if settings.temporal_tls or api_key else False,
+        api_key=api_key,
+    )
+
+
+async def ensure_search_attributes(client: Client, namespace: str) -> None:
+    """Register our search attributes on ``namespace`` if missing (idempotent)."""
+    try:
+        listed = await client.operator_service.list_search_attributes(
+            ListSearchAttributesRequest(namespace=namespace)
+        )
+        known = set(listed.custom_attributes)
+    except RPCError as err:
+        if err.status != RPCStatusCode.UNIMPLEMENTED:  # the time-skipping test server
+            raise
+        known = set()
+    missing = {
+        name: IndexedValueType.INDEXED_VALUE_TYPE_KEYWORD
+        for name in search_attributes.REGISTRATION
+        if name not in known
+    }
+    if missing:
+        await client.operator_service.add_search_attributes(
+            AddSearchAttributesRequest(namespace=namespace, search_attributes=missing)
+        )
+        log.info("registered search attributes %s", ", ".join(missing))
+
+
+def router_for(settings: Settings, llm: LLMConfig) -> ModelRouter:
+    return ModelRouter(
+        premium=settings.model_premium,
+        standard=settings.model_standard,
+        economy=settings.model_economy,
+        override=llm.model_override or settings.model_override,
+    )
+
+
+async def plan_dependencies(settings: Settings, database_url: str, llm: LLMConfig) -> PlanDependencies:
+    """Everything plan activities need; fails fast when a routed model has no known price."""
+    router = router_for(settings, llm)
+    free = frozenset(settings.free_models) | llm.free_models
+    check_priced(router.models() | {settings.naive_model}, set(free))
+    pool = await db.connect(database_url)
+    client = LLMClient(api_key=llm.api_key, base_url=llm.base_url, timeout=settings.llm_timeout_seconds)
+    return PlanDependencies(
+        pool=pool, llm=client, router=router, naive_model=settings.naive_model, free_models=free
+    )
+
+
+def build_worker(client: Client, settings: Settings, deps: PlanDependencies) -> Worker:
+    activities = PlanActivities(deps)
+    return Worker(
+        client,
+        task_queue=settings.task_queue,
+        workflows=[BusinessPlanWorkflow],
+        activities=[activities.prepare_plan, activities.generate_section, activities.assemble_document],
+        max_concurrent_activities=settings.worker_max_concurrent_activities,
+    )
+
+
+async def close_dependencies(deps: PlanDependencies) -> None:
+    await deps.llm.close()
+    await deps.pool.close()

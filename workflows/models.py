@@ -1,0 +1,120 @@
+"""Small inputs and results that cross the workflow boundary: ids, versions and figures only.
+
+Section texts and client records stay in Postgres (claim check), so histories stay small.
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from enum import StrEnum
+
+from pydantic import BaseModel, Field
+
+from domain.sections import Level
+
+
+class PlanRequest(BaseModel):
+    client_id: str
+    level: Level = Level.COMPLETE
+    # Narrow the level's sections to these (e.g. regenerate two sections).
+    sections: list[str] | None = None
+    # Pin a snapshot; None means the client's current version when the plan starts.
+    client_version: int | None = None
+
+
+class PlanInputs(BaseModel):
+    client_id: str
+    client_version: int
+    sections: list[str]
+
+
+class SectionRequest(BaseModel):
+    client_id: str
+    client_version: int
+    section_key: str
+    # Every section of this document: the naive counterfactual is priced per document.
+    document_sections: list[str]
+
+
+class SectionResult(BaseModel):
+    section_key: str
+    section_id: int
+    model: str
+    tier: str
+    cache_tier: str = "none"
+    prompt_tokens: int = 0
+    cached_tokens: int = 0
+    completion_tokens: int = 0
+    cost: Decimal = Decimal(0)
+    baseline_tokens: int = 0
+    baseline_cost: Decimal = Decimal(0)
+    duration_ms: int = 0
+    llm_calls: int = 0
+    escalated: bool = False
+    compression_steps: list[str] = Field(default_factory=list)
+
+
+class AssembleRequest(BaseModel):
+    client_id: str
+    client_version: int
+    level: Level
+    workflow_id: str
+    run_id: str
+    sections: list[SectionResult]
+
+
+class DocumentRef(BaseModel):
+    document_id: int
+    version: int
+    markdown_chars: int
+
+
+class SectionStatus(StrEnum):
+    PENDING = "pending"
+    RUNNING = "running"
+    DONE = "done"
+    FAILED = "failed"
+
+
+class SectionProgress(BaseModel):
+    section_key: str
+    status: SectionStatus = SectionStatus.PENDING
+    model: str | None = None
+    tokens: int = 0
+    cost: Decimal = Decimal(0)
+    cache_tier: str | None = None
+    error: str | None = None
+
+
+class PlanProgress(BaseModel):
+    client_id: str
+    level: Level
+    status: str = "starting"
+    sections: list[SectionProgress] = Field(default_factory=list)
+
+    def count(self, status: SectionStatus) -> int:
+        return sum(1 for s in self.sections if s.status == status)
+
+    @property
+    def tokens(self) -> int:
+        return sum(s.tokens for s in self.sections)
+
+    @property
+    def cost(self) -> Decimal:
+        return sum((s.cost for s in self.sections), Decimal(0))
+
+
+class PlanResult(BaseModel):
+    client_id: str
+    client_version: int
+    level: Level
+    document: DocumentRef
+    sections: list[SectionResult]
+
+    @property
+    def total_tokens(self) -> int:
+        return sum(s.prompt_tokens + s.completion_tokens for s in self.sections)
+
+    @property
+    def total_cost(self) -> Decimal:
+        return sum((s.cost for s in self.sections), Decimal(0))

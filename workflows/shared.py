@@ -1,0 +1,43 @@
+"""Names and timeouts shared by workflows, workers and starters."""
+
+from datetime import timedelta
+
+from temporalio.common import RetryPolicy
+
+
+def plan_workflow_id(client_id: str) -> str:
+    return f"plan-{client_id}"
+
+
+PREPARE_TIMEOUT = timedelta(seconds=30)
+ASSEMBLE_TIMEOUT = timedelta(seconds=60)
+# A slow local model can take minutes for one section; a dead worker is noticed by heartbeat.
+SECTION_START_TO_CLOSE = timedelta(minutes=15)
+SECTION_HEARTBEAT_TIMEOUT = timedelta(seconds=20)
+HEARTBEAT_EVERY_SECONDS = 5.0
+
+# Errors no retry can fix; LLM errors also carry non_retryable themselves.
+FINAL_ERRORS = [
+    "UnknownClient",
+    "UnknownSection",
+    "InvalidModelOutput",
+    "LLMAuthenticationError",
+    "LLMPermissionDenied",
+    "LLMModelNotFound",
+    "LLMBadRequest",
+    "BudgetExceeded",
+]
+
+SECTION_RETRY = RetryPolicy(
+    initial_interval=timedelta(seconds=1),
+    backoff_coefficient=2.0,
+    maximum_interval=timedelta(seconds=60),
+    maximum_attempts=8,
+    non_retryable_error_types=FINAL_ERRORS,
+)
+STORAGE_RETRY = RetryPolicy(
+    initial_interval=timedelta(seconds=1),
+    maximum_interval=timedelta(seconds=20),
+    maximum_attempts=10,
+    non_retryable_error_types=FINAL_ERRORS,
+)
