@@ -33,12 +33,16 @@ class LLMClient:
         base_url: str | None = None,
         timeout: float = 300.0,
         send_prompt_cache_key: bool = True,
+        structured_output: str = "json_schema",
     ):
         self._client = AsyncOpenAI(
             api_key=api_key, base_url=base_url, max_retries=0, timeout=timeout
         )
         self.endpoint = str(self._client.base_url).rstrip("/")
         self._send_prompt_cache_key = send_prompt_cache_key
+        # "json_schema" is OpenAI's strict mode; llama.cpp's server only constrains output to a
+        # schema given as {"type": "json_object", "schema": ...}.
+        self._structured_output = structured_output
 
     async def complete_json(
         self,
@@ -62,10 +66,7 @@ class LLMClient:
             response = await self._client.chat.completions.create(
                 model=model,
                 messages=messages,  # type: ignore[arg-type]
-                response_format={
-                    "type": "json_schema",
-                    "json_schema": {"name": schema_name, "schema": schema, "strict": True},
-                },
+                response_format=self._response_format(schema_name, schema),  # type: ignore[arg-type]
                 max_completion_tokens=max_completion_tokens,
                 **extra,
             )
@@ -83,6 +84,11 @@ class LLMClient:
             completion_tokens=usage.completion_tokens if usage else 0,
             duration_ms=int((time.monotonic() - started) * 1000),
         )
+
+    def _response_format(self, name: str, schema: dict[str, Any]) -> dict[str, Any]:
+        if self._structured_output == "json_object":
+            return {"type": "json_object", "schema": schema}
+        return {"type": "json_schema", "json_schema": {"name": name, "schema": schema, "strict": True}}
 
     async def close(self) -> None:
         await self._client.close()

@@ -39,11 +39,17 @@ def encoding_name(model: str) -> str:
     if wanted == "o200k_base" and _o200k_cached():
         return wanted
     if wanted != "cl100k_base":
-        log.warning(
-            "token counts for %s use cl100k_base: %s is not available offline "
-            "(put it in TIKTOKEN_CACHE_DIR to count exactly)", model, wanted
-        )
+        _warn_fallback(wanted)
     return OFFLINE_CL100K
+
+
+@lru_cache(maxsize=None)
+def _warn_fallback(wanted: str) -> None:
+    log.warning(
+        "token estimates use cl100k_base: %s is not available offline (put its file in "
+        "TIKTOKEN_CACHE_DIR to count exactly); billed figures come from the API's usage",
+        wanted,
+    )
 
 
 @lru_cache(maxsize=None)

@@ -14,6 +14,7 @@ from temporalio.worker import Worker
 
 from activities.plan import PlanActivities, PlanDependencies
 from llm.client import LLMClient
+from stack.manager import LLMEndpoint
 from storage import db
 from tokenopt.pricing import check_priced
 from tokenopt.routing import ModelRouter
@@ -32,6 +33,19 @@ class LLMConfig:
     base_url: str | None
     model_override: str | None
     free_models: frozenset[str]
+    structured_output: str = "json_schema"
+
+    @classmethod
+    def from_endpoint(cls, endpoint: LLMEndpoint) -> LLMConfig:
+        local = endpoint.kind == "local"
+        return cls(
+            api_key=endpoint.api_key.get_secret_value(),
+            base_url=endpoint.base_url,
+            model_override=endpoint.model_override,
+            # A self-hosted model costs no per-token dollars; every other model must be priced.
+            free_models=frozenset({endpoint.model_override}) if local and endpoint.model_override else frozenset(),
+            structured_output="json_object" if local else "json_schema",
+        )
 
 
 async def connect_temporal(settings: Settings, address: str | None = None) -> Client:
@@ -84,7 +98,12 @@ async def plan_dependencies(settings: Settings, database_url: str, llm: LLMConfi
     free = frozenset(settings.free_models) | llm.free_models
     check_priced(router.models() | {settings.naive_model}, set(free))
     pool = await db.connect(database_url)
-    client = LLMClient(api_key=llm.api_key, base_url=llm.base_url, timeout=settings.llm_timeout_seconds)
+    client = LLMClient(
+        api_key=llm.api_key,
+        base_url=llm.base_url,
+        timeout=settings.llm_timeout_seconds,
+        structured_output=llm.structured_output,
+    )
     return PlanDependencies(
         pool=pool, llm=client, router=router, naive_model=settings.naive_model, free_models=free
     )

@@ -1,0 +1,190 @@
+"""The ``wavelaunch`` command line: the embedded stack, the worker, clients, plans and usage."""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import json
+import logging
+from collections.abc import Callable, Coroutine
+from pathlib import Path
+from typing import Any, TypeVar
+
+import typer
+from rich.live import Live
+from temporalio.client import WorkflowFailureError
+
+from domain.client import InvalidClientRecord
+from domain.sections import DocumentKind, Level, UnknownSection
+from stack.errors import StackError
+from storage.clients import UnknownClient
+from tokenopt.pricing import UnknownModelPrice
+from wavelaunch import commands
+from wavelaunch.console import console, progress_table, usage_table
+from wavelaunch.settings import get_settings
+
+app = typer.Typer(no_args_is_help=True, help=__doc__, pretty_exceptions_show_locals=False)
+stack_app = typer.Typer(no_args_is_help=True, help="Start, stop and inspect the embedded stack.")
+clients_app = typer.Typer(no_args_is_help=True, help="Client records from the CRM.")
+plan_app = typer.Typer(no_args_is_help=True, help="Business plans.")
+usage_app = typer.Typer(no_args_is_help=True, help="Tokens and dollars spent, and saved.")
+app.add_typer(stack_app, name="stack")
+app.add_typer(clients_app, name="clients")
+app.add_typer(plan_app, name="plan")
+app.add_typer(usage_app, name="usage")
+
+T = TypeVar("T")
+
+# Errors a person can act on: print the message, not a traceback.
+_USER_ERRORS = (
+    InvalidClientRecord, UnknownClient, UnknownSection, StackError, UnknownModelPrice,
+    FileNotFoundError, json.JSONDecodeError,
+)
+
+
+def _run(coro_fn: Callable[..., Coroutine[Any, Any, T]]) -> Callable[..., T]:
+    @functools.wraps(coro_fn)
+    def wrapper(*args: Any, **kwargs: Any) -> T:
+        logging.basicConfig(level=logging.INFO, format="%(message)s", handlers=[_rich_handler()])
+        # One line per HTTP request drowns the progress table.
+        for noisy in ("httpx", "openai", "temporalio.worker._worker"):
+            logging.getLogger(noisy).setLevel(logging.WARNING)
+        try:
+            return asyncio.run(coro_fn(*args, **kwargs))
+        except _USER_ERRORS as err:
+            console.print(f"[red]error:[/] {err}")
+            raise typer.Exit(1) from None
+        except WorkflowFailureError as err:
+            console.print(f"[red]workflow failed:[/] {err.cause or err}")
+            raise typer.Exit(1) from None
+        except KeyboardInterrupt:
+            raise typer.Exit(130) from None
+
+    return wrapper
+
+
+def _rich_handler() -> logging.Handler:
+    from rich.logging import RichHandler
+
+    return RichHandler(console=console, show_path=False, show_time=False, markup=False)
+
+
+def _parse_sections(value: str | None) -> list[str] | None:
+    return [s.strip() for s in value.split(",") if s.strip()] if value else None
+
+
+# -- stack ---------------------------------------------------------------------------------
+@stack_app.command("up")
+@_run
+async def stack_up(
+    detach: bool = typer.Option(False, "--detach", "-d", help="Leave it running and return."),
+    llm: bool = typer.Option(True, help="Also start (or check) the LLM endpoint."),
+) -> None:
+    """Start Temporal (with its Web UI), Postgres and the local LLM if needed."""
+    await commands.stack_up(get_settings(), detach=detach, with_llm=llm)
+
+
+@stack_app.command("down")
+@_run
+async def stack_down() -> None:
+    """Stop every part of the embedded stack this state dir started."""
+    await commands.stack_down(get_settings())
+
+
+@stack_app.command("status")
+@_run
+async def stack_status() -> None:
+    """Show each part: running, stopped or external."""
+    commands.stack_status(get_settings())
+
+
+# -- worker --------------------------------------------------------------------------------
+@app.command("worker")
+@_run
+async def worker() -> None:
+    """Run a worker until Ctrl-C (starts the embedded parts it needs if they are not up)."""
+    await commands.run_worker(get_settings())
+
+
+# -- clients -------------------------------------------------------------------------------
+@clients_app.command("import")
+@_run
+async def clients_import(file: Path = typer.Argument(..., exists=True, readable=True)) -> None:
+    """Import one CRM client record or a list of them (JSON, camelCase as the CRM sends it)."""
+    await commands.import_clients(get_settings(), file)
+
+
+# -- plans ---------------------------------------------------------------------------------
+@plan_app.command("generate")
+@_run
+async def plan_generate(
+    client_id: str,
+    level: Level = typer.Option(Level.COMPLETE, help="essential, standard or complete"),
+    sections: str | None = typer.Option(None, help="Only these sections, comma-separated."),
+    wait: bool = typer.Option(True, "--wait/--no-wait", help="Wait and show progress."),
+) -> None:
+    """Generate (or join the running generation of) a client's business plan."""
+    settings = get_settings()
+    handle = await commands.start_plan(settings, client_id, level, _parse_sections(sections))
+    console.print(f"workflow [bold]{handle.id}[/]: {settings_url(handle.id)}")
+    if not wait:
+        return
+    with Live(console=console, refresh_per_second=4) as live:
+        result = await commands.watch_plan(handle, lambda p: live.update(progress_table(p)))
+    console.print(
+        f"document v{result.document.version}: {result.total_tokens:,} tokens, "
+        f"${float(result.total_cost):.4f}; see `wavelaunch plan show {client_id}`"
+    )
+
+
+def settings_url(workflow_id: str) -> str:
+    return get_settings().workflow_url(workflow_id)
+
+
+@plan_app.command("show")
+@_run
+async def plan_show(
+    client_id: str,
+    format: str = typer.Option("md", "--format", "-f", help="md or json"),
+) -> None:
+    """Print the latest business plan of a client as Markdown or JSON."""
+    if format not in ("md", "json"):
+        raise typer.BadParameter("--format must be md or json")
+    text = await commands.show_document(get_settings(), client_id, DocumentKind.BUSINESS_PLAN, format)
+    if format == "json":
+        print(text)
+    else:
+        console.print(text, markup=False, highlight=False)
+
+
+# -- usage ---------------------------------------------------------------------------------
+@usage_app.command("report")
+@_run
+async def usage_report(
+    as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
+    client: str | None = typer.Option(None, help="Only this client."),
+) -> None:
+    """Totals, per operation, model, client and cache tier, with savings against the naive way."""
+    report = await commands.usage_report(get_settings(), client_id=client)
+    if as_json:
+        print(json.dumps(report, indent=2, default=str))
+        return
+    for group in ("total", "operation", "model", "client", "cache_tier"):
+        console.print(usage_table(report, group))
+
+
+# -- demo ----------------------------------------------------------------------------------
+@app.command("demo")
+@_run
+async def demo(
+    client: Path | None = typer.Option(None, "--client", help="A CRM client record (JSON)."),
+    level: Level = typer.Option(Level.COMPLETE, help="essential, standard or complete"),
+    out: Path = typer.Option(Path("out"), help="Where the Markdown plan is written."),
+    keep_running: bool = typer.Option(False, "--keep-running", help="Leave the stack up afterwards."),
+) -> None:
+    """Start the embedded stack and a worker, generate one business plan, write it, stop."""
+    await commands.demo(get_settings(), client_file=client, level=level, out=out, keep_running=keep_running)
+
+
+if __name__ == "__main__":
+    app()

@@ -1,0 +1,253 @@
+"""What each CLI command does, as plain async functions (the CLI only parses and prints)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import signal
+import time
+from collections.abc import AsyncIterator, Callable
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+from rich.live import Live
+from rich.table import Table
+from temporalio.client import Client, WorkflowHandle
+
+import stack
+from domain.client import ClientRecord, InvalidClientRecord, parse_client
+from domain.sections import DocumentKind, Level
+from storage import clients, db, documents, sections, usage
+from wavelaunch import plans
+from wavelaunch.console import console, money, progress_table, usage_table
+from wavelaunch.runtime import (
+    LLMConfig,
+    build_worker,
+    close_dependencies,
+    connect_temporal,
+    ensure_search_attributes,
+    plan_dependencies,
+)
+from wavelaunch.settings import Settings
+from workflows.business_plan import BusinessPlanWorkflow
+from workflows.models import PlanProgress, PlanRequest, PlanResult
+
+log = logging.getLogger(__name__)
+
+
+# -- the stack -----------------------------------------------------------------------------
+def _endpoint_table(endpoints: stack.StackEndpoints) -> Table:
+    table = Table(title="Stack", title_justify="left", show_header=False)
+    table.add_row("Temporal", endpoints.temporal_address)
+    table.add_row("Web UI", endpoints.web_ui_url or "(external Temporal: use its own UI)")
+    table.add_row("Postgres", stack.manager.redact(endpoints.database_url))
+    if endpoints.llm:
+        table.add_row("LLM", f"{endpoints.llm.kind}: {endpoints.llm.base_url or 'api.openai.com'}")
+    return table
+
+
+async def stack_up(settings: Settings, *, detach: bool, with_llm: bool) -> None:
+    if detach:
+        endpoints = await stack.up(settings, with_llm=with_llm)
+        console.print(_endpoint_table(endpoints))
+        console.print("Running in the background; `wavelaunch stack down` stops it.")
+        return
+    async with stack.running_stack(settings, with_llm=with_llm) as endpoints:
+        console.print(_endpoint_table(endpoints))
+        console.print("Press Ctrl-C to stop.")
+        await _until_signal()
+
+
+async def stack_down(settings: Settings) -> None:
+    stopped = await stack.down(settings)
+    console.print(f"stopped: {', '.join(stopped)}" if stopped else "nothing was running")
+
+
+def stack_status(settings: Settings) -> None:
+    table = Table("part", "state", "address", "pid", "log")
+    for row in stack.status(settings):
+        table.add_row(row.part, row.state, row.address or "", str(row.pid or ""), str(row.log or ""))
+    console.print(table)
+
+
+async def _until_signal() -> None:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+
+
+# -- connections ---------------------------------------------------------------------------
+@contextlib.asynccontextmanager
+async def _database(settings: Settings) -> AsyncIterator[asyncpg.Pool]:
+    """A migrated pool on DATABASE_URL or on the embedded Postgres (started if needed)."""
+    endpoints = await stack.up(settings, with_llm=False)
+    pool = await db.connect(endpoints.database_url, max_size=4)
+    try:
+        yield pool
+    finally:
+        await pool.close()
+
+
+async def _temporal(settings: Settings) -> Client:
+    endpoints = await stack.up(settings, with_llm=False)
+    return await connect_temporal(settings, endpoints.temporal_address)
+
+
+# -- the worker ----------------------------------------------------------------------------
+async def run_worker(settings: Settings) -> None:
+    endpoints = await stack.up(settings, with_llm=True)
+    assert endpoints.llm is not None
+    client = await connect_temporal(settings, endpoints.temporal_address)
+    await ensure_search_attributes(client, settings.temporal_namespace)
+    deps = await plan_dependencies(settings, endpoints.database_url, LLMConfig.from_endpoint(endpoints.llm))
+    try:
+        worker = build_worker(client, settings, deps)
+        console.print(f"worker on task queue {settings.task_queue!r}; Ctrl-C to stop")
+        async with worker:
+            await _until_signal()
+    finally:
+        await close_dependencies(deps)
+
+
+# -- clients -------------------------------------------------------------------------------
+def load_records(file: Path) -> list[ClientRecord]:
+    """Validate every record in the file; refuse the whole file if any record is invalid."""
+    data = json.loads(file.read_text())
+    items = data if isinstance(data, list) else [data]
+    records, problems = [], []
+    for index, item in enumerate(items):
+        try:
+            records.append(parse_client(item))
+        except InvalidClientRecord as err:
+            label = item.get("id", f"#{index + 1}") if isinstance(item, dict) else f"#{index + 1}"
+            problems += [f"record {label}: {p}" for p in err.problems]
+    if problems:
+        raise InvalidClientRecord(problems)
+    return records
+
+
+async def import_clients(settings: Settings, file: Path) -> list[tuple[str, int, bool]]:
+    records = load_records(file)
+    async with _database(settings) as pool:
+        results = []
+        for record in records:
+            stored, changed = await clients.upsert(pool, record)
+            results.append((record.id, stored.version, changed))
+            state = f"stored as version {stored.version}" if changed else f"unchanged (version {stored.version})"
+            console.print(f"client {record.id}: {state}")
+    return results
+
+
+# -- plans ---------------------------------------------------------------------------------
+async def start_plan(
+    settings: Settings, client_id: str, level: Level, only: list[str] | None
+) -> WorkflowHandle[BusinessPlanWorkflow, PlanResult]:
+    request = PlanRequest(client_id=client_id, level=level, sections=only)
+    async with _database(settings) as pool:
+        await plans.check_request(pool, request)
+    client = await _temporal(settings)
+    return await plans.start_plan(client, settings, request)
+
+
+async def watch_plan(
+    handle: WorkflowHandle[BusinessPlanWorkflow, PlanResult], on_progress: Callable[[PlanProgress], None]
+) -> PlanResult:
+    return await plans.watch(handle, on_progress)
+
+
+async def document_json(pool: asyncpg.Pool, doc: documents.StoredDocument) -> dict[str, Any]:
+    stored = await sections.get_many(pool, doc.section_ids)
+    return {
+        "client_id": doc.client_id,
+        "kind": doc.kind,
+        "version": doc.version,
+        "level": doc.level,
+        "client_version": doc.client_version,
+        "workflow_id": doc.workflow_id,
+        "created_at": doc.created_at.isoformat(),
+        "sections": [
+            {"key": stored[i].section_key, "model": stored[i].model, "content": stored[i].content}
+            for i in doc.section_ids
+        ],
+    }
+
+
+async def show_document(settings: Settings, client_id: str, kind: DocumentKind, fmt: str) -> str:
+    async with _database(settings) as pool:
+        await clients.get(pool, client_id)
+        doc = await documents.latest(pool, client_id, kind.value)
+        if doc is None:
+            raise FileNotFoundError(
+                f"no {kind.value.replace('_', ' ')} for client {client_id!r} yet; "
+                f"run `wavelaunch plan generate {client_id}`"
+            )
+        if fmt == "json":
+            return json.dumps(await document_json(pool, doc), indent=2)
+        return doc.markdown
+
+
+async def usage_report(settings: Settings, *, client_id: str | None = None) -> dict[str, Any]:
+    async with _database(settings) as pool:
+        return await usage.report(pool, client_id=client_id)
+
+
+# -- the demo ------------------------------------------------------------------------------
+def sample_client_file() -> Path:
+    return Path(str(resources.files("wavelaunch") / "samples" / "client.json"))
+
+
+async def demo(
+    settings: Settings, *, client_file: Path | None, level: Level, out: Path, keep_running: bool
+) -> PlanResult:
+    """The whole path once: stack, worker, client import, plan, Markdown, usage, stop."""
+    began = time.monotonic()
+    record = load_records(client_file or sample_client_file())[0]
+    async with stack.running_stack(settings, with_llm=True, keep_running=keep_running) as endpoints:
+        assert endpoints.llm is not None
+        console.print(_endpoint_table(endpoints))
+        client = await connect_temporal(settings, endpoints.temporal_address)
+        await ensure_search_attributes(client, settings.temporal_namespace)
+        deps = await plan_dependencies(
+            settings, endpoints.database_url, LLMConfig.from_endpoint(endpoints.llm)
+        )
+        try:
+            stored, _ = await clients.upsert(deps.pool, record)
+            console.print(f"client {record.id} imported (version {stored.version})")
+            async with build_worker(client, settings, deps):
+                handle = await plans.start_plan(
+                    client, settings, PlanRequest(client_id=record.id, level=level)
+                )
+                web_ui = endpoints.web_ui_url or settings.web_ui_url()
+                console.print(
+                    f"workflow {handle.id}: {web_ui}/namespaces/{settings.temporal_namespace}"
+                    f"/workflows/{handle.id}"
+                )
+                with Live(console=console, refresh_per_second=4) as live:
+                    result = await plans.watch(handle, lambda p: live.update(progress_table(p)))
+            doc = await documents.latest(deps.pool, record.id, DocumentKind.BUSINESS_PLAN.value)
+            assert doc is not None
+            out.mkdir(parents=True, exist_ok=True)
+            path = out / f"{record.id}-business-plan-v{doc.version}.md"
+            path.write_text(doc.markdown)
+            report = await usage.report(deps.pool, workflow_id=handle.id)
+            console.print(usage_table(report, "model"))
+            totals = report["totals"]
+            console.print(
+                f"plan written to [bold]{path}[/] in {time.monotonic() - began:.1f} s; "
+                f"{totals['total_tokens']:,} tokens, {money(totals['cost'])} "
+                f"(the naive way: {totals['baseline_tokens']:,} tokens, {money(totals['baseline_cost'])})"
+            )
+            if endpoints.llm.kind == "local":
+                console.print(
+                    "[dim]The local model (Gemma 3 270M) shows the real path offline; its prose is "
+                    "poor. Set OPENAI_API_KEY for real plans.[/]"
+                )
+            return result
+        finally:
+            await close_dependencies(deps)

@@ -1,0 +1,68 @@
+"""Terminal rendering: the live progress table and the usage report."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+from workflows.models import PlanProgress, SectionStatus
+
+console = Console()
+
+_STATUS_STYLE = {
+    SectionStatus.PENDING: "dim",
+    SectionStatus.RUNNING: "yellow",
+    SectionStatus.DONE: "green",
+    SectionStatus.FAILED: "red",
+}
+
+
+def money(value: Decimal | float) -> str:
+    return f"${float(value):,.4f}"
+
+
+def progress_table(progress: PlanProgress) -> Table:
+    done = progress.count(SectionStatus.DONE)
+    table = Table(
+        title=f"Business plan for {progress.client_id} ({progress.level}): {progress.status}, "
+        f"{done}/{len(progress.sections)} sections",
+        title_justify="left",
+    )
+    for column in ("section", "status", "model", "tokens", "cost", "cache"):
+        table.add_column(column, justify="right" if column in ("tokens", "cost") else "left")
+    for s in progress.sections:
+        table.add_row(
+            s.section_key,
+            f"[{_STATUS_STYLE[s.status]}]{s.status}[/]",
+            s.model or "",
+            f"{s.tokens:,}" if s.tokens else "",
+            money(s.cost) if s.status == SectionStatus.DONE else "",
+            s.cache_tier or "",
+        )
+        if s.error:
+            table.add_row("", f"[red]{s.error[:120]}[/]", "", "", "", "")
+    table.add_row("total", "", "", f"{progress.tokens:,}", money(progress.cost), "", style="bold")
+    return table
+
+
+def usage_table(report: dict[str, Any], group: str) -> Table:
+    table = Table(title=f"Usage by {group}", title_justify="left")
+    for column in ("key", "calls", "prompt", "cached", "completion", "cost", "naive cost", "saved", "hit rate"):
+        table.add_column(column, justify="left" if column == "key" else "right")
+    rows = report[f"by_{group}"] if group != "total" else {"total": report["totals"]}
+    for key, row in rows.items():
+        table.add_row(
+            str(key),
+            f"{row['calls']:,}",
+            f"{row['prompt_tokens']:,}",
+            f"{row['cached_prompt_tokens']:,}",
+            f"{row['completion_tokens']:,}",
+            money(row["cost"]),
+            money(row["baseline_cost"]),
+            money(row["saved_cost"]),
+            f"{row['cache_hit_rate']:.0%}",
+        )
+    return table

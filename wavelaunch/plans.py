@@ -1,0 +1,88 @@
+"""Starting and watching business-plan workflows: what the CLI, starter.py and the API share."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+
+import asyncpg
+from temporalio.client import Client, WorkflowHandle
+from temporalio.common import (
+    SearchAttributePair,
+    TypedSearchAttributes,
+    WorkflowIDConflictPolicy,
+    WorkflowIDReusePolicy,
+)
+from temporalio.service import RPCError
+
+from domain.sections import DocumentKind, resolve_sections
+from storage import clients
+from wavelaunch.settings import Settings
+from workflows import search_attributes as sa
+from workflows.business_plan import BusinessPlanWorkflow
+from workflows.models import PlanProgress, PlanRequest, PlanResult
+from workflows.shared import plan_workflow_id
+
+
+async def check_request(pool: asyncpg.Pool, request: PlanRequest) -> None:
+    """Refuse an unknown client or section before anything starts (and before any LLM call)."""
+    await clients.get(pool, request.client_id, request.client_version)
+    resolve_sections(request.level, request.sections)
+
+
+async def start_plan(
+    client: Client, settings: Settings, request: PlanRequest
+) -> WorkflowHandle[BusinessPlanWorkflow, PlanResult]:
+    """Start ``plan-<clientId>``, or attach to it if it is already running.
+
+    USE_EXISTING makes a repeated request (a second click, a redelivered event) join the running
+    plan instead of starting a second generation; a finished plan may be generated again, and
+    its finished sections are then reused from storage at no token cost.
+    """
+    return await client.start_workflow(
+        BusinessPlanWorkflow.run,
+        request,
+        id=plan_workflow_id(request.client_id),
+        task_queue=settings.task_queue,
+        id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
+        id_reuse_policy=WorkflowIDReusePolicy.ALLOW_DUPLICATE,
+        search_attributes=TypedSearchAttributes(
+            [
+                SearchAttributePair(sa.CLIENT_ID, request.client_id),
+                SearchAttributePair(sa.DOCUMENT_KIND, DocumentKind.BUSINESS_PLAN.value),
+                SearchAttributePair(sa.LEVEL, request.level.value),
+                SearchAttributePair(sa.STATUS, "queued"),
+            ]
+        ),
+        memo={"client_id": request.client_id, "level": request.level.value},
+    )
+
+
+async def watch(
+    handle: WorkflowHandle[BusinessPlanWorkflow, PlanResult],
+    on_progress: Callable[[PlanProgress], None],
+    *,
+    every: float = 0.5,
+) -> PlanResult:
+    """Wait for the result, reporting progress from the workflow's query as it changes."""
+    result_task = asyncio.ensure_future(handle.result())
+    last: str | None = None
+    try:
+        while not result_task.done():
+            try:
+                progress = await handle.query(BusinessPlanWorkflow.progress)
+            except RPCError:
+                progress = None  # no worker has picked the workflow up yet
+            if progress is not None and (dump := progress.model_dump_json()) != last:
+                last = dump
+                on_progress(progress)
+            await asyncio.wait({result_task}, timeout=every)
+        result = result_task.result()
+    finally:
+        if not result_task.done():
+            result_task.cancel()
+    try:
+        on_progress(await handle.query(BusinessPlanWorkflow.progress))
+    except RPCError:
+        pass
+    return result
