@@ -12,7 +12,7 @@ import hashlib
 import logging
 import os
 import tempfile
-from functools import lru_cache
+from functools import cache, lru_cache
 
 import tiktoken
 from tiktoken.model import encoding_name_for_model
@@ -29,7 +29,7 @@ def _o200k_cached() -> bool:
     return os.path.exists(os.path.join(cache_dir, hashlib.sha1(_O200K_URL.encode()).hexdigest()))
 
 
-@lru_cache(maxsize=None)
+@cache
 def encoding_name(model: str) -> str:
     """The encoding used to count ``model``'s tokens on this machine."""
     try:
@@ -43,7 +43,7 @@ def encoding_name(model: str) -> str:
     return OFFLINE_CL100K
 
 
-@lru_cache(maxsize=None)
+@cache
 def _warn_fallback(wanted: str) -> None:
     log.warning(
         "token estimates use cl100k_base: %s is not available offline (put its file in "
@@ -52,7 +52,7 @@ def _warn_fallback(wanted: str) -> None:
     )
 
 
-@lru_cache(maxsize=None)
+@cache
 def _encoding(name: str) -> tiktoken.Encoding:
     return tiktoken.get_encoding(name)
 

