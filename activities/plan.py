@@ -24,8 +24,10 @@ from llm.errors import InvalidModelOutput, LLMError
 from storage import clients, documents, sections, usage
 from storage.clients import StoredClient, UnknownClient
 from tokenopt import naive, pricing
-from tokenopt.prompts import PROMPT_VERSION, build_section_prompt
+from tokenopt.budget import BudgetExceeded
+from tokenopt.prompts import PROMPT_VERSION, BuiltPrompt, build_section_prompt
 from tokenopt.routing import ModelRouter, Tier, tier_for
+from tokenopt.techniques import Technique, Techniques
 from workflows.models import (
     AssembleRequest,
     DocumentRef,
@@ -50,15 +52,15 @@ class PlanDependencies:
     router: ModelRouter
     naive_model: str
     free_models: frozenset[str] = field(default_factory=frozenset)
+    techniques: Techniques = field(default_factory=Techniques)
 
 
-def idempotency_key(client_id: str, client_version: int, spec: SectionSpec) -> str:
-    """What makes two generations the same work: reuse a stored section when this matches."""
-    raw = (
-        f"{client_id}|{client_version}|{DocumentKind.BUSINESS_PLAN}|{spec.key}"
-        f"|prompt{PROMPT_VERSION}|schema{spec.schema_version}"
-    )
-    return hashlib.sha256(raw.encode()).hexdigest()
+def idempotency_key(client_id: str, prompt: BuiltPrompt) -> str:
+    """What makes two generations the same work: the client and exactly what the section reads
+    (its projected fields, section, prompt and schema versions). A client update that touches
+    none of a section's fields leaves its key unchanged, so the section is reused: differential
+    regeneration falls out of the same rule as retries and repeats."""
+    return hashlib.sha256(f"{client_id}|{DocumentKind.BUSINESS_PLAN}|{prompt.input_hash}".encode()).hexdigest()
 
 
 @contextlib.asynccontextmanager
@@ -113,15 +115,26 @@ class PlanActivities:
         except UnknownClient as err:
             raise ApplicationError(str(err), type="UnknownClient", non_retryable=True) from None
 
-        key = idempotency_key(request.client_id, request.client_version, spec)
+        tier = self._tier(spec)
+        try:
+            prompt = self._prompt(stored, spec, self.deps.router.model_for(tier))
+        except BudgetExceeded as err:
+            raise ApplicationError(str(err), type="BudgetExceeded", non_retryable=True) from None
+        key = idempotency_key(request.client_id, prompt)
         baseline_prompt = self._baseline_prompt_tokens(stored, spec, document_specs)
-        existing = await sections.find(self.deps.pool, key)
-        if existing is not None:
-            return await self._reused(request, spec, existing, baseline_prompt)
+        if self.deps.techniques.on(Technique.REUSE):
+            existing = await sections.find(self.deps.pool, key)
+            if existing is not None:
+                return await self._reused(request, spec, existing, baseline_prompt)
 
-        tier = tier_for(spec.key)
         async with _heartbeating():
             return await self._generate(request, spec, stored, key, tier, baseline_prompt)
+
+    def _tier(self, spec: SectionSpec) -> Tier:
+        return tier_for(spec.key) if self.deps.techniques.on(Technique.ROUTING) else Tier.PREMIUM
+
+    def _prompt(self, stored: StoredClient, spec: SectionSpec, model: str) -> BuiltPrompt:
+        return build_section_prompt(stored.record.wire(), spec, model=model, techniques=self.deps.techniques)
 
     async def _generate(
         self,
@@ -134,12 +147,12 @@ class PlanActivities:
     ) -> SectionResult:
         model_cls = output_model(spec.key)
         schema = strict_json_schema(model_cls)
-        record = stored.record.wire()
         totals = SectionResult(section_key=spec.key, section_id=0, model="", tier=tier.value)
         problems: list[str] = []
         for attempt in range(1, MAX_OUTPUT_ATTEMPTS + 1):
             model = self.deps.router.model_for(tier)
-            prompt = build_section_prompt(record, spec, model=model)
+            prompt = self._prompt(stored, spec, model)
+            totals.compression_steps = list(prompt.compression_steps)
             completion = await self._call(request, spec, model, tier, prompt.messages, schema)
             totals = self._add(totals, completion, model, tier)
             try:
@@ -151,7 +164,7 @@ class PlanActivities:
                 problems.append(f"attempt {attempt} ({model}): {problem}")
                 await self._log_usage(
                     request, spec, completion, model, tier, success=False,
-                    error=f"invalid output: {problem}", escalated=totals.escalated,
+                    error=f"invalid output: {problem}", escalated=totals.escalated, key=key,
                 )
                 # Cascade: a cheap model's bad answer goes once to the next tier up.
                 if attempt == 1 and (up := tier.escalated()) and self.deps.router.model_for(up) != model:
@@ -173,7 +186,8 @@ class PlanActivities:
             baseline_cost = self._baseline_cost(baseline_prompt, completion.completion_tokens)
             await self._log_usage(
                 request, spec, completion, model, tier, success=True, escalated=totals.escalated,
-                baseline_prompt=baseline_prompt, baseline_cost=baseline_cost,
+                baseline_prompt=baseline_prompt, baseline_cost=baseline_cost, key=key,
+                steps=totals.compression_steps,
             )
             totals.section_id = section_id
             totals.model = model
@@ -263,7 +277,8 @@ class PlanActivities:
                 workflow_id=info.workflow_id, run_id=info.workflow_run_id,
                 activity_id=info.activity_id, attempt=info.attempt,
                 document_type=DocumentKind.BUSINESS_PLAN.value, section_key=spec.key,
-                cache_hit=True, cache_tier="stored", request_duration_ms=0, success=True,
+                cache_hit=True, cache_tier="stored", cache_key=existing.idempotency_key,
+                request_duration_ms=0, success=True,
                 baseline_prompt_tokens=baseline_prompt,
                 baseline_completion_tokens=completion_tokens, baseline_cost=baseline_cost,
             ),
@@ -287,6 +302,8 @@ class PlanActivities:
         escalated: bool = False,
         baseline_prompt: int = 0,
         baseline_cost: Decimal = Decimal(0),
+        key: str | None = None,
+        steps: list[str] | None = None,
     ) -> None:
         info = activity.info()
         await usage.record(
@@ -300,7 +317,8 @@ class PlanActivities:
                 client_id=request.client_id, workflow_id=info.workflow_id,
                 run_id=info.workflow_run_id, activity_id=info.activity_id, attempt=info.attempt,
                 document_type=DocumentKind.BUSINESS_PLAN.value, section_key=spec.key,
-                cache_tier="none", request_duration_ms=completion.duration_ms,
+                cache_tier="none", cache_key=key, compression_steps=steps or [],
+                request_duration_ms=completion.duration_ms,
                 success=success, error_message=error, routing_tier=tier.value, escalated=escalated,
                 baseline_prompt_tokens=baseline_prompt if success else 0,
                 baseline_completion_tokens=completion.completion_tokens if success else 0,

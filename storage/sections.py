@@ -11,6 +11,7 @@ import asyncpg
 @dataclass(frozen=True)
 class StoredSection:
     id: int
+    idempotency_key: str
     section_key: str
     model: str
     content: dict[str, Any]
@@ -18,7 +19,7 @@ class StoredSection:
 
 async def find(pool: asyncpg.Pool, idempotency_key: str) -> StoredSection | None:
     row = await pool.fetchrow(
-        "SELECT id, section_key, model, content FROM sections WHERE idempotency_key = $1",
+        "SELECT id, idempotency_key, section_key, model, content FROM sections WHERE idempotency_key = $1",
         idempotency_key,
     )
     return StoredSection(**dict(row)) if row else None
@@ -52,6 +53,6 @@ async def store(
 
 async def get_many(pool: asyncpg.Pool, ids: list[int]) -> dict[int, StoredSection]:
     rows = await pool.fetch(
-        "SELECT id, section_key, model, content FROM sections WHERE id = ANY($1::bigint[])", ids
+        "SELECT id, idempotency_key, section_key, model, content FROM sections WHERE id = ANY($1::bigint[])", ids
     )
     return {r["id"]: StoredSection(**dict(r)) for r in rows}

@@ -1,20 +1,27 @@
 """Structured prompts: task, context (data only), format (the schema), constraints.
 
 Layout is for provider prefix caching: what is identical for every call comes first (the
-instructions), then what is shared by every section of one client (core identity), and the
+instructions), then what every section of one client shares (core identity), and the
 per-section part last. No persona prose: it costs tokens on every call and buys nothing when the
-output is schema-constrained.
+output is schema-constrained. The format is the strict JSON schema sent as ``response_format``,
+so it is not repeated in the text.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 from dataclasses import dataclass, field
 
 from domain.sections import SectionSpec
+from tokenopt import budget
+from tokenopt.budget import BudgetExceeded, Step
 from tokenopt.counting import count_messages
-from tokenopt.projection import project, truncate_sentences
+from tokenopt.naive import PERSONA
+from tokenopt.projection import full_record, project, truncate_sentences
+from tokenopt.techniques import Technique, Techniques
 
-PROMPT_VERSION = 1
+PROMPT_VERSION = 2
 
 # Fields every section of a client shares; they sit in the stable client block.
 CORE_FIELDS = ("brandName", "industryNiche")
@@ -26,14 +33,20 @@ CONSTRAINTS = (
     "Plain sentences, no markdown.",
 )
 SHORT_CONSTRAINTS = ("JSON only, per schema.", "Use only given data.")
-
 SYSTEM_TEMPLATE = "You write sections of business plans for creator brands.\nRules:\n{rules}"
+
+# Few-shot examples per section, at most two. None by default: with a strict JSON schema the
+# format is already fixed, and measured examples cost more tokens than they save in retries.
+EXAMPLES: dict[str, tuple[str, ...]] = {}
+MAX_EXAMPLES = 2
 
 
 @dataclass(frozen=True)
 class BuiltPrompt:
     messages: list[dict[str, str]]
     estimated_tokens: int
+    # Hash of exactly what the section reads: equal hashes mean the same work (reuse).
+    input_hash: str
     compression_steps: tuple[str, ...] = field(default=())
 
     @property
@@ -42,16 +55,87 @@ class BuiltPrompt:
         return self.messages[0]["content"] + "\n" + self.messages[1]["content"].split("\nINPUT\n")[0]
 
 
+def approx_words(target_tokens: int) -> int:
+    return round(target_tokens * 0.75 / 10) * 10
+
+
+def section_inputs(
+    record: dict[str, object], spec: SectionSpec, techniques: Techniques
+) -> tuple[dict[str, str], dict[str, str]]:
+    """(core, own): the shared identity block and the section's own fields."""
+    core = project(record, CORE_FIELDS)
+    if techniques.on(Technique.CONTEXT_COMPRESSION):
+        own = project(record, [f for f in spec.fields if f not in CORE_FIELDS])
+    else:
+        own = {k: v for k, v in full_record(record).items() if k not in CORE_FIELDS}
+    return core, own
+
+
+def input_hash(spec: SectionSpec, core: dict[str, str], own: dict[str, str], techniques: Techniques) -> str:
+    payload = json.dumps(
+        {
+            "section": spec.key,
+            "schema": spec.schema_version,
+            "prompt": PROMPT_VERSION,
+            "techniques": techniques.fingerprint(),
+            "inputs": {**core, **own},
+        },
+        sort_keys=True,
+        separators=(",", ":"),
+    )
+    return hashlib.sha256(payload.encode()).hexdigest()
+
+
 def _lines(values: dict[str, str]) -> str:
     return "\n".join(f"{name}: {value}" for name, value in values.items())
 
 
-def _system(constraints: tuple[str, ...]) -> str:
-    return SYSTEM_TEMPLATE.format(rules="\n".join(f"- {c}" for c in constraints))
+def _task(spec: SectionSpec) -> str:
+    return (
+        f"TASK\nWrite the {spec.title} section. {spec.purpose} "
+        f"About {approx_words(spec.target_tokens)} words in total."
+    )
 
 
-def approx_words(target_tokens: int) -> int:
-    return round(target_tokens * 0.75 / 10) * 10
+def _render(
+    spec: SectionSpec,
+    core: dict[str, str],
+    own: dict[str, str],
+    techniques: Techniques,
+    examples: tuple[str, ...],
+    short: bool,
+) -> list[dict[str, str]]:
+    if not techniques.on(Technique.STRUCTURED_PROMPTS):
+        # The seed's way, per section: persona prose and the data as indented JSON.
+        request = (
+            f"Here is the client's information:\n{json.dumps({**core, **own}, indent=2)}\n\n"
+            f"Please write the {spec.title} section of this client's business plan. {spec.purpose} "
+            "Make it thorough, professional and specific to the client, and answer in the JSON format."
+        )
+        return [{"role": "system", "content": PERSONA}, {"role": "user", "content": request}]
+    system = SYSTEM_TEMPLATE.format(rules="\n".join(f"- {c}" for c in (SHORT_CONSTRAINTS if short else CONSTRAINTS)))
+    client_block = "CLIENT\n" + (_lines(core) if core else "(no brand name yet)")
+    shots = "".join(f"\nEXAMPLE OUTPUT\n{e}" for e in examples[:MAX_EXAMPLES])
+    data = f"INPUT\n{_lines(own) or '(none)'}"
+    if techniques.on(Technique.PREFIX_LAYOUT):
+        user = f"{client_block}\n{data}{shots}\n{_task(spec)}"
+    else:
+        # Variable part first: every call's prefix differs, so nothing can be cached.
+        system = f"{_task(spec)}\n{system}"
+        user = f"{data}\n{client_block}{shots}"
+    return [{"role": "system", "content": system}, {"role": "user", "content": user}]
+
+
+def _reference_repeats(values: dict[str, str]) -> dict[str, str]:
+    seen: dict[str, str] = {}
+    out = {}
+    for name, value in values.items():
+        if value in seen:
+            out[name] = f"(same as {seen[value]})"
+        else:
+            seen[value] = name
+            out[name] = value
+    return out
 
 
 def build_section_prompt(
@@ -59,22 +143,46 @@ def build_section_prompt(
     spec: SectionSpec,
     *,
     model: str,
-    field_char_limit: int | None = None,
-    short_constraints: bool = False,
+    techniques: Techniques = Techniques(),
 ) -> BuiltPrompt:
-    """Messages for one section from a wire-format client record."""
-    core = project(record, CORE_FIELDS)
-    own = project(record, [f for f in spec.fields if f not in CORE_FIELDS])
-    if field_char_limit:
-        own = {k: truncate_sentences(v, field_char_limit) for k, v in own.items()}
-    client_block = "CLIENT\n" + (_lines(core) if core else "(no brand name yet)")
-    task = (
-        f"TASK\nWrite the {spec.title} section. {spec.purpose} "
-        f"About {approx_words(spec.target_tokens)} words in total."
-    )
-    user = f"{client_block}\nINPUT\n{_lines(own) or '(none)'}\n{task}"
-    messages = [
-        {"role": "system", "content": _system(SHORT_CONSTRAINTS if short_constraints else CONSTRAINTS)},
-        {"role": "user", "content": user},
-    ]
-    return BuiltPrompt(messages, count_messages(messages, model))
+    """Messages for one section from a wire-format client record.
+
+    With budget compression on, a prompt over 40% of the section's budget is shrunk step by
+    step (budget.ORDER) until it fits; one still over the hard limit raises BudgetExceeded
+    before any call is made.
+    """
+    core, own = section_inputs(record, spec, techniques)
+    digest = input_hash(spec, core, own, techniques)
+    examples = EXAMPLES.get(spec.key, ())
+    short = False
+    messages = _render(spec, core, own, techniques, examples, short)
+    tokens = count_messages(messages, model)
+    steps: list[str] = []
+    if not techniques.on(Technique.BUDGET_COMPRESSION):
+        return BuiltPrompt(messages, tokens, digest)
+
+    for step in budget.ORDER:
+        if tokens <= budget.compress_threshold(spec):
+            break
+        before = (examples, own, short)
+        if step is Step.DROP_EXAMPLES:
+            examples = ()
+        elif step is Step.SUMMARISE_LONG_FIELDS:
+            own = {k: truncate_sentences(v, budget.LONG_FIELD_CHARS) for k, v in own.items()}
+        elif step is Step.REFERENCE_REPEATS:
+            own = _reference_repeats(own)
+        elif step is Step.SIMPLIFY_CONSTRAINTS:
+            short = True
+        if (examples, own, short) == before:
+            continue  # the step had nothing to remove
+        steps.append(step.value)
+        messages = _render(spec, core, own, techniques, examples, short)
+        tokens = count_messages(messages, model)
+
+    if tokens > budget.hard_limit(spec):
+        raise BudgetExceeded(
+            f"section {spec.key}: the prompt needs {tokens} tokens after compression "
+            f"({', '.join(steps) or 'no step applied'}); its budget is {budget.hard_limit(spec)}. "
+            "Shorten the client's free-text fields."
+        )
+    return BuiltPrompt(messages, tokens, digest, tuple(steps))

@@ -18,6 +18,7 @@ from stack.manager import LLMEndpoint
 from storage import db
 from tokenopt.pricing import check_priced
 from tokenopt.routing import ModelRouter
+from tokenopt.techniques import Techniques
 from wavelaunch.settings import Settings
 from workflows import search_attributes
 from workflows.business_plan import BusinessPlanWorkflow
@@ -94,6 +95,7 @@ def router_for(settings: Settings, llm: LLMConfig) -> ModelRouter:
 
 async def plan_dependencies(settings: Settings, database_url: str, llm: LLMConfig) -> PlanDependencies:
     """Everything plan activities need; fails fast when a routed model has no known price."""
+    techniques = Techniques.without(settings.disabled_techniques)  # unknown names fail here
     router = router_for(settings, llm)
     free = frozenset(settings.free_models) | llm.free_models
     check_priced(router.models() | {settings.naive_model}, set(free))
@@ -105,7 +107,12 @@ async def plan_dependencies(settings: Settings, database_url: str, llm: LLMConfi
         structured_output=llm.structured_output,
     )
     return PlanDependencies(
-        pool=pool, llm=client, router=router, naive_model=settings.naive_model, free_models=free
+        pool=pool,
+        llm=client,
+        router=router,
+        naive_model=settings.naive_model,
+        free_models=free,
+        techniques=techniques,
     )
 
 

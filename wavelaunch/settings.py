@@ -64,6 +64,10 @@ class Settings(BaseSettings):
     # Models priced at zero on purpose (a self-hosted endpoint); any other unknown model fails.
     free_models: list[str] = Field(default_factory=list)
 
+    # Token-saving techniques to switch off (benchmark ablations, debugging), e.g. '["routing"]';
+    # names from tokenopt.techniques.Technique.
+    disabled_techniques: list[str] = Field(default_factory=list)
+
     worker_max_concurrent_activities: int = 8
     default_level: str = "complete"
 

@@ -1,0 +1,41 @@
+"""Budget-driven compression: when a prompt takes too much of its section's token budget,
+shrink it in a fixed order and record which steps fired."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+from domain.sections import SectionSpec
+
+# A section's token budget is twice its catalogue target (the max_completion_tokens we ask
+# for). A prompt over 40% of it is worth compressing; a prompt larger than the whole budget
+# after compression is refused before any call: it would cost more than the answer.
+COMPRESS_AT = 0.4
+LONG_FIELD_CHARS = 240
+
+
+class Step(StrEnum):
+    DROP_EXAMPLES = "drop_examples"
+    SUMMARISE_LONG_FIELDS = "summarise_long_fields"
+    REFERENCE_REPEATS = "reference_repeats"
+    SIMPLIFY_CONSTRAINTS = "simplify_constraints"
+
+
+ORDER = (Step.DROP_EXAMPLES, Step.SUMMARISE_LONG_FIELDS, Step.REFERENCE_REPEATS, Step.SIMPLIFY_CONSTRAINTS)
+
+
+class BudgetExceeded(ValueError):
+    """The prompt is still over budget after every compression step."""
+
+
+def section_budget(spec: SectionSpec) -> int:
+    return spec.target_tokens * 2
+
+
+def compress_threshold(spec: SectionSpec) -> int:
+    return int(section_budget(spec) * COMPRESS_AT)
+
+
+def hard_limit(spec: SectionSpec) -> int:
+    """The largest prompt a section may send."""
+    return section_budget(spec)
