@@ -21,19 +21,18 @@ from tokenopt.naive import PERSONA
 from tokenopt.projection import full_record, project, truncate_sentences
 from tokenopt.techniques import Technique, Techniques
 
-PROMPT_VERSION = 2
+PROMPT_VERSION = 3
 
 # Fields every section of a client shares; they sit in the stable client block.
 CORE_FIELDS = ("brandName", "industryNiche")
 
 CONSTRAINTS = (
-    "Reply with JSON only, matching the schema.",
-    "Use only the client data given; say 'to be confirmed' rather than invent facts.",
-    "Be specific to this brand; no generic filler.",
-    "Plain sentences, no markdown.",
+    "JSON per the schema.",
+    "Use only the data given; write 'to be confirmed' for unknowns.",
+    "Specific to this brand, plain sentences.",
 )
-SHORT_CONSTRAINTS = ("JSON only, per schema.", "Use only given data.")
-SYSTEM_TEMPLATE = "You write sections of business plans for creator brands.\nRules:\n{rules}"
+SHORT_CONSTRAINTS = ("JSON per the schema.", "Use only the data given.")
+SYSTEM_TEMPLATE = "Write one business-plan section for a creator brand.\n{rules}"
 
 # Few-shot examples per section, at most two. None by default: with a strict JSON schema the
 # format is already fixed, and measured examples cost more tokens than they save in retries.

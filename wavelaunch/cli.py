@@ -28,10 +28,12 @@ stack_app = typer.Typer(no_args_is_help=True, help="Start, stop and inspect the 
 clients_app = typer.Typer(no_args_is_help=True, help="Client records from the CRM.")
 plan_app = typer.Typer(no_args_is_help=True, help="Business plans.")
 usage_app = typer.Typer(no_args_is_help=True, help="Tokens and dollars spent, and saved.")
+bench_app = typer.Typer(no_args_is_help=True, help="Benchmarks against the local stub (tables + JSON).")
 app.add_typer(stack_app, name="stack")
 app.add_typer(clients_app, name="clients")
 app.add_typer(plan_app, name="plan")
 app.add_typer(usage_app, name="usage")
+app.add_typer(bench_app, name="bench")
 
 T = TypeVar("T")
 
@@ -171,6 +173,30 @@ async def usage_report(
         return
     for group in ("total", "operation", "model", "client", "cache_tier"):
         console.print(usage_table(report, group))
+
+
+# -- benchmarks ----------------------------------------------------------------------------
+@bench_app.command("cost")
+@_run
+async def bench_cost(
+    clients: int = typer.Option(20, "--clients", help="Clients in the workload."),
+    seed: int = typer.Option(7, "--seed"),
+    json_file: Path = typer.Option(Path("bench-results/cost.json"), "--json", help="Where the JSON goes."),
+    arms: str | None = typer.Option(None, help="Only these arms, comma-separated (default: all)."),
+) -> None:
+    """Naive vs optimized vs lower bound vs ablations, on the real stack and the HTTP stub."""
+    from wavelaunch.bench import cost
+    from wavelaunch.bench.workload import workload_v1
+    from wavelaunch.console import bench_cost_table
+
+    result = await cost.run(workload_v1(clients, seed), get_settings(), _parse_sections(arms))
+    console.print(bench_cost_table(result))
+    console.print(
+        f"optimized/naive: tokens {result['token_ratio']}, dollars {result['cost_ratio']}; "
+        f"optimized/lower bound: {result['lower_bound_ratio']}; lower bound/naive: {result['lower_bound_vs_naive']}"
+    )
+    cost.write_json(result, json_file)
+    console.print(f"JSON written to {json_file}")
 
 
 # -- demo ----------------------------------------------------------------------------------

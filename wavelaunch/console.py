@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from decimal import Decimal
 from typing import Any
 
@@ -10,7 +11,8 @@ from rich.table import Table
 
 from workflows.models import PlanProgress, SectionStatus
 
-console = Console()
+# Piped output (CI logs, files) gets a wide table instead of rich's 80-column default.
+console = Console(width=None if sys.stdout.isatty() else 170)
 
 _STATUS_STYLE = {
     SectionStatus.PENDING: "dim",
@@ -64,5 +66,27 @@ def usage_table(report: dict[str, Any], group: str) -> Table:
             money(row["baseline_cost"]),
             money(row["saved_cost"]),
             f"{row['cache_hit_rate']:.0%}",
+        )
+    return table
+
+
+def bench_cost_table(report: dict[str, Any]) -> Table:
+    w = report["workload"]
+    table = Table(
+        title=f"Cost benchmark, workload {w['name']} ({w['clients']} clients, seed {w['seed']}, events {w['events']})",
+        title_justify="left",
+    )
+    for column in ("arm", "calls", "prompt", "cached", "completion", "total", "dollars", "tokens/naive", "$/naive", "marginal tok", "marginal $"):
+        table.add_column(column, justify="left" if column == "arm" else "right")
+
+    def pct(value: float | None) -> str:
+        return "" if value is None else f"{value:.1%}"
+
+    for arm, row in report["arms"].items():
+        table.add_row(
+            arm, f"{row['calls']:,}", f"{row['prompt_tokens']:,}", f"{row['cached_tokens']:,}",
+            f"{row['completion_tokens']:,}", f"{row['total_tokens']:,}", money(row["cost"]),
+            pct(row.get("token_ratio")), pct(row.get("cost_ratio")),
+            pct(row.get("marginal_token_saving")), pct(row.get("marginal_cost_saving")),
         )
     return table

@@ -1,0 +1,310 @@
+"""`wavelaunch bench cost`: the same workload through every arm, in one run, on the real stack.
+
+Arms:
+- naive: the seed's way on the same stub and tokenizer: one verbose prompt per document (persona,
+  every client field, the request), the top model, no cache, full regeneration on any change,
+  and a failure mid-way restarts the document from scratch (the cut-off half is still billed).
+- optimized: everything this project does, through the real workflow, worker and Postgres.
+- lower bound: every distinct section generated exactly once with its minimal prompt (taken
+  from the optimized arm's own first successful call per distinct input).
+- ablations: optimized with one technique switched off at a time.
+
+The stub answers each section with the same number of tokens in every arm (its catalogue
+target; a naive document gets the sum), so no arm wins by answering shorter.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import time
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+from openai import AsyncOpenAI
+
+import stack
+from domain.client import parse_client
+from domain.sections import Level, resolve_sections
+from llm.stub_server import TARGET_HEADER, StubServer
+from storage import clients, db
+from tokenopt import naive, pricing
+from tokenopt.techniques import Technique
+from wavelaunch import plans
+from wavelaunch.bench.workload import Event, EventKind, Workload
+from wavelaunch.runtime import (
+    LLMConfig,
+    build_worker,
+    close_dependencies,
+    connect_temporal,
+    ensure_search_attributes,
+    plan_dependencies,
+)
+from wavelaunch.settings import Settings
+from workflows.models import PlanRequest
+
+log = logging.getLogger(__name__)
+STUB_KEY = "bench"
+
+ABLATIONS: tuple[Technique, ...] = (
+    Technique.STRUCTURED_PROMPTS,
+    Technique.CONTEXT_COMPRESSION,
+    Technique.ROUTING,
+    Technique.PREFIX_LAYOUT,
+    Technique.BUDGET_COMPRESSION,
+    Technique.REUSE,
+)
+
+
+@dataclass
+class Totals:
+    calls: int = 0
+    prompt_tokens: int = 0
+    cached_tokens: int = 0
+    completion_tokens: int = 0
+    cost: Decimal = Decimal(0)
+    seconds: float = 0.0
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def total_tokens(self) -> int:
+        return self.prompt_tokens + self.completion_tokens
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "calls": self.calls,
+            "prompt_tokens": self.prompt_tokens,
+            "cached_tokens": self.cached_tokens,
+            "completion_tokens": self.completion_tokens,
+            "total_tokens": self.total_tokens,
+            "cost": float(self.cost),
+            "seconds": round(self.seconds, 2),
+            **self.extra,
+        }
+
+
+# -- naive ----------------------------------------------------------------------------------
+async def run_naive(workload: Workload, stub: StubServer, settings: Settings) -> Totals:
+    """The seed's way, event by event, against the same stub."""
+    client = AsyncOpenAI(api_key=STUB_KEY, base_url=stub.base_url, max_retries=0)
+    totals = Totals()
+    began = time.monotonic()
+    records = [dict(c) for c in workload.clients]
+    try:
+        for event in workload.events:
+            record = records[event.client]
+            if event.kind is EventKind.REVISE:
+                record.update(event.changes)
+            specs = resolve_sections(Level(event.level))
+            target = sum(s.target_tokens for s in specs)
+            messages = naive.naive_messages(record, specs)
+            calls = [target // 2, None] if event.fail_section else [None]  # cut off mid-way, then again
+            for limit in calls:
+                response = await client.chat.completions.create(
+                    model=settings.naive_model,
+                    messages=messages,  # type: ignore[arg-type]
+                    max_tokens=limit,
+                    extra_headers={TARGET_HEADER: str(target)},
+                )
+                usage = response.usage
+                assert usage is not None
+                totals.calls += 1
+                totals.prompt_tokens += usage.prompt_tokens
+                totals.completion_tokens += usage.completion_tokens
+                totals.cost += pricing.cost(
+                    settings.naive_model,
+                    prompt_tokens=usage.prompt_tokens,
+                    completion_tokens=usage.completion_tokens,
+                )
+    finally:
+        await client.close()
+    totals.seconds = time.monotonic() - began
+    return totals
+
+
+# -- optimized and ablations ------------------------------------------------------------------
+async def run_optimized(
+    arm: str,
+    workload: Workload,
+    stub: StubServer,
+    settings: Settings,
+    endpoints: stack.StackEndpoints,
+    pool: asyncpg.Pool,
+    tag: str,
+) -> Totals:
+    """Run every event through the real workflow with ``settings``' techniques."""
+    temporal = await connect_temporal(settings, endpoints.temporal_address)
+    await ensure_search_attributes(temporal, settings.temporal_namespace)
+    llm = LLMConfig(api_key=STUB_KEY, base_url=stub.base_url, model_override=None, free_models=frozenset())
+    deps = await plan_dependencies(settings, endpoints.database_url, llm)
+    prefix = f"{tag}-{arm}-"
+    records = [dict(c) | {"id": prefix + c["id"]} for c in workload.clients]
+    began = time.monotonic()
+    try:
+        async with build_worker(temporal, settings, deps):
+            for event in workload.events:
+                await _apply(event, records, pool, temporal, settings, stub)
+    finally:
+        await close_dependencies(deps)
+    totals = await ledger_totals(pool, prefix)
+    totals.seconds = time.monotonic() - began
+    totals.extra.update(await _reuse_figures(pool, prefix))
+    return totals
+
+
+async def _apply(
+    event: Event,
+    records: list[dict[str, Any]],
+    pool: asyncpg.Pool,
+    temporal: Any,
+    settings: Settings,
+    stub: StubServer,
+) -> None:
+    record = records[event.client]
+    if event.kind in (EventKind.ONBOARD, EventKind.REVISE):
+        record.update(event.changes)
+        await clients.upsert(pool, parse_client(record))
+    if event.fail_section:
+        stub.add_faults([{"kind": "invalid_json", "times": 1, "match": {"section": event.fail_section}}])
+    handle = await plans.start_plan(
+        temporal, settings, PlanRequest(client_id=record["id"], level=Level(event.level))
+    )
+    await handle.result()
+
+
+async def ledger_totals(pool: asyncpg.Pool, client_prefix: str) -> Totals:
+    row = await pool.fetchrow(
+        """SELECT count(*) FILTER (WHERE cache_tier IS DISTINCT FROM 'stored') AS calls,
+                  coalesce(sum(prompt_tokens), 0) AS p, coalesce(sum(cached_prompt_tokens), 0) AS c,
+                  coalesce(sum(completion_tokens), 0) AS o, coalesce(sum(estimated_cost), 0) AS cost
+           FROM usage_ledger WHERE client_id LIKE $1""",
+        client_prefix + "%",
+    )
+    return Totals(
+        calls=row["calls"], prompt_tokens=row["p"], cached_tokens=row["c"], completion_tokens=row["o"], cost=row["cost"]
+    )
+
+
+async def lower_bound(pool: asyncpg.Pool, client_prefix: str) -> Totals:
+    """Each distinct section (distinct inputs) once, at its first successful call's size."""
+    rows = await pool.fetch(
+        """SELECT DISTINCT ON (cache_key) prompt_tokens, completion_tokens, estimated_cost
+           FROM usage_ledger
+           WHERE client_id LIKE $1 AND success AND cache_tier = 'none'
+           ORDER BY cache_key, prompt_tokens""",
+        client_prefix + "%",
+    )
+    return Totals(
+        calls=len(rows),
+        prompt_tokens=sum(r["prompt_tokens"] for r in rows),
+        completion_tokens=sum(r["completion_tokens"] for r in rows),
+        cost=sum((r["estimated_cost"] for r in rows), Decimal(0)),
+    )
+
+
+async def _reuse_figures(pool: asyncpg.Pool, prefix: str) -> dict[str, Any]:
+    row = await pool.fetchrow(
+        """SELECT count(*) FILTER (WHERE cache_tier = 'stored') AS reused,
+                  count(*) FILTER (WHERE success AND cache_tier = 'none') AS generated,
+                  count(*) FILTER (WHERE escalated AND success) AS escalated,
+                  count(*) FILTER (WHERE cardinality(compression_steps) > 0) AS compressed
+           FROM usage_ledger WHERE client_id LIKE $1""",
+        prefix + "%",
+    )
+    return {k: row[k] for k in ("reused", "generated", "escalated", "compressed")}
+
+
+# -- the run --------------------------------------------------------------------------------
+@contextlib.asynccontextmanager
+async def bench_stack(base: Settings) -> AsyncIterator[stack.StackEndpoints]:
+    """The embedded stack in its own state dir and ports, so a running dev stack is untouched."""
+    from stack.processes import free_port
+
+    settings = base.model_copy(
+        update={
+            "state_dir": base.state_dir / "bench",
+            "temporal_port": free_port(),
+            "temporal_ui_port": free_port(),
+        }
+    )
+    async with stack.running_stack(settings, with_llm=False) as endpoints:
+        yield endpoints
+
+
+async def run(workload: Workload, base: Settings, arms: list[str] | None = None) -> dict[str, Any]:
+    """Every arm over ``workload``; returns the report (also the JSON written to disk)."""
+    tag = f"b{uuid.uuid4().hex[:6]}"
+    wanted = arms or ["naive", "optimized", *(f"no_{t.value}" for t in ABLATIONS)]
+    results: dict[str, Totals] = {}
+    with StubServer(api_key=STUB_KEY) as stub:
+        if "naive" in wanted:
+            results["naive"] = await run_naive(workload, stub, base)
+        async with bench_stack(base) as endpoints:
+            pool = await db.connect(endpoints.database_url)
+            try:
+                for arm in wanted:
+                    if arm == "naive":
+                        continue
+                    off = [] if arm == "optimized" else [arm.removeprefix("no_")]
+                    settings = base.model_copy(
+                        update={"disabled_techniques": off, "task_queue": f"bench-{tag}-{arm}"}
+                    )
+                    stub.reset()  # no arm sees another's provider prefix cache
+                    log.info("arm %s ...", arm)
+                    results[arm] = await run_optimized(arm, workload, stub, settings, endpoints, pool, tag)
+                    if arm == "optimized":
+                        results["lower_bound"] = await lower_bound(pool, f"{tag}-optimized-")
+            finally:
+                await pool.close()
+    return report(workload, results)
+
+
+def _ratio(a: float, b: float) -> float | None:
+    return round(a / b, 4) if b else None
+
+
+def report(workload: Workload, results: dict[str, Totals]) -> dict[str, Any]:
+    naive_t = results.get("naive")
+    opt = results.get("optimized")
+    arms: dict[str, Any] = {}
+    for name, totals in results.items():
+        entry = totals.as_dict()
+        if naive_t:
+            entry["token_ratio"] = _ratio(totals.total_tokens, naive_t.total_tokens)
+            entry["cost_ratio"] = _ratio(float(totals.cost), float(naive_t.cost))
+        if opt and name.startswith("no_") and naive_t:
+            # What switching this technique off costs, as a share of the naive bill.
+            entry["marginal_token_saving"] = _ratio(totals.total_tokens - opt.total_tokens, naive_t.total_tokens)
+            entry["marginal_cost_saving"] = _ratio(float(totals.cost - opt.cost), float(naive_t.cost))
+        arms[name] = entry
+    counts: dict[str, int] = {}
+    for e in workload.events:
+        counts[e.kind.value] = counts.get(e.kind.value, 0) + 1
+    counts["failures_injected"] = sum(1 for e in workload.events if e.fail_section)
+    lb = results.get("lower_bound")
+    return {
+        "workload": {"name": workload.name, "seed": workload.seed, "clients": len(workload.clients), "events": counts},
+        "arms": arms,
+        "token_ratio": arms.get("optimized", {}).get("token_ratio"),
+        "cost_ratio": arms.get("optimized", {}).get("cost_ratio"),
+        "lower_bound_ratio": _ratio(opt.total_tokens, lb.total_tokens) if opt and lb else None,
+        "lower_bound_cost_ratio": _ratio(float(opt.cost), float(lb.cost)) if opt and lb else None,
+        "lower_bound_vs_naive": _ratio(lb.total_tokens, naive_t.total_tokens) if lb and naive_t else None,
+        "notes": [
+            "Completion sizes are the catalogue targets in every arm (the stub), so savings from "
+            "JSON output over prose are not credited here; they need a real model to measure.",
+            "Token counts are cl100k estimates computed by the stub (o200k files are not available "
+            "offline); dollars use genai-prices for the routed OpenAI models.",
+        ],
+    }
+
+
+def write_json(data: dict[str, Any], path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(data, indent=2, default=str))
