@@ -52,7 +52,8 @@ ENV PATH="/app/.venv/bin:${PATH}" \
     PYTHONDONTWRITEBYTECODE=1 \
     WAVELAUNCH_STATE_DIR=/var/lib/wavelaunch
 
-USER wavelaunch
+# Numeric, so that runtimes enforcing "non-root" (Kubernetes runAsNonRoot) can verify it.
+USER 10001:10001
 WORKDIR /home/wavelaunch
 
 ENTRYPOINT ["wavelaunch"]

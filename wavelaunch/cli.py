@@ -49,7 +49,7 @@ def _run(coro_fn: Callable[..., Coroutine[Any, Any, T]]) -> Callable[..., T]:
     def wrapper(*args: Any, **kwargs: Any) -> T:
         logging.basicConfig(level=logging.INFO, format="%(message)s", handlers=[_rich_handler()])
         # One line per HTTP request drowns the progress table.
-        for noisy in ("httpx", "openai", "temporalio.worker._worker"):
+        for noisy in ("httpx", "httpx2", "openai", "temporalio.worker._worker"):
             logging.getLogger(noisy).setLevel(logging.WARNING)
         try:
             return asyncio.run(coro_fn(*args, **kwargs))
@@ -195,6 +195,29 @@ async def bench_cost(
         f"optimized/naive: tokens {result['token_ratio']}, dollars {result['cost_ratio']}; "
         f"optimized/lower bound: {result['lower_bound_ratio']}; lower bound/naive: {result['lower_bound_vs_naive']}"
     )
+    cost.write_json(result, json_file)
+    console.print(f"JSON written to {json_file}")
+
+
+@bench_app.command("overhead")
+@_run
+async def bench_overhead(
+    plans: int = typer.Option(5, "--plans", help="Plans to run, one after another."),
+    seconds_per_token: float = typer.Option(0.002, help="Stub generation time per completion token."),
+    level: Level = typer.Option(Level.COMPLETE),
+    json_file: Path = typer.Option(Path("bench-results/overhead.json"), "--json"),
+) -> None:
+    """Plan wall time minus the slowest section's LLM time: what orchestration costs."""
+    from wavelaunch.bench import cost, overhead
+
+    result = await overhead.run(get_settings(), plans_count=plans, seconds_per_token=seconds_per_token, level=level)
+    for row in result["plans"]:
+        console.print(
+            f"{row['plan']}: wall {row['wall_s']:.3f} s, slowest section {row['slowest_section_s']:.3f} s, "
+            f"overhead {row['overhead_s']:.3f} s"
+        )
+    o = result["overhead_s"]
+    console.print(f"orchestration overhead per plan: mean {o['mean']} s, p50 {o['p50']} s, p95 {o['p95']} s, max {o['max']} s")
     cost.write_json(result, json_file)
     console.print(f"JSON written to {json_file}")
 
