@@ -60,7 +60,9 @@ def idempotency_key(client_id: str, prompt: BuiltPrompt) -> str:
     (its projected fields, section, prompt and schema versions). A client update that touches
     none of a section's fields leaves its key unchanged, so the section is reused: differential
     regeneration falls out of the same rule as retries and repeats."""
-    return hashlib.sha256(f"{client_id}|{DocumentKind.BUSINESS_PLAN}|{prompt.input_hash}".encode()).hexdigest()
+    return hashlib.sha256(
+        f"{client_id}|{DocumentKind.BUSINESS_PLAN}|{prompt.input_hash}".encode()
+    ).hexdigest()
 
 
 @contextlib.asynccontextmanager
@@ -163,8 +165,15 @@ class PlanActivities:
                 problem = _describe_invalid(err)
                 problems.append(f"attempt {attempt} ({model}): {problem}")
                 await self._log_usage(
-                    request, spec, completion, model, tier, success=False,
-                    error=f"invalid output: {problem}", escalated=totals.escalated, key=key,
+                    request,
+                    spec,
+                    completion,
+                    model,
+                    tier,
+                    success=False,
+                    error=f"invalid output: {problem}",
+                    escalated=totals.escalated,
+                    key=key,
                 )
                 # Cascade: a cheap model's bad answer goes once to the next tier up.
                 if attempt == 1 and (up := tier.escalated()) and self.deps.router.model_for(up) != model:
@@ -185,8 +194,16 @@ class PlanActivities:
             )
             baseline_cost = self._baseline_cost(baseline_prompt, completion.completion_tokens)
             await self._log_usage(
-                request, spec, completion, model, tier, success=True, escalated=totals.escalated,
-                baseline_prompt=baseline_prompt, baseline_cost=baseline_cost, key=key,
+                request,
+                spec,
+                completion,
+                model,
+                tier,
+                success=True,
+                escalated=totals.escalated,
+                baseline_prompt=baseline_prompt,
+                baseline_cost=baseline_cost,
+                key=key,
                 steps=totals.compression_steps,
             )
             totals.section_id = section_id
@@ -197,7 +214,8 @@ class PlanActivities:
             return totals
         raise ApplicationError(
             f"section {spec.key}: the model returned invalid JSON {MAX_OUTPUT_ATTEMPTS} times ("
-            + "; ".join(problems) + ")",
+            + "; ".join(problems)
+            + ")",
             type="InvalidModelOutput",
             non_retryable=True,
         )
@@ -273,20 +291,33 @@ class PlanActivities:
         await usage.record(
             self.deps.pool,
             usage.UsageRecord(
-                operation=OPERATION, model=existing.model, client_id=request.client_id,
-                workflow_id=info.workflow_id, run_id=info.workflow_run_id,
-                activity_id=info.activity_id, attempt=info.attempt,
-                document_type=DocumentKind.BUSINESS_PLAN.value, section_key=spec.key,
-                cache_hit=True, cache_tier="stored", cache_key=existing.idempotency_key,
-                request_duration_ms=0, success=True,
+                operation=OPERATION,
+                model=existing.model,
+                client_id=request.client_id,
+                workflow_id=info.workflow_id,
+                run_id=info.workflow_run_id,
+                activity_id=info.activity_id,
+                attempt=info.attempt,
+                document_type=DocumentKind.BUSINESS_PLAN.value,
+                section_key=spec.key,
+                cache_hit=True,
+                cache_tier="stored",
+                cache_key=existing.idempotency_key,
+                request_duration_ms=0,
+                success=True,
                 baseline_prompt_tokens=baseline_prompt,
-                baseline_completion_tokens=completion_tokens, baseline_cost=baseline_cost,
+                baseline_completion_tokens=completion_tokens,
+                baseline_cost=baseline_cost,
             ),
         )
         return SectionResult(
-            section_key=spec.key, section_id=existing.id, model=existing.model,
-            tier=tier_for(spec.key).value, cache_tier="stored",
-            baseline_tokens=baseline_prompt + completion_tokens, baseline_cost=baseline_cost,
+            section_key=spec.key,
+            section_id=existing.id,
+            model=existing.model,
+            tier=tier_for(spec.key).value,
+            cache_tier="stored",
+            baseline_tokens=baseline_prompt + completion_tokens,
+            baseline_cost=baseline_cost,
         )
 
     async def _log_usage(
@@ -309,17 +340,27 @@ class PlanActivities:
         await usage.record(
             self.deps.pool,
             usage.UsageRecord(
-                operation=OPERATION, model=model,
+                operation=OPERATION,
+                model=model,
                 prompt_tokens=completion.prompt_tokens,
                 cached_prompt_tokens=completion.cached_tokens,
                 completion_tokens=completion.completion_tokens,
                 estimated_cost=self._cost(model, completion),
-                client_id=request.client_id, workflow_id=info.workflow_id,
-                run_id=info.workflow_run_id, activity_id=info.activity_id, attempt=info.attempt,
-                document_type=DocumentKind.BUSINESS_PLAN.value, section_key=spec.key,
-                cache_tier="none", cache_key=key, compression_steps=steps or [],
+                client_id=request.client_id,
+                workflow_id=info.workflow_id,
+                run_id=info.workflow_run_id,
+                activity_id=info.activity_id,
+                attempt=info.attempt,
+                document_type=DocumentKind.BUSINESS_PLAN.value,
+                section_key=spec.key,
+                cache_tier="none",
+                cache_key=key,
+                compression_steps=steps or [],
                 request_duration_ms=completion.duration_ms,
-                success=success, error_message=error, routing_tier=tier.value, escalated=escalated,
+                success=success,
+                error_message=error,
+                routing_tier=tier.value,
+                escalated=escalated,
                 baseline_prompt_tokens=baseline_prompt if success else 0,
                 baseline_completion_tokens=completion.completion_tokens if success else 0,
                 baseline_cost=baseline_cost,
@@ -350,9 +391,7 @@ class PlanActivities:
             section_ids=[by_key[spec.key].id for spec in ordered],
             markdown=markdown,
         )
-        return DocumentRef(
-            document_id=document.id, version=document.version, markdown_chars=len(markdown)
-        )
+        return DocumentRef(document_id=document.id, version=document.version, markdown_chars=len(markdown))
 
 
 def _describe_invalid(err: Exception) -> str:

@@ -115,6 +115,4 @@ def parse_client(data: Any) -> ClientRecord:
 
 
 # Every field the CRM defines, in wire spelling; used to reject unknown names in updates.
-KNOWN_FIELDS = frozenset(
-    ClientRecord.model_fields[name].alias or name for name in ClientRecord.model_fields
-)
+KNOWN_FIELDS = frozenset(ClientRecord.model_fields[name].alias or name for name in ClientRecord.model_fields)

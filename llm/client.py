@@ -35,9 +35,7 @@ class LLMClient:
         send_prompt_cache_key: bool = True,
         structured_output: str = "json_schema",
     ):
-        self._client = AsyncOpenAI(
-            api_key=api_key, base_url=base_url, max_retries=0, timeout=timeout
-        )
+        self._client = AsyncOpenAI(api_key=api_key, base_url=base_url, max_retries=0, timeout=timeout)
         self.endpoint = str(self._client.base_url).rstrip("/")
         self._send_prompt_cache_key = send_prompt_cache_key
         # "json_schema" is OpenAI's strict mode; llama.cpp's server only constrains output to a

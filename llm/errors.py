@@ -14,9 +14,7 @@ RETRYABLE_STATUS = frozenset({408, 409, 429})
 class LLMError(Exception):
     """A failed LLM call; ``kind`` becomes the Temporal ApplicationError type."""
 
-    def __init__(
-        self, kind: str, message: str, *, retryable: bool, retry_after: float | None = None
-    ):
+    def __init__(self, kind: str, message: str, *, retryable: bool, retry_after: float | None = None):
         super().__init__(message)
         self.kind = kind
         self.retryable = retryable
@@ -75,8 +73,10 @@ def map_openai_error(err: Exception, *, model: str, endpoint: str) -> LLMError:
         if status in RETRYABLE_STATUS or status >= 500:
             kind = "LLMRateLimited" if status == 429 else "LLMServerError"
             return LLMError(
-                kind, f"{endpoint} answered {status}: {detail}",
-                retryable=True, retry_after=_retry_after(err),
+                kind,
+                f"{endpoint} answered {status}: {detail}",
+                retryable=True,
+                retry_after=_retry_after(err),
             )
         return LLMError(
             "LLMBadRequest", f"{endpoint} refused the request ({status}): {detail}", retryable=False

@@ -47,8 +47,16 @@ from tokenopt.counting import count_messages, count_tokens, decode, encode
 DEFAULT_TARGET_TOKENS = 200
 TARGET_HEADER = "x-stub-target-tokens"
 DEFAULT_MODELS: tuple[str, ...] = (
-    "gpt-4.1", "gpt-4.1-mini", "gpt-4.1-nano", "gpt-4o", "gpt-4o-mini",
-    "gpt-5", "gpt-5-mini", "gpt-5-nano", "text-embedding-3-small", "text-embedding-3-large",
+    "gpt-4.1",
+    "gpt-4.1-mini",
+    "gpt-4.1-nano",
+    "gpt-4o",
+    "gpt-4o-mini",
+    "gpt-5",
+    "gpt-5-mini",
+    "gpt-5-nano",
+    "text-embedding-3-small",
+    "text-embedding-3-large",
 )
 DEFAULT_EMBEDDING_DIMENSIONS = 256
 MAX_EMBEDDING_DIMENSIONS = 4096
@@ -60,12 +68,56 @@ CACHE_STEP_TOKENS = 128
 # Filler vocabulary: each word is one token after a space in cl100k_base and o200k_base, so the
 # padding loop converges in two or three rounds.
 FILLER_WORDS: tuple[str, ...] = (
-    "market", "growth", "brand", "customer", "value", "plan", "sales", "team", "product",
-    "price", "quality", "service", "launch", "channel", "revenue", "cost", "margin", "strategy",
-    "focus", "design", "support", "online", "retail", "partner", "community", "content",
-    "social", "premium", "local", "global", "audience", "trend", "demand", "supply", "story",
-    "season", "style", "studio", "offer", "digital", "network", "profit", "target", "region",
-    "test", "data", "insight", "goal", "budget", "store",
+    "market",
+    "growth",
+    "brand",
+    "customer",
+    "value",
+    "plan",
+    "sales",
+    "team",
+    "product",
+    "price",
+    "quality",
+    "service",
+    "launch",
+    "channel",
+    "revenue",
+    "cost",
+    "margin",
+    "strategy",
+    "focus",
+    "design",
+    "support",
+    "online",
+    "retail",
+    "partner",
+    "community",
+    "content",
+    "social",
+    "premium",
+    "local",
+    "global",
+    "audience",
+    "trend",
+    "demand",
+    "supply",
+    "story",
+    "season",
+    "style",
+    "studio",
+    "offer",
+    "digital",
+    "network",
+    "profit",
+    "target",
+    "region",
+    "test",
+    "data",
+    "insight",
+    "goal",
+    "budget",
+    "store",
 )
 _MAX_FIT_ROUNDS = 8
 _MAX_SCHEMA_DEPTH = 12
@@ -73,8 +125,11 @@ _SCHEMA_NAME = re.compile(r"^(?P<key>.+)_v\d+$")
 _JSON = dict[str, Any]
 # Formatted strings get a fixed valid value; padding goes into free text only.
 _FORMATTED_STRINGS = {
-    "date": "2025-01-15", "date-time": "2025-01-15T09:00:00Z", "email": "founder@example.com",
-    "uri": "https://example.com", "uuid": "00000000-0000-4000-8000-000000000000",
+    "date": "2025-01-15",
+    "date-time": "2025-01-15T09:00:00Z",
+    "email": "founder@example.com",
+    "uri": "https://example.com",
+    "uuid": "00000000-0000-4000-8000-000000000000",
 }
 
 
@@ -121,9 +176,7 @@ def _message_text(content: Any) -> str:
     if isinstance(content, str):
         return content
     if isinstance(content, list):
-        return "".join(
-            part.get("text", "") for part in content if isinstance(part, dict)
-        )
+        return "".join(part.get("text", "") for part in content if isinstance(part, dict))
     raise BadRequest("'content' must be a string or a list of content parts")
 
 
@@ -280,10 +333,9 @@ class _Leaf:
             return " ".join(self.words).capitalize()
         # Sentences of twelve words, paragraphs of five sentences: plausible prose shape.
         sentences = [
-            " ".join(self.words[i:i + 12]).capitalize() + "."
-            for i in range(0, len(self.words), 12)
+            " ".join(self.words[i : i + 12]).capitalize() + "." for i in range(0, len(self.words), 12)
         ]
-        paragraphs = [" ".join(sentences[i:i + 5]) for i in range(0, len(sentences), 5)]
+        paragraphs = [" ".join(sentences[i : i + 5]) for i in range(0, len(sentences), 5)]
         return "\n\n".join(paragraphs)
 
 
@@ -365,8 +417,7 @@ class _InstanceBuilder:
 
 
 def _prefer_non_null(options: list[Any]) -> Any:
-    return next((o for o in options if not (isinstance(o, dict) and o.get("type") == "null")),
-                options[0])
+    return next((o for o in options if not (isinstance(o, dict) and o.get("type") == "null")), options[0])
 
 
 def _words(rng: random.Random, n: int) -> list[str]:
@@ -388,8 +439,9 @@ def _dump(tree: Any, raw_text: bool) -> str:
     return rendered if raw_text else json.dumps(rendered, ensure_ascii=False)
 
 
-def _pad(tree: Any, leaves: list[_Leaf], target: int, model: str, rng: random.Random,
-         raw_text: bool = False) -> str:
+def _pad(
+    tree: Any, leaves: list[_Leaf], target: int, model: str, rng: random.Random, raw_text: bool = False
+) -> str:
     """Grow or shrink the leaves round-robin until the rendered text has ``target`` tokens.
 
     Filler words are ~1 token each, so a few rounds land on the target exactly; when the
@@ -471,7 +523,7 @@ def embed_text(text: str, dimensions: int = DEFAULT_EMBEDDING_DIMENSIONS) -> lis
     vector = [0.0] * dimensions
     normal = " ".join(text.lower().split())
     padded = f" {normal} "
-    features = [(f"c:{padded[i:i + 3]}", 1.0) for i in range(len(padded) - 2)]
+    features = [(f"c:{padded[i : i + 3]}", 1.0) for i in range(len(padded) - 2)]
     features += [(f"w:{word}", 2.0) for word in re.findall(r"\w+", normal)]
     for feature, weight in features:
         slot, sign = _feature_slot(feature)
@@ -533,11 +585,19 @@ class FaultRule:
 
     def to_dict(self) -> _JSON:
         """The rule in its wire form (as ``POST /_stub/faults`` takes it)."""
-        out: _JSON = {"kind": self.kind, "times": self.times,
-                      "match": {"section": self.section, "model": self.model}}
+        out: _JSON = {
+            "kind": self.kind,
+            "times": self.times,
+            "match": {"section": self.section, "model": self.model},
+        }
         if self.kind == "status":
-            out.update(status=self.status, retry_after=self.retry_after, message=self.message,
-                       code=self.code, type=self.error_type)
+            out.update(
+                status=self.status,
+                retry_after=self.retry_after,
+                message=self.message,
+                code=self.code,
+                type=self.error_type,
+            )
         if self.kind == "delay":
             out["seconds"] = self.seconds
         return out
@@ -548,8 +608,7 @@ def parse_fault_rule(raw: Any) -> FaultRule:
     typo in a test fails loudly instead of silently injecting nothing."""
     if not isinstance(raw, dict):
         raise BadRequest("a fault rule must be an object")
-    allowed = {"kind", "times", "match", "status", "retry_after", "seconds", "message", "code",
-               "type"}
+    allowed = {"kind", "times", "match", "status", "retry_after", "seconds", "message", "code", "type"}
     if unknown := set(raw) - allowed:
         raise BadRequest(f"unknown fault rule fields: {sorted(unknown)}")
     kind = raw.get("kind")
@@ -561,9 +620,15 @@ def parse_fault_rule(raw: Any) -> FaultRule:
     times = raw.get("times", 1)
     if not isinstance(times, int) or isinstance(times, bool) or times < 1:
         raise BadRequest("fault 'times' must be a positive integer")
-    rule = FaultRule(kind=kind, times=times, section=match.get("section"),
-                     model=match.get("model"), message=raw.get("message"),
-                     code=raw.get("code"), error_type=raw.get("type"))
+    rule = FaultRule(
+        kind=kind,
+        times=times,
+        section=match.get("section"),
+        model=match.get("model"),
+        message=raw.get("message"),
+        code=raw.get("code"),
+        error_type=raw.get("type"),
+    )
     _fill_kind_fields(rule, raw)
     return rule
 
@@ -575,8 +640,7 @@ def _fill_kind_fields(rule: FaultRule, raw: _JSON) -> None:
             raise BadRequest("a status fault needs 'status' between 400 and 599")
         rule.status = status
         retry_after = raw.get("retry_after")
-        if retry_after is not None and (not isinstance(retry_after, int | float)
-                                        or retry_after < 0):
+        if retry_after is not None and (not isinstance(retry_after, int | float) or retry_after < 0):
             raise BadRequest("'retry_after' must be a non-negative number")
         rule.retry_after = retry_after
     elif rule.kind == "delay":
@@ -659,8 +723,7 @@ class StubState:
         with self._lock:
             return [rule.to_dict() for rule in self._rules]
 
-    def take_faults(self, model: str, section_key: str | None) -> tuple[
-            FaultRule | None, FaultRule | None]:
+    def take_faults(self, model: str, section_key: str | None) -> tuple[FaultRule | None, FaultRule | None]:
         """The first matching delay rule and the first matching error rule, each consumed once;
         rules whose ``times`` reach zero are dropped."""
         delay: FaultRule | None = None
@@ -715,40 +778,59 @@ class StubState:
 # HTTP
 # --------------------------------------------------------------------------------------------
 
-_ERROR_TYPES = {400: "invalid_request_error", 401: "invalid_request_error",
-                403: "permission_error", 404: "invalid_request_error", 409: "conflict_error",
-                422: "invalid_request_error", 429: "requests"}
+_ERROR_TYPES = {
+    400: "invalid_request_error",
+    401: "invalid_request_error",
+    403: "permission_error",
+    404: "invalid_request_error",
+    409: "conflict_error",
+    422: "invalid_request_error",
+    429: "requests",
+}
 _ERROR_CODES = {401: "invalid_api_key", 404: "model_not_found", 429: "rate_limit_exceeded"}
 
 
-def error_response(status: int, message: str, *, error_type: str | None = None,
-                   code: str | None = None, headers: dict[str, str] | None = None
-                   ) -> JSONResponse:
+def error_response(
+    status: int,
+    message: str,
+    *,
+    error_type: str | None = None,
+    code: str | None = None,
+    headers: dict[str, str] | None = None,
+) -> JSONResponse:
     """An OpenAI-shaped error: ``{"error": {"message", "type", "param", "code"}}``."""
     error_type = error_type or _ERROR_TYPES.get(status, "server_error")
-    body = {"error": {"message": message, "type": error_type, "param": None,
-                      "code": code if code is not None else _ERROR_CODES.get(status)}}
+    body = {
+        "error": {
+            "message": message,
+            "type": error_type,
+            "param": None,
+            "code": code if code is not None else _ERROR_CODES.get(status),
+        }
+    }
     return JSONResponse(body, status_code=status, headers=headers)
 
 
 def _auth_error() -> JSONResponse:
     return error_response(
-        401, "Incorrect API key provided. You can find your API key at "
-        "https://platform.openai.com/account/api-keys.", code="invalid_api_key")
+        401,
+        "Incorrect API key provided. You can find your API key at "
+        "https://platform.openai.com/account/api-keys.",
+        code="invalid_api_key",
+    )
 
 
 def _model_error(model: str) -> JSONResponse:
     return error_response(
-        404, f"The model `{model}` does not exist or you do not have access to it.",
-        code="model_not_found")
+        404, f"The model `{model}` does not exist or you do not have access to it.", code="model_not_found"
+    )
 
 
 def _fault_error(rule: FaultRule) -> JSONResponse:
     status = rule.status or 500
     headers = {"retry-after": f"{rule.retry_after:g}"} if rule.retry_after is not None else None
     message = rule.message or f"Injected fault: HTTP {status} from the stub."
-    return error_response(status, message, error_type=rule.error_type, code=rule.code,
-                          headers=headers)
+    return error_response(status, message, error_type=rule.error_type, code=rule.code, headers=headers)
 
 
 def _state(request: Request) -> StubState:
@@ -770,11 +852,19 @@ def _fault_label(delay: FaultRule | None, error: FaultRule | None) -> str | None
 async def chat_completions(request: Request) -> JSONResponse:
     """``POST /v1/chat/completions``."""
     state = _state(request)
-    entry = state.log_request({
-        "model": None, "section": None, "prompt_tokens": 0, "cached_tokens": 0,
-        "completion_tokens": 0, "prompt_cache_key": None, "status": None, "fault": None,
-        "finish_reason": None,
-    })
+    entry = state.log_request(
+        {
+            "model": None,
+            "section": None,
+            "prompt_tokens": 0,
+            "cached_tokens": 0,
+            "completion_tokens": 0,
+            "prompt_cache_key": None,
+            "status": None,
+            "fault": None,
+            "finish_reason": None,
+        }
+    )
     response = await _chat_completions(request, state, entry)
     state.update_entry(entry, status=response.status_code)
     return response
@@ -803,8 +893,9 @@ async def _chat_completions(request: Request, state: StubState, entry: _JSON) ->
     return await _answer(chat, target, state, entry, corrupt_json=error is not None)
 
 
-async def _answer(chat: ChatRequest, target: int, state: StubState, entry: _JSON,
-                  *, corrupt_json: bool) -> JSONResponse:
+async def _answer(
+    chat: ChatRequest, target: int, state: StubState, entry: _JSON, *, corrupt_json: bool
+) -> JSONResponse:
     # The answer is NOT capped by max_tokens: every arm gets the same-sized answer, so no arm
     # can look cheaper by asking for less. A limit below the answer's size truncates it,
     # with finish_reason "length", exactly as OpenAI does.
@@ -815,44 +906,71 @@ async def _answer(chat: ChatRequest, target: int, state: StubState, entry: _JSON
     finish_reason = "stop"
     if chat.max_tokens is not None and chat.max_tokens < completion:
         content, completion, finish_reason = (
-            truncate(content, chat.max_tokens, chat.model), chat.max_tokens, "length")
+            truncate(content, chat.max_tokens, chat.model),
+            chat.max_tokens,
+            "length",
+        )
     prompt = prompt_tokens(chat)
     cached = state.cache_lookup_and_store(prefix_digests(rendered_prompt(chat), cache_scope(chat)))
-    state.update_entry(entry, prompt_tokens=prompt, cached_tokens=cached,
-                       completion_tokens=completion, finish_reason=finish_reason)
+    state.update_entry(
+        entry,
+        prompt_tokens=prompt,
+        cached_tokens=cached,
+        completion_tokens=completion,
+        finish_reason=finish_reason,
+    )
     if state.latency_per_completion_token > 0:
         await state.sleep(completion * state.latency_per_completion_token)
     completion_id = state.next_id("chatcmpl")
     return JSONResponse(
-        _completion_body(completion_id, chat.model, content, finish_reason,
-                         prompt=prompt, cached=cached, completion=completion),
+        _completion_body(
+            completion_id,
+            chat.model,
+            content,
+            finish_reason,
+            prompt=prompt,
+            cached=cached,
+            completion=completion,
+        ),
         headers={"x-request-id": completion_id},
     )
 
 
-def _completion_body(completion_id: str, model: str, content: str, finish_reason: str, *,
-                     prompt: int, cached: int, completion: int) -> _JSON:
+def _completion_body(
+    completion_id: str,
+    model: str,
+    content: str,
+    finish_reason: str,
+    *,
+    prompt: int,
+    cached: int,
+    completion: int,
+) -> _JSON:
     return {
         "id": completion_id,
         "object": "chat.completion",
         "created": int(time.time()),
         "model": model,
         "system_fingerprint": "fp_stub",
-        "choices": [{
-            "index": 0,
-            "message": {"role": "assistant", "content": content, "refusal": None,
-                        "annotations": []},
-            "logprobs": None,
-            "finish_reason": finish_reason,
-        }],
+        "choices": [
+            {
+                "index": 0,
+                "message": {"role": "assistant", "content": content, "refusal": None, "annotations": []},
+                "logprobs": None,
+                "finish_reason": finish_reason,
+            }
+        ],
         "usage": {
             "prompt_tokens": prompt,
             "completion_tokens": completion,
             "total_tokens": prompt + completion,
             "prompt_tokens_details": {"cached_tokens": cached, "audio_tokens": 0},
-            "completion_tokens_details": {"reasoning_tokens": 0, "audio_tokens": 0,
-                                          "accepted_prediction_tokens": 0,
-                                          "rejected_prediction_tokens": 0},
+            "completion_tokens_details": {
+                "reasoning_tokens": 0,
+                "audio_tokens": 0,
+                "accepted_prediction_tokens": 0,
+                "rejected_prediction_tokens": 0,
+            },
         },
     }
 
@@ -878,12 +996,23 @@ async def embeddings(request: Request) -> JSONResponse:
             raise BadRequest("'encoding_format' must be float or base64")
     except BadRequest as err:
         return error_response(400, str(err))
-    data = [{"object": "embedding", "index": i,
-             "embedding": _encode_vector(embed_text(text, dimensions), encoding_format)}
-            for i, (text, _) in enumerate(inputs)]
+    data = [
+        {
+            "object": "embedding",
+            "index": i,
+            "embedding": _encode_vector(embed_text(text, dimensions), encoding_format),
+        }
+        for i, (text, _) in enumerate(inputs)
+    ]
     tokens = sum(n for _, n in inputs)
-    return JSONResponse({"object": "list", "data": data, "model": model,
-                         "usage": {"prompt_tokens": tokens, "total_tokens": tokens}})
+    return JSONResponse(
+        {
+            "object": "list",
+            "data": data,
+            "model": model,
+            "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
+        }
+    )
 
 
 async def list_models(request: Request) -> JSONResponse:
@@ -891,8 +1020,7 @@ async def list_models(request: Request) -> JSONResponse:
     state = _state(request)
     if not state.authorized(request.headers.get("authorization")):
         return _auth_error()
-    data = [{"id": m, "object": "model", "created": 0, "owned_by": "stub"}
-            for m in state.listed_models()]
+    data = [{"id": m, "object": "model", "created": 0, "owned_by": "stub"} for m in state.listed_models()]
     return JSONResponse({"object": "list", "data": data})
 
 
@@ -922,14 +1050,16 @@ async def control_reset(request: Request) -> JSONResponse:
 
 def create_app(state: StubState) -> Starlette:
     """The stub's ASGI app, bound to ``state``."""
-    app = Starlette(routes=[
-        Route("/v1/chat/completions", chat_completions, methods=["POST"]),
-        Route("/v1/embeddings", embeddings, methods=["POST"]),
-        Route("/v1/models", list_models, methods=["GET"]),
-        Route("/_stub/faults", control_faults, methods=["GET", "POST"]),
-        Route("/_stub/requests", control_requests, methods=["GET"]),
-        Route("/_stub/reset", control_reset, methods=["POST"]),
-    ])
+    app = Starlette(
+        routes=[
+            Route("/v1/chat/completions", chat_completions, methods=["POST"]),
+            Route("/v1/embeddings", embeddings, methods=["POST"]),
+            Route("/v1/models", list_models, methods=["GET"]),
+            Route("/_stub/faults", control_faults, methods=["GET", "POST"]),
+            Route("/_stub/requests", control_requests, methods=["GET"]),
+            Route("/_stub/reset", control_reset, methods=["POST"]),
+        ]
+    )
     app.state.stub = state
     return app
 
@@ -945,12 +1075,20 @@ class StubServer:
     ``with StubServer(api_key="test-key") as stub:`` then point ``AsyncOpenAI`` at
     ``stub.base_url``. Helpers touch the state directly (it is thread-safe)."""
 
-    def __init__(self, api_key: str | None = None, models: Sequence[str] | None = None,
-                 latency_per_completion_token: float = 0.0, *, host: str = "127.0.0.1",
-                 port: int = 0):
+    def __init__(
+        self,
+        api_key: str | None = None,
+        models: Sequence[str] | None = None,
+        latency_per_completion_token: float = 0.0,
+        *,
+        host: str = "127.0.0.1",
+        port: int = 0,
+    ):
         self.state = StubState(
-            api_key=api_key, models=tuple(models) if models is not None else None,
-            latency_per_completion_token=latency_per_completion_token)
+            api_key=api_key,
+            models=tuple(models) if models is not None else None,
+            latency_per_completion_token=latency_per_completion_token,
+        )
         self.host = host
         self._port = port
         self._server: uvicorn.Server | None = None
@@ -979,12 +1117,19 @@ class StubServer:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.bind((self.host, self._port))
         self._port = sock.getsockname()[1]
-        config = uvicorn.Config(create_app(self.state), log_config=None, log_level="warning",
-                                access_log=False, lifespan="off", timeout_graceful_shutdown=1)
+        config = uvicorn.Config(
+            create_app(self.state),
+            log_config=None,
+            log_level="warning",
+            access_log=False,
+            lifespan="off",
+            timeout_graceful_shutdown=1,
+        )
         self._server = uvicorn.Server(config)
         self.state.set_closing(False)
-        self._thread = threading.Thread(target=self._server.run, kwargs={"sockets": [sock]},
-                                        name=f"llm-stub-{self._port}", daemon=True)
+        self._thread = threading.Thread(
+            target=self._server.run, kwargs={"sockets": [sock]}, name=f"llm-stub-{self._port}", daemon=True
+        )
         self._thread.start()
         self._wait_started(sock, timeout)
         return self
@@ -1034,16 +1179,26 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8099)
     parser.add_argument("--api-key", default=None, help="require this bearer token")
-    parser.add_argument("--models", default=None,
-                        help="comma-separated model allowlist (default: any model)")
-    parser.add_argument("--latency-per-token", type=float, default=0.0,
-                        help="seconds of simulated generation time per completion token")
+    parser.add_argument("--models", default=None, help="comma-separated model allowlist (default: any model)")
+    parser.add_argument(
+        "--latency-per-token",
+        type=float,
+        default=0.0,
+        help="seconds of simulated generation time per completion token",
+    )
     args = parser.parse_args(argv)
     models = tuple(m.strip() for m in args.models.split(",") if m.strip()) if args.models else None
-    state = StubState(api_key=args.api_key, models=models,
-                      latency_per_completion_token=args.latency_per_token)
-    uvicorn.run(create_app(state), host=args.host, port=args.port, log_level="info",
-                lifespan="off", timeout_graceful_shutdown=1)
+    state = StubState(
+        api_key=args.api_key, models=models, latency_per_completion_token=args.latency_per_token
+    )
+    uvicorn.run(
+        create_app(state),
+        host=args.host,
+        port=args.port,
+        log_level="info",
+        lifespan="off",
+        timeout_graceful_shutdown=1,
+    )
 
 
 if __name__ == "__main__":

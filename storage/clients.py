@@ -30,31 +30,35 @@ async def upsert(pool: asyncpg.Pool, record: ClientRecord) -> tuple[StoredClient
     """
     digest = record.content_hash()
     async with pool.acquire() as conn, conn.transaction():
-        row = await conn.fetchrow(
-            "SELECT current_version FROM clients WHERE id = $1 FOR UPDATE", record.id
-        )
+        row = await conn.fetchrow("SELECT current_version FROM clients WHERE id = $1 FOR UPDATE", record.id)
         if row is not None:
             current = await conn.fetchrow(
                 "SELECT version, content_hash FROM client_snapshots WHERE client_id=$1 AND version=$2",
-                record.id, row["current_version"],
+                record.id,
+                row["current_version"],
             )
             if current is not None and current["content_hash"] == digest:
                 return StoredClient(record, current["version"], digest), False
             version = row["current_version"] + 1
             await conn.execute(
                 "UPDATE clients SET current_version=$2, status=$3, updated_at=now() WHERE id=$1",
-                record.id, version, record.status.value,
+                record.id,
+                version,
+                record.status.value,
             )
         else:
             version = 1
             await conn.execute(
                 "INSERT INTO clients (id, current_version, status) VALUES ($1, 1, $2)",
-                record.id, record.status.value,
+                record.id,
+                record.status.value,
             )
         await conn.execute(
-            "INSERT INTO client_snapshots (client_id, version, record, content_hash)"
-            " VALUES ($1, $2, $3, $4)",
-            record.id, version, record.wire(), digest,
+            "INSERT INTO client_snapshots (client_id, version, record, content_hash) VALUES ($1, $2, $3, $4)",
+            record.id,
+            version,
+            record.wire(),
+            digest,
         )
         return StoredClient(record, version, digest), True
 
@@ -72,7 +76,8 @@ async def get(pool: asyncpg.Pool, client_id: str, version: int | None = None) ->
         row = await pool.fetchrow(
             "SELECT record, version, content_hash FROM client_snapshots"
             " WHERE client_id = $1 AND version = $2",
-            client_id, version,
+            client_id,
+            version,
         )
     if row is None:
         raise UnknownClient(client_id, version)

@@ -23,8 +23,7 @@ class StoredDocument:
 
 
 _COLUMNS = (
-    "id, client_id, kind, version, level, client_version, workflow_id, section_ids, markdown,"
-    " created_at"
+    "id, client_id, kind, version, level, client_version, workflow_id, section_ids, markdown, created_at"
 )
 
 
@@ -44,7 +43,8 @@ async def store(
     async with pool.acquire() as conn, conn.transaction():
         existing = await conn.fetchrow(
             f"SELECT {_COLUMNS} FROM documents WHERE workflow_id=$1 AND run_id=$2",
-            workflow_id, run_id,
+            workflow_id,
+            run_id,
         )
         if existing:
             return StoredDocument(**dict(existing))
@@ -52,22 +52,30 @@ async def store(
         await conn.execute("SELECT pg_advisory_xact_lock(hashtext($1))", f"{client_id}/{kind}")
         version = await conn.fetchval(
             "SELECT coalesce(max(version), 0) + 1 FROM documents WHERE client_id=$1 AND kind=$2",
-            client_id, kind,
+            client_id,
+            kind,
         )
         row = await conn.fetchrow(
             f"""INSERT INTO documents (client_id, kind, version, level, client_version,
                                        workflow_id, run_id, section_ids, markdown)
                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) RETURNING {_COLUMNS}""",
-            client_id, kind, version, level, client_version, workflow_id, run_id,
-            section_ids, markdown,
+            client_id,
+            kind,
+            version,
+            level,
+            client_version,
+            workflow_id,
+            run_id,
+            section_ids,
+            markdown,
         )
         return StoredDocument(**dict(row))
 
 
 async def latest(pool: asyncpg.Pool, client_id: str, kind: str) -> StoredDocument | None:
     row = await pool.fetchrow(
-        f"SELECT {_COLUMNS} FROM documents WHERE client_id=$1 AND kind=$2"
-        " ORDER BY version DESC LIMIT 1",
-        client_id, kind,
+        f"SELECT {_COLUMNS} FROM documents WHERE client_id=$1 AND kind=$2 ORDER BY version DESC LIMIT 1",
+        client_id,
+        kind,
     )
     return StoredDocument(**dict(row)) if row else None

@@ -45,14 +45,22 @@ async def store(
            VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
            ON CONFLICT (idempotency_key) DO UPDATE SET idempotency_key = EXCLUDED.idempotency_key
            RETURNING id""",
-        idempotency_key, client_id, client_version, document_kind, section_key,
-        schema_version, prompt_version, model, content,
+        idempotency_key,
+        client_id,
+        client_version,
+        document_kind,
+        section_key,
+        schema_version,
+        prompt_version,
+        model,
+        content,
     )
     return int(row["id"])
 
 
 async def get_many(pool: asyncpg.Pool, ids: list[int]) -> dict[int, StoredSection]:
     rows = await pool.fetch(
-        "SELECT id, idempotency_key, section_key, model, content FROM sections WHERE id = ANY($1::bigint[])", ids
+        "SELECT id, idempotency_key, section_key, model, content FROM sections WHERE id = ANY($1::bigint[])",
+        ids,
     )
     return {r["id"]: StoredSection(**dict(r)) for r in rows}

@@ -53,9 +53,7 @@ class UsageRecord(BaseModel):
 
 async def record(pool: asyncpg.Pool, usage: UsageRecord) -> None:
     data = usage.model_dump()
-    data.update(
-        total_tokens=usage.total_tokens, saved_tokens=usage.saved_tokens, saved_cost=usage.saved_cost
-    )
+    data.update(total_tokens=usage.total_tokens, saved_tokens=usage.saved_tokens, saved_cost=usage.saved_cost)
     columns = list(data)
     placeholders = ", ".join(f"${i}" for i in range(1, len(columns) + 1))
     await pool.execute(

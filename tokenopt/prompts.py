@@ -112,7 +112,9 @@ def _render(
             "Make it thorough, professional and specific to the client, and answer in the JSON format."
         )
         return [{"role": "system", "content": PERSONA}, {"role": "user", "content": request}]
-    system = SYSTEM_TEMPLATE.format(rules="\n".join(f"- {c}" for c in (SHORT_CONSTRAINTS if short else CONSTRAINTS)))
+    system = SYSTEM_TEMPLATE.format(
+        rules="\n".join(f"- {c}" for c in (SHORT_CONSTRAINTS if short else CONSTRAINTS))
+    )
     client_block = "CLIENT\n" + (_lines(core) if core else "(no brand name yet)")
     shots = "".join(f"\nEXAMPLE OUTPUT\n{e}" for e in examples[:MAX_EXAMPLES])
     data = f"INPUT\n{_lines(own) or '(none)'}"

@@ -31,5 +31,9 @@ class Techniques:
 
     def fingerprint(self) -> str:
         """Part of the idempotency key: output made under other prompt rules is other work."""
-        prompt_shaping = {Technique.STRUCTURED_PROMPTS, Technique.CONTEXT_COMPRESSION, Technique.PREFIX_LAYOUT}
+        prompt_shaping = {
+            Technique.STRUCTURED_PROMPTS,
+            Technique.CONTEXT_COMPRESSION,
+            Technique.PREFIX_LAYOUT,
+        }
         return ",".join(sorted(t.value for t in self.off & prompt_shaping)) or "all"

@@ -39,8 +39,13 @@ T = TypeVar("T")
 
 # Errors a person can act on: print the message, not a traceback.
 _USER_ERRORS = (
-    InvalidClientRecord, UnknownClient, UnknownSection, StackError, UnknownModelPrice,
-    FileNotFoundError, json.JSONDecodeError,
+    InvalidClientRecord,
+    UnknownClient,
+    UnknownSection,
+    StackError,
+    UnknownModelPrice,
+    FileNotFoundError,
+    json.JSONDecodeError,
 )
 
 
@@ -210,14 +215,18 @@ async def bench_overhead(
     """Plan wall time minus the slowest section's LLM time: what orchestration costs."""
     from wavelaunch.bench import cost, overhead
 
-    result = await overhead.run(get_settings(), plans_count=plans, seconds_per_token=seconds_per_token, level=level)
+    result = await overhead.run(
+        get_settings(), plans_count=plans, seconds_per_token=seconds_per_token, level=level
+    )
     for row in result["plans"]:
         console.print(
             f"{row['plan']}: wall {row['wall_s']:.3f} s, slowest section {row['slowest_section_s']:.3f} s, "
             f"overhead {row['overhead_s']:.3f} s"
         )
     o = result["overhead_s"]
-    console.print(f"orchestration overhead per plan: mean {o['mean']} s, p50 {o['p50']} s, p95 {o['p95']} s, max {o['max']} s")
+    console.print(
+        f"orchestration overhead per plan: mean {o['mean']} s, p50 {o['p50']} s, p95 {o['p95']} s, max {o['max']} s"
+    )
     cost.write_json(result, json_file)
     console.print(f"JSON written to {json_file}")
 

@@ -139,7 +139,9 @@ async def import_clients(settings: Settings, file: Path) -> list[tuple[str, int,
         for record in records:
             stored, changed = await clients.upsert(pool, record)
             results.append((record.id, stored.version, changed))
-            state = f"stored as version {stored.version}" if changed else f"unchanged (version {stored.version})"
+            state = (
+                f"stored as version {stored.version}" if changed else f"unchanged (version {stored.version})"
+            )
             console.print(f"client {record.id}: {state}")
     return results
 

@@ -52,7 +52,17 @@ def progress_table(progress: PlanProgress) -> Table:
 
 def usage_table(report: dict[str, Any], group: str) -> Table:
     table = Table(title=f"Usage by {group}", title_justify="left")
-    for column in ("key", "calls", "prompt", "cached", "completion", "cost", "naive cost", "saved", "hit rate"):
+    for column in (
+        "key",
+        "calls",
+        "prompt",
+        "cached",
+        "completion",
+        "cost",
+        "naive cost",
+        "saved",
+        "hit rate",
+    ):
         table.add_column(column, justify="left" if column == "key" else "right")
     rows = report[f"by_{group}"] if group != "total" else {"total": report["totals"]}
     for key, row in rows.items():
@@ -76,7 +86,19 @@ def bench_cost_table(report: dict[str, Any]) -> Table:
         title=f"Cost benchmark, workload {w['name']} ({w['clients']} clients, seed {w['seed']}, events {w['events']})",
         title_justify="left",
     )
-    for column in ("arm", "calls", "prompt", "cached", "completion", "total", "dollars", "tokens/naive", "$/naive", "marginal tok", "marginal $"):
+    for column in (
+        "arm",
+        "calls",
+        "prompt",
+        "cached",
+        "completion",
+        "total",
+        "dollars",
+        "tokens/naive",
+        "$/naive",
+        "marginal tok",
+        "marginal $",
+    ):
         table.add_column(column, justify="left" if column == "arm" else "right")
 
     def pct(value: float | None) -> str:
@@ -84,9 +106,16 @@ def bench_cost_table(report: dict[str, Any]) -> Table:
 
     for arm, row in report["arms"].items():
         table.add_row(
-            arm, f"{row['calls']:,}", f"{row['prompt_tokens']:,}", f"{row['cached_tokens']:,}",
-            f"{row['completion_tokens']:,}", f"{row['total_tokens']:,}", money(row["cost"]),
-            pct(row.get("token_ratio")), pct(row.get("cost_ratio")),
-            pct(row.get("marginal_token_saving")), pct(row.get("marginal_cost_saving")),
+            arm,
+            f"{row['calls']:,}",
+            f"{row['prompt_tokens']:,}",
+            f"{row['cached_tokens']:,}",
+            f"{row['completion_tokens']:,}",
+            f"{row['total_tokens']:,}",
+            money(row["cost"]),
+            pct(row.get("token_ratio")),
+            pct(row.get("cost_ratio")),
+            pct(row.get("marginal_token_saving")),
+            pct(row.get("marginal_cost_saving")),
         )
     return table

@@ -44,7 +44,9 @@ class LLMConfig:
             base_url=endpoint.base_url,
             model_override=endpoint.model_override,
             # A self-hosted model costs no per-token dollars; every other model must be priced.
-            free_models=frozenset({endpoint.model_override}) if local and endpoint.model_override else frozenset(),
+            free_models=frozenset({endpoint.model_override})
+            if local and endpoint.model_override
+            else frozenset(),
             structured_output="json_object" if local else "json_schema",
         )
 

@@ -48,7 +48,9 @@ async def usage_rows(pool: asyncpg.Pool, workflow_id: str) -> list[asyncpg.Recor
     return await pool.fetch("SELECT * FROM usage_ledger WHERE workflow_id = $1 ORDER BY id", workflow_id)
 
 
-async def test_plan_generates_each_section_once_stores_document_and_usage(pool, client, settings, stub, worker):
+async def test_plan_generates_each_section_once_stores_document_and_usage(
+    pool, client, settings, stub, worker
+):
     client_id = await new_client(pool)
     handle, result = await run_plan(client, settings, PlanRequest(client_id=client_id, level=Level.ESSENTIAL))
 
@@ -117,8 +119,17 @@ async def test_rejected_api_key_fails_fast_with_an_actionable_message(pool, clie
 
 async def test_rate_limits_are_retried_honouring_retry_after(pool, client, settings, stub, worker):
     client_id = await new_client(pool)
-    stub.add_faults([{"kind": "status", "status": 429, "retry_after": 1, "times": 2,
-                      "match": {"section": "market_analysis"}}])
+    stub.add_faults(
+        [
+            {
+                "kind": "status",
+                "status": 429,
+                "retry_after": 1,
+                "times": 2,
+                "match": {"section": "market_analysis"},
+            }
+        ]
+    )
     handle, result = await run_plan(client, settings, PlanRequest(client_id=client_id, level=Level.ESSENTIAL))
     statuses = [r["status"] for r in stub.requests() if r["section"] == "market_analysis"]
     assert statuses == [429, 429, 200]
@@ -136,7 +147,8 @@ async def test_invalid_json_escalates_then_fails_the_section_and_a_rerun_pays_on
     # One bad answer from the economy model: escalated once to the standard tier, then fine.
     stub.add_faults([{"kind": "invalid_json", "times": 1, "match": {"section": "team_structure"}}])
     _, result = await run_plan(
-        client, settings,
+        client,
+        settings,
         PlanRequest(client_id=client_id, sections=["team_structure", "executive_summary"]),
     )
     team = next(s for s in result.sections if s.section_key == "team_structure")
@@ -155,5 +167,6 @@ async def test_invalid_json_escalates_then_fails_the_section_and_a_rerun_pays_on
     _, result = await run_plan(client, settings, PlanRequest(client_id=other, level=Level.ESSENTIAL))
     assert [r["section"] for r in stub.requests()] == ["market_analysis"]
     assert {s.section_key for s in result.sections if s.cache_tier == "stored"} == {
-        "executive_summary", "competitive_landscape"
+        "executive_summary",
+        "competitive_landscape",
     }

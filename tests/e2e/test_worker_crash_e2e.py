@@ -30,8 +30,11 @@ ROOT = Path(__file__).resolve().parents[2]
 def start_worker(env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
     """`python worker.py`, the thin entry point operators run, as a separate process."""
     return subprocess.Popen(
-        [sys.executable, str(ROOT / "worker.py")], cwd=ROOT, env=env,
-        stdout=log.open("ab"), stderr=subprocess.STDOUT,
+        [sys.executable, str(ROOT / "worker.py")],
+        cwd=ROOT,
+        env=env,
+        stdout=log.open("ab"),
+        stderr=subprocess.STDOUT,
     )
 
 

@@ -220,7 +220,10 @@ def test_compose_config_is_valid() -> None:
     env = {**os.environ, "OPENAI_API_KEY": "sk-compose-config-check"}
     result = subprocess.run(
         [*binary, "-f", str(COMPOSE_FILE), "--profile", "api", "config", "--quiet"],
-        capture_output=True, text=True, env=env, cwd=ROOT,
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=ROOT,
     )
     assert result.returncode == 0, result.stderr
 

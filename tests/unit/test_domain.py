@@ -48,7 +48,9 @@ def test_product_categories_accept_the_forms_comma_string():
 
 def test_levels_follow_the_catalogue_priorities():
     assert [s.key for s in resolve_sections(Level.ESSENTIAL)] == [
-        "executive_summary", "market_analysis", "competitive_landscape"
+        "executive_summary",
+        "market_analysis",
+        "competitive_landscape",
     ]
     assert sum(s.target_tokens for s in resolve_sections(Level.ESSENTIAL)) == 1900
     assert sum(s.target_tokens for s in resolve_sections(Level.STANDARD)) == 3500

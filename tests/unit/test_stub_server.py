@@ -33,8 +33,7 @@ KEY = "test-key"
 MODEL = "gpt-4.1-mini"
 # About 1,500 tokens of stable context: long enough to be cached, identical across requests.
 CONTEXT = " ".join(
-    f"Client fact {i}: the brand sells handmade ceramics to urban renters in Lisbon."
-    for i in range(100)
+    f"Client fact {i}: the brand sells handmade ceramics to urban renters in Lisbon." for i in range(100)
 )
 
 
@@ -71,8 +70,7 @@ def messages(user: str, system: str = "Write the section as JSON.") -> list[dict
     return [{"role": "system", "content": system}, {"role": "user", "content": user}]
 
 
-async def ask_section(client: AsyncOpenAI, key: str, user: str = "Ceramics studio.",
-                      **kwargs: Any) -> Any:
+async def ask_section(client: AsyncOpenAI, key: str, user: str = "Ceramics studio.", **kwargs: Any) -> Any:
     return await client.chat.completions.create(
         model=MODEL, messages=messages(user), response_format=section_format(key), **kwargs
     )
@@ -86,8 +84,7 @@ def within(actual: int, target: int, tolerance: float = 0.03) -> bool:
 
 
 @pytest.mark.parametrize("key", ["market_analysis", "financial_projections", "team_structure"])
-async def test_schema_answer_validates_against_the_section_model(
-        client: AsyncOpenAI, key: str) -> None:
+async def test_schema_answer_validates_against_the_section_model(client: AsyncOpenAI, key: str) -> None:
     response = await ask_section(client, key)
     choice = response.choices[0]
     assert choice.finish_reason == "stop"
@@ -101,7 +98,8 @@ async def test_schema_answer_validates_against_the_section_model(
 @pytest.mark.parametrize("key", ["market_analysis", "financial_projections"])
 @pytest.mark.parametrize("repeat", [1, 300])
 async def test_completion_size_is_the_catalogue_target_whatever_the_prompt(
-        client: AsyncOpenAI, key: str, repeat: int) -> None:
+    client: AsyncOpenAI, key: str, repeat: int
+) -> None:
     response = await ask_section(client, key, "Describe the venture. " * repeat)
     usage = response.usage
     assert usage is not None
@@ -125,8 +123,7 @@ async def test_a_limit_below_the_target_truncates_like_openai(client: AsyncOpenA
         json.loads(response.choices[0].message.content or "")
 
 
-async def test_same_request_same_content_and_other_prompt_other_content(
-        client: AsyncOpenAI) -> None:
+async def test_same_request_same_content_and_other_prompt_other_content(client: AsyncOpenAI) -> None:
     first = await ask_section(client, "operations_plan", "Brand A")
     again = await ask_section(client, "operations_plan", "Brand A")
     other = await ask_section(client, "operations_plan", "Brand B")
@@ -139,18 +136,17 @@ async def test_prompt_tokens_count_the_schema_then_the_messages(client: AsyncOpe
     key = "competitive_landscape"
     response = await ask_section(client, key, "Who competes?")
     schema_tokens = count_tokens(schema_text(strict_json_schema(output_model(key))), MODEL)
-    assert response.usage.prompt_tokens == (
-        count_messages(messages("Who competes?"), MODEL) + schema_tokens
-    )
+    assert response.usage.prompt_tokens == (count_messages(messages("Who competes?"), MODEL) + schema_tokens)
 
 
-async def test_prose_and_json_object_use_the_header_target_or_the_default(
-        client: AsyncOpenAI) -> None:
+async def test_prose_and_json_object_use_the_header_target_or_the_default(client: AsyncOpenAI) -> None:
     prose = await client.chat.completions.create(model=MODEL, messages=messages("Hi"))
     assert within(prose.usage.completion_tokens, DEFAULT_TARGET_TOKENS)
     assert prose.usage.prompt_tokens == count_messages(messages("Hi"), MODEL)
     sized = await client.chat.completions.create(
-        model=MODEL, messages=messages("Hi"), response_format={"type": "json_object"},
+        model=MODEL,
+        messages=messages("Hi"),
+        response_format={"type": "json_object"},
         extra_headers={"X-Stub-Target-Tokens": "350"},
     )
     assert within(sized.usage.completion_tokens, 350)
@@ -158,12 +154,23 @@ async def test_prose_and_json_object_use_the_header_target_or_the_default(
 
 
 async def test_unknown_schema_name_falls_back_to_the_header(client: AsyncOpenAI) -> None:
-    fmt = {"type": "json_schema", "json_schema": {
-        "name": "brand_architecture_v2", "strict": True,
-        "schema": {"type": "object", "properties": {"title": {"type": "string"}},
-                   "required": ["title"], "additionalProperties": False}}}
+    fmt = {
+        "type": "json_schema",
+        "json_schema": {
+            "name": "brand_architecture_v2",
+            "strict": True,
+            "schema": {
+                "type": "object",
+                "properties": {"title": {"type": "string"}},
+                "required": ["title"],
+                "additionalProperties": False,
+            },
+        },
+    }
     response = await client.chat.completions.create(
-        model=MODEL, messages=messages("Hi"), response_format=fmt,
+        model=MODEL,
+        messages=messages("Hi"),
+        response_format=fmt,
         extra_headers={"X-Stub-Target-Tokens": "120"},
     )
     assert within(response.usage.completion_tokens, 120)
@@ -173,8 +180,9 @@ async def test_unknown_schema_name_falls_back_to_the_header(client: AsyncOpenAI)
 # ---- prefix cache ------------------------------------------------------------------------
 
 
-async def cached_tokens(client: AsyncOpenAI, system: str, user: str,
-                        cache_key: str | None = None) -> tuple[int, int]:
+async def cached_tokens(
+    client: AsyncOpenAI, system: str, user: str, cache_key: str | None = None
+) -> tuple[int, int]:
     extra = {"prompt_cache_key": cache_key} if cache_key else {}
     response = await client.chat.completions.create(
         model=MODEL, messages=messages(user, system=system), **extra
@@ -188,8 +196,7 @@ async def test_a_shared_long_prefix_is_cached_in_128_token_steps(client: AsyncOp
     second, prompt = await cached_tokens(client, CONTEXT, "Beta: write the plan.")
     assert first == 0
     # Rendered prompt: "system", the context, "user", then the users' texts differ at once.
-    shared = len(encode("system", MODEL)) + len(encode(CONTEXT, MODEL)) + len(
-        encode("user", MODEL))
+    shared = len(encode("system", MODEL)) + len(encode(CONTEXT, MODEL)) + len(encode("user", MODEL))
     assert shared >= CACHE_MIN_TOKENS + CACHE_STEP_TOKENS
     assert second == shared // CACHE_STEP_TOKENS * CACHE_STEP_TOKENS
     assert second % CACHE_STEP_TOKENS == 0 and CACHE_MIN_TOKENS <= second <= prompt
@@ -244,9 +251,19 @@ async def test_streaming_is_rejected_explicitly(client: AsyncOpenAI) -> None:
 
 
 async def test_rate_limit_fault_counts_down_per_matching_request(
-        client: AsyncOpenAI, stub: StubServer) -> None:
-    stub.add_faults([{"kind": "status", "status": 429, "retry_after": 1.5, "times": 2,
-                      "match": {"section": "market_analysis", "model": None}}])
+    client: AsyncOpenAI, stub: StubServer
+) -> None:
+    stub.add_faults(
+        [
+            {
+                "kind": "status",
+                "status": 429,
+                "retry_after": 1.5,
+                "times": 2,
+                "match": {"section": "market_analysis", "model": None},
+            }
+        ]
+    )
     for _ in range(2):
         with pytest.raises(openai.RateLimitError) as caught:
             await ask_section(client, "market_analysis")
@@ -256,8 +273,11 @@ async def test_rate_limit_fault_counts_down_per_matching_request(
     await ask_section(client, "market_analysis")
     log = stub.requests()
     assert [(e["section"], e["status"]) for e in log] == [
-        ("market_analysis", 429), ("team_structure", 200),
-        ("market_analysis", 429), ("team_structure", 200), ("market_analysis", 200),
+        ("market_analysis", 429),
+        ("team_structure", 200),
+        ("market_analysis", 429),
+        ("team_structure", 200),
+        ("market_analysis", 200),
     ]
     assert log[0]["fault"] == "status" and log[-1]["fault"] is None
     assert log[0]["completion_tokens"] == 0
@@ -271,8 +291,7 @@ async def test_server_error_fault(client: AsyncOpenAI, stub: StubServer) -> None
     assert caught.value.body["type"] == "server_error"  # type: ignore[index]
 
 
-async def test_invalid_json_fault_returns_unparseable_content(
-        client: AsyncOpenAI, stub: StubServer) -> None:
+async def test_invalid_json_fault_returns_unparseable_content(client: AsyncOpenAI, stub: StubServer) -> None:
     stub.add_faults([{"kind": "invalid_json", "times": 1, "match": {"section": "team_structure"}}])
     broken = await ask_section(client, "team_structure")
     assert broken.choices[0].finish_reason == "stop"
@@ -283,10 +302,8 @@ async def test_invalid_json_fault_returns_unparseable_content(
     assert [e["fault"] for e in stub.requests()] == ["invalid_json", None]
 
 
-async def test_delay_fault_does_not_block_other_requests(
-        client: AsyncOpenAI, stub: StubServer) -> None:
-    stub.add_faults([{"kind": "delay", "seconds": 0.4, "times": 5,
-                      "match": {"section": "market_analysis"}}])
+async def test_delay_fault_does_not_block_other_requests(client: AsyncOpenAI, stub: StubServer) -> None:
+    stub.add_faults([{"kind": "delay", "seconds": 0.4, "times": 5, "match": {"section": "market_analysis"}}])
     finished: list[str] = []
 
     async def timed(key: str) -> None:
@@ -300,8 +317,7 @@ async def test_delay_fault_does_not_block_other_requests(
 
 
 async def test_delay_and_error_rules_both_apply(client: AsyncOpenAI, stub: StubServer) -> None:
-    stub.add_faults([{"kind": "delay", "seconds": 0.2},
-                     {"kind": "status", "status": 500}])
+    stub.add_faults([{"kind": "delay", "seconds": 0.2}, {"kind": "status", "status": 500}])
     started = time.monotonic()
     with pytest.raises(openai.InternalServerError):
         await ask_section(client, "team_structure")
@@ -313,8 +329,9 @@ async def test_delay_and_error_rules_both_apply(client: AsyncOpenAI, stub: StubS
 def test_bad_fault_rules_are_rejected(stub: StubServer) -> None:
     response = httpx.post(f"{stub.url}/_stub/faults", json=[{"kind": "explode"}])
     assert response.status_code == 400
-    response = httpx.post(f"{stub.url}/_stub/faults",
-                          json=[{"kind": "delay", "seconds": 1, "match": {"sektion": "x"}}])
+    response = httpx.post(
+        f"{stub.url}/_stub/faults", json=[{"kind": "delay", "seconds": 1, "match": {"sektion": "x"}}]
+    )
     assert response.status_code == 400
     assert httpx.get(f"{stub.url}/_stub/faults").json() == []
 
@@ -357,8 +374,7 @@ async def test_embeddings_are_deterministic_and_similarity_ordered(client: Async
     assert all(math.isclose(cosine(v, v), 1.0, rel_tol=1e-4) for v in vectors)
     near, related, far = (cosine(vectors[0], v) for v in vectors[1:])
     assert near > 0.9 > related > far and far < 0.3
-    assert response.usage.prompt_tokens == sum(count_tokens(t, "text-embedding-3-small")
-                                               for t in texts)
+    assert response.usage.prompt_tokens == sum(count_tokens(t, "text-embedding-3-small") for t in texts)
     again = await client.embeddings.create(
         model="text-embedding-3-small", input=texts[0], dimensions=64, encoding_format="float"
     )
@@ -390,7 +406,8 @@ def test_stop_is_quick_while_a_delayed_request_is_in_flight() -> None:
 def test_runs_as_a_separate_process(unused_port: int) -> None:
     proc = subprocess.Popen(
         [sys.executable, "-m", "llm.stub_server", "--port", str(unused_port), "--api-key", KEY],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
     )
     try:
         url = f"http://127.0.0.1:{unused_port}/v1/models"

@@ -16,7 +16,7 @@ from tokenopt.counting import count_tokens
 from tokenopt.projection import project, truncate_sentences
 from tokenopt.prompts import build_section_prompt
 from tokenopt.routing import ModelRouter, Tier, tier_for
-from tokenopt.techniques import Technique, Techniques
+from tokenopt.techniques import Techniques
 from wavelaunch.commands import sample_client_file
 
 RECORD = json.loads(sample_client_file().read_text())
@@ -24,10 +24,15 @@ ALL_ON = Techniques()
 
 
 def prompts(record=RECORD, techniques=ALL_ON):
-    return {s.key: build_section_prompt(record, s, model="gpt-4.1", techniques=techniques) for s in BUSINESS_PLAN_SECTIONS}
+    return {
+        s.key: build_section_prompt(record, s, model="gpt-4.1", techniques=techniques)
+        for s in BUSINESS_PLAN_SECTIONS
+    }
 
 
-@pytest.mark.parametrize("techniques", [ALL_ON, Techniques.without(["context_compression", "structured_prompts"])])
+@pytest.mark.parametrize(
+    "techniques", [ALL_ON, Techniques.without(["context_compression", "structured_prompts"])]
+)
 def test_email_never_reaches_a_prompt(techniques):
     for built in prompts(techniques=techniques).values():
         text = json.dumps(built.messages)
@@ -83,7 +88,9 @@ def test_budget_compression_fires_in_order_and_records_its_steps():
     assert built.compression_steps[0] == "summarise_long_fields"
     assert "drop_examples" not in built.compression_steps  # there were none to drop
     assert built.estimated_tokens <= budget.hard_limit(spec)
-    uncompressed = build_section_prompt(record, spec, model="gpt-4.1", techniques=Techniques.without(["budget_compression"]))
+    uncompressed = build_section_prompt(
+        record, spec, model="gpt-4.1", techniques=Techniques.without(["budget_compression"])
+    )
     assert uncompressed.compression_steps == () and uncompressed.estimated_tokens > built.estimated_tokens
     assert uncompressed.estimated_tokens > budget.compress_threshold(spec)
 
@@ -93,7 +100,9 @@ def test_prompt_still_over_budget_fails_before_any_call():
     record = RECORD | {f"extra{i}": f"Note {i}: " + "detail " * 200 for i in range(40)}
     with pytest.raises(BudgetExceeded, match="team_structure"):
         build_section_prompt(
-            record, section("team_structure"), model="gpt-4.1",
+            record,
+            section("team_structure"),
+            model="gpt-4.1",
             techniques=Techniques.without(["context_compression"]),
         )
 
@@ -116,9 +125,9 @@ def test_truncation_cuts_at_sentence_boundaries():
 
 
 def test_projection_drops_empty_and_normalises():
-    assert project({"a": "  x \n y ", "b": "", "c": None, "d": ["p", "q"], "email": "e@x"}, ["a", "b", "c", "d", "email"]) == {
-        "a": "x y", "d": "p, q"
-    }
+    assert project(
+        {"a": "  x \n y ", "b": "", "c": None, "d": ["p", "q"], "email": "e@x"}, ["a", "b", "c", "d", "email"]
+    ) == {"a": "x y", "d": "p, q"}
 
 
 def test_routing_table_tiers_escalation_and_override():
@@ -161,7 +170,8 @@ def test_counting_works_with_the_network_unreachable(tmp_path):
         "def refuse(*a, **k): raise OSError('network unreachable (test)')\n"
         "socket.socket.connect = refuse; socket.create_connection = refuse; socket.getaddrinfo = refuse\n"
         "from tokenopt.counting import count_tokens, encoding_name\n"
-        "print(count_tokens('hello world', 'gpt-4.1'), count_tokens('hello world', 'gpt-3.5-turbo'), encoding_name('gpt-4o'))\n"
+        "print(count_tokens('hello world', 'gpt-4.1'), count_tokens('hello world', 'gpt-3.5-turbo'),\n"
+        "      encoding_name('gpt-4o'))\n"
     )
     env = {"TIKTOKEN_CACHE_DIR": str(tmp_path), "PATH": "/usr/bin:/bin"}
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=60)

@@ -52,10 +52,17 @@ class FakeActivities:
     async def generate_section(self, request: SectionRequest) -> SectionResult:
         self.generated.append(request.section_key)
         if request.section_key in self.fail_sections:
-            raise ApplicationError("model returned invalid JSON", type="InvalidModelOutput", non_retryable=True)
+            raise ApplicationError(
+                "model returned invalid JSON", type="InvalidModelOutput", non_retryable=True
+            )
         return SectionResult(
-            section_key=request.section_key, section_id=len(self.generated), model="m", tier="standard",
-            prompt_tokens=100, completion_tokens=400, cost=Decimal("0.001"),
+            section_key=request.section_key,
+            section_id=len(self.generated),
+            model="m",
+            tier="standard",
+            prompt_tokens=100,
+            completion_tokens=400,
+            cost=Decimal("0.001"),
         )
 
     @activity.defn(name="assemble_document")
@@ -67,7 +74,9 @@ class FakeActivities:
 async def _run(env: WorkflowEnvironment, fakes: FakeActivities, request: PlanRequest):
     queue = f"tq-{uuid.uuid4()}"
     async with Worker(
-        env.client, task_queue=queue, workflows=[BusinessPlanWorkflow],
+        env.client,
+        task_queue=queue,
+        workflows=[BusinessPlanWorkflow],
         activities=[fakes.prepare_plan, fakes.generate_section, fakes.assemble_document],
     ):
         handle = await env.client.start_workflow(

@@ -187,7 +187,11 @@ async def ledger_totals(pool: asyncpg.Pool, client_prefix: str) -> Totals:
         client_prefix + "%",
     )
     return Totals(
-        calls=row["calls"], prompt_tokens=row["p"], cached_tokens=row["c"], completion_tokens=row["o"], cost=row["cost"]
+        calls=row["calls"],
+        prompt_tokens=row["p"],
+        cached_tokens=row["c"],
+        completion_tokens=row["o"],
+        cost=row["cost"],
     )
 
 
@@ -280,7 +284,9 @@ def report(workload: Workload, results: dict[str, Totals]) -> dict[str, Any]:
             entry["cost_ratio"] = _ratio(float(totals.cost), float(naive_t.cost))
         if opt and name.startswith("no_") and naive_t:
             # What switching this technique off costs, as a share of the naive bill.
-            entry["marginal_token_saving"] = _ratio(totals.total_tokens - opt.total_tokens, naive_t.total_tokens)
+            entry["marginal_token_saving"] = _ratio(
+                totals.total_tokens - opt.total_tokens, naive_t.total_tokens
+            )
             entry["marginal_cost_saving"] = _ratio(float(totals.cost - opt.cost), float(naive_t.cost))
         arms[name] = entry
     counts: dict[str, int] = {}
@@ -289,7 +295,12 @@ def report(workload: Workload, results: dict[str, Totals]) -> dict[str, Any]:
     counts["failures_injected"] = sum(1 for e in workload.events if e.fail_section)
     lb = results.get("lower_bound")
     return {
-        "workload": {"name": workload.name, "seed": workload.seed, "clients": len(workload.clients), "events": counts},
+        "workload": {
+            "name": workload.name,
+            "seed": workload.seed,
+            "clients": len(workload.clients),
+            "events": counts,
+        },
         "arms": arms,
         "token_ratio": arms.get("optimized", {}).get("token_ratio"),
         "cost_ratio": arms.get("optimized", {}).get("cost_ratio"),

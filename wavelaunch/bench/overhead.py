@@ -44,7 +44,9 @@ async def run(base: Settings, *, plans_count: int, seconds_per_token: float, lev
         async with bench_stack(base) as endpoints:
             temporal = await connect_temporal(settings, endpoints.temporal_address)
             await ensure_search_attributes(temporal, settings.temporal_namespace)
-            llm = LLMConfig(api_key=STUB_KEY, base_url=stub.base_url, model_override=None, free_models=frozenset())
+            llm = LLMConfig(
+                api_key=STUB_KEY, base_url=stub.base_url, model_override=None, free_models=frozenset()
+            )
             deps = await plan_dependencies(settings, endpoints.database_url, llm)
             pool = await db.connect(endpoints.database_url)
             try:
@@ -59,8 +61,14 @@ async def run(base: Settings, *, plans_count: int, seconds_per_token: float, lev
                         result = await handle.result()
                         wall = time.monotonic() - began
                         slowest = max(s.duration_ms for s in result.sections) / 1000
-                        rows.append({"plan": handle.id, "wall_s": round(wall, 3), "slowest_section_s": slowest,
-                                     "overhead_s": round(wall - slowest, 3)})
+                        rows.append(
+                            {
+                                "plan": handle.id,
+                                "wall_s": round(wall, 3),
+                                "slowest_section_s": slowest,
+                                "overhead_s": round(wall - slowest, 3),
+                            }
+                        )
             finally:
                 await pool.close()
                 await close_dependencies(deps)

@@ -19,18 +19,35 @@ from domain.client import KNOWN_FIELDS
 from wavelaunch.commands import sample_client_file
 
 NICHES = (
-    "Fitness and mindful movement", "Sustainable skincare", "Plant-based cooking",
-    "Budget travel", "Personal finance for students", "Streetwear", "Home baking",
-    "Gaming and tech reviews", "Parenting and family life", "Outdoor adventure",
+    "Fitness and mindful movement",
+    "Sustainable skincare",
+    "Plant-based cooking",
+    "Budget travel",
+    "Personal finance for students",
+    "Streetwear",
+    "Home baking",
+    "Gaming and tech reviews",
+    "Parenting and family life",
+    "Outdoor adventure",
 )
 FIRST = ("Maya", "Leo", "Aisha", "Tom", "Priya", "Jonas", "Sofia", "Kwame", "Elena", "Ravi")
 LAST = ("Okafor", "Martin", "Khan", "Berg", "Costa", "Nguyen", "Silva", "Mensah", "Rossi", "Iyer")
 
 # Fields a creator plausibly edits in the CRM (never identity or contact data).
 EDITABLE = (
-    "targetAudience", "keyPainPoints", "brandValues", "differentiation", "uniqueValueProps",
-    "emergingCompetitors", "brandPersonality", "growthStrategies", "scalingGoals",
-    "specificDeadlines", "otherProductIdeas", "currentChannels", "visionForVenture",
+    "targetAudience",
+    "keyPainPoints",
+    "brandValues",
+    "differentiation",
+    "uniqueValueProps",
+    "emergingCompetitors",
+    "brandPersonality",
+    "growthStrategies",
+    "scalingGoals",
+    "specificDeadlines",
+    "otherProductIdeas",
+    "currentChannels",
+    "visionForVenture",
 )
 _SENTENCES = (
     "The audience responds best to short, practical videos.",
