@@ -83,6 +83,14 @@ class LLMClient:
             duration_ms=int((time.monotonic() - started) * 1000),
         )
 
+    async def embed(self, *, model: str, text: str, dimensions: int) -> tuple[list[float], int]:
+        """One embedding and the tokens it was billed for; raises LLMError on failure."""
+        try:
+            response = await self._client.embeddings.create(model=model, input=text, dimensions=dimensions)
+        except openai.OpenAIError as err:
+            raise map_openai_error(err, model=model, endpoint=self.endpoint) from err
+        return list(response.data[0].embedding), response.usage.prompt_tokens
+
     def _response_format(self, name: str, schema: dict[str, Any]) -> dict[str, Any]:
         if self._structured_output == "json_object":
             return {"type": "json_object", "schema": schema}

@@ -47,6 +47,8 @@ class BuiltPrompt:
     # Hash of exactly what the section reads: equal hashes mean the same work (reuse).
     input_hash: str
     compression_steps: tuple[str, ...] = field(default=())
+    # The projected field values the prompt was built from (before compression).
+    inputs: dict[str, str] = field(default_factory=dict)
 
     @property
     def stable_prefix(self) -> str:
@@ -159,8 +161,9 @@ def build_section_prompt(
     messages = _render(spec, core, own, techniques, examples, short)
     tokens = count_messages(messages, model)
     steps: list[str] = []
+    inputs = {**core, **own}
     if not techniques.on(Technique.BUDGET_COMPRESSION):
-        return BuiltPrompt(messages, tokens, digest)
+        return BuiltPrompt(messages, tokens, digest, inputs=inputs)
 
     for step in budget.ORDER:
         if tokens <= budget.compress_threshold(spec):
@@ -186,4 +189,4 @@ def build_section_prompt(
             f"({', '.join(steps) or 'no step applied'}); its budget is {budget.hard_limit(spec)}. "
             "Shorten the client's free-text fields."
         )
-    return BuiltPrompt(messages, tokens, digest, tuple(steps))
+    return BuiltPrompt(messages, tokens, digest, tuple(steps), inputs)

@@ -68,6 +68,17 @@ class Settings(BaseSettings):
     # names from tokenopt.techniques.Technique.
     disabled_techniques: list[str] = Field(default_factory=list)
 
+    # The cache hierarchy (exact, semantic): time to live by document kind, size, similarity.
+    cache_ttl_hours: dict[str, float] = Field(
+        default_factory=lambda: {"business_plan": 168.0, "deliverable": 72.0, "summary": 24.0}
+    )
+    cache_max_entries: int = 1000
+    semantic_threshold: float = 0.95
+    # "endpoint": the LLM endpoint's embeddings model; "hashing": offline, no model needed.
+    # Unset: the endpoint for OpenAI, hashing for the local model.
+    embeddings: str | None = None
+    embedding_model: str = "text-embedding-3-small"
+
     worker_max_concurrent_activities: int = 8
     default_level: str = "complete"
 

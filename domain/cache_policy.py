@@ -1,0 +1,37 @@
+"""What may be cached, for how long, and how: one table per document kind and section.
+
+Follows the seed: identical client-data regeneration, template-based content, reference
+material and boilerplate are cacheable; anything time-sensitive, dynamic data (prices, dates)
+and personalised recommendations flagged as such are not.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from domain.sections import DocumentKind
+
+
+@dataclass(frozen=True)
+class CachePolicy:
+    cacheable: bool = True
+    # Near-identical inputs may be served from a similar entry (revised by a cheap model).
+    semantic: bool = True
+    reason: str = ""
+
+
+_DEFAULT = CachePolicy()
+
+POLICIES: dict[tuple[DocumentKind, str], CachePolicy] = {
+    # Figures depend on the client's numbers and dates: an exact match is safe, a "similar"
+    # one is not, so financial projections never come from the semantic tier.
+    (DocumentKind.BUSINESS_PLAN, "financial_projections"): CachePolicy(
+        semantic=False, reason="prices and dates must match exactly"
+    ),
+    (DocumentKind.BUSINESS_PLAN, "operations_plan"): CachePolicy(
+        semantic=False, reason="deadlines must match exactly"
+    ),
+}
+
+
+def policy(kind: DocumentKind, section_key: str) -> CachePolicy:
+    return POLICIES.get((kind, section_key), _DEFAULT)
