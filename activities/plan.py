@@ -1,4 +1,12 @@
-"""Business-plan activities: every side effect of a plan (Postgres, the LLM) happens here."""
+"""Business-plan activities: every side effect of a plan (Postgres, the LLM) happens here.
+
+A section is served by the first tier that can, cheapest first:
+1. stored: this client version's section was already written (a retry, a replay, a repeat);
+2. exact: the same request (same inputs, model and versions, same client) within its TTL;
+3. semantic: a near-identical request of the same client and section, revised by a cheap model
+   (never when numbers, dates, names or negations differ);
+4. a full generation, whose answer then feeds the tiers above.
+"""
 
 from __future__ import annotations
 
@@ -8,41 +16,32 @@ import hashlib
 import logging
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
-from datetime import timedelta
-from decimal import Decimal
+from typing import Any
 
 import asyncpg
-from pydantic import ValidationError
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from domain.outputs import output_model, schema_name, strict_json_schema
+from activities.ledger import Baseline, SectionLedger
+from activities.section_cache import CacheConfig, SectionCache
+from activities.writer import OutputRejected, SectionWriter, Written
+from domain.cache_policy import policy
 from domain.render import render_document
 from domain.sections import DocumentKind, SectionSpec, UnknownSection, resolve_sections, section
-from llm.client import Completion, LLMClient
-from llm.errors import InvalidModelOutput, LLMError
-from storage import clients, documents, sections, usage
+from llm.client import LLMClient
+from storage import clients, documents, sections
 from storage.clients import StoredClient, UnknownClient
-from tokenopt import naive, pricing
 from tokenopt.budget import BudgetExceeded
-from tokenopt.prompts import PROMPT_VERSION, BuiltPrompt, build_section_prompt
+from tokenopt.cache_keys import exact_key
+from tokenopt.prompts import PROMPT_VERSION, BuiltPrompt, build_revision_prompt, build_section_prompt
 from tokenopt.routing import ModelRouter, Tier, tier_for
+from tokenopt.semantic import changed_fields, facts_match, inputs_text
 from tokenopt.techniques import Technique, Techniques
-from workflows.models import (
-    AssembleRequest,
-    DocumentRef,
-    PlanInputs,
-    PlanRequest,
-    SectionRequest,
-    SectionResult,
-)
+from workflows.models import AssembleRequest, DocumentRef, PlanInputs, PlanRequest, SectionRequest, SectionResult
 from workflows.shared import HEARTBEAT_EVERY_SECONDS
 
 log = logging.getLogger(__name__)
-
-# The first call plus two retries on invalid output; the first retry escalates a tier.
-MAX_OUTPUT_ATTEMPTS = 3
-OPERATION = "generate_section"
+KIND = DocumentKind.BUSINESS_PLAN
 
 
 @dataclass
@@ -53,16 +52,14 @@ class PlanDependencies:
     naive_model: str
     free_models: frozenset[str] = field(default_factory=frozenset)
     techniques: Techniques = field(default_factory=Techniques)
+    cache: CacheConfig = field(default_factory=CacheConfig)
 
 
-def idempotency_key(client_id: str, prompt: BuiltPrompt) -> str:
-    """What makes two generations the same work: the client and exactly what the section reads
-    (its projected fields, section, prompt and schema versions). A client update that touches
-    none of a section's fields leaves its key unchanged, so the section is reused: differential
-    regeneration falls out of the same rule as retries and repeats."""
-    return hashlib.sha256(
-        f"{client_id}|{DocumentKind.BUSINESS_PLAN}|{prompt.input_hash}".encode()
-    ).hexdigest()
+def idempotency_key(client_id: str, client_version: int, prompt: BuiltPrompt) -> str:
+    """What makes two generations the same work for durability: the same client version and
+    exactly what the section reads. A retried, replayed or repeated plan reuses the section."""
+    raw = f"{client_id}|v{client_version}|{KIND}|{prompt.input_hash}"
+    return hashlib.sha256(raw.encode()).hexdigest()
 
 
 @contextlib.asynccontextmanager
@@ -83,9 +80,28 @@ async def _heartbeating() -> AsyncIterator[None]:
             await task
 
 
+def _final(kind: str, err: Exception) -> ApplicationError:
+    return ApplicationError(str(err), type=kind, non_retryable=True)
+
+
+@dataclass
+class _Job:
+    """Everything one generate_section call works with."""
+
+    request: SectionRequest
+    spec: SectionSpec
+    client: StoredClient
+    tier: Tier
+    prompt: BuiltPrompt
+    key: str
+    ledger: SectionLedger
+    writer: SectionWriter
+
+
 class PlanActivities:
     def __init__(self, deps: PlanDependencies):
         self.deps = deps
+        self.cache = SectionCache(deps.pool, deps.llm, deps.cache)
 
     # -- prepare -------------------------------------------------------------------------
     @activity.defn
@@ -95,276 +111,175 @@ class PlanActivities:
             stored = await clients.get(self.deps.pool, request.client_id, request.client_version)
             specs = resolve_sections(request.level, request.sections)
         except UnknownClient as err:
-            raise ApplicationError(str(err), type="UnknownClient", non_retryable=True) from None
+            raise _final("UnknownClient", err) from None
         except UnknownSection as err:
-            raise ApplicationError(str(err), type="UnknownSection", non_retryable=True) from None
-        return PlanInputs(
-            client_id=request.client_id,
-            client_version=stored.version,
-            sections=[s.key for s in specs],
-        )
+            raise _final("UnknownSection", err) from None
+        return PlanInputs(client_id=request.client_id, client_version=stored.version, sections=[s.key for s in specs])
 
     # -- generate --------------------------------------------------------------------------
     @activity.defn
     async def generate_section(self, request: SectionRequest) -> SectionResult:
-        """Reuse the stored section if this exact work was done, else generate, validate, store."""
-        try:
-            spec = section(request.section_key)
-            document_specs = [section(k) for k in request.document_sections]
-            stored = await clients.get(self.deps.pool, request.client_id, request.client_version)
-        except UnknownSection as err:
-            raise ApplicationError(str(err), type="UnknownSection", non_retryable=True) from None
-        except UnknownClient as err:
-            raise ApplicationError(str(err), type="UnknownClient", non_retryable=True) from None
-
-        tier = self._tier(spec)
-        try:
-            prompt = self._prompt(stored, spec, self.deps.router.model_for(tier))
-        except BudgetExceeded as err:
-            raise ApplicationError(str(err), type="BudgetExceeded", non_retryable=True) from None
-        key = idempotency_key(request.client_id, prompt)
-        baseline_prompt = self._baseline_prompt_tokens(stored, spec, document_specs)
-        if self.deps.techniques.on(Technique.REUSE):
-            existing = await sections.find(self.deps.pool, key)
+        """Serve the section from the cheapest tier that can, generating it only if none can."""
+        job = await self._job(request)
+        if self._on(Technique.REUSE):
+            existing = await sections.find(self.deps.pool, job.key)
             if existing is not None:
-                return await self._reused(request, spec, existing, baseline_prompt)
+                saved = await job.ledger.hit(existing.model, "stored", job.key)
+                return self._served(job, existing.id, existing.model, "stored", saved)
 
         async with _heartbeating():
-            return await self._generate(request, spec, stored, key, tier, baseline_prompt)
-
-    def _tier(self, spec: SectionSpec) -> Tier:
-        return tier_for(spec.key) if self.deps.techniques.on(Technique.ROUTING) else Tier.PREMIUM
-
-    def _prompt(self, stored: StoredClient, spec: SectionSpec, model: str) -> BuiltPrompt:
-        return build_section_prompt(stored.record.wire(), spec, model=model, techniques=self.deps.techniques)
-
-    async def _generate(
-        self,
-        request: SectionRequest,
-        spec: SectionSpec,
-        stored: StoredClient,
-        key: str,
-        tier: Tier,
-        baseline_prompt: int,
-    ) -> SectionResult:
-        model_cls = output_model(spec.key)
-        schema = strict_json_schema(model_cls)
-        totals = SectionResult(section_key=spec.key, section_id=0, model="", tier=tier.value)
-        problems: list[str] = []
-        for attempt in range(1, MAX_OUTPUT_ATTEMPTS + 1):
-            model = self.deps.router.model_for(tier)
-            prompt = self._prompt(stored, spec, model)
-            totals.compression_steps = list(prompt.compression_steps)
-            completion = await self._call(request, spec, model, tier, prompt.messages, schema)
-            totals = self._add(totals, completion, model, tier)
-            try:
-                if completion.finish_reason == "length":
-                    raise InvalidModelOutput("output cut off at max_completion_tokens")
-                content = model_cls.model_validate_json(completion.content).model_dump(mode="json")
-            except (ValidationError, InvalidModelOutput) as err:
-                problem = _describe_invalid(err)
-                problems.append(f"attempt {attempt} ({model}): {problem}")
-                await self._log_usage(
-                    request,
-                    spec,
-                    completion,
-                    model,
-                    tier,
-                    success=False,
-                    error=f"invalid output: {problem}",
-                    escalated=totals.escalated,
-                    key=key,
+            rules = policy(KIND, job.spec.key)
+            exact_on = self._on(Technique.EXACT_CACHE) and rules.cacheable
+            semantic_on = self._on(Technique.SEMANTIC_CACHE) and rules.cacheable and rules.semantic
+            if not (exact_on or semantic_on):
+                return (await self._generate(job))[0]
+            ekey = self._exact_key(job)
+            async with self.cache.single_flight(ekey) as db:
+                if exact_on and (hit := await self.cache.exact(db, ekey, job.spec)) is not None:
+                    section_id = await self._store(job, hit.content, hit.model)
+                    saved = await job.ledger.hit(hit.model, "exact", ekey)
+                    return self._served(job, section_id, hit.model, "exact", saved)
+                vector = await self.cache.embed(job.prompt.inputs, job.ledger) if semantic_on else None
+                written = await self._semantic(job, db, vector) if vector is not None else None
+                if written is None:
+                    result, content = await self._generate(job)
+                else:
+                    result, content = written
+                await self.cache.put(
+                    db,
+                    key=ekey,
+                    client_id=request.client_id,
+                    kind=KIND,
+                    spec=job.spec,
+                    prompt_version=PROMPT_VERSION,
+                    section_id=result.section_id,
+                    content=content,
+                    inputs=job.prompt.inputs,
+                    model=result.model,
+                    completion_tokens=result.completion_tokens,
+                    cost=result.cost,
+                    embedding=vector,
                 )
-                # Cascade: a cheap model's bad answer goes once to the next tier up.
-                if attempt == 1 and (up := tier.escalated()) and self.deps.router.model_for(up) != model:
-                    tier = up
-                    totals.escalated = True
-                continue
-            section_id = await sections.store(
-                self.deps.pool,
-                idempotency_key=key,
-                client_id=request.client_id,
-                client_version=request.client_version,
-                document_kind=DocumentKind.BUSINESS_PLAN.value,
-                section_key=spec.key,
-                schema_version=spec.schema_version,
-                prompt_version=PROMPT_VERSION,
-                model=model,
-                content=content,
-            )
-            baseline_cost = self._baseline_cost(baseline_prompt, completion.completion_tokens)
-            await self._log_usage(
-                request,
-                spec,
-                completion,
-                model,
-                tier,
-                success=True,
-                escalated=totals.escalated,
-                baseline_prompt=baseline_prompt,
-                baseline_cost=baseline_cost,
-                key=key,
-                steps=totals.compression_steps,
-            )
-            totals.section_id = section_id
-            totals.model = model
-            totals.tier = tier.value
-            totals.baseline_tokens = baseline_prompt + completion.completion_tokens
-            totals.baseline_cost = baseline_cost
-            return totals
-        raise ApplicationError(
-            f"section {spec.key}: the model returned invalid JSON {MAX_OUTPUT_ATTEMPTS} times ("
-            + "; ".join(problems)
-            + ")",
-            type="InvalidModelOutput",
-            non_retryable=True,
-        )
+                return result
 
-    async def _call(
-        self,
-        request: SectionRequest,
-        spec: SectionSpec,
-        model: str,
-        tier: Tier,
-        messages: list[dict[str, str]],
-        schema: dict,
-    ) -> Completion:
+    async def _job(self, request: SectionRequest) -> _Job:
         try:
-            return await self.deps.llm.complete_json(
-                model=model,
-                messages=messages,
-                schema_name=schema_name(spec.key, spec.schema_version),
-                schema=schema,
-                # Room above the target so a good answer is never cut off.
-                max_completion_tokens=spec.target_tokens * 2,
-                prompt_cache_key=f"client-{request.client_id}",
-            )
-        except LLMError as err:
-            failed = Completion("", model, None, 0, 0, 0, 0)
-            await self._log_usage(request, spec, failed, model, tier, success=False, error=str(err))
-            delay = timedelta(seconds=err.retry_after) if err.retry_after is not None else None
-            raise ApplicationError(
-                str(err), type=err.kind, non_retryable=not err.retryable, next_retry_delay=delay
-            ) from None
-
-    def _add(self, totals: SectionResult, completion: Completion, model: str, tier: Tier) -> SectionResult:
-        totals.prompt_tokens += completion.prompt_tokens
-        totals.cached_tokens += completion.cached_tokens
-        totals.completion_tokens += completion.completion_tokens
-        totals.cost += self._cost(model, completion)
-        totals.duration_ms += completion.duration_ms
-        totals.llm_calls += 1
-        return totals
-
-    def _cost(self, model: str, completion: Completion) -> Decimal:
-        return pricing.cost(
-            model,
-            prompt_tokens=completion.prompt_tokens,
-            cached_tokens=completion.cached_tokens,
-            completion_tokens=completion.completion_tokens,
+            spec = section(request.section_key)
+            document = [section(k) for k in request.document_sections]
+            client = await clients.get(self.deps.pool, request.client_id, request.client_version)
+        except UnknownSection as err:
+            raise _final("UnknownSection", err) from None
+        except UnknownClient as err:
+            raise _final("UnknownClient", err) from None
+        tier = tier_for(spec.key) if self._on(Technique.ROUTING) else Tier.PREMIUM
+        try:
+            prompt = self._prompt(client, spec, self.deps.router.model_for(tier))
+        except BudgetExceeded as err:
+            raise _final("BudgetExceeded", err) from None
+        ledger = SectionLedger(
+            self.deps.pool,
+            client_id=request.client_id,
+            spec=spec,
+            baseline=Baseline.for_section(client.record.wire(), spec, document, self.deps.naive_model),
             free_models=self.deps.free_models,
         )
+        writer = SectionWriter(self.deps.llm, self.deps.router, ledger, request.client_id)
+        key = idempotency_key(request.client_id, request.client_version, prompt)
+        return _Job(request, spec, client, tier, prompt, key, ledger, writer)
 
-    def _baseline_prompt_tokens(
-        self, stored: StoredClient, spec: SectionSpec, document_specs: list[SectionSpec]
-    ) -> int:
-        """This section's share of the naive way's one-prompt-per-document."""
-        whole = naive.naive_prompt_tokens(stored.record.wire(), document_specs, self.deps.naive_model)
-        return round(whole * naive.section_share(spec, document_specs))
+    def _on(self, technique: Technique) -> bool:
+        return self.deps.techniques.on(technique)
 
-    def _baseline_cost(self, prompt_tokens: int, completion_tokens: int) -> Decimal:
-        return pricing.cost(
-            self.deps.naive_model, prompt_tokens=prompt_tokens, completion_tokens=completion_tokens
+    def _prompt(self, client: StoredClient, spec: SectionSpec, model: str) -> BuiltPrompt:
+        return build_section_prompt(client.record.wire(), spec, model=model, techniques=self.deps.techniques)
+
+    def _exact_key(self, job: _Job) -> str:
+        return exact_key(
+            tenant=job.request.client_id,
+            document_kind=KIND.value,
+            section_key=job.spec.key,
+            messages=job.prompt.messages,
+            model=self.deps.router.model_for(job.tier),
+            temperature=None,
+            max_tokens=job.spec.target_tokens * 2,
+            schema_version=job.spec.schema_version,
+            prompt_version=PROMPT_VERSION,
         )
 
-    async def _reused(
-        self,
-        request: SectionRequest,
-        spec: SectionSpec,
-        existing: sections.StoredSection,
-        baseline_prompt: int,
-    ) -> SectionResult:
-        """A finished section found by its idempotency key: no tokens paid again."""
-        completion_tokens = spec.target_tokens  # what regenerating it would have produced
-        baseline_cost = self._baseline_cost(baseline_prompt, completion_tokens)
-        info = activity.info()
-        await usage.record(
+    async def _generate(self, job: _Job) -> tuple[SectionResult, dict[str, Any]]:
+        def messages_for(model: str) -> tuple[list[dict[str, str]], list[str]]:
+            prompt = self._prompt(job.client, job.spec, model)
+            return prompt.messages, list(prompt.compression_steps)
+
+        try:
+            written = await job.writer.write(
+                job.spec, job.tier, messages_for, operation="generate_section", cache_key=job.key
+            )
+        except OutputRejected as err:
+            raise _final("InvalidModelOutput", err) from None
+        return await self._finish(job, written)
+
+    async def _semantic(self, job: _Job, db: Any, vector: list[float]) -> tuple[SectionResult, dict[str, Any]] | None:
+        """A near-identical earlier answer of this client and section, revised by the economy
+        model (or served as is when nothing the section reads changed). None: generate in full."""
+        found = await self.cache.similar(db, job.request.client_id, KIND, job.spec, vector)
+        if found is None:
+            return None
+        entry, similarity = found
+        if not facts_match(inputs_text(entry.inputs), inputs_text(job.prompt.inputs)):
+            log.info("semantic candidate for %s rejected: facts differ (similarity %.3f)", job.spec.key, similarity)
+            return None
+        delta = changed_fields(entry.inputs, job.prompt.inputs)
+        if not entry.stale and not set(delta) & set(job.spec.fields):
+            section_id = await self._store(job, entry.content, entry.model)
+            saved = await job.ledger.hit(entry.model, "semantic", entry.key)
+            return self._served(job, section_id, entry.model, "semantic", saved), entry.content
+
+        def messages_for(model: str) -> tuple[list[dict[str, str]], list[str]]:
+            return build_revision_prompt(job.spec, entry.content, delta, model=model).messages, []
+
+        try:
+            written = await job.writer.write(
+                job.spec,
+                Tier.ECONOMY,
+                messages_for,
+                operation="revise_section",
+                cache_tier="semantic",
+                cache_key=entry.key,
+                attempts=1,
+            )
+        except OutputRejected:
+            return None  # a failed revision falls back to a full generation
+        written.result.cache_tier = "semantic"
+        return await self._finish(job, written)
+
+    async def _finish(self, job: _Job, written: Written) -> tuple[SectionResult, dict[str, Any]]:
+        written.result.section_id = await self._store(job, written.content, written.result.model)
+        return written.result, written.content
+
+    async def _store(self, job: _Job, content: dict[str, Any], model: str) -> int:
+        return await sections.store(
             self.deps.pool,
-            usage.UsageRecord(
-                operation=OPERATION,
-                model=existing.model,
-                client_id=request.client_id,
-                workflow_id=info.workflow_id,
-                run_id=info.workflow_run_id,
-                activity_id=info.activity_id,
-                attempt=info.attempt,
-                document_type=DocumentKind.BUSINESS_PLAN.value,
-                section_key=spec.key,
-                cache_hit=True,
-                cache_tier="stored",
-                cache_key=existing.idempotency_key,
-                request_duration_ms=0,
-                success=True,
-                baseline_prompt_tokens=baseline_prompt,
-                baseline_completion_tokens=completion_tokens,
-                baseline_cost=baseline_cost,
-            ),
+            idempotency_key=job.key,
+            client_id=job.request.client_id,
+            client_version=job.request.client_version,
+            document_kind=KIND.value,
+            section_key=job.spec.key,
+            schema_version=job.spec.schema_version,
+            prompt_version=PROMPT_VERSION,
+            model=model,
+            content=content,
         )
+
+    def _served(self, job: _Job, section_id: int, model: str, cache_tier: str, baseline_cost: Any) -> SectionResult:
         return SectionResult(
-            section_key=spec.key,
-            section_id=existing.id,
-            model=existing.model,
-            tier=tier_for(spec.key).value,
-            cache_tier="stored",
-            baseline_tokens=baseline_prompt + completion_tokens,
+            section_key=job.spec.key,
+            section_id=section_id,
+            model=model,
+            tier=job.tier.value,
+            cache_tier=cache_tier,
+            baseline_tokens=job.ledger.baseline.prompt_tokens + job.spec.target_tokens,
             baseline_cost=baseline_cost,
-        )
-
-    async def _log_usage(
-        self,
-        request: SectionRequest,
-        spec: SectionSpec,
-        completion: Completion,
-        model: str,
-        tier: Tier,
-        *,
-        success: bool,
-        error: str | None = None,
-        escalated: bool = False,
-        baseline_prompt: int = 0,
-        baseline_cost: Decimal = Decimal(0),
-        key: str | None = None,
-        steps: list[str] | None = None,
-    ) -> None:
-        info = activity.info()
-        await usage.record(
-            self.deps.pool,
-            usage.UsageRecord(
-                operation=OPERATION,
-                model=model,
-                prompt_tokens=completion.prompt_tokens,
-                cached_prompt_tokens=completion.cached_tokens,
-                completion_tokens=completion.completion_tokens,
-                estimated_cost=self._cost(model, completion),
-                client_id=request.client_id,
-                workflow_id=info.workflow_id,
-                run_id=info.workflow_run_id,
-                activity_id=info.activity_id,
-                attempt=info.attempt,
-                document_type=DocumentKind.BUSINESS_PLAN.value,
-                section_key=spec.key,
-                cache_tier="none",
-                cache_key=key,
-                compression_steps=steps or [],
-                request_duration_ms=completion.duration_ms,
-                success=success,
-                error_message=error,
-                routing_tier=tier.value,
-                escalated=escalated,
-                baseline_prompt_tokens=baseline_prompt if success else 0,
-                baseline_completion_tokens=completion.completion_tokens if success else 0,
-                baseline_cost=baseline_cost,
-            ),
         )
 
     # -- assemble --------------------------------------------------------------------------
@@ -373,30 +288,20 @@ class PlanActivities:
         """Store a new document version from the generated sections, rendered as Markdown."""
         ids = [s.section_id for s in request.sections]
         stored_sections = await sections.get_many(self.deps.pool, ids)
-        stored = await clients.get(self.deps.pool, request.client_id, request.client_version)
-        record = stored.record
-        title = f"Business Plan: {record.brand_name or record.full_name}"
+        client = await clients.get(self.deps.pool, request.client_id, request.client_version)
+        title = f"Business Plan: {client.record.brand_name or client.record.full_name}"
         # Sections arrive in catalogue order (resolve_sections), which is the reading order.
-        ordered = [section(s.section_key) for s in request.sections]
-        by_key = {stored_sections[i].section_key: stored_sections[i] for i in ids}
-        markdown = render_document(title, [(spec.title, by_key[spec.key].content) for spec in ordered])
+        ordered = [(section(s.section_key), stored_sections[s.section_id]) for s in request.sections]
+        markdown = render_document(title, [(spec.title, stored.content) for spec, stored in ordered])
         document = await documents.store(
             self.deps.pool,
             client_id=request.client_id,
-            kind=DocumentKind.BUSINESS_PLAN.value,
+            kind=KIND.value,
             level=request.level.value,
             client_version=request.client_version,
             workflow_id=request.workflow_id,
             run_id=request.run_id,
-            section_ids=[by_key[spec.key].id for spec in ordered],
+            section_ids=[stored.id for _, stored in ordered],
             markdown=markdown,
         )
         return DocumentRef(document_id=document.id, version=document.version, markdown_chars=len(markdown))
-
-
-def _describe_invalid(err: Exception) -> str:
-    if isinstance(err, ValidationError):
-        first = err.errors()[0]
-        where = ".".join(str(p) for p in first["loc"]) or "(document)"
-        return f"{err.error_count()} schema error(s), first at {where}: {first['msg']}"
-    return str(err)

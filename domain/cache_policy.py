@@ -27,9 +27,7 @@ POLICIES: dict[tuple[DocumentKind, str], CachePolicy] = {
     (DocumentKind.BUSINESS_PLAN, "financial_projections"): CachePolicy(
         semantic=False, reason="prices and dates must match exactly"
     ),
-    (DocumentKind.BUSINESS_PLAN, "operations_plan"): CachePolicy(
-        semantic=False, reason="deadlines must match exactly"
-    ),
+    (DocumentKind.BUSINESS_PLAN, "operations_plan"): CachePolicy(semantic=False, reason="deadlines must match exactly"),
 }
 
 

@@ -25,9 +25,7 @@ SENSITIVE_FIELDS = frozenset({"personalTurningPoints"})
 class ClientRecord(BaseModel):
     """One creator-client. Unknown extra fields are kept (``extra="allow"``) but never mapped."""
 
-    model_config = ConfigDict(
-        alias_generator=to_camel, populate_by_name=True, extra="allow", str_strip_whitespace=True
-    )
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="allow", str_strip_whitespace=True)
 
     id: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_\-]+$")
     full_name: str = Field(min_length=1, max_length=200)

@@ -78,7 +78,5 @@ def map_openai_error(err: Exception, *, model: str, endpoint: str) -> LLMError:
                 retryable=True,
                 retry_after=_retry_after(err),
             )
-        return LLMError(
-            "LLMBadRequest", f"{endpoint} refused the request ({status}): {detail}", retryable=False
-        )
+        return LLMError("LLMBadRequest", f"{endpoint} refused the request ({status}): {detail}", retryable=False)
     return LLMError("LLMError", f"{type(err).__name__}: {err}", retryable=True)

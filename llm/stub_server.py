@@ -332,9 +332,7 @@ class _Leaf:
         if not self.prose:
             return " ".join(self.words).capitalize()
         # Sentences of twelve words, paragraphs of five sentences: plausible prose shape.
-        sentences = [
-            " ".join(self.words[i : i + 12]).capitalize() + "." for i in range(0, len(self.words), 12)
-        ]
+        sentences = [" ".join(self.words[i : i + 12]).capitalize() + "." for i in range(0, len(self.words), 12)]
         paragraphs = [" ".join(sentences[i : i + 5]) for i in range(0, len(sentences), 5)]
         return "\n\n".join(paragraphs)
 
@@ -439,9 +437,7 @@ def _dump(tree: Any, raw_text: bool) -> str:
     return rendered if raw_text else json.dumps(rendered, ensure_ascii=False)
 
 
-def _pad(
-    tree: Any, leaves: list[_Leaf], target: int, model: str, rng: random.Random, raw_text: bool = False
-) -> str:
+def _pad(tree: Any, leaves: list[_Leaf], target: int, model: str, rng: random.Random, raw_text: bool = False) -> str:
     """Grow or shrink the leaves round-robin until the rendered text has ``target`` tokens.
 
     Filler words are ~1 token each, so a few rounds land on the target exactly; when the
@@ -579,9 +575,7 @@ class FaultRule:
     error_type: str | None = None
 
     def matches(self, model: str, section_key: str | None) -> bool:
-        return (self.section is None or self.section == section_key) and (
-            self.model is None or self.model == model
-        )
+        return (self.section is None or self.section == section_key) and (self.model is None or self.model == model)
 
     def to_dict(self) -> _JSON:
         """The rule in its wire form (as ``POST /_stub/faults`` takes it)."""
@@ -814,8 +808,7 @@ def error_response(
 def _auth_error() -> JSONResponse:
     return error_response(
         401,
-        "Incorrect API key provided. You can find your API key at "
-        "https://platform.openai.com/account/api-keys.",
+        "Incorrect API key provided. You can find your API key at https://platform.openai.com/account/api-keys.",
         code="invalid_api_key",
     )
 
@@ -1188,9 +1181,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     )
     args = parser.parse_args(argv)
     models = tuple(m.strip() for m in args.models.split(",") if m.strip()) if args.models else None
-    state = StubState(
-        api_key=args.api_key, models=models, latency_per_completion_token=args.latency_per_token
-    )
+    state = StubState(api_key=args.api_key, models=models, latency_per_completion_token=args.latency_per_token)
     uvicorn.run(
         create_app(state),
         host=args.host,

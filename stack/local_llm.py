@@ -150,9 +150,7 @@ async def start(settings: Settings, *, limit_seconds: float = START_TIMEOUT_SECO
             "The local LLM needs the `local` extra: run with `uv run --extra local ...` "
             "(llama.cpp compiles at install, about 11 minutes on 2 cores)."
         )
-    processes.ensure_port_free(
-        settings.local_llm_port, purpose="local LLM server", setting="WAVELAUNCH_LOCAL_LLM_PORT"
-    )
+    processes.ensure_port_free(settings.local_llm_port, purpose="local LLM server", setting="WAVELAUNCH_LOCAL_LLM_PORT")
     began = time.monotonic()
     model = await asyncio.to_thread(ensure_model, settings)
     chat_config = await asyncio.to_thread(write_chat_config, settings)

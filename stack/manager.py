@@ -293,9 +293,7 @@ async def _ensure_postgres(settings: Settings) -> _Outcome:
     return _Outcome(record, started=started, value=server.database_url)
 
 
-async def _ensure_llm(
-    settings: Settings, kind: Literal["openai", "local"], previous: PartRecord | None
-) -> _Outcome:
+async def _ensure_llm(settings: Settings, kind: Literal["openai", "local"], previous: PartRecord | None) -> _Outcome:
     if kind == "openai":
         if previous is not None and _alive(previous):
             raise _stale_conflict("LLM server", previous, "the endpoint of OPENAI_API_KEY")

@@ -209,8 +209,7 @@ async def wait_ready(
             code = exit_code(handle.pid)
             status = f"exited with code {code}" if code is not None else "exited"
             raise StartupFailed(
-                f"{what} {status} while starting. Last lines of {handle.log_path}:\n"
-                f"{log_tail(handle.log_path)}"
+                f"{what} {status} while starting. Last lines of {handle.log_path}:\n{log_tail(handle.log_path)}"
             )
         if await probe():
             return

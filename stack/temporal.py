@@ -108,9 +108,7 @@ async def start(settings: Settings, *, limit_seconds: float = START_TIMEOUT_SECO
     Raises :class:`~stack.errors.PortInUse` when its gRPC or UI port is taken and
     :class:`~stack.errors.StartupFailed` (with the log tail) when it dies or stays silent.
     """
-    processes.ensure_port_free(
-        settings.temporal_port, purpose="Temporal gRPC", setting="WAVELAUNCH_TEMPORAL_PORT"
-    )
+    processes.ensure_port_free(settings.temporal_port, purpose="Temporal gRPC", setting="WAVELAUNCH_TEMPORAL_PORT")
     processes.ensure_port_free(
         settings.temporal_ui_port, purpose="Temporal Web UI", setting="WAVELAUNCH_TEMPORAL_UI_PORT"
     )

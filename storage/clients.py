@@ -14,6 +14,12 @@ class StoredClient:
     record: ClientRecord
     version: int
     content_hash: str
+    # Wire-format fields that differ from the previous version (empty for a first version).
+    changed_fields: frozenset[str] = frozenset()
+
+
+def diff_fields(old: dict, new: dict) -> frozenset[str]:
+    return frozenset(k for k in set(old) | set(new) if old.get(k) != new.get(k))
 
 
 class UnknownClient(LookupError):
@@ -33,12 +39,13 @@ async def upsert(pool: asyncpg.Pool, record: ClientRecord) -> tuple[StoredClient
         row = await conn.fetchrow("SELECT current_version FROM clients WHERE id = $1 FOR UPDATE", record.id)
         if row is not None:
             current = await conn.fetchrow(
-                "SELECT version, content_hash FROM client_snapshots WHERE client_id=$1 AND version=$2",
+                "SELECT version, content_hash, record FROM client_snapshots WHERE client_id=$1 AND version=$2",
                 record.id,
                 row["current_version"],
             )
             if current is not None and current["content_hash"] == digest:
                 return StoredClient(record, current["version"], digest), False
+            changed = diff_fields(current["record"], record.wire()) if current is not None else frozenset()
             version = row["current_version"] + 1
             await conn.execute(
                 "UPDATE clients SET current_version=$2, status=$3, updated_at=now() WHERE id=$1",
@@ -48,6 +55,7 @@ async def upsert(pool: asyncpg.Pool, record: ClientRecord) -> tuple[StoredClient
             )
         else:
             version = 1
+            changed = frozenset()
             await conn.execute(
                 "INSERT INTO clients (id, current_version, status) VALUES ($1, 1, $2)",
                 record.id,
@@ -60,7 +68,7 @@ async def upsert(pool: asyncpg.Pool, record: ClientRecord) -> tuple[StoredClient
             record.wire(),
             digest,
         )
-        return StoredClient(record, version, digest), True
+        return StoredClient(record, version, digest, changed), True
 
 
 async def get(pool: asyncpg.Pool, client_id: str, version: int | None = None) -> StoredClient:
@@ -74,8 +82,7 @@ async def get(pool: asyncpg.Pool, client_id: str, version: int | None = None) ->
         )
     else:
         row = await pool.fetchrow(
-            "SELECT record, version, content_hash FROM client_snapshots"
-            " WHERE client_id = $1 AND version = $2",
+            "SELECT record, version, content_hash FROM client_snapshots WHERE client_id = $1 AND version = $2",
             client_id,
             version,
         )

@@ -22,9 +22,7 @@ class StoredDocument:
     created_at: datetime
 
 
-_COLUMNS = (
-    "id, client_id, kind, version, level, client_version, workflow_id, section_ids, markdown, created_at"
-)
+_COLUMNS = "id, client_id, kind, version, level, client_version, workflow_id, section_ids, markdown, created_at"
 
 
 async def store(

@@ -85,9 +85,7 @@ def _row(row: asyncpg.Record) -> dict[str, Any]:
     return out
 
 
-async def report(
-    pool: asyncpg.Pool, *, client_id: str | None = None, workflow_id: str | None = None
-) -> dict[str, Any]:
+async def report(pool: asyncpg.Pool, *, client_id: str | None = None, workflow_id: str | None = None) -> dict[str, Any]:
     """Totals, and the same figures per operation, model, client and cache tier."""
     where, args = ["true"], []
     if client_id:

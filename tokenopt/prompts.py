@@ -93,8 +93,7 @@ def _lines(values: dict[str, str]) -> str:
 
 def _task(spec: SectionSpec) -> str:
     return (
-        f"TASK\nWrite the {spec.title} section. {spec.purpose} "
-        f"About {approx_words(spec.target_tokens)} words in total."
+        f"TASK\nWrite the {spec.title} section. {spec.purpose} About {approx_words(spec.target_tokens)} words in total."
     )
 
 
@@ -114,9 +113,7 @@ def _render(
             "Make it thorough, professional and specific to the client, and answer in the JSON format."
         )
         return [{"role": "system", "content": PERSONA}, {"role": "user", "content": request}]
-    system = SYSTEM_TEMPLATE.format(
-        rules="\n".join(f"- {c}" for c in (SHORT_CONSTRAINTS if short else CONSTRAINTS))
-    )
+    system = SYSTEM_TEMPLATE.format(rules="\n".join(f"- {c}" for c in (SHORT_CONSTRAINTS if short else CONSTRAINTS)))
     client_block = "CLIENT\n" + (_lines(core) if core else "(no brand name yet)")
     shots = "".join(f"\nEXAMPLE OUTPUT\n{e}" for e in examples[:MAX_EXAMPLES])
     data = f"INPUT\n{_lines(own) or '(none)'}"
@@ -190,3 +187,20 @@ def build_section_prompt(
             "Shorten the client's free-text fields."
         )
     return BuiltPrompt(messages, tokens, digest, tuple(steps), inputs)
+
+
+def build_revision_prompt(
+    spec: SectionSpec, current: dict[str, object], changed: dict[str, str], *, model: str
+) -> BuiltPrompt:
+    """The seed's "minor regeneration": a cached section plus the field delta, for a cheap model
+    to revise instead of writing the section again from scratch."""
+    system = SYSTEM_TEMPLATE.format(
+        rules="\n".join(f"- {c}" for c in (*CONSTRAINTS, "Change only what the new data affects."))
+    )
+    user = (
+        f"CURRENT\n{json.dumps(current, separators=(',', ':'))}\n"
+        f"CHANGED\n{_lines(changed) or '(formatting only)'}\n"
+        f"TASK\nReturn the whole {spec.title} section as JSON, revised for the changed data."
+    )
+    messages = [{"role": "system", "content": system}, {"role": "user", "content": user}]
+    return BuiltPrompt(messages, count_messages(messages, model), input_hash="", inputs=dict(changed))

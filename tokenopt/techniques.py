@@ -13,7 +13,9 @@ class Technique(StrEnum):
     ROUTING = "routing"  # cheapest capable model per section
     PREFIX_LAYOUT = "prefix_layout"  # stable parts first, for provider prefix caching
     BUDGET_COMPRESSION = "budget_compression"  # shrink prompts over 40% of the section budget
-    REUSE = "reuse"  # reuse a stored section whose inputs did not change (differential)
+    REUSE = "reuse"  # a finished section of the same client version is never generated again
+    EXACT_CACHE = "exact_cache"  # the same request (same inputs, model, versions) within its TTL
+    SEMANTIC_CACHE = "semantic_cache"  # a near-identical request: revise the cached answer cheaply
 
 
 @dataclass(frozen=True)

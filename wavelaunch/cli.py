@@ -215,9 +215,7 @@ async def bench_overhead(
     """Plan wall time minus the slowest section's LLM time: what orchestration costs."""
     from wavelaunch.bench import cost, overhead
 
-    result = await overhead.run(
-        get_settings(), plans_count=plans, seconds_per_token=seconds_per_token, level=level
-    )
+    result = await overhead.run(get_settings(), plans_count=plans, seconds_per_token=seconds_per_token, level=level)
     for row in result["plans"]:
         console.print(
             f"{row['plan']}: wall {row['wall_s']:.3f} s, slowest section {row['slowest_section_s']:.3f} s, "

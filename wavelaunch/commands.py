@@ -24,6 +24,7 @@ from domain.sections import DocumentKind, Level
 from storage import clients, db, documents, sections, usage
 from wavelaunch import plans
 from wavelaunch.console import console, money, progress_table, usage_table
+from wavelaunch.intake import accept_client
 from wavelaunch.runtime import (
     LLMConfig,
     build_worker,
@@ -137,11 +138,9 @@ async def import_clients(settings: Settings, file: Path) -> list[tuple[str, int,
     async with _database(settings) as pool:
         results = []
         for record in records:
-            stored, changed = await clients.upsert(pool, record)
+            stored, changed = await accept_client(pool, record)
             results.append((record.id, stored.version, changed))
-            state = (
-                f"stored as version {stored.version}" if changed else f"unchanged (version {stored.version})"
-            )
+            state = f"stored as version {stored.version}" if changed else f"unchanged (version {stored.version})"
             console.print(f"client {record.id}: {state}")
     return results
 
@@ -215,20 +214,15 @@ async def demo(
         console.print(_endpoint_table(endpoints))
         client = await connect_temporal(settings, endpoints.temporal_address)
         await ensure_search_attributes(client, settings.temporal_namespace)
-        deps = await plan_dependencies(
-            settings, endpoints.database_url, LLMConfig.from_endpoint(endpoints.llm)
-        )
+        deps = await plan_dependencies(settings, endpoints.database_url, LLMConfig.from_endpoint(endpoints.llm))
         try:
-            stored, _ = await clients.upsert(deps.pool, record)
+            stored, _ = await accept_client(deps.pool, record)
             console.print(f"client {record.id} imported (version {stored.version})")
             async with build_worker(client, settings, deps):
-                handle = await plans.start_plan(
-                    client, settings, PlanRequest(client_id=record.id, level=level)
-                )
+                handle = await plans.start_plan(client, settings, PlanRequest(client_id=record.id, level=level))
                 web_ui = endpoints.web_ui_url or settings.web_ui_url()
                 console.print(
-                    f"workflow {handle.id}: {web_ui}/namespaces/{settings.temporal_namespace}"
-                    f"/workflows/{handle.id}"
+                    f"workflow {handle.id}: {web_ui}/namespaces/{settings.temporal_namespace}/workflows/{handle.id}"
                 )
                 with Live(console=console, refresh_per_second=4) as live:
                     result = await plans.watch(handle, lambda p: live.update(progress_table(p)))

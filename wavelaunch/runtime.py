@@ -13,12 +13,13 @@ from temporalio.service import RPCError, RPCStatusCode
 from temporalio.worker import Worker
 
 from activities.plan import PlanActivities, PlanDependencies
+from activities.section_cache import CacheConfig
 from llm.client import LLMClient
 from stack.manager import LLMEndpoint
 from storage import db
 from tokenopt.pricing import check_priced
 from tokenopt.routing import ModelRouter
-from tokenopt.techniques import Techniques
+from tokenopt.techniques import Technique, Techniques
 from wavelaunch.settings import Settings
 from workflows import search_attributes
 from workflows.business_plan import BusinessPlanWorkflow
@@ -35,6 +36,8 @@ class LLMConfig:
     model_override: str | None
     free_models: frozenset[str]
     structured_output: str = "json_schema"
+    # Where semantic-cache embeddings come from: the endpoint's model, or offline hashing.
+    embeddings: str = "endpoint"
 
     @classmethod
     def from_endpoint(cls, endpoint: LLMEndpoint) -> LLMConfig:
@@ -44,10 +47,9 @@ class LLMConfig:
             base_url=endpoint.base_url,
             model_override=endpoint.model_override,
             # A self-hosted model costs no per-token dollars; every other model must be priced.
-            free_models=frozenset({endpoint.model_override})
-            if local and endpoint.model_override
-            else frozenset(),
+            free_models=frozenset({endpoint.model_override}) if local and endpoint.model_override else frozenset(),
             structured_output="json_object" if local else "json_schema",
+            embeddings="hashing" if local else "endpoint",
         )
 
 
@@ -66,9 +68,7 @@ async def connect_temporal(settings: Settings, address: str | None = None) -> Cl
 async def ensure_search_attributes(client: Client, namespace: str) -> None:
     """Register our search attributes on ``namespace`` if missing (idempotent)."""
     try:
-        listed = await client.operator_service.list_search_attributes(
-            ListSearchAttributesRequest(namespace=namespace)
-        )
+        listed = await client.operator_service.list_search_attributes(ListSearchAttributesRequest(namespace=namespace))
         known = set(listed.custom_attributes)
     except RPCError as err:
         if err.status != RPCStatusCode.UNIMPLEMENTED:  # the time-skipping test server
@@ -100,7 +100,17 @@ async def plan_dependencies(settings: Settings, database_url: str, llm: LLMConfi
     techniques = Techniques.without(settings.disabled_techniques)  # unknown names fail here
     router = router_for(settings, llm)
     free = frozenset(settings.free_models) | llm.free_models
-    check_priced(router.models() | {settings.naive_model}, set(free))
+    cache = CacheConfig(
+        ttl_hours=settings.cache_ttl_hours,
+        max_entries=settings.cache_max_entries,
+        semantic_threshold=settings.semantic_threshold,
+        embeddings=settings.embeddings or llm.embeddings,
+        embedding_model=settings.embedding_model,
+    )
+    priced = router.models() | {settings.naive_model}
+    if cache.embeddings == "endpoint" and techniques.on(Technique.SEMANTIC_CACHE):
+        priced.add(cache.embedding_model)
+    check_priced(priced, set(free))
     pool = await db.connect(database_url)
     client = LLMClient(
         api_key=llm.api_key,
@@ -115,6 +125,7 @@ async def plan_dependencies(settings: Settings, database_url: str, llm: LLMConfi
         naive_model=settings.naive_model,
         free_models=free,
         techniques=techniques,
+        cache=cache,
     )
 
 

@@ -36,8 +36,6 @@ async def test_tiny_cost_benchmark_measures_every_arm(tmp_path):
 
 async def test_worker_refuses_to_start_with_an_unpriced_model(tmp_path):
     settings = Settings.model_validate({"state_dir": tmp_path, "model_economy": "gpt-9-imaginary"})
-    llm = LLMConfig(
-        api_key="k", base_url="http://127.0.0.1:9/v1", model_override=None, free_models=frozenset()
-    )
+    llm = LLMConfig(api_key="k", base_url="http://127.0.0.1:9/v1", model_override=None, free_models=frozenset())
     with pytest.raises(UnknownModelPrice, match="gpt-9-imaginary"):
         await plan_dependencies(settings, "postgresql://unused", llm)

@@ -44,13 +44,13 @@ def successes(stub: StubServer) -> Counter[str]:
     return Counter(r["section"] for r in stub.requests() if r["status"] == 200)
 
 
-async def usage_rows(pool: asyncpg.Pool, workflow_id: str) -> list[asyncpg.Record]:
-    return await pool.fetch("SELECT * FROM usage_ledger WHERE workflow_id = $1 ORDER BY id", workflow_id)
+async def usage_rows(pool: asyncpg.Pool, workflow_id: str, operation: str = "generate_section") -> list[asyncpg.Record]:
+    return await pool.fetch(
+        "SELECT * FROM usage_ledger WHERE workflow_id = $1 AND operation = $2 ORDER BY id", workflow_id, operation
+    )
 
 
-async def test_plan_generates_each_section_once_stores_document_and_usage(
-    pool, client, settings, stub, worker
-):
+async def test_plan_generates_each_section_once_stores_document_and_usage(pool, client, settings, stub, worker):
     client_id = await new_client(pool)
     handle, result = await run_plan(client, settings, PlanRequest(client_id=client_id, level=Level.ESSENTIAL))
 

@@ -18,8 +18,15 @@ def key_for(record: dict, tenant: str, **overrides) -> str:
     spec = section("market_analysis")
     prompt = build_section_prompt(record, spec, model="gpt-4.1-mini")
     args = dict(
-        tenant=tenant, document_kind="business_plan", section_key=spec.key, messages=prompt.messages,
-        model="gpt-4.1-mini", temperature=None, max_tokens=1600, schema_version=1, prompt_version=3,
+        tenant=tenant,
+        document_kind="business_plan",
+        section_key=spec.key,
+        messages=prompt.messages,
+        model="gpt-4.1-mini",
+        temperature=None,
+        max_tokens=1600,
+        schema_version=1,
+        prompt_version=3,
     )
     return exact_key(**(args | overrides))
 
@@ -31,8 +38,13 @@ def test_identical_prompts_for_two_clients_never_share_a_key():
 
 def test_key_covers_model_limits_and_versions():
     base = key_for(RECORD, "c")
-    for change in ({"model": "gpt-4.1"}, {"max_tokens": 1000}, {"temperature": 0.2}, {"schema_version": 2},
-                   {"prompt_version": 4}):
+    for change in (
+        {"model": "gpt-4.1"},
+        {"max_tokens": 1000},
+        {"temperature": 0.2},
+        {"schema_version": 2},
+        {"prompt_version": 4},
+    ):
         assert key_for(RECORD, "c", **change) != base, change
 
 

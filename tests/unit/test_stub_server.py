@@ -180,13 +180,9 @@ async def test_unknown_schema_name_falls_back_to_the_header(client: AsyncOpenAI)
 # ---- prefix cache ------------------------------------------------------------------------
 
 
-async def cached_tokens(
-    client: AsyncOpenAI, system: str, user: str, cache_key: str | None = None
-) -> tuple[int, int]:
+async def cached_tokens(client: AsyncOpenAI, system: str, user: str, cache_key: str | None = None) -> tuple[int, int]:
     extra = {"prompt_cache_key": cache_key} if cache_key else {}
-    response = await client.chat.completions.create(
-        model=MODEL, messages=messages(user, system=system), **extra
-    )
+    response = await client.chat.completions.create(model=MODEL, messages=messages(user, system=system), **extra)
     usage = response.usage
     return usage.prompt_tokens_details.cached_tokens, usage.prompt_tokens
 
@@ -250,9 +246,7 @@ async def test_streaming_is_rejected_explicitly(client: AsyncOpenAI) -> None:
 # ---- faults ------------------------------------------------------------------------------
 
 
-async def test_rate_limit_fault_counts_down_per_matching_request(
-    client: AsyncOpenAI, stub: StubServer
-) -> None:
+async def test_rate_limit_fault_counts_down_per_matching_request(client: AsyncOpenAI, stub: StubServer) -> None:
     stub.add_faults(
         [
             {
@@ -329,9 +323,7 @@ async def test_delay_and_error_rules_both_apply(client: AsyncOpenAI, stub: StubS
 def test_bad_fault_rules_are_rejected(stub: StubServer) -> None:
     response = httpx.post(f"{stub.url}/_stub/faults", json=[{"kind": "explode"}])
     assert response.status_code == 400
-    response = httpx.post(
-        f"{stub.url}/_stub/faults", json=[{"kind": "delay", "seconds": 1, "match": {"sektion": "x"}}]
-    )
+    response = httpx.post(f"{stub.url}/_stub/faults", json=[{"kind": "delay", "seconds": 1, "match": {"sektion": "x"}}])
     assert response.status_code == 400
     assert httpx.get(f"{stub.url}/_stub/faults").json() == []
 
@@ -385,9 +377,7 @@ def test_stop_is_quick_while_a_delayed_request_is_in_flight() -> None:
     server = StubServer().start()
     server.add_faults([{"kind": "delay", "seconds": 60}])
     body = {"model": MODEL, "messages": messages("Hi")}
-    caller = threading.Thread(
-        target=lambda: httpx.post(f"{server.base_url}/chat/completions", json=body, timeout=30)
-    )
+    caller = threading.Thread(target=lambda: httpx.post(f"{server.base_url}/chat/completions", json=body, timeout=30))
     caller.start()
     deadline = time.monotonic() + 5
     while not server.requests():

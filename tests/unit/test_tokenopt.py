@@ -25,14 +25,11 @@ ALL_ON = Techniques()
 
 def prompts(record=RECORD, techniques=ALL_ON):
     return {
-        s.key: build_section_prompt(record, s, model="gpt-4.1", techniques=techniques)
-        for s in BUSINESS_PLAN_SECTIONS
+        s.key: build_section_prompt(record, s, model="gpt-4.1", techniques=techniques) for s in BUSINESS_PLAN_SECTIONS
     }
 
 
-@pytest.mark.parametrize(
-    "techniques", [ALL_ON, Techniques.without(["context_compression", "structured_prompts"])]
-)
+@pytest.mark.parametrize("techniques", [ALL_ON, Techniques.without(["context_compression", "structured_prompts"])])
 def test_email_never_reaches_a_prompt(techniques):
     for built in prompts(techniques=techniques).values():
         text = json.dumps(built.messages)
@@ -111,9 +108,7 @@ def test_repeated_values_become_references():
     record = RECORD | {"scalingGoals": "Same words.", "longTermVision": "Same words."}
     spec = section("team_structure")
     # The whole record is far over this small section's threshold, so every step runs.
-    built = build_section_prompt(
-        record, spec, model="gpt-4.1", techniques=Techniques.without(["context_compression"])
-    )
+    built = build_section_prompt(record, spec, model="gpt-4.1", techniques=Techniques.without(["context_compression"]))
     assert "reference_repeats" in built.compression_steps
     assert "(same as scalingGoals)" in built.messages[1]["content"]
 

@@ -52,9 +52,7 @@ class FakeActivities:
     async def generate_section(self, request: SectionRequest) -> SectionResult:
         self.generated.append(request.section_key)
         if request.section_key in self.fail_sections:
-            raise ApplicationError(
-                "model returned invalid JSON", type="InvalidModelOutput", non_retryable=True
-            )
+            raise ApplicationError("model returned invalid JSON", type="InvalidModelOutput", non_retryable=True)
         return SectionResult(
             section_key=request.section_key,
             section_id=len(self.generated),
@@ -95,9 +93,7 @@ async def test_complete_level_generates_every_section_once_and_assembles(env):
     assert result.client_version == 3
     assert result.document.document_id == 7
     assert result.total_tokens == 8 * 500
-    assert [s.section_key for s in fakes.assembled[0].sections] == [
-        s.key for s in resolve_sections(Level.COMPLETE)
-    ]
+    assert [s.section_key for s in fakes.assembled[0].sections] == [s.key for s in resolve_sections(Level.COMPLETE)]
     assert progress.status == "completed"
     assert progress.tokens == 4000
 

@@ -33,11 +33,12 @@ import stack
 from domain.client import parse_client
 from domain.sections import Level, resolve_sections
 from llm.stub_server import TARGET_HEADER, StubServer
-from storage import clients, db
+from storage import db
 from tokenopt import naive, pricing
 from tokenopt.techniques import Technique
 from wavelaunch import plans
 from wavelaunch.bench.workload import Event, EventKind, Workload
+from wavelaunch.intake import accept_client
 from wavelaunch.runtime import (
     LLMConfig,
     build_worker,
@@ -169,12 +170,10 @@ async def _apply(
     record = records[event.client]
     if event.kind in (EventKind.ONBOARD, EventKind.REVISE):
         record.update(event.changes)
-        await clients.upsert(pool, parse_client(record))
+        await accept_client(pool, parse_client(record))
     if event.fail_section:
         stub.add_faults([{"kind": "invalid_json", "times": 1, "match": {"section": event.fail_section}}])
-    handle = await plans.start_plan(
-        temporal, settings, PlanRequest(client_id=record["id"], level=Level(event.level))
-    )
+    handle = await plans.start_plan(temporal, settings, PlanRequest(client_id=record["id"], level=Level(event.level)))
     await handle.result()
 
 
@@ -256,9 +255,7 @@ async def run(workload: Workload, base: Settings, arms: list[str] | None = None)
                     if arm == "naive":
                         continue
                     off = [] if arm == "optimized" else [arm.removeprefix("no_")]
-                    settings = base.model_copy(
-                        update={"disabled_techniques": off, "task_queue": f"bench-{tag}-{arm}"}
-                    )
+                    settings = base.model_copy(update={"disabled_techniques": off, "task_queue": f"bench-{tag}-{arm}"})
                     stub.reset()  # no arm sees another's provider prefix cache
                     log.info("arm %s ...", arm)
                     results[arm] = await run_optimized(arm, workload, stub, settings, endpoints, pool, tag)
@@ -284,9 +281,7 @@ def report(workload: Workload, results: dict[str, Totals]) -> dict[str, Any]:
             entry["cost_ratio"] = _ratio(float(totals.cost), float(naive_t.cost))
         if opt and name.startswith("no_") and naive_t:
             # What switching this technique off costs, as a share of the naive bill.
-            entry["marginal_token_saving"] = _ratio(
-                totals.total_tokens - opt.total_tokens, naive_t.total_tokens
-            )
+            entry["marginal_token_saving"] = _ratio(totals.total_tokens - opt.total_tokens, naive_t.total_tokens)
             entry["marginal_cost_saving"] = _ratio(float(totals.cost - opt.cost), float(naive_t.cost))
         arms[name] = entry
     counts: dict[str, int] = {}

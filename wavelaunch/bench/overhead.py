@@ -15,10 +15,11 @@ from typing import Any
 from domain.client import parse_client
 from domain.sections import Level
 from llm.stub_server import StubServer
-from storage import clients, db
+from storage import db
 from wavelaunch import plans
 from wavelaunch.bench.cost import STUB_KEY, bench_stack
 from wavelaunch.bench.workload import make_clients
+from wavelaunch.intake import accept_client
 from wavelaunch.runtime import (
     LLMConfig,
     build_worker,
@@ -44,16 +45,14 @@ async def run(base: Settings, *, plans_count: int, seconds_per_token: float, lev
         async with bench_stack(base) as endpoints:
             temporal = await connect_temporal(settings, endpoints.temporal_address)
             await ensure_search_attributes(temporal, settings.temporal_namespace)
-            llm = LLMConfig(
-                api_key=STUB_KEY, base_url=stub.base_url, model_override=None, free_models=frozenset()
-            )
+            llm = LLMConfig(api_key=STUB_KEY, base_url=stub.base_url, model_override=None, free_models=frozenset())
             deps = await plan_dependencies(settings, endpoints.database_url, llm)
             pool = await db.connect(endpoints.database_url)
             try:
                 async with build_worker(temporal, settings, deps):
                     for i, record in enumerate(make_clients(plans_count, seed=11)):
                         record["id"] = f"{tag}-{i}"
-                        await clients.upsert(pool, parse_client(record))
+                        await accept_client(pool, parse_client(record))
                         began = time.monotonic()
                         handle = await plans.start_plan(
                             temporal, settings, PlanRequest(client_id=record["id"], level=level)

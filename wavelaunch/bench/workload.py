@@ -118,9 +118,7 @@ def workload_v1(n: int = 20, seed: int = 7) -> Workload:
     events: list[Event] = []
     failing = set(rng.sample(range(n), max(1, round(n * 0.1))))
     for i in range(n):
-        events.append(
-            Event(kind=EventKind.ONBOARD, client=i, fail_section="market_analysis" if i in failing else None)
-        )
+        events.append(Event(kind=EventKind.ONBOARD, client=i, fail_section="market_analysis" if i in failing else None))
     for i in rng.sample(range(n), round(n * 0.4)):
         fields = rng.sample(EDITABLE, rng.randint(1, 3))
         events.append(Event(kind=EventKind.REVISE, client=i, changes={f: _text(rng, 2) for f in fields}))

@@ -1,0 +1,152 @@
+"""The cache hierarchy as the generate activity sees it: exact, then semantic.
+
+A cache problem never fails a plan: a failed lookup or store is a miss with a warning, and the
+section is generated in full.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from datetime import timedelta
+from decimal import Decimal
+from typing import Any
+
+import asyncpg
+
+from activities.ledger import SectionLedger
+from domain.outputs import output_model
+from domain.sections import DocumentKind, SectionSpec
+from llm.client import LLMClient
+from llm.errors import LLMError
+from storage import cache
+from storage.cache import CacheEntry
+from tokenopt.semantic import DIMENSIONS, hashing_embedding, inputs_text
+
+log = logging.getLogger(__name__)
+
+# Errors that mean "the cache cannot answer now", as opposed to bugs.
+CACHE_ERRORS = (asyncpg.PostgresError, asyncpg.InterfaceError, OSError, TimeoutError, ValueError)
+
+
+@dataclass(frozen=True)
+class CacheConfig:
+    ttl_hours: dict[str, float] = field(
+        default_factory=lambda: {"business_plan": 168.0, "deliverable": 72.0, "summary": 24.0}
+    )
+    max_entries: int = 1000
+    semantic_threshold: float = 0.95
+    # "endpoint" (the LLM endpoint's embeddings model) or "hashing" (offline).
+    embeddings: str = "endpoint"
+    embedding_model: str = "text-embedding-3-small"
+    # How long a request waits for another worker generating the same entry.
+    single_flight_timeout: float = 900.0
+
+    def ttl(self, kind: DocumentKind) -> timedelta:
+        return timedelta(hours=self.ttl_hours.get(kind.value, 24.0))
+
+
+class SectionCache:
+    def __init__(self, pool: asyncpg.Pool, llm: LLMClient, config: CacheConfig):
+        self.pool = pool
+        self.llm = llm
+        self.config = config
+
+    @contextlib.asynccontextmanager
+    async def single_flight(self, key: str) -> AsyncIterator[Any]:
+        """Hold the key's lock so concurrent misses make one call; yields the connection to use
+        (or the pool when the lock could not be taken: generate without it, with a warning)."""
+        async with contextlib.AsyncExitStack() as stack:
+            try:
+                conn = await stack.enter_async_context(
+                    cache.single_flight(self.pool, key, lock_timeout=self.config.single_flight_timeout)
+                )
+            except CACHE_ERRORS as err:
+                log.warning("cache lock unavailable (%s); generating without single-flight", err)
+                conn = self.pool
+            yield conn
+
+    async def exact(self, db: Any, key: str, spec: SectionSpec) -> CacheEntry | None:
+        model_cls = output_model(spec.key)
+        try:
+            return await cache.get_exact(db, key, schema_version=spec.schema_version, validate=model_cls.model_validate)
+        except CACHE_ERRORS as err:
+            log.warning("exact cache lookup failed (%s); treating as a miss", err)
+            return None
+
+    async def embed(self, inputs: dict[str, str], ledger: SectionLedger) -> list[float] | None:
+        text = inputs_text(inputs)
+        if self.config.embeddings == "hashing":
+            return hashing_embedding(text, DIMENSIONS)
+        try:
+            vector, tokens = await self.llm.embed(model=self.config.embedding_model, text=text, dimensions=DIMENSIONS)
+        except LLMError as err:
+            log.warning("embedding failed (%s); semantic tier skipped", err)
+            return None
+        await ledger.embedding(self.config.embedding_model, tokens)
+        return vector
+
+    async def similar(
+        self, db: Any, client_id: str, kind: DocumentKind, spec: SectionSpec, vector: list[float]
+    ) -> tuple[CacheEntry, float] | None:
+        try:
+            found = await cache.find_similar(
+                db,
+                client_id=client_id,
+                document_kind=kind.value,
+                section_key=spec.key,
+                schema_version=spec.schema_version,
+                embedding=vector,
+                threshold=self.config.semantic_threshold,
+            )
+        except CACHE_ERRORS as err:
+            log.warning("semantic cache lookup failed (%s); treating as a miss", err)
+            return None
+        if found is not None:
+            try:
+                output_model(spec.key).model_validate(found[0].content)
+            except ValueError:
+                return None  # an incompatible entry is never used, not even as a base
+        return found
+
+    async def put(
+        self,
+        db: Any,
+        *,
+        key: str,
+        client_id: str,
+        kind: DocumentKind,
+        spec: SectionSpec,
+        prompt_version: int,
+        section_id: int,
+        content: dict[str, Any],
+        inputs: dict[str, str],
+        model: str,
+        completion_tokens: int,
+        cost: Decimal,
+        embedding: list[float] | None,
+    ) -> None:
+        try:
+            await cache.put(
+                db,
+                key=key,
+                tier="exact",
+                client_id=client_id,
+                document_kind=kind.value,
+                section_key=spec.key,
+                schema_version=spec.schema_version,
+                prompt_version=prompt_version,
+                section_id=section_id,
+                content=content,
+                inputs=inputs,
+                model=model,
+                completion_tokens=completion_tokens,
+                cost=cost,
+                ttl=self.config.ttl(kind),
+                embedding=embedding,
+                max_entries=self.config.max_entries,
+            )
+        except CACHE_ERRORS as err:
+            log.warning("cache store failed (%s); the section is stored, only not cached", err)

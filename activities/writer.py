@@ -1,0 +1,159 @@
+"""One section written by a model: the call, validation against the schema, the cascade.
+
+Invalid answers are retried here, counted in answers rather than Temporal attempts (a section
+that was rate-limited twice keeps its three chances at a valid answer); the first retry goes to
+the next model tier up when routing chose a cheaper one.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+from pydantic import ValidationError
+from temporalio.exceptions import ApplicationError
+
+from activities.ledger import SectionLedger
+from domain.outputs import output_model, schema_name, strict_json_schema
+from domain.sections import SectionSpec
+from llm.client import Completion, LLMClient
+from llm.errors import InvalidModelOutput, LLMError
+from tokenopt.routing import ModelRouter, Tier
+from workflows.models import SectionResult
+
+MAX_OUTPUT_ATTEMPTS = 3
+
+
+class OutputRejected(Exception):
+    """Every attempt returned output that does not match the section's schema."""
+
+
+@dataclass
+class Written:
+    content: dict[str, Any]
+    result: SectionResult
+
+
+def _describe_invalid(err: Exception) -> str:
+    if isinstance(err, ValidationError):
+        first = err.errors()[0]
+        where = ".".join(str(p) for p in first["loc"]) or "(document)"
+        return f"{err.error_count()} schema error(s), first at {where}: {first['msg']}"
+    return str(err)
+
+
+def as_application_error(err: LLMError) -> ApplicationError:
+    """Temporal's view of an LLM failure: its type, whether to retry, and when."""
+    delay = timedelta(seconds=err.retry_after) if err.retry_after is not None else None
+    return ApplicationError(str(err), type=err.kind, non_retryable=not err.retryable, next_retry_delay=delay)
+
+
+class SectionWriter:
+    def __init__(self, llm: LLMClient, router: ModelRouter, ledger: SectionLedger, client_id: str):
+        self.llm = llm
+        self.router = router
+        self.ledger = ledger
+        self.client_id = client_id
+
+    async def write(
+        self,
+        spec: SectionSpec,
+        tier: Tier,
+        messages_for: Callable[[str], tuple[list[dict[str, str]], list[str]]],
+        *,
+        operation: str,
+        cache_tier: str = "none",
+        cache_key: str | None = None,
+        attempts: int = MAX_OUTPUT_ATTEMPTS,
+    ) -> Written:
+        """Call the model until it returns valid JSON for ``spec`` (at most ``attempts`` answers).
+
+        ``messages_for(model)`` builds the prompt for the model in use (and names the compression
+        steps applied). Raises ApplicationError for LLM errors and OutputRejected when every
+        answer was invalid; each call is a usage row either way.
+        """
+        model_cls = output_model(spec.key)
+        schema = strict_json_schema(model_cls)
+        totals = SectionResult(section_key=spec.key, section_id=0, model="", tier=tier.value, cache_tier=cache_tier)
+        problems: list[str] = []
+        for attempt in range(1, attempts + 1):
+            model = self.router.model_for(tier)
+            messages, steps = messages_for(model)
+            totals.compression_steps = steps
+            completion = await self._call(spec, model, tier, messages, schema, operation)
+            self._add(totals, completion, model)
+            try:
+                if completion.finish_reason == "length":
+                    raise InvalidModelOutput("output cut off at max_completion_tokens")
+                content = model_cls.model_validate_json(completion.content).model_dump(mode="json")
+            except (ValidationError, InvalidModelOutput) as err:
+                problem = _describe_invalid(err)
+                problems.append(f"attempt {attempt} ({model}): {problem}")
+                await self.ledger.call(
+                    operation,
+                    model,
+                    completion,
+                    success=False,
+                    tier=tier.value,
+                    cache_tier=cache_tier,
+                    cache_key=cache_key,
+                    error=f"invalid output: {problem}",
+                    escalated=totals.escalated,
+                )
+                # The cascade: a cheap model's bad answer goes once to the next tier up.
+                if attempt == 1 and (up := tier.escalated()) and self.router.model_for(up) != model:
+                    tier = up
+                    totals.escalated = True
+                continue
+            await self.ledger.call(
+                operation,
+                model,
+                completion,
+                success=True,
+                tier=tier.value,
+                cache_tier=cache_tier,
+                cache_key=cache_key,
+                escalated=totals.escalated,
+                steps=steps,
+            )
+            totals.model, totals.tier = model, tier.value
+            totals.baseline_tokens = self.ledger.baseline.prompt_tokens + completion.completion_tokens
+            totals.baseline_cost = self.ledger.baseline.cost(completion.completion_tokens)
+            return Written(content, totals)
+        raise OutputRejected(
+            f"section {spec.key}: the model returned invalid JSON {attempts} times (" + "; ".join(problems) + ")"
+        )
+
+    async def _call(
+        self,
+        spec: SectionSpec,
+        model: str,
+        tier: Tier,
+        messages: list[dict[str, str]],
+        schema: dict[str, Any],
+        operation: str,
+    ) -> Completion:
+        try:
+            return await self.llm.complete_json(
+                model=model,
+                messages=messages,
+                schema_name=schema_name(spec.key, spec.schema_version),
+                schema=schema,
+                # Room above the target so a good answer is never cut off.
+                max_completion_tokens=spec.target_tokens * 2,
+                prompt_cache_key=f"client-{self.client_id}",
+            )
+        except LLMError as err:
+            failed = Completion("", model, None, 0, 0, 0, 0)
+            await self.ledger.call(operation, model, failed, success=False, tier=tier.value, error=str(err))
+            raise as_application_error(err) from None
+
+    def _add(self, totals: SectionResult, completion: Completion, model: str) -> None:
+        totals.prompt_tokens += completion.prompt_tokens
+        totals.cached_tokens += completion.cached_tokens
+        totals.completion_tokens += completion.completion_tokens
+        totals.cost += self.ledger.cost(model, completion)
+        totals.duration_ms += completion.duration_ms
+        totals.llm_calls += 1

@@ -1,0 +1,30 @@
+"""Accepting a client record: store the new snapshot and invalidate what it makes stale.
+
+The one path by which client data enters (CLI import, the demo, benchmarks, and the CRM's
+webhooks), so invalidation can never be forgotten.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import asyncpg
+
+from domain.client import ClientRecord
+from domain.sections import sections_using
+from storage import cache, clients
+from storage.clients import StoredClient
+
+log = logging.getLogger(__name__)
+
+
+async def accept_client(pool: asyncpg.Pool, record: ClientRecord) -> tuple[StoredClient, bool]:
+    """Upsert the record; on a new version, mark stale the cache entries of exactly the sections
+    that read a changed field (the field->section table), nothing more."""
+    stored, changed = await clients.upsert(pool, record)
+    if changed and stored.changed_fields:
+        touched = [s.key for s in sections_using(set(stored.changed_fields))]
+        if touched:
+            count = await cache.invalidate(pool, client_id=record.id, section_keys=touched)
+            log.info("client %s v%d: %d cache entries of %s made stale", record.id, stored.version, count, touched)
+    return stored, changed
