@@ -8,6 +8,7 @@ and personalised recommendations flagged as such are not.
 from __future__ import annotations
 
 from dataclasses import dataclass
+
 from domain.sections import DocumentKind
 
 
