@@ -369,7 +369,11 @@ async def stats(pool: DB) -> dict[str, Any]:
                       count(*) FILTER (WHERE cache_hit) AS hits,
                       coalesce(sum(saved_tokens), 0) AS saved_tokens,
                       coalesce(sum(saved_cost), 0) AS saved_cost
-               FROM usage_ledger GROUP BY 1 ORDER BY 1"""
+               FROM usage_ledger
+               -- One row per section served: hits, revisions and generations that succeeded
+               -- (failed attempts and embedding calls are costs, not requests).
+               WHERE success AND operation IN ('generate_section', 'revise_section')
+               GROUP BY 1 ORDER BY 1"""
         )
     all_calls = sum(r["calls"] for r in ledger)
 

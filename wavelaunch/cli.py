@@ -28,11 +28,13 @@ stack_app = typer.Typer(no_args_is_help=True, help="Start, stop and inspect the 
 clients_app = typer.Typer(no_args_is_help=True, help="Client records from the CRM.")
 plan_app = typer.Typer(no_args_is_help=True, help="Business plans.")
 usage_app = typer.Typer(no_args_is_help=True, help="Tokens and dollars spent, and saved.")
+cache_app = typer.Typer(no_args_is_help=True, help="The answer cache: stats and purges.")
 bench_app = typer.Typer(no_args_is_help=True, help="Benchmarks against the local stub (tables + JSON).")
 app.add_typer(stack_app, name="stack")
 app.add_typer(clients_app, name="clients")
 app.add_typer(plan_app, name="plan")
 app.add_typer(usage_app, name="usage")
+app.add_typer(cache_app, name="cache")
 app.add_typer(bench_app, name="bench")
 
 T = TypeVar("T")
@@ -180,6 +182,32 @@ async def usage_report(
         console.print(usage_table(report, group))
 
 
+# -- cache ---------------------------------------------------------------------------------
+@cache_app.command("stats")
+@_run
+async def cache_stats(as_json: bool = typer.Option(False, "--json", help="Machine-readable output.")) -> None:
+    """Entries, hit rate by tier, tokens and dollars saved, evictions."""
+    from wavelaunch.console import cache_stats_table
+
+    result = await commands.cache_stats(get_settings())
+    if as_json:
+        print(json.dumps(result, indent=2, default=str))
+    else:
+        console.print(cache_stats_table(result))
+
+
+@cache_app.command("purge")
+@_run
+async def cache_purge(
+    client: str | None = typer.Option(None, "--client", help="Only this client's entries."),
+    kind: DocumentKind | None = typer.Option(None, "--kind", help="Only this document kind."),
+    expired: bool = typer.Option(False, "--expired", help="Only entries past their TTL."),
+) -> None:
+    """Delete cache entries (all of them when no filter is given)."""
+    count = await commands.cache_purge(get_settings(), client_id=client, kind=kind, expired_only=expired)
+    console.print(f"purged {count} cache entries")
+
+
 # -- benchmarks ----------------------------------------------------------------------------
 @bench_app.command("cost")
 @_run
@@ -200,6 +228,26 @@ async def bench_cost(
         f"optimized/naive: tokens {result['token_ratio']}, dollars {result['cost_ratio']}; "
         f"optimized/lower bound: {result['lower_bound_ratio']}; lower bound/naive: {result['lower_bound_vs_naive']}"
     )
+    cost.write_json(result, json_file)
+    console.print(f"JSON written to {json_file}")
+
+
+@bench_app.command("cache")
+@_run
+async def bench_cache(
+    sizes: str = typer.Option("1000,10000,100000", help="Cache sizes to measure, comma-separated."),
+    lookups: int = typer.Option(500, help="Lookups per size and kind."),
+    json_file: Path = typer.Option(Path("bench-results/cache.json"), "--json"),
+) -> None:
+    """Exact and semantic lookup latency (p50/p95/p99) at each cache size, on embedded Postgres."""
+    from wavelaunch.bench import cache as cache_bench
+    from wavelaunch.bench import cost
+
+    async with cost.bench_stack(get_settings()) as endpoints:
+        result = await cache_bench.run(
+            endpoints.database_url, sizes=tuple(int(s) for s in sizes.split(",")), lookups=lookups
+        )
+    console.print(cache_bench.table(result))
     cost.write_json(result, json_file)
     console.print(f"JSON written to {json_file}")
 

@@ -21,7 +21,7 @@ from temporalio.client import Client, WorkflowHandle
 import stack
 from domain.client import ClientRecord, InvalidClientRecord, parse_client
 from domain.sections import DocumentKind, Level
-from storage import clients, db, documents, sections, usage
+from storage import cache, clients, db, documents, sections, usage
 from wavelaunch import plans
 from wavelaunch.console import console, money, progress_table, usage_table
 from wavelaunch.intake import accept_client
@@ -196,6 +196,21 @@ async def show_document(settings: Settings, client_id: str, kind: DocumentKind, 
 async def usage_report(settings: Settings, *, client_id: str | None = None) -> dict[str, Any]:
     async with _database(settings) as pool:
         return await usage.report(pool, client_id=client_id)
+
+
+# -- the cache -----------------------------------------------------------------------------
+async def cache_stats(settings: Settings) -> dict[str, Any]:
+    async with _database(settings) as pool:
+        return await cache.stats(pool)
+
+
+async def cache_purge(
+    settings: Settings, *, client_id: str | None, kind: DocumentKind | None, expired_only: bool
+) -> int:
+    async with _database(settings) as pool:
+        return await cache.purge(
+            pool, client_id=client_id, kind=kind.value if kind else None, expired_only=expired_only
+        )
 
 
 # -- the demo ------------------------------------------------------------------------------

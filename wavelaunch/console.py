@@ -119,3 +119,27 @@ def bench_cost_table(report: dict[str, Any]) -> Table:
             pct(row.get("marginal_cost_saving")),
         )
     return table
+
+
+def cache_stats_table(stats: dict[str, Any]) -> Table:
+    entries = stats["entries"]
+    table = Table(
+        title=(
+            f"Cache: {entries['total']:,} entries ({entries['expired']:,} expired), {entries['hits']:,} hits, "
+            f"{entries['evictions']:,} evictions"
+        ),
+        title_justify="left",
+    )
+    for column in ("tier", "calls", "hits", "hit rate", "share of calls", "tokens saved", "dollars saved"):
+        table.add_column(column, justify="left" if column == "tier" else "right")
+    for tier, row in stats["ledger"]["by_tier"].items():
+        table.add_row(
+            tier,
+            f"{row['calls']:,}",
+            f"{row['hits']:,}",
+            f"{row['hit_rate']:.0%}",
+            f"{row['share_of_calls']:.0%}",
+            f"{row['saved_tokens']:,}",
+            money(row["saved_cost"]),
+        )
+    return table

@@ -31,7 +31,7 @@ async def test_tiny_cost_benchmark_measures_every_arm(tmp_path):
     assert arms["no_routing"]["total_tokens"] == optimized["total_tokens"]
     assert arms["no_routing"]["cost"] > optimized["cost"]
     assert arms["no_reuse"]["total_tokens"] >= optimized["total_tokens"]
-    assert optimized["reused"] > 0 and arms["no_reuse"]["reused"] == 0
+    assert optimized["hit_rate"] > 0 and "stored" not in arms["no_reuse"]["served_by_tier"]
 
 
 async def test_worker_refuses_to_start_with_an_unpriced_model(tmp_path):

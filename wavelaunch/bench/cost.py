@@ -31,10 +31,11 @@ from openai import AsyncOpenAI
 
 import stack
 from domain.client import parse_client
-from domain.sections import Level, resolve_sections
+from domain.sections import BUSINESS_PLAN_SECTIONS, Level, resolve_sections
 from llm.stub_server import TARGET_HEADER, StubServer
 from storage import db
 from tokenopt import naive, pricing
+from tokenopt.routing import tier_for
 from tokenopt.techniques import Technique
 from wavelaunch import plans
 from wavelaunch.bench.workload import Event, EventKind, Workload
@@ -46,6 +47,7 @@ from wavelaunch.runtime import (
     connect_temporal,
     ensure_search_attributes,
     plan_dependencies,
+    router_for,
 )
 from wavelaunch.settings import Settings
 from workflows.models import PlanRequest
@@ -60,6 +62,8 @@ ABLATIONS: tuple[Technique, ...] = (
     Technique.PREFIX_LAYOUT,
     Technique.BUDGET_COMPRESSION,
     Technique.REUSE,
+    Technique.EXACT_CACHE,
+    Technique.SEMANTIC_CACHE,
 )
 
 
@@ -88,6 +92,10 @@ class Totals:
             "seconds": round(self.seconds, 2),
             **self.extra,
         }
+
+
+def llm_config(stub: StubServer) -> LLMConfig:
+    return LLMConfig(api_key=STUB_KEY, base_url=stub.base_url, model_override=None, free_models=frozenset())
 
 
 # -- naive ----------------------------------------------------------------------------------
@@ -142,8 +150,7 @@ async def run_optimized(
     """Run every event through the real workflow with ``settings``' techniques."""
     temporal = await connect_temporal(settings, endpoints.temporal_address)
     await ensure_search_attributes(temporal, settings.temporal_namespace)
-    llm = LLMConfig(api_key=STUB_KEY, base_url=stub.base_url, model_override=None, free_models=frozenset())
-    deps = await plan_dependencies(settings, endpoints.database_url, llm)
+    deps = await plan_dependencies(settings, endpoints.database_url, llm_config(stub))
     prefix = f"{tag}-{arm}-"
     records = [dict(c) | {"id": prefix + c["id"]} for c in workload.clients]
     began = time.monotonic()
@@ -194,33 +201,57 @@ async def ledger_totals(pool: asyncpg.Pool, client_prefix: str) -> Totals:
     )
 
 
-async def lower_bound(pool: asyncpg.Pool, client_prefix: str) -> Totals:
-    """Each distinct section (distinct inputs) once, at its first successful call's size."""
+async def lower_bound(pool: asyncpg.Pool, client_prefix: str, routed: dict[str, str]) -> Totals:
+    """Every distinct section once, with its minimal prompt.
+
+    Each successful generation or semantic revision in the optimized arm is one distinct section
+    (a section is written again only when its inputs changed); its lower bound is a full
+    generation at the smallest prompt that section was ever sent, with the same answer size, on
+    its routed model (``routed``: section -> model).
+    """
     rows = await pool.fetch(
-        """SELECT DISTINCT ON (cache_key) prompt_tokens, completion_tokens, estimated_cost
+        """SELECT client_id, section_key, completion_tokens,
+                  min(prompt_tokens) FILTER (WHERE operation = 'generate_section')
+                      OVER (PARTITION BY client_id, section_key) AS minimal_prompt
            FROM usage_ledger
-           WHERE client_id LIKE $1 AND success AND cache_tier = 'none'
-           ORDER BY cache_key, prompt_tokens""",
+           WHERE client_id LIKE $1 AND success AND operation IN ('generate_section', 'revise_section')
+             AND cache_tier IN ('none', 'semantic') AND completion_tokens > 0""",
         client_prefix + "%",
     )
-    return Totals(
-        calls=len(rows),
-        prompt_tokens=sum(r["prompt_tokens"] for r in rows),
-        completion_tokens=sum(r["completion_tokens"] for r in rows),
-        cost=sum((r["estimated_cost"] for r in rows), Decimal(0)),
-    )
+    totals = Totals(calls=len(rows))
+    for r in rows:
+        prompt = r["minimal_prompt"] or 0
+        totals.prompt_tokens += prompt
+        totals.completion_tokens += r["completion_tokens"]
+        totals.cost += pricing.cost(
+            routed[r["section_key"]], prompt_tokens=prompt, completion_tokens=r["completion_tokens"]
+        )
+    return totals
 
 
 async def _reuse_figures(pool: asyncpg.Pool, prefix: str) -> dict[str, Any]:
-    row = await pool.fetchrow(
-        """SELECT count(*) FILTER (WHERE cache_tier = 'stored') AS reused,
-                  count(*) FILTER (WHERE success AND cache_tier = 'none') AS generated,
-                  count(*) FILTER (WHERE escalated AND success) AS escalated,
+    """Sections served per cache tier, and the hit rate over sections served."""
+    rows = await pool.fetch(
+        """SELECT coalesce(cache_tier, 'none') AS tier, count(*) AS n
+           FROM usage_ledger
+           WHERE client_id LIKE $1 AND success AND operation IN ('generate_section', 'revise_section')
+           GROUP BY 1""",
+        prefix + "%",
+    )
+    served = {r["tier"]: r["n"] for r in rows}
+    total = sum(served.values())
+    extra = await pool.fetchrow(
+        """SELECT count(*) FILTER (WHERE escalated AND success) AS escalated,
                   count(*) FILTER (WHERE cardinality(compression_steps) > 0) AS compressed
            FROM usage_ledger WHERE client_id LIKE $1""",
         prefix + "%",
     )
-    return {k: row[k] for k in ("reused", "generated", "escalated", "compressed")}
+    return {
+        "served_by_tier": served,
+        "hit_rate": round((total - served.get("none", 0)) / total, 4) if total else 0.0,
+        "escalated": extra["escalated"],
+        "compressed": extra["compressed"],
+    }
 
 
 # -- the run --------------------------------------------------------------------------------
@@ -260,7 +291,11 @@ async def run(workload: Workload, base: Settings, arms: list[str] | None = None)
                     log.info("arm %s ...", arm)
                     results[arm] = await run_optimized(arm, workload, stub, settings, endpoints, pool, tag)
                     if arm == "optimized":
-                        results["lower_bound"] = await lower_bound(pool, f"{tag}-optimized-")
+                        routed = {
+                            spec.key: router_for(settings, llm_config(stub)).model_for(tier_for(spec.key))
+                            for spec in BUSINESS_PLAN_SECTIONS
+                        }
+                        results["lower_bound"] = await lower_bound(pool, f"{tag}-optimized-", routed)
             finally:
                 await pool.close()
     return report(workload, results)

@@ -17,11 +17,10 @@ from domain.sections import Level
 from llm.stub_server import StubServer
 from storage import db
 from wavelaunch import plans
-from wavelaunch.bench.cost import STUB_KEY, bench_stack
+from wavelaunch.bench.cost import STUB_KEY, bench_stack, llm_config
 from wavelaunch.bench.workload import make_clients
 from wavelaunch.intake import accept_client
 from wavelaunch.runtime import (
-    LLMConfig,
     build_worker,
     close_dependencies,
     connect_temporal,
@@ -45,8 +44,7 @@ async def run(base: Settings, *, plans_count: int, seconds_per_token: float, lev
         async with bench_stack(base) as endpoints:
             temporal = await connect_temporal(settings, endpoints.temporal_address)
             await ensure_search_attributes(temporal, settings.temporal_namespace)
-            llm = LLMConfig(api_key=STUB_KEY, base_url=stub.base_url, model_override=None, free_models=frozenset())
-            deps = await plan_dependencies(settings, endpoints.database_url, llm)
+            deps = await plan_dependencies(settings, endpoints.database_url, llm_config(stub))
             pool = await db.connect(endpoints.database_url)
             try:
                 async with build_worker(temporal, settings, deps):
