@@ -227,7 +227,7 @@ class PlanActivities:
             return None
         entry, similarity = found
         if not facts_match(inputs_text(entry.inputs), inputs_text(job.prompt.inputs)):
-            log.info("semantic candidate for %s rejected: facts differ (similarity %.3f)", job.spec.key, similarity)
+            log.debug("semantic candidate for %s rejected: facts differ (similarity %.3f)", job.spec.key, similarity)
             return None
         delta = changed_fields(entry.inputs, job.prompt.inputs)
         if not entry.stale and not set(delta) & set(job.spec.fields):

@@ -6,9 +6,11 @@ import asyncio
 import functools
 import json
 import logging
+import os
+import sys
 from collections.abc import Callable, Coroutine
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, NoReturn, TypeVar
 
 import typer
 from rich.live import Live
@@ -48,28 +50,40 @@ _USER_ERRORS = (
     UnknownModelPrice,
     FileNotFoundError,
     json.JSONDecodeError,
+    commands.NothingToRetry,
 )
 
 
-def _run(coro_fn: Callable[..., Coroutine[Any, Any, T]]) -> Callable[..., T]:
+def _run(coro_fn: Callable[..., Coroutine[Any, Any, T]]) -> Callable[..., None]:
     @functools.wraps(coro_fn)
-    def wrapper(*args: Any, **kwargs: Any) -> T:
+    def wrapper(*args: Any, **kwargs: Any) -> None:
         logging.basicConfig(level=logging.INFO, format="%(message)s", handlers=[_rich_handler()])
         # One line per HTTP request drowns the progress table.
         for noisy in ("httpx", "httpx2", "openai", "temporalio.worker._worker"):
             logging.getLogger(noisy).setLevel(logging.WARNING)
         try:
-            return asyncio.run(coro_fn(*args, **kwargs))
+            asyncio.run(coro_fn(*args, **kwargs))
         except _USER_ERRORS as err:
             console.print(f"[red]error:[/] {err}")
-            raise typer.Exit(1) from None
+            _exit(1)
         except WorkflowFailureError as err:
             console.print(f"[red]workflow failed:[/] {err.cause or err}")
-            raise typer.Exit(1) from None
+            _exit(1)
         except KeyboardInterrupt:
-            raise typer.Exit(130) from None
+            _exit(130)
+        _exit(0)
 
     return wrapper
+
+
+def _exit(code: int) -> NoReturn:
+    """Leave without interpreter finalisation: the Temporal SDK's native threads can abort a
+    short-lived process at exit ("PyGILState_Release", temporalio/sdk-python#300). Everything the
+    command owns is already closed by then; only buffers remain to flush."""
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
 
 
 def _rich_handler() -> logging.Handler:
@@ -164,6 +178,31 @@ async def plan_show(
         print(text)
     else:
         console.print(text, markup=False, highlight=False)
+
+
+@app.command("retry")
+@_run
+async def retry(workflow_id: str, wait: bool = typer.Option(True, "--wait/--no-wait")) -> None:
+    """Run a failed plan again; finished sections are reused, only the rest is generated."""
+    settings = get_settings()
+    handle = await commands.retry_plan(settings, workflow_id)
+    console.print(f"new run of [bold]{handle.id}[/]: {settings.workflow_url(handle.id)}")
+    if wait:
+        with Live(console=console, refresh_per_second=4) as live:
+            result = await commands.watch_plan(handle, lambda p: live.update(progress_table(p)))
+        reused = sum(1 for s in result.sections if s.cache_tier != "none")
+        console.print(f"document v{result.document.version}: {reused} of {len(result.sections)} sections reused")
+
+
+@app.command("replay")
+@_run
+async def replay(workflow_id: str) -> None:
+    """Replay a workflow's live history against the current code (determinism check)."""
+    failure = await commands.replay(get_settings(), workflow_id)
+    if failure:
+        console.print(f"[red]replay failed:[/] {failure}")
+        _exit(1)
+    console.print(f"{workflow_id}: replays cleanly on the current code")
 
 
 # -- usage ---------------------------------------------------------------------------------

@@ -16,7 +16,9 @@ from typing import Any
 import asyncpg
 from rich.live import Live
 from rich.table import Table
-from temporalio.client import Client, WorkflowHandle
+from temporalio.client import Client, WorkflowExecutionStatus, WorkflowHandle
+from temporalio.service import RPCError
+from temporalio.worker import Replayer
 
 import stack
 from domain.client import ClientRecord, InvalidClientRecord, parse_client
@@ -196,6 +198,41 @@ async def show_document(settings: Settings, client_id: str, kind: DocumentKind, 
 async def usage_report(settings: Settings, *, client_id: str | None = None) -> dict[str, Any]:
     async with _database(settings) as pool:
         return await usage.report(pool, client_id=client_id)
+
+
+# -- retry and replay ----------------------------------------------------------------------
+class NothingToRetry(ValueError):
+    pass
+
+
+async def retry_plan(settings: Settings, workflow_id: str) -> WorkflowHandle[BusinessPlanWorkflow, PlanResult]:
+    """A new run of a failed plan with the same request: finished sections are reused (the
+    stored tier), so only the rest is generated and paid for."""
+    client = await _temporal(settings)
+    handle = client.get_workflow_handle_for(BusinessPlanWorkflow.run, workflow_id)
+    try:
+        described = await handle.describe()
+    except RPCError as err:
+        raise NothingToRetry(f"no workflow {workflow_id!r}: {err.message}") from None
+    status = described.status
+    if status == WorkflowExecutionStatus.COMPLETED:
+        raise NothingToRetry(f"{workflow_id} completed successfully; nothing to retry")
+    if status == WorkflowExecutionStatus.RUNNING:
+        raise NothingToRetry(f"{workflow_id} is still running; watch it in the Web UI or wait for it")
+    history = await handle.fetch_history()
+    started = history.events[0].workflow_execution_started_event_attributes
+    [request] = await client.data_converter.decode(started.input.payloads, [PlanRequest])
+    log.info("retrying %s (%s) with its original request", workflow_id, status.name.lower())
+    return await plans.start_plan(client, settings, request)
+
+
+async def replay(settings: Settings, workflow_id: str) -> str | None:
+    """Replay a live history against the current code; the failure, or None when it replays."""
+    client = await _temporal(settings)
+    history = await client.get_workflow_handle(workflow_id).fetch_history()
+    replayer = Replayer(workflows=[BusinessPlanWorkflow], data_converter=client.data_converter)
+    result = await replayer.replay_workflow(history, raise_on_replay_failure=False)
+    return None if result.replay_failure is None else str(result.replay_failure)
 
 
 # -- the cache -----------------------------------------------------------------------------

@@ -1,0 +1,60 @@
+"""Record workflow histories for the replay tests: `uv run python -m tests.workflows.record_histories`.
+
+Run it only when a workflow change is meant to be incompatible (with a new workflow type or a
+`workflow.patched` branch); the recorded files are what the replay test holds new code to.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from pathlib import Path
+
+from temporalio.client import WorkflowFailureError
+from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.testing import WorkflowEnvironment
+from temporalio.worker import Worker
+
+from domain.sections import Level
+from tests.conftest import venv_binary
+from tests.workflows.test_business_plan import FakeActivities
+from wavelaunch.runtime import ensure_search_attributes
+from workflows.business_plan import BusinessPlanWorkflow
+from workflows.models import PlanRequest
+
+HISTORIES = Path(__file__).resolve().parents[1] / "histories"
+
+CASES = {
+    "business_plan_complete": (FakeActivities(), PlanRequest(client_id="c1", level=Level.COMPLETE)),
+    "business_plan_section_failed": (
+        FakeActivities(fail_sections={"market_analysis"}),
+        PlanRequest(client_id="c2", level=Level.ESSENTIAL),
+    ),
+}
+
+
+async def record() -> None:
+    async with await WorkflowEnvironment.start_time_skipping(
+        data_converter=pydantic_data_converter, test_server_existing_path=venv_binary("temporal-test-server")
+    ) as env:
+        await ensure_search_attributes(env.client, "default")
+        for name, (fakes, request) in CASES.items():
+            queue = f"record-{uuid.uuid4()}"
+            async with Worker(
+                env.client, task_queue=queue, workflows=[BusinessPlanWorkflow],
+                activities=[fakes.prepare_plan, fakes.generate_section, fakes.assemble_document],
+            ):
+                handle = await env.client.start_workflow(
+                    BusinessPlanWorkflow.run, request, id=f"plan-{request.client_id}", task_queue=queue
+                )
+                try:
+                    await handle.result()
+                except WorkflowFailureError:
+                    pass
+                history = await handle.fetch_history()
+            (HISTORIES / f"{name}.json").write_text(history.to_json())
+            print(f"recorded {name}: {len(history.events)} events")
+
+
+if __name__ == "__main__":
+    asyncio.run(record())
