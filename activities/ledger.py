@@ -118,10 +118,11 @@ class SectionLedger:
         )
         return cost
 
-    async def hit(self, model: str, cache_tier: str, cache_key: str) -> Decimal:
+    async def hit(self, model: str, cache_tier: str, cache_key: str, *, counterfactual: bool = True) -> Decimal:
         """A section served without a call: zero tokens, the whole counterfactual saved.
-        Regenerating it would have produced the catalogue target."""
-        baseline_cost = self.baseline.cost(self.spec.target_tokens)
+        Regenerating it would have produced the catalogue target. ``counterfactual=False`` for
+        content the naive way never wrote (templates): nothing is claimed as saved."""
+        baseline_cost = self.baseline.cost(self.spec.target_tokens) if counterfactual else Decimal(0)
         await usage.record(
             self.pool,
             self._record(
@@ -132,8 +133,8 @@ class SectionLedger:
                 cache_key=cache_key,
                 request_duration_ms=0,
                 success=True,
-                baseline_prompt_tokens=self.baseline.prompt_tokens,
-                baseline_completion_tokens=self.spec.target_tokens,
+                baseline_prompt_tokens=self.baseline.prompt_tokens if counterfactual else 0,
+                baseline_completion_tokens=self.spec.target_tokens if counterfactual else 0,
                 baseline_cost=baseline_cost,
             ),
         )

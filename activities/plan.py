@@ -28,6 +28,7 @@ from activities.writer import OutputRejected, SectionWriter, Written
 from domain.cache_policy import policy
 from domain.render import render_document
 from domain.sections import DocumentKind, SectionSpec, UnknownSection, resolve_sections, section
+from domain.templates import BUSINESS_PLAN_TEMPLATES, fill
 from llm.client import LLMClient
 from storage import clients, documents, sections
 from storage.clients import StoredClient, UnknownClient
@@ -282,6 +283,52 @@ class PlanActivities:
             baseline_cost=baseline_cost,
         )
 
+    async def _template(self, spec: SectionSpec, client_id: str) -> dict[str, Any]:
+        """Client-independent boilerplate: written once per template version (one call, on the
+        cheapest model), then served from the template tier to every client."""
+        model = self.deps.router.model_for(Tier.ECONOMY)
+        key = hashlib.sha256(
+            f"template|{KIND}|{spec.key}|v{spec.schema_version}|p{PROMPT_VERSION}|{model}".encode()
+        ).hexdigest()
+        ledger = SectionLedger(
+            self.deps.pool,
+            client_id=client_id,
+            spec=spec,
+            baseline=Baseline(0, self.deps.naive_model),
+            free_models=self.deps.free_models,
+        )
+        async with self.cache.single_flight(key) as db:
+            if (hit := await self.cache.exact(db, key, spec)) is not None:
+                await ledger.hit(hit.model, "template", key, counterfactual=False)
+                return hit.content
+            writer = SectionWriter(self.deps.llm, self.deps.router, ledger, client_id)
+            try:
+                written = await writer.write(
+                    spec,
+                    Tier.ECONOMY,
+                    lambda m: (build_section_prompt({}, spec, model=m).messages, []),
+                    operation="generate_template",
+                    cache_key=key,
+                )
+            except OutputRejected as err:
+                raise _final("InvalidModelOutput", err) from None
+            await self.cache.put(
+                db,
+                key=key,
+                client_id=None,
+                kind=KIND,
+                spec=spec,
+                prompt_version=PROMPT_VERSION,
+                section_id=None,
+                content=written.content,
+                inputs={},
+                model=written.result.model,
+                completion_tokens=written.result.completion_tokens,
+                cost=written.result.cost,
+                embedding=None,
+            )
+            return written.content
+
     # -- assemble --------------------------------------------------------------------------
     @activity.defn
     async def assemble_document(self, request: AssembleRequest) -> DocumentRef:
@@ -292,7 +339,11 @@ class PlanActivities:
         title = f"Business Plan: {client.record.brand_name or client.record.full_name}"
         # Sections arrive in catalogue order (resolve_sections), which is the reading order.
         ordered = [(section(s.section_key), stored_sections[s.section_id]) for s in request.sections]
-        markdown = render_document(title, [(spec.title, stored.content) for spec, stored in ordered])
+        parts = [(spec.title, stored.content) for spec, stored in ordered]
+        for spec in BUSINESS_PLAN_TEMPLATES:
+            content = await self._template(spec, request.client_id)
+            parts.append((spec.title, fill(content, client.record.wire())))
+        markdown = render_document(title, parts)
         document = await documents.store(
             self.deps.pool,
             client_id=request.client_id,

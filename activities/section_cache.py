@@ -116,11 +116,11 @@ class SectionCache:
         db: Any,
         *,
         key: str,
-        client_id: str,
+        client_id: str | None,
         kind: DocumentKind,
         spec: SectionSpec,
         prompt_version: int,
-        section_id: int,
+        section_id: int | None,
         content: dict[str, Any],
         inputs: dict[str, str],
         model: str,
@@ -132,7 +132,8 @@ class SectionCache:
             await cache.put(
                 db,
                 key=key,
-                tier="exact",
+                # No client scope means client-independent content: the template tier.
+                tier="exact" if client_id is not None else "template",
                 client_id=client_id,
                 document_kind=kind.value,
                 section_key=spec.key,

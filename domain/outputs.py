@@ -118,6 +118,10 @@ class TeamStructure(_Out):
     partners: list[str]
 
 
+class TemplateText(_Out):
+    paragraphs: list[str]
+
+
 SECTION_OUTPUTS: dict[str, type[_Out]] = {
     "executive_summary": ExecutiveSummary,
     "market_analysis": MarketAnalysis,
@@ -127,6 +131,8 @@ SECTION_OUTPUTS: dict[str, type[_Out]] = {
     "financial_projections": FinancialProjections,
     "operations_plan": OperationsPlan,
     "team_structure": TeamStructure,
+    # Template sections (domain.templates).
+    "disclaimer": TemplateText,
 }
 
 

@@ -12,7 +12,7 @@ import pytest
 
 from domain.client import parse_client
 from domain.sections import Level
-from storage import clients
+from storage import clients, documents
 from tests.e2e.test_business_plan_e2e import ESSENTIAL, new_client, run_plan, usage_rows
 from wavelaunch.intake import accept_client
 from workflows.business_plan import BusinessPlanWorkflow
@@ -119,3 +119,24 @@ async def test_client_update_marks_only_the_affected_sections_entries_stale(pool
         "market_analysis": False,
         "competitive_landscape": True,
     }
+
+
+async def test_template_boilerplate_is_written_once_and_filled_per_client(pool, client, settings, stub, worker):
+    await pool.execute("DELETE FROM cache_entries WHERE tier = 'template'")
+    first, second = await new_client(pool), await new_client(pool)
+    await update_client(pool, second, brandName="Second Brand Co")
+    for client_id in (first, second):
+        await run_plan(client, settings, PlanRequest(client_id=client_id, sections=["team_structure"]))
+    # One call wrote the disclaimer, for every client (the stub logs it under its schema name).
+    assert [r["section"] for r in stub.requests()].count("disclaimer") == 1
+    rows = await pool.fetch(
+        "SELECT client_id, cache_tier, operation FROM usage_ledger WHERE section_key = 'disclaimer'"
+        " AND client_id = ANY($1::text[]) ORDER BY id",
+        [first, second],
+    )
+    assert [(r["client_id"], r["cache_tier"], r["operation"]) for r in rows] == [
+        (first, "none", "generate_template"),
+        (second, "template", "generate_section"),
+    ]
+    doc = await documents.latest(pool, second, "business_plan")
+    assert "## Notes and Disclaimer" in doc.markdown and "{brand}" not in doc.markdown

@@ -33,7 +33,7 @@ import stack
 from domain.client import parse_client
 from domain.sections import BUSINESS_PLAN_SECTIONS, Level, resolve_sections
 from llm.stub_server import TARGET_HEADER, StubServer
-from storage import db
+from storage import cache, db
 from tokenopt import naive, pricing
 from tokenopt.routing import tier_for
 from tokenopt.techniques import Technique
@@ -287,7 +287,8 @@ async def run(workload: Workload, base: Settings, arms: list[str] | None = None)
                         continue
                     off = [] if arm == "optimized" else [arm.removeprefix("no_")]
                     settings = base.model_copy(update={"disabled_techniques": off, "task_queue": f"bench-{tag}-{arm}"})
-                    stub.reset()  # no arm sees another's provider prefix cache
+                    stub.reset()  # no arm sees another's provider prefix cache...
+                    await cache.purge(pool)  # ... nor its client-independent template entries
                     log.info("arm %s ...", arm)
                     results[arm] = await run_optimized(arm, workload, stub, settings, endpoints, pool, tag)
                     if arm == "optimized":
