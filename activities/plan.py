@@ -31,6 +31,7 @@ from domain.sections import DocumentKind, SectionSpec, UnknownSection, resolve_s
 from domain.templates import BUSINESS_PLAN_TEMPLATES, fill
 from llm.client import LLMClient
 from storage import clients, documents, sections
+from storage.cache import CacheEntry
 from storage.clients import StoredClient, UnknownClient
 from tokenopt.budget import BudgetExceeded
 from tokenopt.cache_keys import exact_key
@@ -140,8 +141,12 @@ class PlanActivities:
                     section_id = await self._store(job, hit.content, hit.model)
                     saved = await job.ledger.hit(hit.model, "exact", ekey)
                     return self._served(job, section_id, hit.model, "exact", saved)
-                vector = await self.cache.embed(job.prompt.inputs, job.ledger) if semantic_on else None
-                written = await self._semantic(job, db, vector) if vector is not None else None
+                found, vector = (
+                    await self.cache.similar(db, request.client_id, KIND, job.spec, job.prompt.inputs, job.ledger)
+                    if semantic_on
+                    else (None, None)
+                )
+                written = await self._semantic(job, *found) if found else None
                 if written is None:
                     result, content = await self._generate(job)
                 else:
@@ -220,13 +225,11 @@ class PlanActivities:
             raise _final("InvalidModelOutput", err) from None
         return await self._finish(job, written)
 
-    async def _semantic(self, job: _Job, db: Any, vector: list[float]) -> tuple[SectionResult, dict[str, Any]] | None:
+    async def _semantic(
+        self, job: _Job, entry: CacheEntry, similarity: float
+    ) -> tuple[SectionResult, dict[str, Any]] | None:
         """A near-identical earlier answer of this client and section, revised by the economy
         model (or served as is when nothing the section reads changed). None: generate in full."""
-        found = await self.cache.similar(db, job.request.client_id, KIND, job.spec, vector)
-        if found is None:
-            return None
-        entry, similarity = found
         if not facts_match(inputs_text(entry.inputs), inputs_text(job.prompt.inputs)):
             log.debug("semantic candidate for %s rejected: facts differ (similarity %.3f)", job.spec.key, similarity)
             return None

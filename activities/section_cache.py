@@ -76,8 +76,7 @@ class SectionCache:
             log.warning("exact cache lookup failed (%s); treating as a miss", err)
             return None
 
-    async def embed(self, inputs: dict[str, str], ledger: SectionLedger) -> list[float] | None:
-        text = inputs_text(inputs)
+    async def _embed(self, text: str, ledger: SectionLedger) -> list[float] | None:
         if self.config.embeddings == "hashing":
             return hashing_embedding(text, DIMENSIONS)
         try:
@@ -89,27 +88,40 @@ class SectionCache:
         return vector
 
     async def similar(
-        self, db: Any, client_id: str, kind: DocumentKind, spec: SectionSpec, vector: list[float]
-    ) -> tuple[CacheEntry, float] | None:
+        self,
+        db: Any,
+        client_id: str,
+        kind: DocumentKind,
+        spec: SectionSpec,
+        inputs: dict[str, str],
+        ledger: SectionLedger,
+    ) -> tuple[tuple[CacheEntry, float] | None, list[float] | None]:
+        """The closest earlier answer of this client and section with its similarity (or None),
+        and the query's embedding (None when none was made). Embeddings are made lazily: only
+        when there is an entry to compare with, so a first generation never pays for one."""
+        scope = dict(
+            client_id=client_id, document_kind=kind.value, section_key=spec.key, schema_version=spec.schema_version
+        )
         try:
-            found = await cache.find_similar(
-                db,
-                client_id=client_id,
-                document_kind=kind.value,
-                section_key=spec.key,
-                schema_version=spec.schema_version,
-                embedding=vector,
-                threshold=self.config.semantic_threshold,
-            )
+            found_any = await cache.candidates(db, **scope)
+            if not found_any:
+                return None, None
+            query = await self._embed(inputs_text(inputs), ledger)
+            if query is None:
+                return None, None
+            for key, entry_inputs, embedded in found_any:
+                if not embedded and (vector := await self._embed(inputs_text(entry_inputs), ledger)) is not None:
+                    await cache.set_embedding(db, key, vector)
+            found = await cache.find_similar(db, **scope, embedding=query, threshold=self.config.semantic_threshold)
         except CACHE_ERRORS as err:
             log.warning("semantic cache lookup failed (%s); treating as a miss", err)
-            return None
+            return None, None
         if found is not None:
             try:
                 output_model(spec.key).model_validate(found[0].content)
             except ValueError:
-                return None  # an incompatible entry is never used, not even as a base
-        return found
+                found = None  # an incompatible entry is never used, not even as a base
+        return found, query
 
     async def put(
         self,

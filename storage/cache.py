@@ -296,6 +296,28 @@ async def find_similar(
     return _entry(row), float(row["similarity"])
 
 
+async def candidates(
+    pool: DB, *, client_id: str, document_kind: str, section_key: str, schema_version: int
+) -> list[tuple[str, dict[str, Any], bool]]:
+    """Live entries a semantic lookup could find, stale ones included: (key, inputs, embedded?).
+    Lets the caller skip embedding when there is nothing to compare with."""
+    rows = await pool.fetch(
+        """SELECT key, inputs::text AS inputs, embedding IS NOT NULL AS embedded FROM cache_entries
+           WHERE client_id = $1 AND document_kind = $2 AND section_key = $3 AND tier = 'exact'
+             AND schema_version = $4 AND expires_at > now()""",
+        client_id,
+        document_kind,
+        section_key,
+        schema_version,
+    )
+    return [(r["key"], json.loads(r["inputs"]), r["embedded"]) for r in rows]
+
+
+async def set_embedding(pool: DB, key: str, embedding: Sequence[float]) -> None:
+    """Attach an embedding computed later (embeddings are made only when first compared)."""
+    await pool.execute("UPDATE cache_entries SET embedding = $2::text::vector WHERE key = $1", key, _vector(embedding))
+
+
 # -- invalidation and purges ------------------------------------------------------------------
 async def invalidate(pool: DB, *, client_id: str, section_keys: Sequence[str]) -> int:
     """Mark ``client_id``'s entries for ``section_keys`` (of any document kind) stale; returns the count.

@@ -16,6 +16,7 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
+from domain.templates import BUSINESS_PLAN_TEMPLATES
 from llm.stub_server import StubServer
 from stack import postgres
 from storage import db
@@ -110,3 +111,11 @@ async def worker(
 @pytest.fixture
 def client(temporal_env: WorkflowEnvironment) -> Client:
     return temporal_env.client
+
+
+TEMPLATE_KEYS = frozenset(spec.key for spec in BUSINESS_PLAN_TEMPLATES)
+
+
+def section_requests(stub: StubServer) -> list[dict]:
+    """The stub's chat requests for plan sections (not the once-per-version template calls)."""
+    return [r for r in stub.requests() if r["section"] not in TEMPLATE_KEYS]

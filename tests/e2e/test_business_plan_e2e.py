@@ -17,6 +17,7 @@ from domain.sections import Level, UnknownSection, resolve_sections
 from llm.stub_server import StubServer
 from storage import clients, documents
 from storage.clients import UnknownClient
+from tests.e2e.conftest import section_requests
 from wavelaunch import plans
 from wavelaunch.commands import document_json, sample_client_file
 from wavelaunch.settings import Settings
@@ -41,7 +42,7 @@ async def run_plan(client: Client, settings: Settings, request: PlanRequest):
 
 
 def successes(stub: StubServer) -> Counter[str]:
-    return Counter(r["section"] for r in stub.requests() if r["status"] == 200)
+    return Counter(r["section"] for r in section_requests(stub) if r["status"] == 200)
 
 
 async def usage_rows(pool: asyncpg.Pool, workflow_id: str, operation: str = "generate_section") -> list[asyncpg.Record]:
@@ -68,7 +69,7 @@ async def test_plan_generates_each_section_once_stores_document_and_usage(pool, 
     rows = await usage_rows(pool, handle.id)
     assert len(rows) == len(ESSENTIAL) and all(r["success"] for r in rows)
     # The ledger holds the API's own usage, exactly as the stub billed it.
-    billed = sum(r["prompt_tokens"] + r["completion_tokens"] for r in stub.requests())
+    billed = sum(r["prompt_tokens"] + r["completion_tokens"] for r in section_requests(stub))
     assert sum(r["total_tokens"] for r in rows) == billed == result.total_tokens
     assert all(r["baseline_prompt_tokens"] > 0 and r["estimated_cost"] > 0 for r in rows)
     # Routing: the executive summary goes to the premium model, the rest to cheaper ones.
@@ -87,7 +88,7 @@ async def test_repeated_plan_reuses_finished_sections_without_llm_calls(pool, cl
     await run_plan(client, settings, PlanRequest(client_id=client_id, level=Level.ESSENTIAL))
     stub.reset()
     handle, result = await run_plan(client, settings, PlanRequest(client_id=client_id, level=Level.ESSENTIAL))
-    assert stub.requests() == []
+    assert section_requests(stub) == []
     assert {s.cache_tier for s in result.sections} == {"stored"}
     assert result.total_tokens == 0 and result.document.version == 2
 
@@ -102,7 +103,7 @@ async def test_unknown_client_or_section_is_refused_before_any_llm_call(pool, cl
     with pytest.raises(WorkflowFailureError) as info:
         await run_plan(client, settings, PlanRequest(client_id="nobody"))
     assert "UnknownClient" in repr(info.value.cause.cause) or "not found" in str(info.value.cause)
-    assert stub.requests() == []
+    assert section_requests(stub) == []
 
 
 async def test_rejected_api_key_fails_fast_with_an_actionable_message(pool, client, settings, stub, worker):
@@ -114,7 +115,7 @@ async def test_rejected_api_key_fails_fast_with_an_actionable_message(pool, clie
     assert isinstance(cause, ApplicationError) and cause.type == "SectionsFailed"
     assert "OPENAI_API_KEY rejected" in str(cause)
     # Not retried: one request per section.
-    assert Counter(r["section"] for r in stub.requests()) == Counter(ESSENTIAL)
+    assert Counter(r["section"] for r in section_requests(stub)) == Counter(ESSENTIAL)
 
 
 async def test_rate_limits_are_retried_honouring_retry_after(pool, client, settings, stub, worker):
@@ -131,7 +132,7 @@ async def test_rate_limits_are_retried_honouring_retry_after(pool, client, setti
         ]
     )
     handle, result = await run_plan(client, settings, PlanRequest(client_id=client_id, level=Level.ESSENTIAL))
-    statuses = [r["status"] for r in stub.requests() if r["section"] == "market_analysis"]
+    statuses = [r["status"] for r in section_requests(stub) if r["section"] == "market_analysis"]
     assert statuses == [429, 429, 200]
     assert successes(stub) == Counter(ESSENTIAL)
     rows = await usage_rows(pool, handle.id)
@@ -160,12 +161,12 @@ async def test_invalid_json_escalates_then_fails_the_section_and_a_rerun_pays_on
     with pytest.raises(WorkflowFailureError) as info:
         await run_plan(client, settings, PlanRequest(client_id=other, level=Level.ESSENTIAL))
     assert "InvalidModelOutput" in str(info.value.cause) or "invalid JSON 3 times" in str(info.value.cause)
-    assert Counter(r["section"] for r in stub.requests())["market_analysis"] == 3
+    assert Counter(r["section"] for r in section_requests(stub))["market_analysis"] == 3
 
     # A new run generates only the failed section; the finished ones are reused from storage.
     stub.reset()
     _, result = await run_plan(client, settings, PlanRequest(client_id=other, level=Level.ESSENTIAL))
-    assert [r["section"] for r in stub.requests()] == ["market_analysis"]
+    assert [r["section"] for r in section_requests(stub)] == ["market_analysis"]
     assert {s.section_key for s in result.sections if s.cache_tier == "stored"} == {
         "executive_summary",
         "competitive_landscape",

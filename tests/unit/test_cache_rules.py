@@ -92,6 +92,7 @@ def test_template_fill_uses_the_brand_or_the_creators_name():
     from domain.templates import fill
 
     content = {"paragraphs": ["{brand} reviews this plan monthly.", "No placeholder."]}
-    assert fill(content, {"brandName": "Glide"}) == {"paragraphs": ["Glide reviews this plan monthly.", "No placeholder."]}
+    filled = fill(content, {"brandName": "Glide"})
+    assert filled == {"paragraphs": ["Glide reviews this plan monthly.", "No placeholder."]}
     assert fill(content, {"fullName": "Maya Okafor"})["paragraphs"][0].startswith("Maya Okafor reviews")
     assert fill(content, {})["paragraphs"][0].startswith("the brand reviews")

@@ -41,7 +41,9 @@ async def record() -> None:
         for name, (fakes, request) in CASES.items():
             queue = f"record-{uuid.uuid4()}"
             async with Worker(
-                env.client, task_queue=queue, workflows=[BusinessPlanWorkflow],
+                env.client,
+                task_queue=queue,
+                workflows=[BusinessPlanWorkflow],
                 activities=[fakes.prepare_plan, fakes.generate_section, fakes.assemble_document],
             ):
                 handle = await env.client.start_workflow(

@@ -36,9 +36,7 @@ class ReorderedPlan:
 
     @workflow.run
     async def run(self, request: PlanRequest) -> None:
-        await workflow.execute_activity(
-            "assemble_document", request, start_to_close_timeout=timedelta(seconds=5)
-        )
+        await workflow.execute_activity("assemble_document", request, start_to_close_timeout=timedelta(seconds=5))
 
 
 async def test_a_changed_workflow_is_caught():
