@@ -32,14 +32,22 @@ from domain.templates import BUSINESS_PLAN_TEMPLATES, fill
 from llm.client import LLMClient
 from storage import clients, documents, sections
 from storage.cache import CacheEntry
-from storage.clients import StoredClient, UnknownClient
+from storage.clients import StoredClient, UnknownClient, diff_fields
 from tokenopt.budget import BudgetExceeded
 from tokenopt.cache_keys import exact_key
 from tokenopt.prompts import PROMPT_VERSION, BuiltPrompt, build_revision_prompt, build_section_prompt
 from tokenopt.routing import ModelRouter, Tier, tier_for
 from tokenopt.semantic import changed_fields, facts_match, inputs_text
 from tokenopt.techniques import Technique, Techniques
-from workflows.models import AssembleRequest, DocumentRef, PlanInputs, PlanRequest, SectionRequest, SectionResult
+from workflows.models import (
+    AssembleRequest,
+    DocumentRef,
+    PlanInputs,
+    PlanRequest,
+    SectionChange,
+    SectionRequest,
+    SectionResult,
+)
 from workflows.shared import HEARTBEAT_EVERY_SECONDS
 
 log = logging.getLogger(__name__)
@@ -123,6 +131,9 @@ class PlanActivities:
     async def generate_section(self, request: SectionRequest) -> SectionResult:
         """Serve the section from the cheapest tier that can, generating it only if none can."""
         job = await self._job(request)
+        if request.fresh:
+            async with _heartbeating():
+                return (await self._generate(job))[0]
         if self._on(Technique.REUSE):
             existing = await sections.find(self.deps.pool, job.key)
             if existing is not None:
@@ -191,6 +202,9 @@ class PlanActivities:
         )
         writer = SectionWriter(self.deps.llm, self.deps.router, ledger, request.client_id)
         key = idempotency_key(request.client_id, request.client_version, prompt)
+        if request.fresh:
+            # A fresh answer is other work than the stored one; retries of this run still reuse it.
+            key = hashlib.sha256(f"{key}|fresh|{activity.info().workflow_run_id}".encode()).hexdigest()
         return _Job(request, spec, client, tier, prompt, key, ledger, writer)
 
     def _on(self, technique: Technique) -> bool:
@@ -347,6 +361,7 @@ class PlanActivities:
             content = await self._template(spec, request.client_id)
             parts.append((spec.title, fill(content, client.record.wire())))
         markdown = render_document(title, parts)
+        changes = await self._changes(request, client, {spec.key: stored for spec, stored in ordered})
         document = await documents.store(
             self.deps.pool,
             client_id=request.client_id,
@@ -357,5 +372,32 @@ class PlanActivities:
             run_id=request.run_id,
             section_ids=[stored.id for _, stored in ordered],
             markdown=markdown,
+            changes=[c.model_dump() for c in changes],
         )
-        return DocumentRef(document_id=document.id, version=document.version, markdown_chars=len(markdown))
+        return DocumentRef(
+            document_id=document.id, version=document.version, markdown_chars=len(markdown), changes=changes
+        )
+
+    async def _changes(
+        self, request: AssembleRequest, client: StoredClient, current: dict[str, sections.StoredSection]
+    ) -> list[SectionChange]:
+        """What differs from the previous version of this document, and which fields caused it."""
+        # The version before this run's (a retried assemble must not compare with itself).
+        previous = await documents.latest(
+            self.deps.pool, request.client_id, KIND.value, excluding_run=(request.workflow_id, request.run_id)
+        )
+        if previous is None:
+            return [SectionChange(section_key=k, reason="new") for k in current]
+        old_sections = await sections.get_many(self.deps.pool, previous.section_ids)
+        before = {s.section_key: s for s in old_sections.values()}
+        old_client = await clients.get(self.deps.pool, request.client_id, previous.client_version)
+        changed_fields = diff_fields(old_client.record.wire(), client.record.wire())
+        out = []
+        for key, now in current.items():
+            if key not in before:
+                out.append(SectionChange(section_key=key, reason="new"))
+            elif before[key].content != now.content:
+                fields = sorted(changed_fields & set(section(key).fields))
+                reason = "inputs changed" if fields else "regenerated"
+                out.append(SectionChange(section_key=key, reason=reason, fields=fields))
+        return out

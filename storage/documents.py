@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 import asyncpg
 
@@ -20,9 +21,12 @@ class StoredDocument:
     section_ids: list[int]
     markdown: str
     created_at: datetime
+    changes: list[dict[str, Any]]
 
 
-_COLUMNS = "id, client_id, kind, version, level, client_version, workflow_id, section_ids, markdown, created_at"
+_COLUMNS = (
+    "id, client_id, kind, version, level, client_version, workflow_id, section_ids, markdown, created_at, changes"
+)
 
 
 async def store(
@@ -36,6 +40,7 @@ async def store(
     run_id: str,
     section_ids: list[int],
     markdown: str,
+    changes: list[dict[str, Any]] | None = None,
 ) -> StoredDocument:
     """Store the next version; idempotent per workflow run (a retried activity stores once)."""
     async with pool.acquire() as conn, conn.transaction():
@@ -55,8 +60,8 @@ async def store(
         )
         row = await conn.fetchrow(
             f"""INSERT INTO documents (client_id, kind, version, level, client_version,
-                                       workflow_id, run_id, section_ids, markdown)
-                VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) RETURNING {_COLUMNS}""",
+                                       workflow_id, run_id, section_ids, markdown, changes)
+                VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) RETURNING {_COLUMNS}""",
             client_id,
             kind,
             version,
@@ -66,14 +71,23 @@ async def store(
             run_id,
             section_ids,
             markdown,
+            changes or [],
         )
         return StoredDocument(**dict(row))
 
 
-async def latest(pool: asyncpg.Pool, client_id: str, kind: str) -> StoredDocument | None:
+async def latest(
+    pool: asyncpg.Pool, client_id: str, kind: str, *, excluding_run: tuple[str, str] | None = None
+) -> StoredDocument | None:
+    """The newest version, or the newest not stored by ``excluding_run`` (workflow id, run id)."""
+    workflow_id, run_id = excluding_run or ("", "")
     row = await pool.fetchrow(
-        f"SELECT {_COLUMNS} FROM documents WHERE client_id=$1 AND kind=$2 ORDER BY version DESC LIMIT 1",
+        f"SELECT {_COLUMNS} FROM documents WHERE client_id=$1 AND kind=$2"
+        " AND NOT (workflow_id = $3 AND run_id IS NOT DISTINCT FROM $4)"
+        " ORDER BY version DESC LIMIT 1",
         client_id,
         kind,
+        workflow_id,
+        run_id,
     )
     return StoredDocument(**dict(row)) if row else None

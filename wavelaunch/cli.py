@@ -51,6 +51,7 @@ _USER_ERRORS = (
     FileNotFoundError,
     json.JSONDecodeError,
     commands.NothingToRetry,
+    commands.UnknownFields,
 )
 
 
@@ -154,10 +155,35 @@ async def plan_generate(
         return
     with Live(console=console, refresh_per_second=4) as live:
         result = await commands.watch_plan(handle, lambda p: live.update(progress_table(p)))
+    _print_result(client_id, result)
+
+
+def _print_result(client_id: str, result: Any) -> None:
     console.print(
         f"document v{result.document.version}: {result.total_tokens:,} tokens, "
         f"${float(result.total_cost):.4f}; see `wavelaunch plan show {client_id}`"
     )
+    for change in result.document.changes:
+        why = f" ({', '.join(change.fields)})" if change.fields else ""
+        console.print(f"  changed: {change.section_key}: {change.reason}{why}")
+
+
+@plan_app.command("regenerate")
+@_run
+async def plan_regenerate(
+    client_id: str,
+    fields: str | None = typer.Option(None, help="Also write afresh every section reading these fields."),
+    level: Level | None = typer.Option(None, help="Default: the level of the latest plan."),
+    wait: bool = typer.Option(True, "--wait/--no-wait"),
+) -> None:
+    """A new plan version: only sections whose inputs changed (or that read --fields) are written."""
+    settings = get_settings()
+    handle = await commands.regenerate_plan(settings, client_id, _parse_sections(fields), level)
+    console.print(f"workflow [bold]{handle.id}[/]: {settings.workflow_url(handle.id)}")
+    if wait:
+        with Live(console=console, refresh_per_second=4) as live:
+            result = await commands.watch_plan(handle, lambda p: live.update(progress_table(p)))
+        _print_result(client_id, result)
 
 
 def settings_url(workflow_id: str) -> str:

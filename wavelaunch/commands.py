@@ -21,8 +21,8 @@ from temporalio.service import RPCError
 from temporalio.worker import Replayer
 
 import stack
-from domain.client import ClientRecord, InvalidClientRecord, parse_client
-from domain.sections import DocumentKind, Level
+from domain.client import KNOWN_FIELDS, ClientRecord, InvalidClientRecord, parse_client
+from domain.sections import DocumentKind, Level, sections_using
 from storage import cache, clients, db, documents, sections, usage
 from wavelaunch import plans
 from wavelaunch.console import console, money, progress_table, usage_table
@@ -158,6 +158,28 @@ async def start_plan(
     return await plans.start_plan(client, settings, request)
 
 
+class UnknownFields(ValueError):
+    pass
+
+
+async def regenerate_plan(
+    settings: Settings, client_id: str, fields: list[str] | None, level: Level | None
+) -> WorkflowHandle[BusinessPlanWorkflow, PlanResult]:
+    """A new version of the client's plan: sections whose inputs changed are written again, the
+    others carried over; ``fields`` also forces a fresh answer for every section reading them."""
+    unknown = sorted(set(fields or []) - KNOWN_FIELDS)
+    if unknown:
+        raise UnknownFields(f"unknown field(s) {', '.join(unknown)}; CRM fields are: {', '.join(sorted(KNOWN_FIELDS))}")
+    async with _database(settings) as pool:
+        await clients.get(pool, client_id)
+        latest = await documents.latest(pool, client_id, DocumentKind.BUSINESS_PLAN.value)
+    chosen = level or (Level(latest.level) if latest and latest.level else Level.COMPLETE)
+    forced = [s.key for s in sections_using(set(fields))] if fields else []
+    request = PlanRequest(client_id=client_id, level=chosen, regenerate=forced)
+    client = await _temporal(settings)
+    return await plans.start_plan(client, settings, request)
+
+
 async def watch_plan(
     handle: WorkflowHandle[BusinessPlanWorkflow, PlanResult], on_progress: Callable[[PlanProgress], None]
 ) -> PlanResult:
@@ -174,6 +196,7 @@ async def document_json(pool: asyncpg.Pool, doc: documents.StoredDocument) -> di
         "client_version": doc.client_version,
         "workflow_id": doc.workflow_id,
         "created_at": doc.created_at.isoformat(),
+        "changes": doc.changes,
         "sections": [
             {"key": stored[i].section_key, "model": stored[i].model, "content": stored[i].content}
             for i in doc.section_ids

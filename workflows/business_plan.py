@@ -41,6 +41,7 @@ def _failure_message(err: BaseException) -> str:
 class BusinessPlanWorkflow:
     def __init__(self) -> None:
         self._progress: PlanProgress | None = None
+        self._regenerate: set[str] = set()
 
     @workflow.query
     def progress(self) -> PlanProgress | None:
@@ -54,6 +55,7 @@ class BusinessPlanWorkflow:
     @workflow.run
     async def run(self, request: PlanRequest) -> PlanResult:
         self._progress = PlanProgress(client_id=request.client_id, level=request.level)
+        self._regenerate = set(request.regenerate)
         self._set_status("preparing")
         inputs = await workflow.execute_activity_method(
             PlanActivities.prepare_plan,
@@ -117,6 +119,7 @@ class BusinessPlanWorkflow:
                     client_version=inputs.client_version,
                     section_key=progress.section_key,
                     document_sections=inputs.sections,
+                    fresh=progress.section_key in self._regenerate,
                 ),
                 start_to_close_timeout=SECTION_START_TO_CLOSE,
                 heartbeat_timeout=SECTION_HEARTBEAT_TIMEOUT,

@@ -16,8 +16,10 @@ from domain.sections import Level
 class PlanRequest(BaseModel):
     client_id: str
     level: Level = Level.COMPLETE
-    # Narrow the level's sections to these (e.g. regenerate two sections).
+    # Narrow the level's sections to these.
     sections: list[str] | None = None
+    # Write these sections afresh (no stored or cached answer), e.g. `plan regenerate --fields`.
+    regenerate: list[str] = Field(default_factory=list)
     # Pin a snapshot; None means the client's current version when the plan starts.
     client_version: int | None = None
 
@@ -34,6 +36,8 @@ class SectionRequest(BaseModel):
     section_key: str
     # Every section of this document: the naive counterfactual is priced per document.
     document_sections: list[str]
+    # Skip the stored and cached answers: the operator asked for a fresh one.
+    fresh: bool = False
 
 
 class SectionResult(BaseModel):
@@ -63,10 +67,19 @@ class AssembleRequest(BaseModel):
     sections: list[SectionResult]
 
 
+class SectionChange(BaseModel):
+    """A section that differs from the previous version of the document, and why."""
+
+    section_key: str
+    reason: str  # "new", "inputs changed" or "regenerated"
+    fields: list[str] = Field(default_factory=list)
+
+
 class DocumentRef(BaseModel):
     document_id: int
     version: int
     markdown_chars: int
+    changes: list[SectionChange] = Field(default_factory=list)
 
 
 class SectionStatus(StrEnum):

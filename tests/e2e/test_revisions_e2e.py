@@ -1,0 +1,57 @@
+"""Differential regeneration, the diff it reports, progressive levels and `plan regenerate`."""
+
+from __future__ import annotations
+
+from collections import Counter
+
+import pytest
+
+from domain.sections import Level
+from storage import documents
+from tests.e2e.conftest import section_requests
+from tests.e2e.test_business_plan_e2e import new_client, run_plan
+from tests.e2e.test_cache_e2e import update_client
+from tests.e2e.test_retry_replay_e2e import external  # noqa: F401 (fixture)
+from wavelaunch import commands
+from workflows.models import PlanRequest
+
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(120)]
+
+
+async def test_an_update_changes_only_its_sections_and_says_why(pool, client, settings, stub, worker):
+    client_id = await new_client(pool)
+    _, first = await run_plan(client, settings, PlanRequest(client_id=client_id, level=Level.ESSENTIAL))
+    assert {c.reason for c in first.document.changes} == {"new"}
+    await update_client(pool, client_id, emergingCompetitors="Two new home-reformer apps.")
+    _, second = await run_plan(client, settings, PlanRequest(client_id=client_id, level=Level.ESSENTIAL))
+    assert [c.model_dump() for c in second.document.changes] == [
+        {"section_key": "competitive_landscape", "reason": "inputs changed", "fields": ["emergingCompetitors"]}
+    ]
+    doc = await documents.latest(pool, client_id, "business_plan")
+    assert doc.changes == [c.model_dump() for c in second.document.changes]
+
+
+async def test_upgrading_a_level_generates_only_the_missing_sections(pool, client, settings, stub, worker):
+    client_id = await new_client(pool)
+    await run_plan(client, settings, PlanRequest(client_id=client_id, level=Level.ESSENTIAL))
+    stub.reset()
+    _, result = await run_plan(client, settings, PlanRequest(client_id=client_id, level=Level.COMPLETE))
+    assert Counter(r["section"] for r in section_requests(stub)) == Counter(
+        ["product_services", "marketing_strategy", "financial_projections", "operations_plan", "team_structure"]
+    )
+    assert len(result.sections) == 8
+
+
+async def test_regenerate_fields_writes_their_sections_afresh_and_refuses_unknown_fields(
+    pool, client, settings, stub, worker, external  # noqa: F811
+):
+    client_id = await new_client(pool)
+    await run_plan(client, settings, PlanRequest(client_id=client_id, level=Level.STANDARD))
+    stub.reset()
+    handle = await commands.regenerate_plan(external, client_id, ["brandValues"], None)
+    result = await handle.result()
+    assert result.level == Level.STANDARD  # the latest plan's level
+    assert [r["section"] for r in section_requests(stub)] == ["product_services"]
+    assert {s.section_key: s.cache_tier for s in result.sections}["product_services"] == "none"
+    with pytest.raises(commands.UnknownFields, match="favouriteColour"):
+        await commands.regenerate_plan(external, client_id, ["favouriteColour"], None)
