@@ -21,11 +21,11 @@ bounded in count and length), never on their full text.
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 from domain.sections import SectionSpec, UnknownSection
 
@@ -427,7 +427,7 @@ SECTION_KINDS: tuple[SectionSpec, ...] = (
     ),
     SectionSpec(
         "framework_strategy",
-        "Framework & Strategy",
+        "Framework/Strategy",
         3,
         650,
         "Set the objective, the approach, its pillars and the key decisions, building on earlier months.",
@@ -435,7 +435,7 @@ SECTION_KINDS: tuple[SectionSpec, ...] = (
     ),
     SectionSpec(
         "sops_workflows",
-        "SOPs & Workflows",
+        "SOPs/Workflows",
         4,
         500,
         "Write the standard operating procedures that put the strategy into practice, with owners and steps.",
@@ -443,7 +443,7 @@ SECTION_KINDS: tuple[SectionSpec, ...] = (
     ),
     SectionSpec(
         "templates_tools",
-        "Templates & Tools",
+        "Templates/Tools",
         5,
         400,
         "Give ready-to-use templates as outlines and the tools to run them with.",
@@ -502,9 +502,10 @@ def traits(kind_key: str) -> KindTraits:
 def section_key(document_key: str, kind_key: str) -> str:
     """The key a document's section is stored and cached under; a shared kind's own key."""
     section_kind(kind_key)
+    doc = document(document_key)
     if KIND_TRAITS[kind_key].shared:
         return kind_key
-    return f"{document(document_key).key}{SEPARATOR}{kind_key}"
+    return f"{doc.key}{SEPARATOR}{kind_key}"
 
 
 def split_section_key(key: str) -> tuple[str | None, str]:
@@ -654,15 +655,11 @@ def output_model_for(key: str) -> type[_Out]:
 # -- digest of earlier months ------------------------------------------------------------------
 # Arithmetic first: 7 earlier months are 35 documents, and ~1,200 tokens is ~34 tokens a
 # document, less than a title plus three 8-word decisions plus two KPI names. So the digest has
-# per-item bounds (a month or two fit whole) and one budget for the whole text, met by trimming
-# the oldest months first (_TRIM_STAGES). The month just before is trimmed last: it is what the
-# next month builds on directly.
-# Worst case after trimming: 35 lines of title + one decision (< 100 chars) plus 7 month
-# headers, about 3,800 chars, below the budget, so the bound always holds.
+# per-item bounds (a month or two fit whole) and one token budget for the whole text, met by
+# trimming the oldest months first (_TRIM_STAGES) and, only if that is not enough (text dense
+# with figures), dropping the oldest documents. The month just before is trimmed last: it is
+# what the next month builds on directly.
 DIGEST_TOKEN_BUDGET = 1200
-# Rendered text is ~4.2 characters a token (cl100k/o200k, English with some figures); 4,400
-# chars leaves room for denser text under DIGEST_TOKEN_BUDGET.
-DIGEST_MAX_CHARS = 4400
 MAX_DECISIONS = 5
 MIN_DECISIONS = 3  # kept while the budget allows
 DECISION_CHARS = 56
@@ -677,6 +674,13 @@ DIGEST_FIELDS: dict[str, tuple[str, ...]] = {
     "exec_summary": ("key_points",),
     "kpis": ("kpis[].name",),
 }
+
+
+def approx_tokens(text: str) -> int:
+    """A dependency-free estimate (4 characters a token, English prose). Callers that can pass
+    tokenopt.counting.count_tokens to build_digest get an exact bound instead."""
+    return -(-len(text) // 4)
+
 
 Decision = Annotated[str, StringConstraints(max_length=DECISION_CHARS)]
 KpiName = Annotated[str, StringConstraints(max_length=KPI_CHARS)]
@@ -696,13 +700,6 @@ class Digest(_Out):
     for_month: int
     documents: list[DigestDocument] = Field(max_length=MAX_DIGEST_DOCUMENTS)
 
-    @model_validator(mode="after")
-    def _within_budget(self) -> Digest:
-        size = len(render_digest(self))
-        if size > DIGEST_MAX_CHARS:
-            raise ValueError(f"digest renders to {size} chars; the budget is {DIGEST_MAX_CHARS}")
-        return self
-
 
 def digest_fields() -> dict[str, tuple[str, ...]]:
     """Section kind -> the output fields the digest reads (``a[].b``: b of each item of a)."""
@@ -716,7 +713,7 @@ def digest_section_keys(n: int) -> list[str]:
 
 
 _SPACE = re.compile(r"\s+")
-# Words a clipped phrase should not end on ("...as the" -> "...as").
+# Words a clipped phrase should not end on ("...the palette as the" -> "...the palette").
 _DANGLING = frozenset("a an and as at by for from in of on or the to with".split())
 
 
@@ -780,12 +777,8 @@ _TRIM_STAGES: tuple[tuple[str, str, int], ...] = (
 )
 
 
-def _trim(for_month: int, docs: list[DigestDocument]) -> None:
-    """Shorten ``docs`` in place until the rendered text fits, oldest month first."""
-
-    def fits() -> bool:
-        return len(_render(for_month, docs)) <= DIGEST_MAX_CHARS
-
+def _trim(for_month: int, docs: list[DigestDocument], fits: Callable[[], bool]) -> None:
+    """Shorten ``docs`` in place until ``fits()``, oldest month first."""
     for which, field, floor in _TRIM_STAGES:
         numbers = range(1, for_month - 1) if which == "older" else (for_month - 1,)
         for number in numbers:
@@ -798,15 +791,23 @@ def _trim(for_month: int, docs: list[DigestDocument]) -> None:
                 getattr(longest, field).pop()
             if fits():
                 return
+    while docs and not fits():
+        docs.pop(0)
 
 
-def build_digest(n: int, sections: Mapping[str, Mapping[str, Any]]) -> Digest:
+def build_digest(
+    n: int,
+    sections: Mapping[str, Mapping[str, Any]],
+    *,
+    count_tokens: Callable[[str], int] = approx_tokens,
+    max_tokens: int = DIGEST_TOKEN_BUDGET,
+) -> Digest:
     """The compact digest month ``n`` is given of months 1..n-1.
 
     ``sections`` maps deliverable section keys to their content as the output models dump it
     (see digest_section_keys); other keys and missing sections are ignored, and documents with
     nothing to carry are left out. Picks decisions and KPI names, clips them, then trims the
-    oldest months until the whole fits DIGEST_MAX_CHARS.
+    oldest months until ``count_tokens(render_digest(...)) <= max_tokens``.
     """
     month(n)
     docs: list[DigestDocument] = []
@@ -826,7 +827,7 @@ def build_digest(n: int, sections: Mapping[str, Mapping[str, Any]]) -> Digest:
                 docs.append(
                     DigestDocument(key=doc.key, month=m.number, title=doc.title, decisions=decisions, kpis=kpi_names)
                 )
-    _trim(n, docs)
+    _trim(n, docs, lambda: count_tokens(_render(n, docs)) <= max_tokens)
     return Digest(for_month=n, documents=docs)
 
 

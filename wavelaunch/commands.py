@@ -154,8 +154,9 @@ async def start_plan(
     request = PlanRequest(client_id=client_id, level=level, sections=only)
     async with _database(settings) as pool:
         await plans.check_request(pool, request)
+        current = await clients.get(pool, client_id)
     client = await _temporal(settings)
-    return await plans.start_plan(client, settings, request)
+    return await plans.start_plan(client, settings, request, announce_version=current.version)
 
 
 class UnknownFields(ValueError):
@@ -171,13 +172,13 @@ async def regenerate_plan(
     if unknown:
         raise UnknownFields(f"unknown field(s) {', '.join(unknown)}; CRM fields are: {', '.join(sorted(KNOWN_FIELDS))}")
     async with _database(settings) as pool:
-        await clients.get(pool, client_id)
+        current = await clients.get(pool, client_id)
         latest = await documents.latest(pool, client_id, DocumentKind.BUSINESS_PLAN.value)
     chosen = level or (Level(latest.level) if latest and latest.level else Level.COMPLETE)
     forced = [s.key for s in sections_using(set(fields))] if fields else []
     request = PlanRequest(client_id=client_id, level=chosen, regenerate=forced)
     client = await _temporal(settings)
-    return await plans.start_plan(client, settings, request)
+    return await plans.start_plan(client, settings, request, announce_version=current.version)
 
 
 async def watch_plan(

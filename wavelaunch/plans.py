@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
+from typing import Any
 
 import asyncpg
 from temporalio.client import Client, WorkflowHandle
@@ -31,14 +32,19 @@ async def check_request(pool: asyncpg.Pool, request: PlanRequest) -> None:
 
 
 async def start_plan(
-    client: Client, settings: Settings, request: PlanRequest
+    client: Client, settings: Settings, request: PlanRequest, *, announce_version: int | None = None
 ) -> WorkflowHandle[BusinessPlanWorkflow, PlanResult]:
     """Start ``plan-<clientId>``, or attach to it if it is already running.
 
     USE_EXISTING makes a repeated request (a second click, a redelivered event) join the running
     plan instead of starting a second generation; a finished plan may be generated again, and
-    its finished sections are then reused from storage at no token cost.
+    its finished sections are then reused from storage at no token cost. ``announce_version``
+    (signal-with-start) tells a running plan that a newer client snapshot exists, so it folds
+    the update in after its current round rather than losing it.
     """
+    signal: dict[str, Any] = {}
+    if announce_version is not None:
+        signal = {"start_signal": "client_updated", "start_signal_args": [announce_version]}
     return await client.start_workflow(
         BusinessPlanWorkflow.run,
         request,
@@ -55,6 +61,7 @@ async def start_plan(
             ]
         ),
         memo={"client_id": request.client_id, "level": request.level.value},
+        **signal,
     )
 
 

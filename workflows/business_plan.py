@@ -42,6 +42,13 @@ class BusinessPlanWorkflow:
     def __init__(self) -> None:
         self._progress: PlanProgress | None = None
         self._regenerate: set[str] = set()
+        # The newest client version announced while running (signal), folded in after a round.
+        self._announced_version = 0
+
+    @workflow.signal
+    def client_updated(self, version: int) -> None:
+        """A newer client snapshot exists: write it in after the current round, not in a second plan."""
+        self._announced_version = max(self._announced_version, version)
 
     @workflow.query
     def progress(self) -> PlanProgress | None:
@@ -56,6 +63,43 @@ class BusinessPlanWorkflow:
     async def run(self, request: PlanRequest) -> PlanResult:
         self._progress = PlanProgress(client_id=request.client_id, level=request.level)
         self._regenerate = set(request.regenerate)
+        while True:
+            inputs, sections = await self._round(request)
+            if self._announced_version <= inputs.client_version:
+                break
+            # Updates that arrived meanwhile: one more round on the newest snapshot (sections
+            # whose inputs did not change come from the cache at no cost).
+            request = request.model_copy(update={"client_version": self._announced_version})
+            if workflow.info().is_continue_as_new_suggested():
+                workflow.continue_as_new(request)
+
+        self._set_status("assembling")
+        info = workflow.info()
+        document = await workflow.execute_activity_method(
+            PlanActivities.assemble_document,
+            AssembleRequest(
+                client_id=request.client_id,
+                client_version=inputs.client_version,
+                level=request.level,
+                workflow_id=info.workflow_id,
+                run_id=info.run_id,
+                sections=sections,
+            ),
+            start_to_close_timeout=ASSEMBLE_TIMEOUT,
+            retry_policy=STORAGE_RETRY,
+        )
+        self._set_status("completed")
+        return PlanResult(
+            client_id=request.client_id,
+            client_version=inputs.client_version,
+            level=request.level,
+            document=document,
+            sections=sections,
+        )
+
+    async def _round(self, request: PlanRequest) -> tuple[PlanInputs, list[SectionResult]]:
+        """Prepare, then every section concurrently; fails the plan if any section failed."""
+        assert self._progress is not None
         self._set_status("preparing")
         inputs = await workflow.execute_activity_method(
             PlanActivities.prepare_plan,
@@ -83,31 +127,7 @@ class BusinessPlanWorkflow:
                 type="SectionsFailed",
                 non_retryable=True,
             )
-        sections = [r for r in results if isinstance(r, SectionResult)]
-
-        self._set_status("assembling")
-        info = workflow.info()
-        document = await workflow.execute_activity_method(
-            PlanActivities.assemble_document,
-            AssembleRequest(
-                client_id=request.client_id,
-                client_version=inputs.client_version,
-                level=request.level,
-                workflow_id=info.workflow_id,
-                run_id=info.run_id,
-                sections=sections,
-            ),
-            start_to_close_timeout=ASSEMBLE_TIMEOUT,
-            retry_policy=STORAGE_RETRY,
-        )
-        self._set_status("completed")
-        return PlanResult(
-            client_id=request.client_id,
-            client_version=inputs.client_version,
-            level=request.level,
-            document=document,
-            sections=sections,
-        )
+        return inputs, [r for r in results if isinstance(r, SectionResult)]
 
     async def _generate(self, progress: SectionProgress, inputs: PlanInputs) -> SectionResult:
         progress.status = SectionStatus.RUNNING

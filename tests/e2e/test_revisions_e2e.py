@@ -43,7 +43,12 @@ async def test_upgrading_a_level_generates_only_the_missing_sections(pool, clien
 
 
 async def test_regenerate_fields_writes_their_sections_afresh_and_refuses_unknown_fields(
-    pool, client, settings, stub, worker, external  # noqa: F811
+    pool,
+    client,
+    settings,
+    stub,
+    worker,
+    external,  # noqa: F811
 ):
     client_id = await new_client(pool)
     await run_plan(client, settings, PlanRequest(client_id=client_id, level=Level.STANDARD))
@@ -55,3 +60,25 @@ async def test_regenerate_fields_writes_their_sections_afresh_and_refuses_unknow
     assert {s.section_key: s.cache_tier for s in result.sections}["product_services"] == "none"
     with pytest.raises(commands.UnknownFields, match="favouriteColour"):
         await commands.regenerate_plan(external, client_id, ["favouriteColour"], None)
+
+
+async def test_an_update_during_a_running_plan_is_folded_in_not_started_twice(pool, client, settings, stub, worker):
+    from wavelaunch import plans
+    from workflows.business_plan import BusinessPlanWorkflow
+
+    client_id = await new_client(pool)
+    stub.add_faults([{"kind": "delay", "seconds": 1.5, "times": 3}])
+    # Pinned to version 1, as a plan that started before the edit would be.
+    request = PlanRequest(client_id=client_id, level=Level.ESSENTIAL, client_version=1)
+    first = await plans.start_plan(client, settings, request, announce_version=1)
+    await update_client(pool, client_id, emergingCompetitors="A rival launched last week.")
+    second = await plans.start_plan(client, settings, request, announce_version=2)
+    assert second.id == first.id
+    result = await first.result()
+    assert result.client_version == 2
+    # Round two wrote only the section whose input changed; one run, one document.
+    assert Counter(r["section"] for r in section_requests(stub)) == Counter(
+        ["executive_summary", "market_analysis", "competitive_landscape", "competitive_landscape"]
+    )
+    assert result.document.version == 1
+    assert (await first.query(BusinessPlanWorkflow.progress)).status == "completed"

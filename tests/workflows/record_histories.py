@@ -1,4 +1,5 @@
-"""Record workflow histories for the replay tests: `uv run python -m tests.workflows.record_histories`.
+"""Record workflow histories for the replay tests:
+`uv run python -m tests.workflows.record_histories [NAME ...]`.
 
 Run it only when a workflow change is meant to be incompatible (with a new workflow type or a
 `workflow.patched` branch); the recorded files are what the replay test holds new code to.
@@ -7,6 +8,7 @@ Run it only when a workflow change is meant to be incompatible (with a new workf
 from __future__ import annotations
 
 import asyncio
+import sys
 import uuid
 from pathlib import Path
 
@@ -30,15 +32,20 @@ CASES = {
         FakeActivities(fail_sections={"market_analysis"}),
         PlanRequest(client_id="c2", level=Level.ESSENTIAL),
     ),
+    "business_plan_update_folded_in": (FakeActivities(), PlanRequest(client_id="c3", level=Level.ESSENTIAL)),
 }
+# Signal-with-start for the cases that announce a newer client version.
+SIGNALS = {"business_plan_update_folded_in": 5}
 
 
-async def record() -> None:
+async def record(names: list[str]) -> None:
     async with await WorkflowEnvironment.start_time_skipping(
         data_converter=pydantic_data_converter, test_server_existing_path=venv_binary("temporal-test-server")
     ) as env:
         await ensure_search_attributes(env.client, "default")
         for name, (fakes, request) in CASES.items():
+            if names and name not in names:
+                continue
             queue = f"record-{uuid.uuid4()}"
             async with Worker(
                 env.client,
@@ -46,8 +53,11 @@ async def record() -> None:
                 workflows=[BusinessPlanWorkflow],
                 activities=[fakes.prepare_plan, fakes.generate_section, fakes.assemble_document],
             ):
+                signal = {}
+                if name in SIGNALS:
+                    signal = {"start_signal": "client_updated", "start_signal_args": [SIGNALS[name]]}
                 handle = await env.client.start_workflow(
-                    BusinessPlanWorkflow.run, request, id=f"plan-{request.client_id}", task_queue=queue
+                    BusinessPlanWorkflow.run, request, id=f"plan-{request.client_id}", task_queue=queue, **signal
                 )
                 try:
                     await handle.result()
@@ -59,4 +69,5 @@ async def record() -> None:
 
 
 if __name__ == "__main__":
-    asyncio.run(record())
+    # Names record only those cases; keep older recordings, they hold new code to old runs.
+    asyncio.run(record(sys.argv[1:]))

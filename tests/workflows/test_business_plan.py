@@ -46,7 +46,7 @@ class FakeActivities:
     @activity.defn(name="prepare_plan")
     async def prepare_plan(self, request: PlanRequest) -> PlanInputs:
         keys = [s.key for s in resolve_sections(request.level, request.sections)]
-        return PlanInputs(client_id=request.client_id, client_version=3, sections=keys)
+        return PlanInputs(client_id=request.client_id, client_version=request.client_version or 3, sections=keys)
 
     @activity.defn(name="generate_section")
     async def generate_section(self, request: SectionRequest) -> SectionResult:
@@ -69,7 +69,7 @@ class FakeActivities:
         return DocumentRef(document_id=7, version=1, markdown_chars=1234)
 
 
-async def _run(env: WorkflowEnvironment, fakes: FakeActivities, request: PlanRequest):
+async def _run(env: WorkflowEnvironment, fakes: FakeActivities, request: PlanRequest, **start: object):
     queue = f"tq-{uuid.uuid4()}"
     async with Worker(
         env.client,
@@ -78,7 +78,7 @@ async def _run(env: WorkflowEnvironment, fakes: FakeActivities, request: PlanReq
         activities=[fakes.prepare_plan, fakes.generate_section, fakes.assemble_document],
     ):
         handle = await env.client.start_workflow(
-            BusinessPlanWorkflow.run, request, id=f"plan-{uuid.uuid4()}", task_queue=queue
+            BusinessPlanWorkflow.run, request, id=f"plan-{uuid.uuid4()}", task_queue=queue, **start
         )
         result = await handle.result()
         # Queries need a worker, so ask while this one still runs.
@@ -115,3 +115,17 @@ async def test_failed_section_fails_the_plan_after_the_others_finish(env):
     # The other sections still ran (they are stored for a retry); nothing was assembled.
     assert set(fakes.generated) == {"executive_summary", "market_analysis", "competitive_landscape"}
     assert fakes.assembled == []
+
+
+async def test_an_announced_newer_version_gets_one_more_round_on_that_version(env):
+    fakes = FakeActivities()
+    _, result = await _run(
+        env,
+        fakes,
+        PlanRequest(client_id="c1", level=Level.ESSENTIAL),
+        start_signal="client_updated",
+        start_signal_args=[5],
+    )
+    assert result.client_version == 5
+    assert len(fakes.generated) == 6  # two rounds of three sections
+    assert fakes.assembled[0].client_version == 5 and len(fakes.assembled) == 1

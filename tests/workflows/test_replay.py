@@ -20,7 +20,7 @@ HISTORIES = sorted((Path(__file__).resolve().parents[1] / "histories").glob("*.j
 
 def test_histories_are_recorded():
     names = {p.stem for p in HISTORIES}
-    assert {"business_plan_complete", "business_plan_section_failed"} <= names
+    assert {"business_plan_complete", "business_plan_section_failed", "business_plan_update_folded_in"} <= names
 
 
 @pytest.mark.parametrize("path", HISTORIES, ids=[p.stem for p in HISTORIES])
