@@ -25,6 +25,7 @@ from temporalio.exceptions import ApplicationError
 from activities.ledger import Baseline, SectionLedger
 from activities.section_cache import CacheConfig, SectionCache
 from activities.writer import OutputRejected, SectionWriter, Written
+from domain import deliverables
 from domain.cache_policy import policy
 from domain.render import render_document
 from domain.sections import DocumentKind, SectionSpec, UnknownSection, resolve_sections, section
@@ -65,10 +66,12 @@ class PlanDependencies:
     cache: CacheConfig = field(default_factory=CacheConfig)
 
 
-def idempotency_key(client_id: str, client_version: int, prompt: BuiltPrompt) -> str:
-    """What makes two generations the same work for durability: the same client version and
-    exactly what the section reads. A retried, replayed or repeated plan reuses the section."""
-    raw = f"{client_id}|v{client_version}|{KIND}|{prompt.input_hash}"
+def idempotency_key(client_id: str, client_version: int, prompt: BuiltPrompt, kind: DocumentKind = KIND) -> str:
+    """What makes two generations the same work for durability: the same client version, the
+    document kind and exactly what the section reads. A retried, replayed or repeated plan
+    reuses the section; so does a later deliverable month for a section that reads no month
+    (Brand Context)."""
+    raw = f"{client_id}|v{client_version}|{kind}|{prompt.input_hash}"
     return hashlib.sha256(raw.encode()).hexdigest()
 
 
@@ -94,6 +97,13 @@ def _final(kind: str, err: Exception) -> ApplicationError:
     return ApplicationError(str(err), type=kind, non_retryable=True)
 
 
+def section_spec(kind: DocumentKind, key: str) -> SectionSpec:
+    """A section key's spec in its document kind's catalogue; raises UnknownSection."""
+    if kind is DocumentKind.DELIVERABLE:
+        return deliverables.section_spec(key)
+    return section(key)
+
+
 @dataclass
 class _Job:
     """Everything one generate_section call works with."""
@@ -106,6 +116,12 @@ class _Job:
     key: str
     ledger: SectionLedger
     writer: SectionWriter
+    # Text the prompt carries after the client block (a deliverable's digest), or "".
+    context: str = ""
+
+    @property
+    def kind(self) -> DocumentKind:
+        return self.request.document_kind
 
 
 class PlanActivities:
@@ -141,9 +157,11 @@ class PlanActivities:
                 return self._served(job, existing.id, existing.model, "stored", saved)
 
         async with _heartbeating():
-            rules = policy(KIND, job.spec.key)
+            rules = policy(job.kind, job.spec.key)
             exact_on = self._on(Technique.EXACT_CACHE) and rules.cacheable
-            semantic_on = self._on(Technique.SEMANTIC_CACHE) and rules.cacheable and rules.semantic
+            # The semantic tier compares client fields only; a section reading a context (earlier
+            # months) must not be served from an answer written on another context.
+            semantic_on = self._on(Technique.SEMANTIC_CACHE) and rules.cacheable and rules.semantic and not job.context
             if not (exact_on or semantic_on):
                 return (await self._generate(job))[0]
             ekey = self._exact_key(job)
@@ -153,7 +171,7 @@ class PlanActivities:
                     saved = await job.ledger.hit(hit.model, "exact", ekey)
                     return self._served(job, section_id, hit.model, "exact", saved)
                 found, vector = (
-                    await self.cache.similar(db, request.client_id, KIND, job.spec, job.prompt.inputs, job.ledger)
+                    await self.cache.similar(db, request.client_id, job.kind, job.spec, job.prompt.inputs, job.ledger)
                     if semantic_on
                     else (None, None)
                 )
@@ -166,7 +184,7 @@ class PlanActivities:
                     db,
                     key=ekey,
                     client_id=request.client_id,
-                    kind=KIND,
+                    kind=job.kind,
                     spec=job.spec,
                     prompt_version=PROMPT_VERSION,
                     section_id=result.section_id,
@@ -180,17 +198,19 @@ class PlanActivities:
                 return result
 
     async def _job(self, request: SectionRequest) -> _Job:
+        kind = request.document_kind
         try:
-            spec = section(request.section_key)
-            document = [section(k) for k in request.document_sections]
+            spec = section_spec(kind, request.section_key)
+            document = [section_spec(kind, k) for k in request.document_sections]
             client = await clients.get(self.deps.pool, request.client_id, request.client_version)
         except UnknownSection as err:
             raise _final("UnknownSection", err) from None
         except UnknownClient as err:
             raise _final("UnknownClient", err) from None
+        context = await self._context(request)
         tier = tier_for(spec.key) if self._on(Technique.ROUTING) else Tier.PREMIUM
         try:
-            prompt = self._prompt(client, spec, self.deps.router.model_for(tier))
+            prompt = self._prompt(client, spec, self.deps.router.model_for(tier), kind, context)
         except BudgetExceeded as err:
             raise _final("BudgetExceeded", err) from None
         ledger = SectionLedger(
@@ -199,24 +219,41 @@ class PlanActivities:
             spec=spec,
             baseline=Baseline.for_section(client.record.wire(), spec, document, self.deps.naive_model),
             free_models=self.deps.free_models,
+            kind=kind,
         )
         writer = SectionWriter(self.deps.llm, self.deps.router, ledger, request.client_id)
-        key = idempotency_key(request.client_id, request.client_version, prompt)
+        key = idempotency_key(request.client_id, request.client_version, prompt, kind)
         if request.fresh:
             # A fresh answer is other work than the stored one; retries of this run still reuse it.
             key = hashlib.sha256(f"{key}|fresh|{activity.info().workflow_run_id}".encode()).hexdigest()
-        return _Job(request, spec, client, tier, prompt, key, ledger, writer)
+        return _Job(request, spec, client, tier, prompt, key, ledger, writer, context)
+
+    async def _context(self, request: SectionRequest) -> str:
+        """The stored context a section reads: a deliverable month's digest of earlier months,
+        only for the kinds that build on it (never the shared Brand Context)."""
+        if request.context_ref is None or request.document_kind is not DocumentKind.DELIVERABLE:
+            return ""
+        if not deliverables.traits(deliverables.kind_of(request.section_key)).uses_digest:
+            return ""
+        text = await documents.digest_text(self.deps.pool, request.context_ref)
+        if text is None:
+            raise _final("UnknownContext", LookupError(f"no stored digest {request.context_ref!r}"))
+        return text
 
     def _on(self, technique: Technique) -> bool:
         return self.deps.techniques.on(technique)
 
-    def _prompt(self, client: StoredClient, spec: SectionSpec, model: str) -> BuiltPrompt:
-        return build_section_prompt(client.record.wire(), spec, model=model, techniques=self.deps.techniques)
+    def _prompt(
+        self, client: StoredClient, spec: SectionSpec, model: str, kind: DocumentKind = KIND, context: str = ""
+    ) -> BuiltPrompt:
+        return build_section_prompt(
+            client.record.wire(), spec, model=model, techniques=self.deps.techniques, context=context, kind=kind
+        )
 
     def _exact_key(self, job: _Job) -> str:
         return exact_key(
             tenant=job.request.client_id,
-            document_kind=KIND.value,
+            document_kind=job.kind.value,
             section_key=job.spec.key,
             messages=job.prompt.messages,
             model=self.deps.router.model_for(job.tier),
@@ -228,7 +265,7 @@ class PlanActivities:
 
     async def _generate(self, job: _Job) -> tuple[SectionResult, dict[str, Any]]:
         def messages_for(model: str) -> tuple[list[dict[str, str]], list[str]]:
-            prompt = self._prompt(job.client, job.spec, model)
+            prompt = self._prompt(job.client, job.spec, model, job.kind, job.context)
             return prompt.messages, list(prompt.compression_steps)
 
         try:
@@ -254,7 +291,7 @@ class PlanActivities:
             return self._served(job, section_id, entry.model, "semantic", saved), entry.content
 
         def messages_for(model: str) -> tuple[list[dict[str, str]], list[str]]:
-            return build_revision_prompt(job.spec, entry.content, delta, model=model).messages, []
+            return build_revision_prompt(job.spec, entry.content, delta, model=model, kind=job.kind).messages, []
 
         try:
             written = await job.writer.write(
@@ -281,7 +318,7 @@ class PlanActivities:
             idempotency_key=job.key,
             client_id=job.request.client_id,
             client_version=job.request.client_version,
-            document_kind=KIND.value,
+            document_kind=job.kind.value,
             section_key=job.spec.key,
             schema_version=job.spec.schema_version,
             prompt_version=PROMPT_VERSION,

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from domain import deliverables
 from domain.sections import DocumentKind
 
 
@@ -29,8 +30,14 @@ POLICIES: dict[tuple[DocumentKind, str], CachePolicy] = {
         semantic=False, reason="prices and dates must match exactly"
     ),
     (DocumentKind.BUSINESS_PLAN, "operations_plan"): CachePolicy(semantic=False, reason="deadlines must match exactly"),
+    # Deliverables are keyed by section kind (domain.deliverables): KPI targets are figures and
+    # dates, so a "similar" answer is never served.
+    (DocumentKind.DELIVERABLE, "kpis"): CachePolicy(semantic=False, reason="KPI targets must match exactly"),
 }
 
 
 def policy(kind: DocumentKind, section_key: str) -> CachePolicy:
+    """The policy of a section; a deliverable section's is its kind's (``m1_x__kpis`` -> kpis)."""
+    if kind is DocumentKind.DELIVERABLE:
+        section_key = deliverables.kind_of(section_key)
     return POLICIES.get((kind, section_key), _DEFAULT)

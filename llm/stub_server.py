@@ -41,6 +41,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
+from domain import deliverables
 from domain.sections import UnknownSection, section
 from tokenopt.counting import count_messages, count_tokens, decode, encode
 
@@ -244,13 +245,15 @@ def _parse_response_format(
 
 
 def target_tokens(section_key: str | None, header_value: str | None) -> int:
-    """Completion size for a request: the catalogue's target for a business-plan section,
-    else the ``X-Stub-Target-Tokens`` header, else ``DEFAULT_TARGET_TOKENS``."""
+    """Completion size for a request: the catalogue's target for a business-plan section or a
+    deliverable section (named by key or, as schema names are, by kind), else the
+    ``X-Stub-Target-Tokens`` header, else ``DEFAULT_TARGET_TOKENS``."""
     if section_key is not None:
-        try:
-            return section(section_key).target_tokens
-        except UnknownSection:
-            pass
+        for lookup in (section, deliverables.section_kind, deliverables.section_spec):
+            try:
+                return lookup(section_key).target_tokens
+            except UnknownSection:
+                pass
     if header_value is not None:
         try:
             value = int(header_value)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -22,10 +23,14 @@ class StoredDocument:
     markdown: str
     created_at: datetime
     changes: list[dict[str, Any]]
+    # Which document of its kind: the kind itself for a business plan, the document's catalogue
+    # key for a deliverable (five a month, versioned each on its own).
+    document_key: str = ""
 
 
 _COLUMNS = (
-    "id, client_id, kind, version, level, client_version, workflow_id, section_ids, markdown, created_at, changes"
+    "id, client_id, kind, version, level, client_version, workflow_id, section_ids, markdown, created_at, changes,"
+    " document_key"
 )
 
 
@@ -41,27 +46,32 @@ async def store(
     section_ids: list[int],
     markdown: str,
     changes: list[dict[str, Any]] | None = None,
+    document_key: str | None = None,
 ) -> StoredDocument:
-    """Store the next version; idempotent per workflow run (a retried activity stores once)."""
+    """Store the next version of the document (``document_key``, default: the kind itself);
+    idempotent per workflow run and document (a retried activity stores once)."""
+    key = document_key or kind
     async with pool.acquire() as conn, conn.transaction():
         existing = await conn.fetchrow(
-            f"SELECT {_COLUMNS} FROM documents WHERE workflow_id=$1 AND run_id=$2",
+            f"SELECT {_COLUMNS} FROM documents WHERE workflow_id=$1 AND run_id=$2 AND document_key=$3",
             workflow_id,
             run_id,
+            key,
         )
         if existing:
             return StoredDocument(**dict(existing))
-        # Serialise version numbering per client and kind.
-        await conn.execute("SELECT pg_advisory_xact_lock(hashtext($1))", f"{client_id}/{kind}")
+        # Serialise version numbering per client, kind and document.
+        await conn.execute("SELECT pg_advisory_xact_lock(hashtext($1))", f"{client_id}/{kind}/{key}")
         version = await conn.fetchval(
-            "SELECT coalesce(max(version), 0) + 1 FROM documents WHERE client_id=$1 AND kind=$2",
+            "SELECT coalesce(max(version), 0) + 1 FROM documents WHERE client_id=$1 AND kind=$2 AND document_key=$3",
             client_id,
             kind,
+            key,
         )
         row = await conn.fetchrow(
             f"""INSERT INTO documents (client_id, kind, version, level, client_version,
-                                       workflow_id, run_id, section_ids, markdown, changes)
-                VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) RETURNING {_COLUMNS}""",
+                                       workflow_id, run_id, section_ids, markdown, changes, document_key)
+                VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) RETURNING {_COLUMNS}""",
             client_id,
             kind,
             version,
@@ -72,22 +82,48 @@ async def store(
             section_ids,
             markdown,
             changes or [],
+            key,
         )
         return StoredDocument(**dict(row))
 
 
 async def latest(
-    pool: asyncpg.Pool, client_id: str, kind: str, *, excluding_run: tuple[str, str] | None = None
+    pool: asyncpg.Pool,
+    client_id: str,
+    kind: str,
+    *,
+    excluding_run: tuple[str, str] | None = None,
+    document_key: str | None = None,
 ) -> StoredDocument | None:
-    """The newest version, or the newest not stored by ``excluding_run`` (workflow id, run id)."""
+    """The newest version of the document (``document_key``, default: the kind itself), or the
+    newest not stored by ``excluding_run`` (workflow id, run id)."""
     workflow_id, run_id = excluding_run or ("", "")
     row = await pool.fetchrow(
-        f"SELECT {_COLUMNS} FROM documents WHERE client_id=$1 AND kind=$2"
+        f"SELECT {_COLUMNS} FROM documents WHERE client_id=$1 AND kind=$2 AND document_key=$5"
         " AND NOT (workflow_id = $3 AND run_id IS NOT DISTINCT FROM $4)"
         " ORDER BY version DESC LIMIT 1",
         client_id,
         kind,
         workflow_id,
         run_id,
+        document_key or kind,
     )
     return StoredDocument(**dict(row)) if row else None
+
+
+async def store_digest(pool: asyncpg.Pool, *, client_id: str, month: int, text: str) -> str:
+    """Store a deliverable month's digest of earlier months once; returns its key (claim check)."""
+    key = hashlib.sha256(f"{client_id}|m{month}|{text}".encode()).hexdigest()
+    await pool.execute(
+        "INSERT INTO deliverable_digests (key, client_id, month, text) VALUES ($1, $2, $3, $4)"
+        " ON CONFLICT (key) DO NOTHING",
+        key,
+        client_id,
+        month,
+        text,
+    )
+    return key
+
+
+async def digest_text(pool: asyncpg.Pool, key: str) -> str | None:
+    return await pool.fetchval("SELECT text FROM deliverable_digests WHERE key = $1", key)

@@ -13,10 +13,10 @@ import hashlib
 import json
 from dataclasses import dataclass, field
 
-from domain.sections import SectionSpec
+from domain.sections import DocumentKind, SectionSpec
 from tokenopt import budget
 from tokenopt.budget import BudgetExceeded, Step
-from tokenopt.counting import count_messages
+from tokenopt.counting import count_messages, count_tokens
 from tokenopt.naive import PERSONA
 from tokenopt.projection import full_record, project, truncate_sentences
 from tokenopt.techniques import Technique, Techniques
@@ -32,7 +32,15 @@ CONSTRAINTS = (
     "Specific to this brand, plain sentences.",
 )
 SHORT_CONSTRAINTS = ("JSON per the schema.", "Use only the data given.")
-SYSTEM_TEMPLATE = "Write one business-plan section for a creator brand.\n{rules}"
+SYSTEM_TEMPLATE = "Write one {document} section for a creator brand.\n{rules}"
+# How the system line names each document kind.
+DOCUMENT_LABELS = {DocumentKind.BUSINESS_PLAN: "business-plan", DocumentKind.DELIVERABLE: "deliverable"}
+
+
+def _system(rules: tuple[str, ...], kind: DocumentKind) -> str:
+    label = DOCUMENT_LABELS.get(kind, kind.value.replace("_", " "))
+    return SYSTEM_TEMPLATE.format(document=label, rules="\n".join(f"- {c}" for c in rules))
+
 
 # Few-shot examples per section, at most two. None by default: with a strict JSON schema the
 # format is already fixed, and measured examples cost more tokens than they save in retries.
@@ -72,15 +80,21 @@ def section_inputs(
     return core, own
 
 
-def input_hash(spec: SectionSpec, core: dict[str, str], own: dict[str, str], techniques: Techniques) -> str:
+def input_hash(
+    spec: SectionSpec, core: dict[str, str], own: dict[str, str], techniques: Techniques, context: str = ""
+) -> str:
+    fields: dict[str, object] = {
+        "section": spec.key,
+        "schema": spec.schema_version,
+        "prompt": PROMPT_VERSION,
+        "techniques": techniques.fingerprint(),
+        "inputs": {**core, **own},
+    }
+    if context:
+        # Earlier months' digest: a section is not reused once what it builds on changed.
+        fields["context"] = context
     payload = json.dumps(
-        {
-            "section": spec.key,
-            "schema": spec.schema_version,
-            "prompt": PROMPT_VERSION,
-            "techniques": techniques.fingerprint(),
-            "inputs": {**core, **own},
-        },
+        fields,
         sort_keys=True,
         separators=(",", ":"),
     )
@@ -104,17 +118,24 @@ def _render(
     techniques: Techniques,
     examples: tuple[str, ...],
     short: bool,
+    context: str = "",
+    kind: DocumentKind = DocumentKind.BUSINESS_PLAN,
 ) -> list[dict[str, str]]:
     if not techniques.on(Technique.STRUCTURED_PROMPTS):
         # The seed's way, per section: persona prose and the data as indented JSON.
+        background = f"{context}\n\n" if context else ""
+        document = DOCUMENT_LABELS.get(kind, kind.value).replace("-", " ")
         request = (
-            f"Here is the client's information:\n{json.dumps({**core, **own}, indent=2)}\n\n"
-            f"Please write the {spec.title} section of this client's business plan. {spec.purpose} "
+            f"Here is the client's information:\n{json.dumps({**core, **own}, indent=2)}\n\n{background}"
+            f"Please write the {spec.title} section of this client's {document}. {spec.purpose} "
             "Make it thorough, professional and specific to the client, and answer in the JSON format."
         )
         return [{"role": "system", "content": PERSONA}, {"role": "user", "content": request}]
-    system = SYSTEM_TEMPLATE.format(rules="\n".join(f"- {c}" for c in (SHORT_CONSTRAINTS if short else CONSTRAINTS)))
+    system = _system(SHORT_CONSTRAINTS if short else CONSTRAINTS, kind)
     client_block = "CLIENT\n" + (_lines(core) if core else "(no brand name yet)")
+    if context:
+        # Shared by the client's sections of one month: it stays in the stable prefix.
+        client_block = f"{client_block}\n{context}"
     shots = "".join(f"\nEXAMPLE OUTPUT\n{e}" for e in examples[:MAX_EXAMPLES])
     data = f"INPUT\n{_lines(own) or '(none)'}"
     if techniques.on(Technique.PREFIX_LAYOUT):
@@ -144,26 +165,33 @@ def build_section_prompt(
     *,
     model: str,
     techniques: Techniques = Techniques(),
+    context: str = "",
+    kind: DocumentKind = DocumentKind.BUSINESS_PLAN,
 ) -> BuiltPrompt:
     """Messages for one section from a wire-format client record.
 
+    ``context`` (e.g. the digest of earlier months) is placed right after the client block and
+    is part of the input hash; ``kind`` names the document in the instructions.
+
     With budget compression on, a prompt over 40% of the section's budget is shrunk step by
     step (budget.ORDER) until it fits; one still over the hard limit raises BudgetExceeded
-    before any call is made.
+    before any call is made. The context is already bounded by its producer and compression
+    cannot shorten it, so its tokens are allowed on top of the section's budget.
     """
     core, own = section_inputs(record, spec, techniques)
-    digest = input_hash(spec, core, own, techniques)
+    digest = input_hash(spec, core, own, techniques, context)
     examples = EXAMPLES.get(spec.key, ())
     short = False
-    messages = _render(spec, core, own, techniques, examples, short)
+    messages = _render(spec, core, own, techniques, examples, short, context, kind)
     tokens = count_messages(messages, model)
+    allowance = count_tokens(context, model) if context else 0
     steps: list[str] = []
     inputs = {**core, **own}
     if not techniques.on(Technique.BUDGET_COMPRESSION):
         return BuiltPrompt(messages, tokens, digest, inputs=inputs)
 
     for step in budget.ORDER:
-        if tokens <= budget.compress_threshold(spec):
+        if tokens - allowance <= budget.compress_threshold(spec):
             break
         before = (examples, own, short)
         if step is Step.DROP_EXAMPLES:
@@ -177,10 +205,10 @@ def build_section_prompt(
         if (examples, own, short) == before:
             continue  # the step had nothing to remove
         steps.append(step.value)
-        messages = _render(spec, core, own, techniques, examples, short)
+        messages = _render(spec, core, own, techniques, examples, short, context, kind)
         tokens = count_messages(messages, model)
 
-    if tokens > budget.hard_limit(spec):
+    if tokens - allowance > budget.hard_limit(spec):
         raise BudgetExceeded(
             f"section {spec.key}: the prompt needs {tokens} tokens after compression "
             f"({', '.join(steps) or 'no step applied'}); its budget is {budget.hard_limit(spec)}. "
@@ -190,13 +218,16 @@ def build_section_prompt(
 
 
 def build_revision_prompt(
-    spec: SectionSpec, current: dict[str, object], changed: dict[str, str], *, model: str
+    spec: SectionSpec,
+    current: dict[str, object],
+    changed: dict[str, str],
+    *,
+    model: str,
+    kind: DocumentKind = DocumentKind.BUSINESS_PLAN,
 ) -> BuiltPrompt:
     """The seed's "minor regeneration": a cached section plus the field delta, for a cheap model
     to revise instead of writing the section again from scratch."""
-    system = SYSTEM_TEMPLATE.format(
-        rules="\n".join(f"- {c}" for c in (*CONSTRAINTS, "Change only what the new data affects."))
-    )
+    system = _system((*CONSTRAINTS, "Change only what the new data affects."), kind)
     user = (
         f"CURRENT\n{json.dumps(current, separators=(',', ':'))}\n"
         f"CHANGED\n{_lines(changed) or '(formatting only)'}\n"

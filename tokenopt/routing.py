@@ -5,6 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import StrEnum
 
+from domain import deliverables
+from domain.sections import UnknownSection
+
 
 class Tier(StrEnum):
     ECONOMY = "economy"
@@ -49,4 +52,10 @@ class ModelRouter:
 
 
 def tier_for(section_key: str) -> Tier:
-    return SECTION_TIERS.get(section_key, Tier.STANDARD)
+    """A business-plan section's tier from SECTION_TIERS; a deliverable section's from its kind."""
+    if section_key in SECTION_TIERS:
+        return SECTION_TIERS[section_key]
+    try:
+        return Tier(deliverables.tier_name(section_key))
+    except UnknownSection:
+        return Tier.STANDARD

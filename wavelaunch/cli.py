@@ -29,12 +29,14 @@ app = typer.Typer(no_args_is_help=True, help=__doc__, pretty_exceptions_show_loc
 stack_app = typer.Typer(no_args_is_help=True, help="Start, stop and inspect the embedded stack.")
 clients_app = typer.Typer(no_args_is_help=True, help="Client records from the CRM.")
 plan_app = typer.Typer(no_args_is_help=True, help="Business plans.")
+deliverable_app = typer.Typer(no_args_is_help=True, help="Monthly deliverables (M1–M8, five documents a month).")
 usage_app = typer.Typer(no_args_is_help=True, help="Tokens and dollars spent, and saved.")
 cache_app = typer.Typer(no_args_is_help=True, help="The answer cache: stats and purges.")
 bench_app = typer.Typer(no_args_is_help=True, help="Benchmarks against the local stub (tables + JSON).")
 app.add_typer(stack_app, name="stack")
 app.add_typer(clients_app, name="clients")
 app.add_typer(plan_app, name="plan")
+app.add_typer(deliverable_app, name="deliverable")
 app.add_typer(usage_app, name="usage")
 app.add_typer(cache_app, name="cache")
 app.add_typer(bench_app, name="bench")
@@ -52,6 +54,8 @@ _USER_ERRORS = (
     json.JSONDecodeError,
     commands.NothingToRetry,
     commands.UnknownFields,
+    commands.InvalidMonth,
+    commands.UnknownDocument,
 )
 
 
@@ -200,6 +204,50 @@ async def plan_show(
     if format not in ("md", "json"):
         raise typer.BadParameter("--format must be md or json")
     text = await commands.show_document(get_settings(), client_id, DocumentKind.BUSINESS_PLAN, format)
+    if format == "json":
+        print(text)
+    else:
+        console.print(text, markup=False, highlight=False)
+
+
+# -- deliverables --------------------------------------------------------------------------
+@deliverable_app.command("generate")
+@_run
+async def deliverable_generate(
+    client_id: str,
+    month: int = typer.Option(..., "--month", "-m", help="1–8 (M1–M8)."),
+    wait: bool = typer.Option(True, "--wait/--no-wait", help="Wait and show progress."),
+) -> None:
+    """Generate (or join the running generation of) month N's five deliverable documents."""
+    settings = get_settings()
+    handle = await commands.start_deliverable(settings, client_id, month)
+    console.print(f"workflow [bold]{handle.id}[/]: {settings.workflow_url(handle.id)}")
+    if not wait:
+        return
+    with Live(console=console, refresh_per_second=4) as live:
+        result = await commands.watch_deliverable(handle, lambda p: live.update(progress_table(p)))
+    reused = sum(1 for s in result.sections if s.cache_tier != "none")
+    console.print(
+        f"month {result.month}: {len(result.documents)} documents, {len(result.sections)} sections "
+        f"({reused} reused), {result.total_tokens:,} tokens, ${float(result.total_cost):.4f}; "
+        f"see `wavelaunch deliverable show {client_id} --month {result.month}`"
+    )
+    for doc in result.documents:
+        console.print(f"  {doc.document_key} v{doc.version} ({doc.markdown_chars:,} chars)")
+
+
+@deliverable_app.command("show")
+@_run
+async def deliverable_show(
+    client_id: str,
+    month: int = typer.Option(..., "--month", "-m", help="1–8 (M1–M8)."),
+    document: str | None = typer.Option(None, "--document", "-d", help="One document key, e.g. m1_brand_architecture."),
+    format: str = typer.Option("md", "--format", "-f", help="md or json"),
+) -> None:
+    """Print the latest version of a month's deliverable documents as Markdown or JSON."""
+    if format not in ("md", "json"):
+        raise typer.BadParameter("--format must be md or json")
+    text = await commands.show_deliverable(get_settings(), client_id, month, document, format)
     if format == "json":
         print(text)
     else:

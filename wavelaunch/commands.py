@@ -21,6 +21,7 @@ from temporalio.service import RPCError
 from temporalio.worker import Replayer
 
 import stack
+from domain import deliverables
 from domain.client import KNOWN_FIELDS, ClientRecord, InvalidClientRecord, parse_client
 from domain.sections import DocumentKind, Level, sections_using
 from storage import cache, clients, db, documents, sections, usage
@@ -37,7 +38,15 @@ from wavelaunch.runtime import (
 )
 from wavelaunch.settings import Settings
 from workflows.business_plan import BusinessPlanWorkflow
-from workflows.models import PlanProgress, PlanRequest, PlanResult
+from workflows.deliverable import DeliverableWorkflow
+from workflows.models import (
+    DeliverableProgress,
+    DeliverableRequest,
+    DeliverableResult,
+    PlanProgress,
+    PlanRequest,
+    PlanResult,
+)
 
 log = logging.getLogger(__name__)
 
@@ -192,6 +201,7 @@ async def document_json(pool: asyncpg.Pool, doc: documents.StoredDocument) -> di
     return {
         "client_id": doc.client_id,
         "kind": doc.kind,
+        "document_key": doc.document_key,
         "version": doc.version,
         "level": doc.level,
         "client_version": doc.client_version,
@@ -224,6 +234,65 @@ async def usage_report(settings: Settings, *, client_id: str | None = None) -> d
         return await usage.report(pool, client_id=client_id)
 
 
+# -- deliverables --------------------------------------------------------------------------
+class InvalidMonth(ValueError):
+    pass
+
+
+def check_month(month: int) -> None:
+    try:
+        plans.check_month(month)
+    except ValueError as err:
+        raise InvalidMonth(str(err)) from None
+
+
+async def start_deliverable(
+    settings: Settings, client_id: str, month: int
+) -> WorkflowHandle[DeliverableWorkflow, DeliverableResult]:
+    """Start (or join) month ``month``'s deliverable; a bad month is refused before anything
+    starts (no stack, no workflow), an unknown client before any workflow starts."""
+    check_month(month)
+    request = DeliverableRequest(client_id=client_id, month=month)
+    async with _database(settings) as pool:
+        await plans.check_deliverable(pool, request)
+    client = await _temporal(settings)
+    return await plans.start_deliverable(client, settings, request)
+
+
+async def watch_deliverable(
+    handle: WorkflowHandle[DeliverableWorkflow, DeliverableResult],
+    on_progress: Callable[[DeliverableProgress], None],
+) -> DeliverableResult:
+    return await plans.watch(handle, on_progress, query=DeliverableWorkflow.progress)
+
+
+class UnknownDocument(ValueError):
+    pass
+
+
+async def show_deliverable(settings: Settings, client_id: str, month: int, document_key: str | None, fmt: str) -> str:
+    """The latest version of month ``month``'s documents (or of one, ``document_key``)."""
+    check_month(month)
+    keys = [d.key for d in deliverables.documents(month)]
+    if document_key is not None and document_key not in keys:
+        raise UnknownDocument(f"month {month} has no document {document_key!r}; its documents are: {', '.join(keys)}")
+    async with _database(settings) as pool:
+        await clients.get(pool, client_id)
+        found = []
+        for key in [document_key] if document_key else keys:
+            doc = await documents.latest(pool, client_id, DocumentKind.DELIVERABLE.value, document_key=key)
+            if doc is not None:
+                found.append(doc)
+        if not found:
+            raise FileNotFoundError(
+                f"no month {month} deliverable for client {client_id!r} yet; "
+                f"run `wavelaunch deliverable generate {client_id} --month {month}`"
+            )
+        if fmt == "json":
+            return json.dumps([await document_json(pool, doc) for doc in found], indent=2)
+        return "\n".join(doc.markdown for doc in found)
+
+
 # -- retry and replay ----------------------------------------------------------------------
 class NothingToRetry(ValueError):
     pass
@@ -254,7 +323,7 @@ async def replay(settings: Settings, workflow_id: str) -> str | None:
     """Replay a live history against the current code; the failure, or None when it replays."""
     client = await _temporal(settings)
     history = await client.get_workflow_handle(workflow_id).fetch_history()
-    replayer = Replayer(workflows=[BusinessPlanWorkflow], data_converter=client.data_converter)
+    replayer = Replayer(workflows=[BusinessPlanWorkflow, DeliverableWorkflow], data_converter=client.data_converter)
     result = await replayer.replay_workflow(history, raise_on_replay_failure=False)
     return None if result.replay_failure is None else str(result.replay_failure)
 

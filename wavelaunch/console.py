@@ -9,7 +9,7 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from workflows.models import PlanProgress, SectionStatus
+from workflows.models import DeliverableProgress, PlanProgress, SectionStatus
 
 # Piped output (CI logs, files) gets a wide table instead of rich's 80-column default.
 console = Console(width=None if sys.stdout.isatty() else 170)
@@ -26,10 +26,11 @@ def money(value: Decimal | float) -> str:
     return f"${float(value):,.4f}"
 
 
-def progress_table(progress: PlanProgress) -> Table:
+def progress_table(progress: PlanProgress | DeliverableProgress) -> Table:
     done = progress.count(SectionStatus.DONE)
+    what = "Deliverable" if isinstance(progress, DeliverableProgress) else "Business plan"
     table = Table(
-        title=f"Business plan for {progress.client_id} ({progress.level}): {progress.status}, "
+        title=f"{what} for {progress.client_id} ({progress.level}): {progress.status}, "
         f"{done}/{len(progress.sections)} sections",
         title_justify="left",
     )

@@ -1,4 +1,5 @@
-"""Starting and watching business-plan workflows: what the CLI, starter.py and the API share."""
+"""Starting and watching business-plan and deliverable workflows: what the CLI, starter.py and
+the API share."""
 
 from __future__ import annotations
 
@@ -16,12 +17,15 @@ from temporalio.common import (
 )
 from temporalio.service import RPCError
 
+from activities.deliverable import month_level
+from domain import deliverables
 from domain.sections import DocumentKind, resolve_sections
 from storage import clients
 from wavelaunch.settings import Settings
 from workflows import search_attributes as sa
 from workflows.business_plan import BusinessPlanWorkflow
-from workflows.models import PlanProgress, PlanRequest, PlanResult
+from workflows.deliverable import DeliverableWorkflow
+from workflows.models import DeliverableRequest, DeliverableResult, PlanRequest, PlanResult
 from workflows.shared import plan_workflow_id
 
 
@@ -65,19 +69,55 @@ async def start_plan(
     )
 
 
+def check_month(month: int) -> None:
+    """Refuse a month outside M1–M8 (ValueError with a clear message) before anything starts."""
+    deliverables.month(month)
+
+
+async def check_deliverable(pool: asyncpg.Pool, request: DeliverableRequest) -> None:
+    """Refuse a bad month or an unknown client before anything starts (and before any LLM call)."""
+    check_month(request.month)
+    await clients.get(pool, request.client_id, request.client_version)
+
+
+async def start_deliverable(
+    client: Client, settings: Settings, request: DeliverableRequest
+) -> WorkflowHandle[DeliverableWorkflow, DeliverableResult]:
+    """Start ``deliverable-<clientId>-m<N>``, or attach to it if it is already running (as plans)."""
+    return await client.start_workflow(
+        DeliverableWorkflow.run,
+        request,
+        id=deliverables.workflow_id(request.client_id, request.month),
+        task_queue=settings.task_queue,
+        id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
+        id_reuse_policy=WorkflowIDReusePolicy.ALLOW_DUPLICATE,
+        search_attributes=TypedSearchAttributes(
+            [
+                SearchAttributePair(sa.CLIENT_ID, request.client_id),
+                SearchAttributePair(sa.DOCUMENT_KIND, DocumentKind.DELIVERABLE.value),
+                SearchAttributePair(sa.LEVEL, month_level(request.month)),
+                SearchAttributePair(sa.STATUS, "queued"),
+            ]
+        ),
+        memo={"client_id": request.client_id, "month": request.month},
+    )
+
+
 async def watch(
-    handle: WorkflowHandle[BusinessPlanWorkflow, PlanResult],
-    on_progress: Callable[[PlanProgress], None],
+    handle: WorkflowHandle[Any, Any],
+    on_progress: Callable[[Any], None],
     *,
     every: float = 0.5,
-) -> PlanResult:
-    """Wait for the result, reporting progress from the workflow's query as it changes."""
+    query: Any = BusinessPlanWorkflow.progress,
+) -> Any:
+    """Wait for the result, reporting progress from the workflow's query as it changes
+    (``query``: the workflow's progress query, the plan's by default)."""
     result_task = asyncio.ensure_future(handle.result())
     last: str | None = None
     try:
         while not result_task.done():
             try:
-                progress = await handle.query(BusinessPlanWorkflow.progress)
+                progress = await handle.query(query)
             except RPCError:
                 progress = None  # no worker has picked the workflow up yet
             if progress is not None and (dump := progress.model_dump_json()) != last:
@@ -89,7 +129,7 @@ async def watch(
         if not result_task.done():
             result_task.cancel()
     try:
-        on_progress(await handle.query(BusinessPlanWorkflow.progress))
+        on_progress(await handle.query(query))
     except RPCError:
         pass
     return result

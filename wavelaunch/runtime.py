@@ -12,6 +12,7 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.service import RPCError, RPCStatusCode
 from temporalio.worker import Worker
 
+from activities.deliverable import DeliverableActivities
 from activities.plan import PlanActivities, PlanDependencies
 from activities.section_cache import CacheConfig
 from llm.client import LLMClient
@@ -23,6 +24,7 @@ from tokenopt.techniques import Technique, Techniques
 from wavelaunch.settings import Settings
 from workflows import search_attributes
 from workflows.business_plan import BusinessPlanWorkflow
+from workflows.deliverable import DeliverableWorkflow
 
 log = logging.getLogger(__name__)
 
@@ -131,11 +133,18 @@ async def plan_dependencies(settings: Settings, database_url: str, llm: LLMConfi
 
 def build_worker(client: Client, settings: Settings, deps: PlanDependencies) -> Worker:
     activities = PlanActivities(deps)
+    deliverable = DeliverableActivities(deps)
     return Worker(
         client,
         task_queue=settings.task_queue,
-        workflows=[BusinessPlanWorkflow],
-        activities=[activities.prepare_plan, activities.generate_section, activities.assemble_document],
+        workflows=[BusinessPlanWorkflow, DeliverableWorkflow],
+        activities=[
+            activities.prepare_plan,
+            activities.generate_section,
+            activities.assemble_document,
+            deliverable.prepare_deliverable,
+            deliverable.assemble_deliverable,
+        ],
         max_concurrent_activities=settings.worker_max_concurrent_activities,
     )
 

@@ -28,13 +28,8 @@ with workflow.unsafe.imports_passed_through():
         SECTION_RETRY,
         SECTION_START_TO_CLOSE,
         STORAGE_RETRY,
+        failure_message,
     )
-
-
-def _failure_message(err: BaseException) -> str:
-    # The activity's own ApplicationError says what went wrong; the wrapper only says "failed".
-    cause = err.cause if isinstance(err, ActivityError) and err.cause else err
-    return str(cause)
 
 
 @workflow.defn
@@ -147,7 +142,7 @@ class BusinessPlanWorkflow:
             )
         except ActivityError as err:
             progress.status = SectionStatus.FAILED
-            progress.error = _failure_message(err)
+            progress.error = failure_message(err)
             raise
         progress.status = SectionStatus.DONE
         progress.model = result.model

@@ -10,7 +10,7 @@ from enum import StrEnum
 
 from pydantic import BaseModel, Field
 
-from domain.sections import Level
+from domain.sections import DocumentKind, Level
 
 
 class PlanRequest(BaseModel):
@@ -38,6 +38,11 @@ class SectionRequest(BaseModel):
     document_sections: list[str]
     # Skip the stored and cached answers: the operator asked for a fresh one.
     fresh: bool = False
+    # Which catalogue the section key belongs to (domain.sections or domain.deliverables).
+    document_kind: DocumentKind = DocumentKind.BUSINESS_PLAN
+    # Key of stored context (a deliverable month's digest of earlier months), read by the
+    # sections whose kind uses it; the text itself never crosses the workflow boundary.
+    context_ref: str | None = None
 
 
 class SectionResult(BaseModel):
@@ -122,6 +127,84 @@ class PlanResult(BaseModel):
     client_version: int
     level: Level
     document: DocumentRef
+    sections: list[SectionResult]
+
+    @property
+    def total_tokens(self) -> int:
+        return sum(s.prompt_tokens + s.completion_tokens for s in self.sections)
+
+    @property
+    def total_cost(self) -> Decimal:
+        return sum((s.cost for s in self.sections), Decimal(0))
+
+
+# -- deliverables ----------------------------------------------------------------------------
+class DeliverableRequest(BaseModel):
+    client_id: str
+    month: int
+    # Pin a snapshot; None means the client's current version when the month starts.
+    client_version: int | None = None
+
+
+class DeliverableInputs(BaseModel):
+    client_id: str
+    client_version: int
+    month: int
+    # Every distinct section the month fans out, shared ones (Brand Context) first.
+    shared_sections: list[str]
+    sections: list[str]
+    # document key -> its six section keys in reading order.
+    documents: dict[str, list[str]]
+    # The stored digest of earlier months (None for M1) and its size.
+    digest_ref: str | None = None
+    digest_tokens: int = 0
+
+
+class DeliverableAssembleRequest(BaseModel):
+    client_id: str
+    client_version: int
+    month: int
+    workflow_id: str
+    run_id: str
+    documents: dict[str, list[str]]
+    sections: list[SectionResult]
+
+
+class DeliverableDocumentRef(BaseModel):
+    document_key: str
+    document_id: int
+    version: int
+    markdown_chars: int
+
+
+class DeliverableProgress(BaseModel):
+    client_id: str
+    month: int
+    status: str = "starting"
+    sections: list[SectionProgress] = Field(default_factory=list)
+
+    @property
+    def level(self) -> str:
+        """The month as the progress table labels it (like a plan's level)."""
+        return f"m{self.month}"
+
+    def count(self, status: SectionStatus) -> int:
+        return sum(1 for s in self.sections if s.status == status)
+
+    @property
+    def tokens(self) -> int:
+        return sum(s.tokens for s in self.sections)
+
+    @property
+    def cost(self) -> Decimal:
+        return sum((s.cost for s in self.sections), Decimal(0))
+
+
+class DeliverableResult(BaseModel):
+    client_id: str
+    client_version: int
+    month: int
+    documents: list[DeliverableDocumentRef]
     sections: list[SectionResult]
 
     @property

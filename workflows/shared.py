@@ -3,10 +3,17 @@
 from datetime import timedelta
 
 from temporalio.common import RetryPolicy
+from temporalio.exceptions import ActivityError
 
 
 def plan_workflow_id(client_id: str) -> str:
     return f"plan-{client_id}"
+
+
+def failure_message(err: BaseException) -> str:
+    """The activity's own ApplicationError says what went wrong; the wrapper only says "failed"."""
+    cause = err.cause if isinstance(err, ActivityError) and err.cause else err
+    return str(cause)
 
 
 PREPARE_TIMEOUT = timedelta(seconds=30)
@@ -20,6 +27,7 @@ HEARTBEAT_EVERY_SECONDS = 5.0
 FINAL_ERRORS = [
     "UnknownClient",
     "UnknownSection",
+    "InvalidMonth",
     "InvalidModelOutput",
     "LLMAuthenticationError",
     "LLMPermissionDenied",

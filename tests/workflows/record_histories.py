@@ -20,9 +20,11 @@ from temporalio.worker import Worker
 from domain.sections import Level
 from tests.conftest import venv_binary
 from tests.workflows.test_business_plan import FakeActivities
+from tests.workflows.test_deliverable import FakeDeliverableActivities
 from wavelaunch.runtime import ensure_search_attributes
 from workflows.business_plan import BusinessPlanWorkflow
-from workflows.models import PlanRequest
+from workflows.deliverable import DeliverableWorkflow
+from workflows.models import DeliverableRequest, PlanRequest
 
 HISTORIES = Path(__file__).resolve().parents[1] / "histories"
 
@@ -33,6 +35,9 @@ CASES = {
         PlanRequest(client_id="c2", level=Level.ESSENTIAL),
     ),
     "business_plan_update_folded_in": (FakeActivities(), PlanRequest(client_id="c3", level=Level.ESSENTIAL)),
+}
+DELIVERABLE_CASES = {
+    "deliverable_m2": (FakeDeliverableActivities(), DeliverableRequest(client_id="c4", month=2)),
 }
 # Signal-with-start for the cases that announce a newer client version.
 SIGNALS = {"business_plan_update_folded_in": 5}
@@ -58,6 +63,24 @@ async def record(names: list[str]) -> None:
                     signal = {"start_signal": "client_updated", "start_signal_args": [SIGNALS[name]]}
                 handle = await env.client.start_workflow(
                     BusinessPlanWorkflow.run, request, id=f"plan-{request.client_id}", task_queue=queue, **signal
+                )
+                try:
+                    await handle.result()
+                except WorkflowFailureError:
+                    pass
+                history = await handle.fetch_history()
+            (HISTORIES / f"{name}.json").write_text(history.to_json())
+            print(f"recorded {name}: {len(history.events)} events")
+        for name, (fakes, request) in DELIVERABLE_CASES.items():
+            if names and name not in names:
+                continue
+            queue = f"record-{uuid.uuid4()}"
+            async with Worker(env.client, task_queue=queue, workflows=[DeliverableWorkflow], activities=fakes.all()):
+                handle = await env.client.start_workflow(
+                    DeliverableWorkflow.run,
+                    request,
+                    id=f"deliverable-{request.client_id}-m{request.month}",
+                    task_queue=queue,
                 )
                 try:
                     await handle.result()

@@ -1,0 +1,129 @@
+"""Deliverable activities around the shared section activity: prepare a month, assemble its documents.
+
+Sections themselves are written by ``PlanActivities.generate_section`` with
+``document_kind=deliverable``: the same cache -> route -> call -> validate -> store path.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from temporalio import activity
+from temporalio.exceptions import ApplicationError
+
+from activities.plan import PlanDependencies
+from domain import deliverables
+from domain.render import render_document
+from domain.sections import DocumentKind
+from storage import clients, documents, sections
+from storage.clients import UnknownClient
+from tokenopt.counting import count_tokens
+from workflows.models import (
+    DeliverableAssembleRequest,
+    DeliverableDocumentRef,
+    DeliverableInputs,
+    DeliverableRequest,
+)
+
+KIND = DocumentKind.DELIVERABLE
+
+
+def _final(kind: str, err: Exception) -> ApplicationError:
+    return ApplicationError(str(err), type=kind, non_retryable=True)
+
+
+def month_level(n: int) -> str:
+    """How a month is labelled in documents.level and the WavelaunchLevel search attribute."""
+    return f"m{n}"
+
+
+async def earlier_sections(pool: Any, client_id: str, n: int) -> dict[str, dict[str, Any]]:
+    """Section key -> content of what month ``n``'s digest reads, from the latest stored version
+    of each earlier month's documents (a month never generated contributes nothing)."""
+    wanted = set(deliverables.digest_section_keys(n))
+    ids: list[int] = []
+    for m in deliverables.months()[: n - 1]:
+        for doc in m.documents:
+            latest = await documents.latest(pool, client_id, KIND.value, document_key=doc.key)
+            if latest is not None:
+                ids += latest.section_ids
+    stored = await sections.get_many(pool, ids) if ids else {}
+    return {s.section_key: s.content for s in stored.values() if s.section_key in wanted}
+
+
+class DeliverableActivities:
+    def __init__(self, deps: PlanDependencies):
+        self.deps = deps
+
+    @activity.defn
+    async def prepare_deliverable(self, request: DeliverableRequest) -> DeliverableInputs:
+        """Check the month and the client, and store the digest of earlier months (by key)."""
+        try:
+            month = deliverables.month(request.month)
+        except ValueError as err:
+            raise _final("InvalidMonth", err) from None
+        try:
+            stored = await clients.get(self.deps.pool, request.client_id, request.client_version)
+        except UnknownClient as err:
+            raise _final("UnknownClient", err) from None
+        specs = deliverables.month_sections(month.number)
+        digest_ref, digest_tokens = None, 0
+        if month.number > deliverables.FIRST_MONTH:
+            contents = await earlier_sections(self.deps.pool, request.client_id, month.number)
+            digest = deliverables.build_digest(month.number, contents, count_tokens=count_tokens)
+            text = deliverables.render_digest(digest)
+            if text:
+                digest_ref = await documents.store_digest(
+                    self.deps.pool, client_id=request.client_id, month=month.number, text=text
+                )
+                digest_tokens = count_tokens(text)
+        return DeliverableInputs(
+            client_id=request.client_id,
+            client_version=stored.version,
+            month=month.number,
+            shared_sections=[s.key for s in specs if s.key in deliverables.SHARED_KINDS],
+            sections=[s.key for s in specs if s.key not in deliverables.SHARED_KINDS],
+            documents={d.key: [s.key for s in deliverables.document_sections(d.key)] for d in month.documents},
+            digest_ref=digest_ref,
+            digest_tokens=digest_tokens,
+        )
+
+    @activity.defn
+    async def assemble_deliverable(self, request: DeliverableAssembleRequest) -> list[DeliverableDocumentRef]:
+        """Store one new version of each of the month's documents, rendered as Markdown."""
+        month = deliverables.month(request.month)
+        by_key = {s.section_key: s.section_id for s in request.sections}
+        stored = await sections.get_many(self.deps.pool, list(set(by_key.values())))
+        client = await clients.get(self.deps.pool, request.client_id, request.client_version)
+        brand = client.record.brand_name or client.record.full_name
+        refs = []
+        for doc_key, keys in request.documents.items():
+            doc = deliverables.document(doc_key)
+            ids = [by_key[k] for k in keys]
+            parts = [
+                (deliverables.section_kind(deliverables.kind_of(k)).title, stored[i].content)
+                for k, i in zip(keys, ids, strict=True)
+            ]
+            title = f"{doc.title}: {brand} (M{month.number} {month.title})"
+            markdown = render_document(title, parts)
+            document = await documents.store(
+                self.deps.pool,
+                client_id=request.client_id,
+                kind=KIND.value,
+                level=month_level(month.number),
+                client_version=request.client_version,
+                workflow_id=request.workflow_id,
+                run_id=request.run_id,
+                section_ids=ids,
+                markdown=markdown,
+                document_key=doc_key,
+            )
+            refs.append(
+                DeliverableDocumentRef(
+                    document_key=doc_key,
+                    document_id=document.id,
+                    version=document.version,
+                    markdown_chars=len(markdown),
+                )
+            )
+        return refs

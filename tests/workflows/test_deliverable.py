@@ -1,0 +1,142 @@
+"""DeliverableWorkflow on the time-skipping server, activities replaced at the boundary."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from decimal import Decimal
+
+import pytest
+from temporalio import activity
+from temporalio.client import WorkflowFailureError
+from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.exceptions import ApplicationError
+from temporalio.testing import WorkflowEnvironment
+from temporalio.worker import Worker
+
+from domain import deliverables
+from domain.sections import DocumentKind
+from tests.conftest import venv_binary
+from wavelaunch.runtime import ensure_search_attributes
+from workflows.deliverable import DeliverableWorkflow
+from workflows.models import (
+    DeliverableAssembleRequest,
+    DeliverableDocumentRef,
+    DeliverableInputs,
+    DeliverableRequest,
+    SectionRequest,
+    SectionResult,
+)
+
+
+@pytest.fixture(scope="module")
+async def env():
+    async with await WorkflowEnvironment.start_time_skipping(
+        data_converter=pydantic_data_converter,
+        test_server_existing_path=venv_binary("temporal-test-server"),
+    ) as env:
+        await ensure_search_attributes(env.client, "default")
+        yield env
+
+
+class FakeDeliverableActivities:
+    def __init__(self) -> None:
+        self.requests: list[SectionRequest] = []
+        # (event, section key) in the order things happened: starts and ends.
+        self.events: list[tuple[str, str]] = []
+        self.assembled: list[DeliverableAssembleRequest] = []
+
+    @activity.defn(name="prepare_deliverable")
+    async def prepare_deliverable(self, request: DeliverableRequest) -> DeliverableInputs:
+        try:
+            month = deliverables.month(request.month)
+        except ValueError as err:
+            raise ApplicationError(str(err), type="InvalidMonth", non_retryable=True) from None
+        specs = deliverables.month_sections(month.number)
+        return DeliverableInputs(
+            client_id=request.client_id,
+            client_version=request.client_version or 2,
+            month=month.number,
+            shared_sections=[s.key for s in specs if s.key in deliverables.SHARED_KINDS],
+            sections=[s.key for s in specs if s.key not in deliverables.SHARED_KINDS],
+            documents={d.key: [s.key for s in deliverables.document_sections(d.key)] for d in month.documents},
+            digest_ref="digest-1" if month.number > 1 else None,
+        )
+
+    @activity.defn(name="generate_section")
+    async def generate_section(self, request: SectionRequest) -> SectionResult:
+        self.requests.append(request)
+        self.events.append(("start", request.section_key))
+        await asyncio.sleep(0)
+        self.events.append(("end", request.section_key))
+        return SectionResult(
+            section_key=request.section_key,
+            section_id=len(self.requests),
+            model="m",
+            tier="standard",
+            prompt_tokens=10,
+            completion_tokens=40,
+            cost=Decimal("0.0001"),
+        )
+
+    @activity.defn(name="assemble_deliverable")
+    async def assemble_deliverable(self, request: DeliverableAssembleRequest) -> list[DeliverableDocumentRef]:
+        self.assembled.append(request)
+        return [
+            DeliverableDocumentRef(document_key=k, document_id=i + 1, version=1, markdown_chars=100)
+            for i, k in enumerate(request.documents)
+        ]
+
+    def all(self) -> list:
+        return [self.prepare_deliverable, self.generate_section, self.assemble_deliverable]
+
+
+async def run_month(env: WorkflowEnvironment, fakes: FakeDeliverableActivities, request: DeliverableRequest):
+    queue = f"tq-{uuid.uuid4()}"
+    async with Worker(env.client, task_queue=queue, workflows=[DeliverableWorkflow], activities=fakes.all()):
+        handle = await env.client.start_workflow(
+            DeliverableWorkflow.run,
+            request,
+            id=f"deliverable-{request.client_id}-m{request.month}-{uuid.uuid4().hex[:6]}",
+            task_queue=queue,
+        )
+        result = await handle.result()
+        return await handle.query(DeliverableWorkflow.progress), result
+
+
+async def test_brand_context_first_and_once_then_25_sections_and_five_documents(env):
+    fakes = FakeDeliverableActivities()
+    progress, result = await run_month(env, fakes, DeliverableRequest(client_id="c1", month=1))
+
+    keys = [r.section_key for r in fakes.requests]
+    assert len(keys) == 26 and len(set(keys)) == 26
+    assert keys.count("brand_context") == 1
+    # Brand Context finished before any other section started.
+    assert fakes.events[:2] == [("start", "brand_context"), ("end", "brand_context")]
+    assert all(r.document_kind == DocumentKind.DELIVERABLE for r in fakes.requests)
+    assert set(keys) == {s.key for s in deliverables.month_sections(1)}
+
+    [assembled] = fakes.assembled
+    assert list(assembled.documents) == [d.key for d in deliverables.documents(1)]
+    assert len(assembled.sections) == 26
+    assert [d.document_key for d in result.documents] == [d.key for d in deliverables.documents(1)]
+    assert len(result.documents) == 5
+    assert result.total_tokens == 26 * 50
+    assert progress.status == "completed" and progress.tokens == 26 * 50
+    # The naive counterfactual is per document: each request names its document's six sections.
+    assert all(len(r.document_sections) == 6 and r.section_key in r.document_sections for r in fakes.requests)
+
+
+async def test_later_month_passes_the_digest_by_reference(env):
+    fakes = FakeDeliverableActivities()
+    _, result = await run_month(env, fakes, DeliverableRequest(client_id="c1", month=2))
+    assert result.month == 2
+    assert {r.context_ref for r in fakes.requests} == {"digest-1"}
+
+
+async def test_a_month_outside_1_to_8_fails_before_any_section(env):
+    fakes = FakeDeliverableActivities()
+    with pytest.raises(WorkflowFailureError) as info:
+        await run_month(env, fakes, DeliverableRequest(client_id="c1", month=9))
+    assert "1–8" in str(info.value.cause.cause)
+    assert fakes.requests == [] and fakes.assembled == []
