@@ -22,7 +22,7 @@ from stack.errors import StackError
 from storage.clients import UnknownClient
 from tokenopt.pricing import UnknownModelPrice
 from wavelaunch import commands
-from wavelaunch.console import console, progress_table, usage_table
+from wavelaunch.console import console, log_console, progress_table, usage_table
 from wavelaunch.settings import get_settings
 
 app = typer.Typer(no_args_is_help=True, help=__doc__, pretty_exceptions_show_locals=False)
@@ -94,7 +94,7 @@ def _exit(code: int) -> NoReturn:
 def _rich_handler() -> logging.Handler:
     from rich.logging import RichHandler
 
-    return RichHandler(console=console, show_path=False, show_time=False, markup=False)
+    return RichHandler(console=log_console, show_path=False, show_time=False, markup=False)
 
 
 def _parse_sections(value: str | None) -> list[str] | None:

@@ -13,6 +13,8 @@ from workflows.models import DeliverableProgress, PlanProgress, SectionStatus
 
 # Piped output (CI logs, files) gets a wide table instead of rich's 80-column default.
 console = Console(width=None if sys.stdout.isatty() else 170)
+# Logs go to stderr, so `--json` and `--format json` output on stdout stays machine-readable.
+log_console = Console(stderr=True, width=None if sys.stderr.isatty() else 170)
 
 _STATUS_STYLE = {
     SectionStatus.PENDING: "dim",
