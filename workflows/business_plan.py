@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import asyncio
-
 from temporalio import workflow
-from temporalio.exceptions import ActivityError, ApplicationError
+from temporalio.exceptions import ApplicationError
 
 with workflow.unsafe.imports_passed_through():
     from activities.plan import PlanActivities
     from workflows import search_attributes as sa
+    from workflows.fanout import run_sections
     from workflows.models import (
         AssembleRequest,
         PlanInputs,
@@ -19,16 +18,11 @@ with workflow.unsafe.imports_passed_through():
         SectionProgress,
         SectionRequest,
         SectionResult,
-        SectionStatus,
     )
     from workflows.shared import (
         ASSEMBLE_TIMEOUT,
         PREPARE_TIMEOUT,
-        SECTION_HEARTBEAT_TIMEOUT,
-        SECTION_RETRY,
-        SECTION_START_TO_CLOSE,
         STORAGE_RETRY,
-        failure_message,
     )
 
 
@@ -105,30 +99,9 @@ class BusinessPlanWorkflow:
         self._progress.sections = [SectionProgress(section_key=k) for k in inputs.sections]
         self._set_status("generating")
 
-        results = await asyncio.gather(
-            *(self._generate(progress, inputs) for progress in self._progress.sections),
-            return_exceptions=True,
-        )
-        failed = [
-            f"{p.section_key}: {p.error}"
-            for p, r in zip(self._progress.sections, results, strict=True)
-            if isinstance(r, BaseException)
-        ]
-        if failed:
-            self._set_status("failed")
-            # Finished sections are stored; a new run of this plan reuses them at no cost.
-            raise ApplicationError(
-                f"{len(failed)} of {len(results)} sections failed: " + "; ".join(failed),
-                type="SectionsFailed",
-                non_retryable=True,
-            )
-        return inputs, [r for r in results if isinstance(r, SectionResult)]
-
-    async def _generate(self, progress: SectionProgress, inputs: PlanInputs) -> SectionResult:
-        progress.status = SectionStatus.RUNNING
-        try:
-            result = await workflow.execute_activity_method(
-                PlanActivities.generate_section,
+        work = [
+            (
+                progress,
                 SectionRequest(
                     client_id=inputs.client_id,
                     client_version=inputs.client_version,
@@ -136,17 +109,11 @@ class BusinessPlanWorkflow:
                     document_sections=inputs.sections,
                     fresh=progress.section_key in self._regenerate,
                 ),
-                start_to_close_timeout=SECTION_START_TO_CLOSE,
-                heartbeat_timeout=SECTION_HEARTBEAT_TIMEOUT,
-                retry_policy=SECTION_RETRY,
             )
-        except ActivityError as err:
-            progress.status = SectionStatus.FAILED
-            progress.error = failure_message(err)
+            for progress in self._progress.sections
+        ]
+        try:
+            return inputs, await run_sections(work, "plan")
+        except ApplicationError:
+            self._set_status("failed")
             raise
-        progress.status = SectionStatus.DONE
-        progress.model = result.model
-        progress.tokens = result.prompt_tokens + result.completion_tokens
-        progress.cost = result.cost
-        progress.cache_tier = result.cache_tier
-        return result

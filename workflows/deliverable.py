@@ -7,16 +7,14 @@ one assemble storing five documents.
 
 from __future__ import annotations
 
-import asyncio
-
 from temporalio import workflow
-from temporalio.exceptions import ActivityError, ApplicationError
+from temporalio.exceptions import ApplicationError
 
 with workflow.unsafe.imports_passed_through():
     from activities.deliverable import DeliverableActivities
-    from activities.plan import PlanActivities
     from domain.sections import DocumentKind
     from workflows import search_attributes as sa
+    from workflows.fanout import run_sections
     from workflows.models import (
         DeliverableAssembleRequest,
         DeliverableInputs,
@@ -26,16 +24,11 @@ with workflow.unsafe.imports_passed_through():
         SectionProgress,
         SectionRequest,
         SectionResult,
-        SectionStatus,
     )
     from workflows.shared import (
         ASSEMBLE_TIMEOUT,
         PREPARE_TIMEOUT,
-        SECTION_HEARTBEAT_TIMEOUT,
-        SECTION_RETRY,
-        SECTION_START_TO_CLOSE,
         STORAGE_RETRY,
-        failure_message,
     )
 
 
@@ -98,48 +91,23 @@ class DeliverableWorkflow:
 
     async def _gather(self, group: list[SectionProgress], inputs: DeliverableInputs) -> list[SectionResult]:
         """Every section of the group concurrently; fails the month if any failed."""
-        results = await asyncio.gather(*(self._generate(p, inputs) for p in group), return_exceptions=True)
-        failed = [
-            f"{p.section_key}: {p.error}" for p, r in zip(group, results, strict=True) if isinstance(r, BaseException)
-        ]
-        if failed:
-            self._set_status("failed")
-            # Finished sections are stored; a new run of this month reuses them at no cost.
-            raise ApplicationError(
-                f"{len(failed)} of {len(results)} sections failed: " + "; ".join(failed),
-                type="SectionsFailed",
-                non_retryable=True,
+        work = []
+        for progress in group:
+            key = progress.section_key
+            # The document the section belongs to (the first one for a shared section): the naive
+            # counterfactual is priced per document.
+            document = next((keys for keys in inputs.documents.values() if key in keys), [key])
+            request = SectionRequest(
+                client_id=inputs.client_id,
+                client_version=inputs.client_version,
+                section_key=key,
+                document_sections=document,
+                document_kind=DocumentKind.DELIVERABLE,
+                context_ref=inputs.digest_ref,
             )
-        return [r for r in results if isinstance(r, SectionResult)]
-
-    async def _generate(self, progress: SectionProgress, inputs: DeliverableInputs) -> SectionResult:
-        key = progress.section_key
-        # The document the section belongs to (the first one for a shared section): the naive
-        # counterfactual is priced per document.
-        document = next((keys for keys in inputs.documents.values() if key in keys), [key])
-        progress.status = SectionStatus.RUNNING
+            work.append((progress, request))
         try:
-            result = await workflow.execute_activity_method(
-                PlanActivities.generate_section,
-                SectionRequest(
-                    client_id=inputs.client_id,
-                    client_version=inputs.client_version,
-                    section_key=key,
-                    document_sections=document,
-                    document_kind=DocumentKind.DELIVERABLE,
-                    context_ref=inputs.digest_ref,
-                ),
-                start_to_close_timeout=SECTION_START_TO_CLOSE,
-                heartbeat_timeout=SECTION_HEARTBEAT_TIMEOUT,
-                retry_policy=SECTION_RETRY,
-            )
-        except ActivityError as err:
-            progress.status = SectionStatus.FAILED
-            progress.error = failure_message(err)
+            return await run_sections(work, "deliverable")
+        except ApplicationError:
+            self._set_status("failed")
             raise
-        progress.status = SectionStatus.DONE
-        progress.model = result.model
-        progress.tokens = result.prompt_tokens + result.completion_tokens
-        progress.cost = result.cost
-        progress.cache_tier = result.cache_tier
-        return result

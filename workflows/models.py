@@ -104,9 +104,10 @@ class SectionProgress(BaseModel):
     error: str | None = None
 
 
-class PlanProgress(BaseModel):
+class _Progress(BaseModel):
+    """What a document workflow's ``progress`` query returns: each section's state and figures."""
+
     client_id: str
-    level: Level
     status: str = "starting"
     sections: list[SectionProgress] = Field(default_factory=list)
 
@@ -120,6 +121,10 @@ class PlanProgress(BaseModel):
     @property
     def cost(self) -> Decimal:
         return sum((s.cost for s in self.sections), Decimal(0))
+
+
+class PlanProgress(_Progress):
+    level: Level
 
 
 class PlanResult(BaseModel):
@@ -177,27 +182,13 @@ class DeliverableDocumentRef(BaseModel):
     markdown_chars: int
 
 
-class DeliverableProgress(BaseModel):
-    client_id: str
+class DeliverableProgress(_Progress):
     month: int
-    status: str = "starting"
-    sections: list[SectionProgress] = Field(default_factory=list)
 
     @property
     def level(self) -> str:
         """The month as the progress table labels it (like a plan's level)."""
         return f"m{self.month}"
-
-    def count(self, status: SectionStatus) -> int:
-        return sum(1 for s in self.sections if s.status == status)
-
-    @property
-    def tokens(self) -> int:
-        return sum(s.tokens for s in self.sections)
-
-    @property
-    def cost(self) -> Decimal:
-        return sum((s.cost for s in self.sections), Decimal(0))
 
 
 class DeliverableResult(BaseModel):
