@@ -13,6 +13,7 @@ from temporalio.exceptions import ApplicationError
 
 from activities.plan import PlanDependencies
 from domain import deliverables
+from domain.outputs import in_schema_order
 from domain.render import render_document
 from domain.sections import DocumentKind
 from storage import clients, documents, sections
@@ -101,7 +102,7 @@ class DeliverableActivities:
             doc = deliverables.document(doc_key)
             ids = [by_key[k] for k in keys]
             parts = [
-                (deliverables.section_kind(deliverables.kind_of(k)).title, stored[i].content)
+                (deliverables.section_kind(deliverables.kind_of(k)).title, in_schema_order(k, stored[i].content))
                 for k, i in zip(keys, ids, strict=True)
             ]
             title = f"{doc.title}: {brand} (M{month.number} {month.title})"

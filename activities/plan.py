@@ -27,6 +27,7 @@ from activities.section_cache import CacheConfig, SectionCache
 from activities.writer import OutputRejected, SectionWriter, Written
 from domain import deliverables
 from domain.cache_policy import policy
+from domain.outputs import in_schema_order
 from domain.render import render_document
 from domain.sections import DocumentKind, SectionSpec, UnknownSection, resolve_sections, section
 from domain.templates import BUSINESS_PLAN_TEMPLATES, fill
@@ -393,7 +394,7 @@ class PlanActivities:
         title = f"Business Plan: {client.record.brand_name or client.record.full_name}"
         # Sections arrive in catalogue order (resolve_sections), which is the reading order.
         ordered = [(section(s.section_key), stored_sections[s.section_id]) for s in request.sections]
-        parts = [(spec.title, stored.content) for spec, stored in ordered]
+        parts = [(spec.title, in_schema_order(spec.key, stored.content)) for spec, stored in ordered]
         for spec in BUSINESS_PLAN_TEMPLATES:
             content = await self._template(spec, request.client_id)
             parts.append((spec.title, fill(content, client.record.wire())))

@@ -146,6 +146,12 @@ def output_model(section_key: str) -> type[BaseModel]:
     return deliverables.output_model_for(section_key)
 
 
+def in_schema_order(section_key: str, content: dict[str, Any]) -> dict[str, Any]:
+    """``content`` with its keys in the schema's order: Postgres jsonb stores keys shortest
+    first, which would scramble the rendered headings."""
+    return output_model(section_key).model_validate(content).model_dump(mode="json")
+
+
 def strict_json_schema(model: type[BaseModel]) -> dict[str, Any]:
     """The model's JSON schema in the strict form OpenAI structured outputs require:
     every object closed and every property required, titles dropped (they cost tokens)."""

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+import json
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -42,6 +44,10 @@ class LLMClient:
         # schema given as {"type": "json_object", "schema": ...}.
         self._structured_output = structured_output
 
+    @property
+    def structured_output(self) -> str:
+        return self._structured_output
+
     async def complete_json(
         self,
         *,
@@ -59,6 +65,10 @@ class LLMClient:
             extra["prompt_cache_key"] = prompt_cache_key
         if temperature is not None:
             extra["temperature"] = temperature
+        if self._structured_output == "json_object":
+            # llama-cpp-python's server ignores max_completion_tokens (it reads only the older
+            # max_tokens), so without this a runaway answer runs on to the end of the context.
+            extra["max_tokens"] = min(max_completion_tokens, LOCAL_MAX_TOKENS)
         started = time.monotonic()
         try:
             response = await self._client.chat.completions.create(
@@ -73,8 +83,11 @@ class LLMClient:
         usage = response.usage
         details = getattr(usage, "prompt_tokens_details", None) if usage else None
         choice = response.choices[0]
+        content = choice.message.content or ""
+        if self._structured_output == "json_object":
+            content = _reencode_control_chars(content)
         return Completion(
-            content=choice.message.content or "",
+            content=content,
             model=response.model or model,
             finish_reason=choice.finish_reason,
             prompt_tokens=usage.prompt_tokens if usage else 0,
@@ -93,8 +106,53 @@ class LLMClient:
 
     def _response_format(self, name: str, schema: dict[str, Any]) -> dict[str, Any]:
         if self._structured_output == "json_object":
-            return {"type": "json_object", "schema": schema}
+            return {"type": "json_object", "schema": _bounded_arrays(schema)}
         return {"type": "json_schema", "json_schema": {"name": name, "schema": schema, "strict": True}}
 
     async def close(self) -> None:
         await self._client.close()
+
+
+# Local (llama.cpp) mode only. Gemma 3 270M's valid sections measured 40-620 tokens; at the
+# 5-15 tokens/s measured on 2 busy cores this cap keeps a runaway answer (cut off, then
+# retried) under about 3.5 minutes, inside the default 300 s call timeout.
+LOCAL_MAX_TOKENS = 1024
+
+# Local (llama.cpp) mode only. The server compiles the schema into a grammar, which honours
+# maxItems: without it the small model sometimes runs a list on for dozens of junk items until
+# it is cut off. The bound is not in the output models, so validation and the OpenAI strict
+# schema are unchanged.
+LOCAL_MAX_ITEMS = 5
+
+
+def _bounded_arrays(schema: dict[str, Any]) -> dict[str, Any]:
+    """A copy of ``schema`` with every array limited to LOCAL_MAX_ITEMS items."""
+    bounded = copy.deepcopy(schema)
+
+    def visit(node: Any) -> None:
+        if isinstance(node, dict):
+            if node.get("type") == "array":
+                node.setdefault("maxItems", LOCAL_MAX_ITEMS)
+            for value in node.values():
+                visit(value)
+        elif isinstance(node, list):
+            for item in node:
+                visit(item)
+
+    visit(bounded)
+    return bounded
+
+
+def _reencode_control_chars(content: str) -> str:
+    """llama-cpp-python's schema grammar lets raw control characters (mostly newlines) into JSON
+    strings, which strict JSON parsing rejects; re-encode such output with them escaped. Output
+    that is not JSON even then is returned as it is, for validation to reject."""
+    try:
+        json.loads(content)
+        return content
+    except ValueError:
+        pass
+    try:
+        return json.dumps(json.loads(content, strict=False), ensure_ascii=False)
+    except ValueError:
+        return content

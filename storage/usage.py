@@ -85,7 +85,9 @@ def _row(row: asyncpg.Record) -> dict[str, Any]:
     return out
 
 
-async def report(pool: asyncpg.Pool, *, client_id: str | None = None, workflow_id: str | None = None) -> dict[str, Any]:
+async def report(
+    pool: asyncpg.Pool, *, client_id: str | None = None, workflow_id: str | None = None, run_id: str | None = None
+) -> dict[str, Any]:
     """Totals, and the same figures per operation, model, client and cache tier."""
     where, args = ["true"], []
     if client_id:
@@ -94,6 +96,9 @@ async def report(pool: asyncpg.Pool, *, client_id: str | None = None, workflow_i
     if workflow_id:
         args.append(workflow_id)
         where.append(f"workflow_id = ${len(args)}")
+    if run_id:
+        args.append(run_id)
+        where.append(f"run_id = ${len(args)}")
     cond = " AND ".join(where)
     totals = _row(await pool.fetchrow(f"SELECT {_TOTALS} FROM usage_ledger WHERE {cond}", *args))
     out: dict[str, Any] = {"totals": totals}

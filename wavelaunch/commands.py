@@ -376,7 +376,8 @@ async def demo(
             out.mkdir(parents=True, exist_ok=True)
             path = out / f"{record.id}-business-plan-v{doc.version}.md"
             path.write_text(doc.markdown)
-            report = await usage.report(deps.pool, workflow_id=handle.id)
+            # This run only: the workflow id is reused by every run of the client's plan.
+            report = await usage.report(deps.pool, workflow_id=handle.id, run_id=handle.result_run_id)
             console.print(usage_table(report, "model"))
             totals = report["totals"]
             console.print(

@@ -134,6 +134,12 @@ async def plan_dependencies(settings: Settings, database_url: str, llm: LLMConfi
 def build_worker(client: Client, settings: Settings, deps: PlanDependencies) -> Worker:
     activities = PlanActivities(deps)
     deliverable = DeliverableActivities(deps)
+    concurrency = settings.worker_max_concurrent_activities
+    if deps.llm.structured_output == "json_object":
+        # The local llama.cpp server answers one request at a time. More sections in flight only
+        # queue inside it, where the wait counts against the call's timeout (and an abandoned
+        # call keeps the server busy); one at a time, each timeout covers just its own answer.
+        concurrency = 1
     return Worker(
         client,
         task_queue=settings.task_queue,
@@ -145,7 +151,7 @@ def build_worker(client: Client, settings: Settings, deps: PlanDependencies) -> 
             deliverable.prepare_deliverable,
             deliverable.assemble_deliverable,
         ],
-        max_concurrent_activities=settings.worker_max_concurrent_activities,
+        max_concurrent_activities=concurrency,
     )
 
 

@@ -62,6 +62,11 @@ async def test_plan_generates_each_section_once_stores_document_and_usage(pool, 
     doc = await documents.latest(pool, client_id, "business_plan")
     assert doc is not None and doc.version == result.document.version == 1
     assert "## Executive Summary" in doc.markdown and "## Market Analysis" in doc.markdown
+    # Headings follow the schema's order, not the order Postgres stores JSON keys in.
+    md = doc.markdown
+    assert (
+        md.index("### Headline") < md.index("### Overview") < md.index("### Mission") < md.index("### Key objectives")
+    )
     as_json = await document_json(pool, doc)
     for entry in as_json["sections"]:
         output_model(entry["key"]).model_validate(entry["content"])
