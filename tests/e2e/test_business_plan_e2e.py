@@ -15,7 +15,7 @@ from domain.client import parse_client
 from domain.outputs import output_model
 from domain.sections import Level, UnknownSection, resolve_sections
 from llm.stub_server import StubServer
-from storage import clients, documents
+from storage import clients, documents, usage
 from storage.clients import UnknownClient
 from tests.e2e.conftest import section_requests
 from wavelaunch import plans
@@ -81,6 +81,16 @@ async def test_plan_generates_each_section_once_stores_document_and_usage(pool, 
     models = {r["section_key"]: r["model"] for r in rows}
     assert models["executive_summary"] == settings.model_premium
     assert models["market_analysis"] == settings.model_standard
+
+    # The usage report adds up the same ledger, per model and operation too.
+    report = await usage.report(pool, workflow_id=handle.id, run_id=handle.result_run_id)
+    every_row = await pool.fetch("SELECT * FROM usage_ledger WHERE run_id = $1", handle.result_run_id)
+    assert report["totals"]["total_tokens"] == sum(r["total_tokens"] for r in every_row) >= result.total_tokens
+    assert set(report["by_model"]) == {r["model"] for r in every_row}
+    assert report["by_operation"]["generate_section"]["calls"] == len(ESSENTIAL)
+    assert report["totals"]["saved_cost"] == pytest.approx(
+        float(sum(r["baseline_cost"] - r["estimated_cost"] for r in every_row)), abs=1e-9
+    )
 
     progress = await handle.query(BusinessPlanWorkflow.progress)
     assert progress.status == "completed" and progress.tokens == result.total_tokens
