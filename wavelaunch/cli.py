@@ -254,6 +254,17 @@ async def deliverable_show(
         console.print(text, markup=False, highlight=False)
 
 
+@app.command("api")
+@_run
+async def api(
+    host: str | None = typer.Option(None, help="Default: WAVELAUNCH_API_HOST (127.0.0.1)."),
+    port: int | None = typer.Option(None, help="Default: WAVELAUNCH_API_PORT (8000)."),
+) -> None:
+    """Serve the CRM's webhooks (POST /webhooks/crm, signed) until Ctrl-C."""
+    settings = get_settings()
+    await commands.serve_api(settings, host=host or settings.api_host, port=port or settings.api_port)
+
+
 @app.command("retry")
 @_run
 async def retry(workflow_id: str, wait: bool = typer.Option(True, "--wait/--no-wait")) -> None:

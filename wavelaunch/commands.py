@@ -293,6 +293,29 @@ async def show_deliverable(settings: Settings, client_id: str, month: int, docum
         return "\n".join(doc.markdown for doc in found)
 
 
+# -- the CRM intake ------------------------------------------------------------------------
+class MissingWebhookSecret(ValueError):
+    pass
+
+
+async def serve_api(settings: Settings, *, host: str, port: int) -> None:
+    """The CRM webhook endpoint (and /healthz) until Ctrl-C."""
+    import uvicorn
+
+    from crm.app import create_app
+    from crm.intake import Intake
+
+    if settings.webhook_secret is None or not settings.webhook_secret.get_secret_value():
+        raise MissingWebhookSecret("set WAVELAUNCH_WEBHOOK_SECRET to the CRM's webhook secret")
+    async with _database(settings) as pool:
+        intake = Intake(pool, await _temporal(settings), settings)
+        app = create_app(
+            intake, secret=settings.webhook_secret.get_secret_value(), max_age_seconds=settings.webhook_max_age_seconds
+        )
+        console.print(f"CRM webhooks on http://{host}:{port}/webhooks/crm")
+        await uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level="warning")).serve()
+
+
 # -- retry and replay ----------------------------------------------------------------------
 class NothingToRetry(ValueError):
     pass

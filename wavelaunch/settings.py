@@ -79,6 +79,12 @@ class Settings(BaseSettings):
     embeddings: str | None = None
     embedding_model: str = "text-embedding-3-small"
 
+    # CRM webhooks: the shared HMAC secret, and how old a delivery's timestamp may be.
+    webhook_secret: SecretStr | None = None
+    webhook_max_age_seconds: float = 300.0
+    api_host: str = "127.0.0.1"
+    api_port: int = 8000
+
     worker_max_concurrent_activities: int = 8
     default_level: str = "complete"
 

@@ -32,9 +32,9 @@ DOCKERFILE = ROOT / "Dockerfile"
 APP_SERVICES = ("worker", "api")
 ADMIN_JOB = "temporal-admin-tools"
 CONDITIONS = {"service_started", "service_healthy", "service_completed_successfully"}
-# Variables compose sets for code that is not written yet (the `api` command). Once Settings
-# reads one of them, it is checked like every other name.
-PENDING_SETTINGS = {"WAVELAUNCH_WEBHOOK_SECRET"}
+# Variables compose sets for code that is not written yet. Once Settings reads one of them, it is
+# checked like every other name.
+PENDING_SETTINGS: set[str] = set()
 
 
 # -- helpers -------------------------------------------------------------------------------

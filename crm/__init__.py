@@ -1,0 +1,1 @@
+"""CRM intake: the CRM's signed webhooks, answered fast and idempotently."""

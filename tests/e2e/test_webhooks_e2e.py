@@ -1,0 +1,112 @@
+"""The CRM's signed webhooks against the real parts, through the ASGI app."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from datetime import UTC, datetime, timedelta
+
+import httpx
+import pytest
+from temporalio.client import WorkflowExecutionStatus
+
+from crm import signature
+from crm.app import create_app
+from crm.intake import Intake
+from storage import clients
+from storage.clients import UnknownClient
+from tests.e2e.test_business_plan_e2e import new_client
+from wavelaunch.commands import sample_client_file
+from workflows.business_plan import BusinessPlanWorkflow
+
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(120)]
+SECRET = "whsec-test"
+
+
+@pytest.fixture
+async def crm(pool, client, settings, worker):
+    app = create_app(Intake(pool, client, settings), secret=SECRET, max_age_seconds=300)
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://crm.test") as http:
+        yield http
+
+
+def delivery(event: str, data: dict, *, secret: str = SECRET, age: timedelta = timedelta(0), wid: str | None = None):
+    sent = (datetime.now(UTC) - age).isoformat()
+    body = json.dumps({"event": event, "timestamp": sent, "data": data}).encode()
+    headers = {
+        "X-Webhook-ID": wid or f"whd_{uuid.uuid4().hex}",
+        "X-Webhook-Event": event,
+        "X-Webhook-Timestamp": sent,
+        "X-Webhook-Signature": signature.sign(body, secret),
+        "Content-Type": "application/json",
+    }
+    return body, headers
+
+
+def record(**changes) -> dict:
+    data = json.loads(sample_client_file().read_text())
+    return data | {"id": f"crm{uuid.uuid4().hex[:10]}"} | changes
+
+
+async def test_client_created_starts_one_plan_and_a_redelivery_starts_nothing(crm, pool, client):
+    data = record()
+    body, headers = delivery("client.created", data)
+    first = await crm.post("/webhooks/crm", content=body, headers=headers)
+    assert first.status_code == 202 and first.json()["workflow_id"] == f"plan-{data['id']}"
+    again = await crm.post("/webhooks/crm", content=body, headers=headers)
+    assert again.status_code == 202 and again.json() == first.json()
+    handle = client.get_workflow_handle(f"plan-{data['id']}")
+    await handle.result()
+    runs = [w async for w in client.list_workflows(f"WorkflowId = 'plan-{data['id']}'")]
+    assert len(runs) == 1 and runs[0].status == WorkflowExecutionStatus.COMPLETED
+    assert (await clients.get(pool, data["id"])).version == 1
+
+
+@pytest.mark.parametrize(
+    "tamper, status",
+    [("signature", 401), ("stale", 401), ("malformed", 400), ("invalid record", 422)],
+)
+async def test_bad_deliveries_are_refused_and_store_nothing(crm, pool, tamper, status):
+    data = record()
+    if tamper == "invalid record":
+        data["email"] = "not-an-email"
+    body, headers = delivery("client.created", data, age=timedelta(hours=1) if tamper == "stale" else timedelta(0))
+    if tamper == "signature":
+        headers["X-Webhook-Signature"] = signature.sign(body, "another-secret")
+    if tamper == "malformed":
+        body = b'{"event": "client.created", "data": '
+        headers["X-Webhook-Signature"] = signature.sign(body, SECRET)
+    answer = await crm.post("/webhooks/crm", content=body, headers=headers)
+    assert answer.status_code == status
+    if tamper == "invalid record":
+        assert any(e.startswith("email") for e in answer.json()["errors"])
+    with pytest.raises(UnknownClient):
+        await clients.get(pool, data["id"])
+    assert await pool.fetchval("SELECT count(*) FROM webhook_deliveries WHERE id = $1", headers["X-Webhook-ID"]) == 0
+
+
+async def test_unknown_events_are_acknowledged_and_ignored(crm):
+    body, headers = delivery("invoice.paid", {"amount": 10})
+    answer = await crm.post("/webhooks/crm", content=body, headers=headers)
+    assert answer.status_code == 200 and answer.json()["status"] == "ignored"
+
+
+async def test_client_updated_regenerates_only_what_changed(crm, pool, client, stub):
+    client_id = await new_client(pool)
+    current = (await clients.get(pool, client_id)).record.wire()
+    body, headers = delivery("client.created", current)
+    await crm.post("/webhooks/crm", content=body, headers=headers)
+    await client.get_workflow_handle(f"plan-{client_id}").result()
+    stub.reset()
+    body, headers = delivery("client.updated", current | {"emergingCompetitors": "A brand-new rival."})
+    answer = await crm.post("/webhooks/crm", content=body, headers=headers)
+    assert answer.status_code == 202 and answer.json()["client_version"] == 2
+    result = await client.get_workflow_handle_for(BusinessPlanWorkflow.run, f"plan-{client_id}").result()
+    assert [s.section_key for s in result.sections if s.cache_tier == "none"] == ["competitive_landscape"]
+
+
+async def test_deliverable_with_a_bad_month_is_refused(crm, pool):
+    client_id = await new_client(pool)
+    body, headers = delivery("deliverable.created", {"clientId": client_id, "month": 9})
+    answer = await crm.post("/webhooks/crm", content=body, headers=headers)
+    assert answer.status_code == 422 and "1–8" in answer.json()["errors"][0]
