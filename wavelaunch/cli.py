@@ -376,6 +376,27 @@ async def bench_cache(
     console.print(f"JSON written to {json_file}")
 
 
+@bench_app.command("webhooks")
+@_run
+async def bench_webhooks(
+    requests: int = typer.Option(1000, help="Deliveries to send."),
+    rate: float = typer.Option(300.0, help="Requests per second (open loop)."),
+    json_file: Path = typer.Option(Path("bench-results/webhooks.json"), "--json"),
+) -> None:
+    """CRM webhook intake latency (p50/p95) at a fixed request rate, on the real stack."""
+    from wavelaunch.bench import cost, webhooks
+
+    result = await webhooks.run(get_settings(), requests=requests, rate=rate)
+    lat = result["latency_ms"]
+    console.print(
+        f"{result['requests']} deliveries at {result['achieved_rate']}/s (target {rate}/s), "
+        f"statuses {result['statuses']}: p50 {lat['p50']} ms, p95 {lat['p95']} ms, p99 {lat['p99']} ms, "
+        f"max {lat['max']} ms"
+    )
+    cost.write_json(result, json_file)
+    console.print(f"JSON written to {json_file}")
+
+
 @bench_app.command("overhead")
 @_run
 async def bench_overhead(
