@@ -97,6 +97,19 @@ def _rich_handler() -> logging.Handler:
     return RichHandler(console=log_console, show_path=False, show_time=False, markup=False)
 
 
+def _check_format(fmt: str) -> None:
+    if fmt not in ("md", "json"):
+        raise typer.BadParameter("--format must be md or json")
+
+
+def _print_document(text: str, fmt: str) -> None:
+    # JSON goes out plain so it stays machine-readable; Markdown is printed as text, not markup.
+    if fmt == "json":
+        print(text)
+    else:
+        console.print(text, markup=False, highlight=False)
+
+
 def _parse_sections(value: str | None) -> list[str] | None:
     return [s.strip() for s in value.split(",") if s.strip()] if value else None
 
@@ -201,13 +214,9 @@ async def plan_show(
     format: str = typer.Option("md", "--format", "-f", help="md or json"),
 ) -> None:
     """Print the latest business plan of a client as Markdown or JSON."""
-    if format not in ("md", "json"):
-        raise typer.BadParameter("--format must be md or json")
+    _check_format(format)
     text = await commands.show_document(get_settings(), client_id, DocumentKind.BUSINESS_PLAN, format)
-    if format == "json":
-        print(text)
-    else:
-        console.print(text, markup=False, highlight=False)
+    _print_document(text, format)
 
 
 # -- deliverables --------------------------------------------------------------------------
@@ -245,13 +254,9 @@ async def deliverable_show(
     format: str = typer.Option("md", "--format", "-f", help="md or json"),
 ) -> None:
     """Print the latest version of a month's deliverable documents as Markdown or JSON."""
-    if format not in ("md", "json"):
-        raise typer.BadParameter("--format must be md or json")
+    _check_format(format)
     text = await commands.show_deliverable(get_settings(), client_id, month, document, format)
-    if format == "json":
-        print(text)
-    else:
-        console.print(text, markup=False, highlight=False)
+    _print_document(text, format)
 
 
 @app.command("api")

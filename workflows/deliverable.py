@@ -13,8 +13,7 @@ from temporalio.exceptions import ApplicationError
 with workflow.unsafe.imports_passed_through():
     from activities.deliverable import DeliverableActivities
     from domain.sections import DocumentKind
-    from workflows import search_attributes as sa
-    from workflows.fanout import run_sections
+    from workflows.fanout import run_sections, set_status
     from workflows.models import (
         DeliverableAssembleRequest,
         DeliverableInputs,
@@ -43,8 +42,7 @@ class DeliverableWorkflow:
 
     def _set_status(self, status: str) -> None:
         assert self._progress is not None
-        self._progress.status = status
-        workflow.upsert_search_attributes([sa.STATUS.value_set(status)])
+        set_status(self._progress, status)
 
     @workflow.run
     async def run(self, request: DeliverableRequest) -> DeliverableResult:

@@ -10,8 +10,15 @@ from temporalio.exceptions import ActivityError, ApplicationError
 
 with workflow.unsafe.imports_passed_through():
     from activities.plan import PlanActivities
-    from workflows.models import SectionProgress, SectionRequest, SectionResult, SectionStatus
+    from workflows import search_attributes as sa
+    from workflows.models import SectionProgress, SectionRequest, SectionResult, SectionStatus, DocumentProgress
     from workflows.shared import SECTION_HEARTBEAT_TIMEOUT, SECTION_RETRY, SECTION_START_TO_CLOSE, failure_message
+
+
+def set_status(progress: DocumentProgress, status: str) -> None:
+    """Record a document workflow's status for its query and for the Web UI's filter."""
+    progress.status = status
+    workflow.upsert_search_attributes([sa.STATUS.value_set(status)])
 
 
 async def run_section(progress: SectionProgress, request: SectionRequest) -> SectionResult:

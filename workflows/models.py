@@ -104,7 +104,7 @@ class SectionProgress(BaseModel):
     error: str | None = None
 
 
-class _Progress(BaseModel):
+class DocumentProgress(BaseModel):
     """What a document workflow's ``progress`` query returns: each section's state and figures."""
 
     client_id: str
@@ -123,7 +123,7 @@ class _Progress(BaseModel):
         return sum((s.cost for s in self.sections), Decimal(0))
 
 
-class PlanProgress(_Progress):
+class PlanProgress(DocumentProgress):
     level: Level
 
 
@@ -182,7 +182,7 @@ class DeliverableDocumentRef(BaseModel):
     markdown_chars: int
 
 
-class DeliverableProgress(_Progress):
+class DeliverableProgress(DocumentProgress):
     month: int
 
     @property
