@@ -11,7 +11,7 @@ from temporalio.exceptions import ActivityError, ApplicationError
 with workflow.unsafe.imports_passed_through():
     from activities.plan import PlanActivities
     from workflows import search_attributes as sa
-    from workflows.models import SectionProgress, SectionRequest, SectionResult, SectionStatus, DocumentProgress
+    from workflows.models import DocumentProgress, SectionProgress, SectionRequest, SectionResult, SectionStatus
     from workflows.shared import SECTION_HEARTBEAT_TIMEOUT, SECTION_RETRY, SECTION_START_TO_CLOSE, failure_message
 
 
