@@ -87,7 +87,11 @@ class Intake:
         handle = await plans.start_plan(
             self.temporal, self.settings, PlanRequest(client_id=record.id, level=level), announce_version=stored.version
         )
-        return Answer(202, {"status": "started", "workflow_id": handle.id, "client_version": stored.version})
+        body: dict[str, Any] = {"status": "started", "workflow_id": handle.id, "client_version": stored.version}
+        if event == "client.updated":
+            # Months being written now follow too; finished months pick it up when next requested.
+            body["signalled"] = await plans.announce_to_deliverables(self.temporal, record.id, stored.version)
+        return Answer(202, body)
 
     async def _archived(self, data: dict[str, Any]) -> Answer:
         client_id = str(_client_data(data).get("id") or data.get("clientId") or "")

@@ -235,6 +235,10 @@ async def deliverable_generate(
         return
     with Live(console=console, refresh_per_second=4) as live:
         result = await commands.watch_deliverable(handle, lambda p: live.update(progress_table(p)))
+    _print_month(client_id, result)
+
+
+def _print_month(client_id: str, result: Any) -> None:
     reused = sum(1 for s in result.sections if s.cache_tier != "none")
     console.print(
         f"month {result.month}: {len(result.documents)} documents, {len(result.sections)} sections "
@@ -243,6 +247,24 @@ async def deliverable_generate(
     )
     for doc in result.documents:
         console.print(f"  {doc.document_key} v{doc.version} ({doc.markdown_chars:,} chars)")
+
+
+@deliverable_app.command("regenerate")
+@_run
+async def deliverable_regenerate(
+    client_id: str,
+    month: int = typer.Option(..., "--month", "-m", help="1–8 (M1–M8)."),
+    fields: str | None = typer.Option(None, help="Also write afresh every section of the month reading these fields."),
+    wait: bool = typer.Option(True, "--wait/--no-wait", help="Wait and show progress."),
+) -> None:
+    """A new version of month N's documents: only sections whose inputs changed (or that read --fields) are written."""
+    settings = get_settings()
+    handle = await commands.regenerate_deliverable(settings, client_id, month, _parse_sections(fields))
+    console.print(f"workflow [bold]{handle.id}[/]: {settings.workflow_url(handle.id)}")
+    if wait:
+        with Live(console=console, refresh_per_second=4) as live:
+            result = await commands.watch_deliverable(handle, lambda p: live.update(progress_table(p)))
+        _print_month(client_id, result)
 
 
 @deliverable_app.command("show")

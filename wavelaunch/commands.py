@@ -172,14 +172,19 @@ class UnknownFields(ValueError):
     pass
 
 
+def check_fields(fields: list[str] | None) -> None:
+    """Refuse field names the CRM does not have, naming the ones it does."""
+    unknown = sorted(set(fields or []) - KNOWN_FIELDS)
+    if unknown:
+        raise UnknownFields(f"unknown field(s) {', '.join(unknown)}; CRM fields are: {', '.join(sorted(KNOWN_FIELDS))}")
+
+
 async def regenerate_plan(
     settings: Settings, client_id: str, fields: list[str] | None, level: Level | None
 ) -> WorkflowHandle[BusinessPlanWorkflow, PlanResult]:
     """A new version of the client's plan: sections whose inputs changed are written again, the
     others carried over; ``fields`` also forces a fresh answer for every section reading them."""
-    unknown = sorted(set(fields or []) - KNOWN_FIELDS)
-    if unknown:
-        raise UnknownFields(f"unknown field(s) {', '.join(unknown)}; CRM fields are: {', '.join(sorted(KNOWN_FIELDS))}")
+    check_fields(fields)
     async with _database(settings) as pool:
         current = await clients.get(pool, client_id)
         latest = await documents.latest(pool, client_id, DocumentKind.BUSINESS_PLAN.value)
@@ -257,6 +262,23 @@ async def start_deliverable(
         await plans.check_deliverable(pool, request)
     client = await _temporal(settings)
     return await plans.start_deliverable(client, settings, request)
+
+
+async def regenerate_deliverable(
+    settings: Settings, client_id: str, month: int, fields: list[str] | None
+) -> WorkflowHandle[DeliverableWorkflow, DeliverableResult]:
+    """A new version of month ``month``'s documents on the client's current snapshot: sections
+    whose inputs changed are written again, the others carried over; ``fields`` also forces a
+    fresh answer for every section of the month reading them."""
+    check_month(month)
+    check_fields(fields)
+    forced = [s.key for s in deliverables.month_sections_using(month, set(fields))] if fields else []
+    request = DeliverableRequest(client_id=client_id, month=month, regenerate=forced)
+    async with _database(settings) as pool:
+        await plans.check_deliverable(pool, request)
+        current = await clients.get(pool, client_id)
+    client = await _temporal(settings)
+    return await plans.start_deliverable(client, settings, request, announce_version=current.version)
 
 
 async def watch_deliverable(

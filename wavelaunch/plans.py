@@ -81,9 +81,13 @@ async def check_deliverable(pool: asyncpg.Pool, request: DeliverableRequest) -> 
 
 
 async def start_deliverable(
-    client: Client, settings: Settings, request: DeliverableRequest
+    client: Client, settings: Settings, request: DeliverableRequest, *, announce_version: int | None = None
 ) -> WorkflowHandle[DeliverableWorkflow, DeliverableResult]:
-    """Start ``deliverable-<clientId>-m<N>``, or attach to it if it is already running (as plans)."""
+    """Start ``deliverable-<clientId>-m<N>``, or attach to it if it is already running (as plans,
+    ``announce_version`` included)."""
+    signal: dict[str, Any] = {}
+    if announce_version is not None:
+        signal = {"start_signal": "client_updated", "start_signal_args": [announce_version]}
     return await client.start_workflow(
         DeliverableWorkflow.run,
         request,
@@ -100,7 +104,26 @@ async def start_deliverable(
             ]
         ),
         memo={"client_id": request.client_id, "month": request.month},
+        **signal,
     )
+
+
+async def announce_to_deliverables(client: Client, client_id: str, version: int) -> list[str]:
+    """Tell the client's running deliverables that a newer snapshot exists; they fold it in after
+    their current round. Returns the workflow ids signalled (a finished month is left alone: its
+    next request uses the new snapshot)."""
+    signalled = []
+    query = (
+        f"{sa.CLIENT_ID.name} = '{client_id}' AND {sa.DOCUMENT_KIND.name} = '{DocumentKind.DELIVERABLE.value}'"
+        " AND ExecutionStatus = 'Running'"
+    )
+    async for execution in client.list_workflows(query):
+        try:
+            await client.get_workflow_handle(execution.id).signal(DeliverableWorkflow.client_updated, version)
+            signalled.append(execution.id)
+        except RPCError:
+            pass  # finished between the listing and the signal
+    return signalled
 
 
 async def watch(

@@ -35,6 +35,14 @@ with workflow.unsafe.imports_passed_through():
 class DeliverableWorkflow:
     def __init__(self) -> None:
         self._progress: DeliverableProgress | None = None
+        self._regenerate: set[str] = set()
+        # The newest client version announced while running (signal), folded in after a round.
+        self._announced_version = 0
+
+    @workflow.signal
+    def client_updated(self, version: int) -> None:
+        """A newer client snapshot exists: write it in after the current round, not in a second run."""
+        self._announced_version = max(self._announced_version, version)
 
     @workflow.query
     def progress(self) -> DeliverableProgress | None:
@@ -47,20 +55,16 @@ class DeliverableWorkflow:
     @workflow.run
     async def run(self, request: DeliverableRequest) -> DeliverableResult:
         self._progress = DeliverableProgress(client_id=request.client_id, month=request.month)
-        self._set_status("preparing")
-        inputs = await workflow.execute_activity_method(
-            DeliverableActivities.prepare_deliverable,
-            request,
-            start_to_close_timeout=PREPARE_TIMEOUT,
-            retry_policy=STORAGE_RETRY,
-        )
-        progress = {k: SectionProgress(section_key=k) for k in (*inputs.shared_sections, *inputs.sections)}
-        self._progress.sections = list(progress.values())
-        self._set_status("generating")
-
-        # Shared sections first: every document shows them, and they are written once.
-        shared = await self._gather([progress[k] for k in inputs.shared_sections], inputs)
-        rest = await self._gather([progress[k] for k in inputs.sections], inputs)
+        self._regenerate = set(request.regenerate)
+        while True:
+            inputs, shared, rest = await self._round(request)
+            if self._announced_version <= inputs.client_version:
+                break
+            # Updates that arrived meanwhile: one more round on the newest snapshot (sections
+            # whose inputs did not change come from the cache at no cost).
+            request = request.model_copy(update={"client_version": self._announced_version})
+            if workflow.info().is_continue_as_new_suggested():
+                workflow.continue_as_new(request)
 
         self._set_status("assembling")
         info = workflow.info()
@@ -87,6 +91,27 @@ class DeliverableWorkflow:
             sections=[*shared, *rest],
         )
 
+    async def _round(
+        self, request: DeliverableRequest
+    ) -> tuple[DeliverableInputs, list[SectionResult], list[SectionResult]]:
+        """Prepare, then the shared sections, then the rest; fails the month if any failed."""
+        assert self._progress is not None
+        self._set_status("preparing")
+        inputs = await workflow.execute_activity_method(
+            DeliverableActivities.prepare_deliverable,
+            request,
+            start_to_close_timeout=PREPARE_TIMEOUT,
+            retry_policy=STORAGE_RETRY,
+        )
+        progress = {k: SectionProgress(section_key=k) for k in (*inputs.shared_sections, *inputs.sections)}
+        self._progress.sections = list(progress.values())
+        self._set_status("generating")
+
+        # Shared sections first: every document shows them, and they are written once.
+        shared = await self._gather([progress[k] for k in inputs.shared_sections], inputs)
+        rest = await self._gather([progress[k] for k in inputs.sections], inputs)
+        return inputs, shared, rest
+
     async def _gather(self, group: list[SectionProgress], inputs: DeliverableInputs) -> list[SectionResult]:
         """Every section of the group concurrently; fails the month if any failed."""
         work = []
@@ -102,6 +127,7 @@ class DeliverableWorkflow:
                 document_sections=document,
                 document_kind=DocumentKind.DELIVERABLE,
                 context_ref=inputs.digest_ref,
+                fresh=key in self._regenerate,
             )
             work.append((progress, request))
         try:

@@ -149,6 +149,8 @@ class DeliverableRequest(BaseModel):
     month: int
     # Pin a snapshot; None means the client's current version when the month starts.
     client_version: int | None = None
+    # Write these sections afresh (no stored or cached answer), e.g. `deliverable regenerate --fields`.
+    regenerate: list[str] = Field(default_factory=list)
 
 
 class DeliverableInputs(BaseModel):

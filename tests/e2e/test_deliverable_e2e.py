@@ -7,13 +7,15 @@ from collections import Counter
 import pytest
 
 from domain import deliverables
+from domain.client import parse_client
 from domain.outputs import output_model
 from llm.client import LLMClient
-from storage import documents
+from storage import clients, documents
 from tests.e2e.conftest import section_requests
 from tests.e2e.test_business_plan_e2e import new_client
 from wavelaunch import plans
-from wavelaunch.commands import InvalidMonth, check_month, document_json
+from wavelaunch.commands import InvalidMonth, UnknownFields, check_month, document_json, regenerate_deliverable
+from wavelaunch.intake import accept_client
 from workflows.deliverable import DeliverableWorkflow
 from workflows.models import DeliverableRequest
 
@@ -112,3 +114,51 @@ async def test_month_outside_1_to_8_is_refused_and_nothing_changes(pool, client,
     assert section_requests(stub) == []
     assert await pool.fetchval("SELECT count(*) FROM documents WHERE client_id = $1", client_id) == 0
     assert await pool.fetchval("SELECT count(*) FROM sections WHERE client_id = $1", client_id) == 0
+
+
+async def test_a_client_update_rewrites_only_the_month_sections_reading_changed_fields(
+    pool, client, settings, stub, worker
+):
+    client_id = await new_client(pool)
+    await run_month(client, settings, client_id, 1)
+    record = (await clients.get(pool, client_id)).record.model_dump(by_alias=True, mode="json")
+    changed = "preferredFont"
+    record[changed] = "A rounded geometric sans, friendly at small sizes"
+    _, was_changed = await accept_client(pool, parse_client(record))
+    assert was_changed
+    readers = {s.key for s in deliverables.month_sections_using(1, {changed})}
+    assert readers and len(readers) < 26
+
+    stub.reset()
+    handle = await plans.start_deliverable(
+        client, settings, DeliverableRequest(client_id=client_id, month=1), announce_version=2
+    )
+    result = await handle.result()
+    assert result.client_version == 2
+    # Written again (afresh, or revised from the stale answer by the semantic tier), or reused.
+    rewritten = {s.section_key for s in result.sections if s.llm_calls > 0}
+    assert rewritten == readers
+    assert sum(calls(stub).values()) == len(readers)
+    assert {s.cache_tier for s in result.sections if s.llm_calls == 0} == {"exact"}
+    doc = await documents.latest(pool, client_id, "deliverable", document_key=deliverables.documents(1)[0].key)
+    assert doc is not None and doc.version == 2 and doc.client_version == 2
+
+
+async def test_regenerate_with_fields_forces_the_readers_and_refuses_unknown_fields(
+    pool, client, stub, worker, settings
+):
+    client_id = await new_client(pool)
+    await run_month(client, settings, client_id, 1)
+    with pytest.raises(UnknownFields, match="notAField"):
+        await regenerate_deliverable(settings, client_id, 1, ["notAField"])
+    with pytest.raises(InvalidMonth):
+        await regenerate_deliverable(settings, client_id, 9, ["brandValues"])
+    forced = {s.key for s in deliverables.month_sections_using(1, {"brandValues"})}
+    assert forced
+    stub.reset()
+    handle = await plans.start_deliverable(
+        client, settings, DeliverableRequest(client_id=client_id, month=1, regenerate=sorted(forced))
+    )
+    result = await handle.result()
+    assert {s.section_key for s in result.sections if s.cache_tier == "none"} == forced
+    assert sum(calls(stub).values()) == len(forced)

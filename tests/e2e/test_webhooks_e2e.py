@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import uuid
 from datetime import UTC, datetime, timedelta
@@ -18,6 +19,7 @@ from storage.clients import UnknownClient
 from tests.e2e.test_business_plan_e2e import new_client
 from wavelaunch.commands import sample_client_file
 from workflows.business_plan import BusinessPlanWorkflow
+from workflows.deliverable import DeliverableWorkflow
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(120)]
 SECRET = "whsec-test"
@@ -103,6 +105,26 @@ async def test_client_updated_regenerates_only_what_changed(crm, pool, client, s
     assert answer.status_code == 202 and answer.json()["client_version"] == 2
     result = await client.get_workflow_handle_for(BusinessPlanWorkflow.run, f"plan-{client_id}").result()
     assert [s.section_key for s in result.sections if s.cache_tier == "none"] == ["competitive_landscape"]
+
+
+async def test_client_updated_reaches_a_running_deliverable(crm, pool, client, stub):
+    client_id = await new_client(pool)
+    current = (await clients.get(pool, client_id)).record.wire()
+    # Slow answers keep month 1 running while the update arrives.
+    stub.add_faults([{"kind": "delay", "seconds": 0.3, "times": 100}])
+    body, headers = delivery("deliverable.created", {"clientId": client_id, "month": 1})
+    started = await crm.post("/webhooks/crm", content=body, headers=headers)
+    assert started.status_code == 202
+    month = f"deliverable-{client_id}-m1"
+    for _ in range(50):  # visibility is eventually consistent
+        if [w async for w in client.list_workflows(f"WorkflowId = '{month}' AND ExecutionStatus = 'Running'")]:
+            break
+        await asyncio.sleep(0.1)
+    body, headers = delivery("client.updated", current | {"brandValues": "Honesty, craft and calm."})
+    answer = await crm.post("/webhooks/crm", content=body, headers=headers)
+    assert answer.status_code == 202 and answer.json()["signalled"] == [month]
+    result = await client.get_workflow_handle_for(DeliverableWorkflow.run, month).result()
+    assert result.client_version == 2
 
 
 async def test_deliverable_with_a_bad_month_is_refused(crm, pool):

@@ -91,7 +91,9 @@ class FakeDeliverableActivities:
         return [self.prepare_deliverable, self.generate_section, self.assemble_deliverable]
 
 
-async def run_month(env: WorkflowEnvironment, fakes: FakeDeliverableActivities, request: DeliverableRequest):
+async def run_month(
+    env: WorkflowEnvironment, fakes: FakeDeliverableActivities, request: DeliverableRequest, **start: object
+):
     queue = f"tq-{uuid.uuid4()}"
     async with Worker(env.client, task_queue=queue, workflows=[DeliverableWorkflow], activities=fakes.all()):
         handle = await env.client.start_workflow(
@@ -99,6 +101,7 @@ async def run_month(env: WorkflowEnvironment, fakes: FakeDeliverableActivities, 
             request,
             id=f"deliverable-{request.client_id}-m{request.month}-{uuid.uuid4().hex[:6]}",
             task_queue=queue,
+            **start,  # type: ignore[arg-type]
         )
         result = await handle.result()
         return await handle.query(DeliverableWorkflow.progress), result
@@ -140,3 +143,21 @@ async def test_a_month_outside_1_to_8_fails_before_any_section(env):
         await run_month(env, fakes, DeliverableRequest(client_id="c1", month=9))
     assert "1–8" in str(info.value.cause.cause)
     assert fakes.requests == [] and fakes.assembled == []
+
+
+async def test_an_announced_newer_version_gets_one_more_round_on_that_version(env):
+    fakes = FakeDeliverableActivities()
+    _, result = await run_month(
+        env,
+        fakes,
+        DeliverableRequest(client_id="c1", month=1, regenerate=["brand_context"]),
+        start_signal="client_updated",
+        start_signal_args=[5],
+    )
+    assert result.client_version == 5
+    assert len(fakes.requests) == 2 * 26  # two rounds; unchanged sections come from the cache in real runs
+    assert {r.client_version for r in fakes.requests[26:]} == {5}
+    assert [a.client_version for a in fakes.assembled] == [5]
+    # Sections the operator asked to regenerate are requested fresh; the others are not.
+    fresh = {r.section_key for r in fakes.requests if r.fresh}
+    assert fresh == {"brand_context"}
