@@ -21,9 +21,11 @@ from domain.sections import DocumentKind, Level, UnknownSection
 from stack.errors import StackError
 from storage.clients import UnknownClient
 from tokenopt.pricing import UnknownModelPrice
-from wavelaunch import commands
+from wavelaunch import commands, plans
 from wavelaunch.console import console, log_console, progress_table, usage_table
 from wavelaunch.settings import get_settings
+from workflows.business_plan import BusinessPlanWorkflow
+from workflows.deliverable import DeliverableWorkflow
 
 app = typer.Typer(no_args_is_help=True, help=__doc__, pretty_exceptions_show_locals=False)
 stack_app = typer.Typer(no_args_is_help=True, help="Start, stop and inspect the embedded stack.")
@@ -52,7 +54,7 @@ _USER_ERRORS = (
     UnknownModelPrice,
     FileNotFoundError,
     json.JSONDecodeError,
-    commands.NothingToRetry,
+    plans.NothingToRetry,
     commands.UnknownFields,
     commands.InvalidMonth,
     commands.UnknownDocument,
@@ -295,15 +297,16 @@ async def api(
 @app.command("retry")
 @_run
 async def retry(workflow_id: str, wait: bool = typer.Option(True, "--wait/--no-wait")) -> None:
-    """Run a failed plan again; finished sections are reused, only the rest is generated."""
+    """Run a failed plan or month again; finished sections are reused, only the rest is generated."""
     settings = get_settings()
-    handle = await commands.retry_plan(settings, workflow_id)
+    handle = await commands.retry_workflow(settings, workflow_id)
     console.print(f"new run of [bold]{handle.id}[/]: {settings.workflow_url(handle.id)}")
     if wait:
+        query = DeliverableWorkflow.progress if handle.id.startswith("deliverable-") else BusinessPlanWorkflow.progress
         with Live(console=console, refresh_per_second=4) as live:
-            result = await commands.watch_plan(handle, lambda p: live.update(progress_table(p)))
+            result = await plans.watch(handle, lambda p: live.update(progress_table(p)), query=query)
         reused = sum(1 for s in result.sections if s.cache_tier != "none")
-        console.print(f"document v{result.document.version}: {reused} of {len(result.sections)} sections reused")
+        console.print(f"{reused} of {len(result.sections)} sections reused, {result.total_tokens:,} tokens")
 
 
 @app.command("replay")

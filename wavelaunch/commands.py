@@ -16,8 +16,7 @@ from typing import Any
 import asyncpg
 from rich.live import Live
 from rich.table import Table
-from temporalio.client import Client, WorkflowExecutionStatus, WorkflowHandle
-from temporalio.service import RPCError
+from temporalio.client import Client, WorkflowHandle
 from temporalio.worker import Replayer
 
 import stack
@@ -339,29 +338,10 @@ async def serve_api(settings: Settings, *, host: str, port: int) -> None:
 
 
 # -- retry and replay ----------------------------------------------------------------------
-class NothingToRetry(ValueError):
-    pass
-
-
-async def retry_plan(settings: Settings, workflow_id: str) -> WorkflowHandle[BusinessPlanWorkflow, PlanResult]:
-    """A new run of a failed plan with the same request: finished sections are reused (the
-    stored tier), so only the rest is generated and paid for."""
-    client = await _temporal(settings)
-    handle = client.get_workflow_handle_for(BusinessPlanWorkflow.run, workflow_id)
-    try:
-        described = await handle.describe()
-    except RPCError as err:
-        raise NothingToRetry(f"no workflow {workflow_id!r}: {err.message}") from None
-    status = described.status
-    if status == WorkflowExecutionStatus.COMPLETED:
-        raise NothingToRetry(f"{workflow_id} completed successfully; nothing to retry")
-    if status == WorkflowExecutionStatus.RUNNING:
-        raise NothingToRetry(f"{workflow_id} is still running; watch it in the Web UI or wait for it")
-    history = await handle.fetch_history()
-    started = history.events[0].workflow_execution_started_event_attributes
-    [request] = await client.data_converter.decode(started.input.payloads, [PlanRequest])
-    log.info("retrying %s (%s) with its original request", workflow_id, status.name.lower())
-    return await plans.start_plan(client, settings, request)
+async def retry_workflow(settings: Settings, workflow_id: str) -> WorkflowHandle[Any, Any]:
+    """A new run of a failed document workflow with the same request: finished sections are
+    reused (the stored tier), so only the rest is generated and paid for."""
+    return await plans.retry(await _temporal(settings), settings, workflow_id)
 
 
 async def replay(settings: Settings, workflow_id: str) -> str | None:

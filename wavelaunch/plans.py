@@ -4,11 +4,12 @@ the API share."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+import logging
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import asyncpg
-from temporalio.client import Client, WorkflowHandle
+from temporalio.client import Client, WorkflowExecutionStatus, WorkflowHandle
 from temporalio.common import (
     SearchAttributePair,
     TypedSearchAttributes,
@@ -27,6 +28,8 @@ from workflows.business_plan import BusinessPlanWorkflow
 from workflows.deliverable import DeliverableWorkflow
 from workflows.models import DeliverableRequest, DeliverableResult, PlanRequest, PlanResult
 from workflows.shared import plan_workflow_id
+
+log = logging.getLogger(__name__)
 
 
 async def check_request(pool: asyncpg.Pool, request: PlanRequest) -> None:
@@ -156,3 +159,37 @@ async def watch(
     except RPCError:
         pass
     return result
+
+
+class NothingToRetry(ValueError):
+    pass
+
+
+# Workflow type -> (its request model, how to start it again).
+_RETRYABLE: dict[str, tuple[type[Any], Callable[..., Awaitable[WorkflowHandle[Any, Any]]]]] = {
+    "BusinessPlanWorkflow": (PlanRequest, start_plan),
+    "DeliverableWorkflow": (DeliverableRequest, start_deliverable),
+}
+
+
+async def retry(client: Client, settings: Settings, workflow_id: str) -> WorkflowHandle[Any, Any]:
+    """Start a failed (or cancelled, timed-out, terminated) document workflow again with its
+    original request; a completed or running one is refused and nothing changes."""
+    handle = client.get_workflow_handle(workflow_id)
+    try:
+        described = await handle.describe()
+    except RPCError as err:
+        raise NothingToRetry(f"no workflow {workflow_id!r}: {err.message}") from None
+    status = described.status
+    if status == WorkflowExecutionStatus.COMPLETED:
+        raise NothingToRetry(f"{workflow_id} completed successfully; nothing to retry")
+    if status == WorkflowExecutionStatus.RUNNING:
+        raise NothingToRetry(f"{workflow_id} is still running; watch it in the Web UI or wait for it")
+    if described.workflow_type not in _RETRYABLE:
+        raise NothingToRetry(f"{workflow_id} is a {described.workflow_type}, which `retry` does not know")
+    request_type, start = _RETRYABLE[described.workflow_type]
+    history = await handle.fetch_history()
+    started = history.events[0].workflow_execution_started_event_attributes
+    [request] = await client.data_converter.decode(started.input.payloads, [request_type])
+    log.info("retrying %s (%s) with its original request", workflow_id, status.name.lower())
+    return await start(client, settings, request)
