@@ -570,6 +570,8 @@ class FaultRule:
     times: int = 1
     section: str | None = None
     model: str | None = None
+    # Only requests whose prompt contains this text (e.g. one deliverable document's title).
+    contains: str | None = None
     status: int | None = None
     retry_after: float | None = None
     seconds: float = 0.0
@@ -577,15 +579,19 @@ class FaultRule:
     code: str | None = None
     error_type: str | None = None
 
-    def matches(self, model: str, section_key: str | None) -> bool:
-        return (self.section is None or self.section == section_key) and (self.model is None or self.model == model)
+    def matches(self, model: str, section_key: str | None, prompt: str = "") -> bool:
+        return (
+            (self.section is None or self.section == section_key)
+            and (self.model is None or self.model == model)
+            and (self.contains is None or self.contains in prompt)
+        )
 
     def to_dict(self) -> _JSON:
         """The rule in its wire form (as ``POST /_stub/faults`` takes it)."""
         out: _JSON = {
             "kind": self.kind,
             "times": self.times,
-            "match": {"section": self.section, "model": self.model},
+            "match": {"section": self.section, "model": self.model, "contains": self.contains},
         }
         if self.kind == "status":
             out.update(
@@ -612,8 +618,8 @@ def parse_fault_rule(raw: Any) -> FaultRule:
     if kind not in ("status", "invalid_json", "delay"):
         raise BadRequest(f"fault 'kind' must be status, invalid_json or delay, got {kind!r}")
     match = raw.get("match") or {}
-    if not isinstance(match, dict) or set(match) - {"section", "model"}:
-        raise BadRequest("fault 'match' may only have 'section' and 'model'")
+    if not isinstance(match, dict) or set(match) - {"section", "model", "contains"}:
+        raise BadRequest("fault 'match' may only have 'section', 'model' and 'contains'")
     times = raw.get("times", 1)
     if not isinstance(times, int) or isinstance(times, bool) or times < 1:
         raise BadRequest("fault 'times' must be a positive integer")
@@ -622,6 +628,7 @@ def parse_fault_rule(raw: Any) -> FaultRule:
         times=times,
         section=match.get("section"),
         model=match.get("model"),
+        contains=match.get("contains"),
         message=raw.get("message"),
         code=raw.get("code"),
         error_type=raw.get("type"),
@@ -720,14 +727,16 @@ class StubState:
         with self._lock:
             return [rule.to_dict() for rule in self._rules]
 
-    def take_faults(self, model: str, section_key: str | None) -> tuple[FaultRule | None, FaultRule | None]:
+    def take_faults(
+        self, model: str, section_key: str | None, prompt: str = ""
+    ) -> tuple[FaultRule | None, FaultRule | None]:
         """The first matching delay rule and the first matching error rule, each consumed once;
         rules whose ``times`` reach zero are dropped."""
         delay: FaultRule | None = None
         error: FaultRule | None = None
         with self._lock:
             for rule in self._rules:
-                if not rule.matches(model, section_key):
+                if not rule.matches(model, section_key, prompt):
                     continue
                 if rule.kind == "delay" and delay is None:
                     delay = rule
@@ -880,7 +889,7 @@ async def _chat_completions(request: Request, state: StubState, entry: _JSON) ->
         target = target_tokens(chat.section, request.headers.get(TARGET_HEADER))
     except BadRequest as err:
         return error_response(400, str(err))
-    delay, error = state.take_faults(chat.model, chat.section)
+    delay, error = state.take_faults(chat.model, chat.section, "\n".join(text for _, text in chat.messages))
     state.update_entry(entry, fault=_fault_label(delay, error))
     if delay is not None:
         await state.sleep(delay.seconds)

@@ -21,12 +21,15 @@ PERSONA = (
 )
 
 
-def naive_messages(record: dict[str, object], sections: list[SectionSpec]) -> list[dict[str, str]]:
+def naive_messages(
+    record: dict[str, object], sections: list[SectionSpec] | tuple[SectionSpec, ...], document: str = "business plan"
+) -> list[dict[str, str]]:
+    """The seed's one prompt for a whole document (a business plan, or one deliverable document)."""
     titles = ", ".join(s.title for s in sections)
     request = (
         "Here is the client's information:\n"
         f"{json.dumps(full_record(record), indent=2)}\n\n"
-        f"Please write a detailed business plan for this client with the following sections: "
+        f"Please write a detailed {document} for this client with the following sections: "
         f"{titles}. Make every section thorough, professional and specific to the client."
     )
     return [{"role": "system", "content": PERSONA}, {"role": "user", "content": request}]

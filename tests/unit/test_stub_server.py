@@ -246,6 +246,15 @@ async def test_streaming_is_rejected_explicitly(client: AsyncOpenAI) -> None:
 # ---- faults ------------------------------------------------------------------------------
 
 
+async def test_a_fault_can_match_text_in_the_prompt(client: AsyncOpenAI, stub: StubServer) -> None:
+    stub.add_faults([{"kind": "status", "status": 400, "match": {"section": "market_analysis", "contains": "Pottery"}}])
+    await ask_section(client, "market_analysis", "Ceramics studio.")  # same section, other prompt
+    with pytest.raises(openai.BadRequestError):
+        await ask_section(client, "market_analysis", "Pottery school.")
+    await ask_section(client, "market_analysis", "Pottery school.")  # used up
+    assert [e["status"] for e in stub.requests()] == [200, 400, 200]
+
+
 async def test_rate_limit_fault_counts_down_per_matching_request(client: AsyncOpenAI, stub: StubServer) -> None:
     stub.add_faults(
         [
