@@ -386,6 +386,32 @@ async def bench_cost(
     console.print(f"JSON written to {json_file}")
 
 
+@bench_app.command("studio")
+@_run
+async def bench_studio(
+    clients: int = typer.Option(20, "--clients", help="Clients in the studio month."),
+    seed: int = typer.Option(11, "--seed"),
+    json_file: Path = typer.Option(Path("bench-results/studio.json"), "--json", help="Where the JSON goes."),
+    arms: str = typer.Option("naive,optimized", help="Arms, comma-separated: naive, optimized, no_<technique>."),
+) -> None:
+    """A whole studio month (plans, deliverables, summaries, edits, repeats, retries): naive vs ours."""
+    from wavelaunch.bench import cost, studio
+    from wavelaunch.bench.workload import workload_studio
+    from wavelaunch.console import bench_cost_table
+
+    wanted = _parse_sections(arms) or ["naive", "optimized"]
+    result = await studio.run(workload_studio(clients, seed), get_settings(), wanted)
+    console.print(bench_cost_table(result))
+    console.print(
+        f"optimized/naive: tokens {result['token_ratio']}, dollars {result['cost_ratio']}; "
+        f"optimized/lower bound: {result['lower_bound_ratio']}; lower bound/naive: {result['lower_bound_vs_naive']}"
+    )
+    if figures := result.get("figures"):
+        console.print_json(data=figures)
+    cost.write_json(result, json_file)
+    console.print(f"JSON written to {json_file}")
+
+
 @bench_app.command("cache")
 @_run
 async def bench_cache(

@@ -186,8 +186,8 @@ def workload_studio(n: int = 20, seed: int = 11, *, thread_batches: int = 8, wee
 
     # The month, week by week: (week, order within the week, event).
     timeline: list[tuple[int, float, Event]] = []
-    for i in sorted(new):
-        timeline.append((0, rng.random(), Event(kind=EventKind.ONBOARD, client=i)))
+    for i in sorted(new):  # new clients arrive first: everything else of theirs follows
+        timeline.append((0, -1.0 + rng.random() / 10, Event(kind=EventKind.ONBOARD, client=i)))
     deliverable_week = {i: rng.randrange(weeks) for i in range(n)}
     for i in range(n):
         timeline.append((deliverable_week[i], 0.5 + rng.random() / 2, Event(kind=EventKind.DELIVERABLE, client=i)))
