@@ -18,8 +18,10 @@ from temporalio.client import WorkflowFailureError
 
 from domain.client import InvalidClientRecord
 from domain.sections import DocumentKind, Level, UnknownSection
+from domain.summaries import InvalidMessages
 from stack.errors import StackError
 from storage.clients import UnknownClient
+from storage.messages import UnknownThread
 from tokenopt.pricing import UnknownModelPrice
 from wavelaunch import commands
 from wavelaunch.console import console, log_console, progress_table, usage_table
@@ -30,6 +32,7 @@ stack_app = typer.Typer(no_args_is_help=True, help="Start, stop and inspect the 
 clients_app = typer.Typer(no_args_is_help=True, help="Client records from the CRM.")
 plan_app = typer.Typer(no_args_is_help=True, help="Business plans.")
 deliverable_app = typer.Typer(no_args_is_help=True, help="Monthly deliverables (M1–M8, five documents a month).")
+summary_app = typer.Typer(no_args_is_help=True, help="Client and thread summaries (topic, action items, sentiment).")
 usage_app = typer.Typer(no_args_is_help=True, help="Tokens and dollars spent, and saved.")
 cache_app = typer.Typer(no_args_is_help=True, help="The answer cache: stats and purges.")
 bench_app = typer.Typer(no_args_is_help=True, help="Benchmarks against the local stub (tables + JSON).")
@@ -37,6 +40,7 @@ app.add_typer(stack_app, name="stack")
 app.add_typer(clients_app, name="clients")
 app.add_typer(plan_app, name="plan")
 app.add_typer(deliverable_app, name="deliverable")
+app.add_typer(summary_app, name="summary")
 app.add_typer(usage_app, name="usage")
 app.add_typer(cache_app, name="cache")
 app.add_typer(bench_app, name="bench")
@@ -56,6 +60,8 @@ _USER_ERRORS = (
     commands.UnknownFields,
     commands.InvalidMonth,
     commands.UnknownDocument,
+    InvalidMessages,
+    UnknownThread,
 )
 
 
@@ -256,6 +262,46 @@ async def deliverable_show(
     """Print the latest version of a month's deliverable documents as Markdown or JSON."""
     _check_format(format)
     text = await commands.show_deliverable(get_settings(), client_id, month, document, format)
+    _print_document(text, format)
+
+
+# -- summaries -----------------------------------------------------------------------------
+@summary_app.command("generate")
+@_run
+async def summary_generate(
+    client_id: str,
+    thread: list[str] | None = typer.Option(None, "--thread", "-t", help="Only this thread (repeatable)."),
+    messages: Path | None = typer.Option(
+        None, "--messages", exists=True, dir_okay=False, help="JSON list of threads with messages, stored first."
+    ),
+    client_summary: bool = typer.Option(True, "--client-summary/--no-client-summary"),
+    wait: bool = typer.Option(True, "--wait/--no-wait", help="Wait and show progress."),
+) -> None:
+    """Bring a client's thread summaries up to date (new messages only), then its client summary."""
+    settings = get_settings()
+    handle = await commands.start_summary(settings, client_id, thread, messages, client_summary)
+    console.print(f"workflow [bold]{handle.id}[/]: {settings.workflow_url(handle.id)}")
+    if not wait:
+        return
+    with Live(console=console, refresh_per_second=4) as live:
+        result = await commands.watch_summary(handle, lambda p: live.update(progress_table(p)))
+    console.print(
+        f"{len(result.threads)} thread(s), {result.llm_calls} LLM call(s), {result.total_tokens:,} tokens, "
+        f"${float(result.total_cost):.4f} (the naive way: {result.baseline_tokens:,} tokens); "
+        f"see `wavelaunch summary show {client_id}`"
+    )
+
+
+@summary_app.command("show")
+@_run
+async def summary_show(
+    client_id: str,
+    thread: str | None = typer.Option(None, "--thread", "-t", help="Only this thread."),
+    format: str = typer.Option("md", "--format", "-f", help="md or json"),
+) -> None:
+    """Print the latest client summary and thread summaries as Markdown or JSON."""
+    _check_format(format)
+    text = await commands.show_summary(get_settings(), client_id, thread, format)
     _print_document(text, format)
 
 

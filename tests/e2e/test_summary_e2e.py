@@ -10,12 +10,14 @@ import pytest
 from temporalio.client import WorkflowFailureError
 from temporalio.exceptions import ApplicationError
 
-from domain.summaries import NewMessage, ThreadSummary, parse_threads
+from domain.summaries import InvalidMessages, NewMessage, ThreadSummary, parse_threads
 from llm.stub_server import StubServer
 from storage import messages, summaries
 from storage.clients import UnknownClient
 from storage.messages import UnknownThread
+from tests.e2e.conftest import make_settings
 from tests.e2e.test_business_plan_e2e import new_client
+from wavelaunch import commands
 from wavelaunch.commands import sample_messages_file
 from wavelaunch.summaries import append_threads, check_summary, start_summary
 from workflows.models import SummaryRequest
@@ -163,3 +165,53 @@ async def test_unknown_client_or_thread_is_refused_with_a_clear_error(pool, clie
 
 async def usage_rows(pool: asyncpg.Pool, client_id: str) -> list[asyncpg.Record]:
     return await pool.fetch("SELECT * FROM usage_ledger WHERE client_id = $1 ORDER BY id", client_id)
+
+
+@pytest.fixture
+def external(settings, temporal_env, database_url, tmp_path):
+    """The same settings, pointed at the running parts the way an operator's shell would be."""
+    return make_settings(
+        task_queue=settings.task_queue,
+        state_dir=tmp_path,
+        TEMPORAL_ADDRESS=temporal_env.client.service_client.config.target_host,
+        DATABASE_URL=database_url,
+    )
+
+
+async def test_summary_commands_store_the_file_run_and_show(pool, stub, worker, external, tmp_path):
+    client_id = await new_client(pool)
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps([{"thread_id": "t1", "messages": [{"id": "a", "author": "robot", "text": "hi"}]}]))
+    with pytest.raises(InvalidMessages, match=r"thread t1: messages\.0\.author.*thread t1: messages\.0\.sent_at"):
+        await commands.start_summary(external, client_id, None, bad, True)
+    broken = tmp_path / "broken.json"
+    broken.write_text("[{")
+    with pytest.raises(InvalidMessages, match="not JSON"):
+        await commands.start_summary(external, client_id, None, broken, True)
+    with pytest.raises(UnknownClient):
+        await commands.start_summary(external, "nobody", None, sample_messages_file(), True)
+    with pytest.raises(UnknownThread, match="'nope'"):
+        await commands.start_summary(external, client_id, ["nope"], sample_messages_file(), True)
+    # Nothing of a refused request was stored.
+    assert await messages.thread_ids(pool, client_id) == []
+    with pytest.raises(FileNotFoundError, match="summary generate"):
+        await commands.show_summary(external, client_id, None, "md")
+
+    handle = await commands.start_summary(external, client_id, ["content-plan"], sample_messages_file(), False)
+    result = await handle.result()
+    assert [t.thread_id for t in result.threads] == ["content-plan"] and result.client is None
+    assert await messages.thread_ids(pool, client_id) == ["launch-timeline", "content-plan"]
+
+    handle = await commands.start_summary(external, client_id, None, sample_messages_file(), True)
+    result = await handle.result()
+    assert [(t.thread_id, t.cache_tier) for t in result.threads] == [
+        ("launch-timeline", "none"),
+        ("content-plan", "stored"),
+    ]
+    shown = json.loads(await commands.show_summary(external, client_id, None, "json"))
+    assert [t["thread_id"] for t in shown["threads"]] == ["launch-timeline", "content-plan"]
+    assert shown["client_summary"]["version"] == 1
+    assert list(shown["threads"][0]["content"]) == list(ThreadSummary.model_fields)
+    markdown = await commands.show_summary(external, client_id, "content-plan", "md")
+    assert "## Thread content-plan (v1, messages 1–3)" in markdown and "Client summary" not in markdown
+    assert "### Action items" in markdown
