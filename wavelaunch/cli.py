@@ -427,6 +427,45 @@ async def bench_cache(
     console.print(f"JSON written to {json_file}")
 
 
+@bench_app.command("summaries")
+@_run
+async def bench_summaries(
+    clients: int = typer.Option(3, help="Clients."),
+    threads: int = typer.Option(2, help="Threads per client."),
+    rounds: int = typer.Option(8, help="Rounds of new messages (a repeat round with none follows)."),
+    per_round: int = typer.Option(3, help="New messages per thread per round."),
+    seed: int = typer.Option(7),
+    json_file: Path = typer.Option(Path("bench-results/summaries.json"), "--json"),
+) -> None:
+    """Growing threads summarised every round: the naive way (whole thread each time) vs ours."""
+    from rich.table import Table
+
+    from wavelaunch.bench import cost
+    from wavelaunch.bench import summaries as summary_bench
+    from wavelaunch.console import money
+
+    result = await summary_bench.run(
+        get_settings(), clients=clients, threads=threads, rounds=rounds, per_round=per_round, seed=seed
+    )
+    table = Table(title="Summaries: naive vs optimized", title_justify="left")
+    for column in ("arm", "calls", "prompt", "completion", "total", "cost", "prompt tokens by round"):
+        table.add_column(column, justify="left" if column in ("arm", "prompt tokens by round") else "right")
+    for name, arm in result["arms"].items():
+        table.add_row(
+            name,
+            f"{arm['calls']:,}",
+            f"{arm['prompt_tokens']:,}",
+            f"{arm['completion_tokens']:,}",
+            f"{arm['total_tokens']:,}",
+            money(arm["cost"]),
+            " ".join(str(n) for n in arm["prompt_tokens_by_round"]),
+        )
+    console.print(table)
+    console.print(f"optimized/naive: tokens {result['token_ratio']}, dollars {result['cost_ratio']}")
+    cost.write_json(result, json_file)
+    console.print(f"JSON written to {json_file}")
+
+
 @bench_app.command("webhooks")
 @_run
 async def bench_webhooks(
