@@ -131,6 +131,20 @@ async def test_the_exact_cache_serves_a_summary_lost_from_storage(pool, client, 
     assert await summaries.latest_thread(pool, client_id, "t1") is not None
 
 
+async def test_an_invalid_answer_is_retried_on_the_next_tier_and_billed(pool, client, settings, stub, worker):
+    client_id = await new_client(pool)
+    await messages.append_messages(pool, client_id, "t1", [message(n) for n in range(1, 4)])
+    stub.add_faults([{"kind": "invalid_json", "times": 1, "match": {"section": "thread_summary"}}])
+
+    _, result = await run(client, settings, SummaryRequest(client_id=client_id, include_client_summary=False))
+    [thread] = result.threads
+    assert thread.llm_calls == 2 and thread.escalated and thread.model == settings.model_standard
+    assert [r["model"] for r in calls(stub, "thread_summary")] == [settings.model_economy, settings.model_standard]
+    rows = await usage_rows(pool, client_id)
+    assert [(r["success"], r["routing_tier"]) for r in rows] == [(False, "economy"), (True, "standard")]
+    assert rows[0]["error_message"].startswith("invalid output")
+
+
 async def test_appends_are_idempotent_and_only_named_threads_are_summarised(pool, client, settings, stub, worker):
     client_id = await new_client(pool)
     threads = parse_threads(json.loads(sample_messages_file().read_text()))
