@@ -118,7 +118,15 @@ class SectionLedger:
         )
         return cost
 
-    async def hit(self, model: str, cache_tier: str, cache_key: str, *, counterfactual: bool = True) -> Decimal:
+    async def hit(
+        self,
+        model: str,
+        cache_tier: str,
+        cache_key: str,
+        *,
+        counterfactual: bool = True,
+        operation: str = "generate_section",
+    ) -> Decimal:
         """A section served without a call: zero tokens, the whole counterfactual saved.
         Regenerating it would have produced the catalogue target. ``counterfactual=False`` for
         content the naive way never wrote (templates): nothing is claimed as saved."""
@@ -126,7 +134,7 @@ class SectionLedger:
         await usage.record(
             self.pool,
             self._record(
-                operation="generate_section",
+                operation=operation,
                 model=model,
                 cache_hit=True,
                 cache_tier=cache_tier,

@@ -11,7 +11,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict
 
-from domain import deliverables
+from domain import deliverables, summaries
 
 
 class _Out(BaseModel):
@@ -139,10 +139,12 @@ SECTION_OUTPUTS: dict[str, type[_Out]] = {
 
 
 def output_model(section_key: str) -> type[BaseModel]:
-    """The output model of a business-plan (or template) section, else of a deliverable section
-    key (by its kind); raises domain.sections.UnknownSection for keys neither knows."""
+    """The output model of a business-plan (or template) section, of a summary kind, else of a
+    deliverable section key (by its kind); raises domain.sections.UnknownSection for keys none knows."""
     if section_key in SECTION_OUTPUTS:
         return SECTION_OUTPUTS[section_key]
+    if section_key in summaries.SUMMARY_OUTPUTS:
+        return summaries.SUMMARY_OUTPUTS[section_key]
     return deliverables.output_model_for(section_key)
 
 
@@ -176,6 +178,6 @@ def strict_json_schema(model: type[BaseModel]) -> dict[str, Any]:
 def schema_name(section_key: str, schema_version: int) -> str:
     """The name sent with the schema; stable per section and version. A deliverable section is
     named by its kind (``m1_brand_architecture__kpis`` -> ``kpis_v1``): one schema, one name."""
-    if section_key not in SECTION_OUTPUTS:
+    if section_key not in SECTION_OUTPUTS and section_key not in summaries.SUMMARY_OUTPUTS:
         section_key = deliverables.kind_of(section_key)
     return f"{section_key}_v{schema_version}"

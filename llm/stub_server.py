@@ -41,7 +41,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
-from domain import deliverables
+from domain import deliverables, summaries
 from domain.sections import UnknownSection, section
 from tokenopt.counting import count_messages, count_tokens, decode, encode
 
@@ -246,10 +246,10 @@ def _parse_response_format(
 
 def target_tokens(section_key: str | None, header_value: str | None) -> int:
     """Completion size for a request: the catalogue's target for a business-plan section or a
-    deliverable section (named by key or, as schema names are, by kind), else the
+    deliverable section (named by key or, as schema names are, by kind) or a summary kind, else the
     ``X-Stub-Target-Tokens`` header, else ``DEFAULT_TARGET_TOKENS``."""
     if section_key is not None:
-        for lookup in (section, deliverables.section_kind, deliverables.section_spec):
+        for lookup in (section, deliverables.section_kind, deliverables.section_spec, summaries.spec):
             try:
                 return lookup(section_key).target_tokens
             except UnknownSection:
@@ -884,6 +884,8 @@ async def _chat_completions(request: Request, state: StubState, entry: _JSON) ->
             return _auth_error()
         chat = parse_chat_request(body)
         state.update_entry(entry, section=chat.section, prompt_cache_key=chat.prompt_cache_key)
+        # What the model was shown, so tests can check what a prompt carried (and what it did not).
+        state.update_entry(entry, messages=chat.message_dicts())
         if not state.model_known(chat.model):
             return _model_error(chat.model)
         target = target_tokens(chat.section, request.headers.get(TARGET_HEADER))

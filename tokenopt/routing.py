@@ -31,6 +31,9 @@ SECTION_TIERS: dict[str, Tier] = {
     "product_services": Tier.STANDARD,
     "operations_plan": Tier.ECONOMY,
     "team_structure": Tier.ECONOMY,
+    # Summaries condense text the prompt carries; an invalid answer still escalates once.
+    "thread_summary": Tier.ECONOMY,
+    "client_summary": Tier.ECONOMY,
 }
 
 

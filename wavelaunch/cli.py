@@ -18,8 +18,10 @@ from temporalio.client import WorkflowFailureError
 
 from domain.client import InvalidClientRecord
 from domain.sections import DocumentKind, Level, UnknownSection
+from domain.summaries import InvalidMessages
 from stack.errors import StackError
 from storage.clients import UnknownClient
+from storage.messages import UnknownThread
 from tokenopt.pricing import UnknownModelPrice
 from wavelaunch import commands, plans
 from wavelaunch.console import console, log_console, progress_table, usage_table
@@ -32,6 +34,7 @@ stack_app = typer.Typer(no_args_is_help=True, help="Start, stop and inspect the 
 clients_app = typer.Typer(no_args_is_help=True, help="Client records from the CRM.")
 plan_app = typer.Typer(no_args_is_help=True, help="Business plans.")
 deliverable_app = typer.Typer(no_args_is_help=True, help="Monthly deliverables (M1–M8, five documents a month).")
+summary_app = typer.Typer(no_args_is_help=True, help="Client and thread summaries (topic, action items, sentiment).")
 usage_app = typer.Typer(no_args_is_help=True, help="Tokens and dollars spent, and saved.")
 cache_app = typer.Typer(no_args_is_help=True, help="The answer cache: stats and purges.")
 bench_app = typer.Typer(no_args_is_help=True, help="Benchmarks against the local stub (tables + JSON).")
@@ -39,6 +42,7 @@ app.add_typer(stack_app, name="stack")
 app.add_typer(clients_app, name="clients")
 app.add_typer(plan_app, name="plan")
 app.add_typer(deliverable_app, name="deliverable")
+app.add_typer(summary_app, name="summary")
 app.add_typer(usage_app, name="usage")
 app.add_typer(cache_app, name="cache")
 app.add_typer(bench_app, name="bench")
@@ -58,6 +62,8 @@ _USER_ERRORS = (
     commands.UnknownFields,
     commands.InvalidMonth,
     commands.UnknownDocument,
+    InvalidMessages,
+    UnknownThread,
 )
 
 
@@ -283,6 +289,46 @@ async def deliverable_show(
     _print_document(text, format)
 
 
+# -- summaries -----------------------------------------------------------------------------
+@summary_app.command("generate")
+@_run
+async def summary_generate(
+    client_id: str,
+    thread: list[str] | None = typer.Option(None, "--thread", "-t", help="Only this thread (repeatable)."),
+    messages: Path | None = typer.Option(
+        None, "--messages", exists=True, dir_okay=False, help="JSON list of threads with messages, stored first."
+    ),
+    client_summary: bool = typer.Option(True, "--client-summary/--no-client-summary"),
+    wait: bool = typer.Option(True, "--wait/--no-wait", help="Wait and show progress."),
+) -> None:
+    """Bring a client's thread summaries up to date (new messages only), then its client summary."""
+    settings = get_settings()
+    handle = await commands.start_summary(settings, client_id, thread, messages, client_summary)
+    console.print(f"workflow [bold]{handle.id}[/]: {settings.workflow_url(handle.id)}")
+    if not wait:
+        return
+    with Live(console=console, refresh_per_second=4) as live:
+        result = await commands.watch_summary(handle, lambda p: live.update(progress_table(p)))
+    console.print(
+        f"{len(result.threads)} thread(s), {result.llm_calls} LLM call(s), {result.total_tokens:,} tokens, "
+        f"${float(result.total_cost):.4f} (the naive way: {result.baseline_tokens:,} tokens); "
+        f"see `wavelaunch summary show {client_id}`"
+    )
+
+
+@summary_app.command("show")
+@_run
+async def summary_show(
+    client_id: str,
+    thread: str | None = typer.Option(None, "--thread", "-t", help="Only this thread."),
+    format: str = typer.Option("md", "--format", "-f", help="md or json"),
+) -> None:
+    """Print the latest client summary and thread summaries as Markdown or JSON."""
+    _check_format(format)
+    text = await commands.show_summary(get_settings(), client_id, thread, format)
+    _print_document(text, format)
+
+
 @app.command("api")
 @_run
 async def api(
@@ -428,6 +474,45 @@ async def bench_cache(
             endpoints.database_url, sizes=tuple(int(s) for s in sizes.split(",")), lookups=lookups
         )
     console.print(cache_bench.table(result))
+    cost.write_json(result, json_file)
+    console.print(f"JSON written to {json_file}")
+
+
+@bench_app.command("summaries")
+@_run
+async def bench_summaries(
+    clients: int = typer.Option(3, help="Clients."),
+    threads: int = typer.Option(2, help="Threads per client."),
+    rounds: int = typer.Option(8, help="Rounds of new messages (a repeat round with none follows)."),
+    per_round: int = typer.Option(3, help="New messages per thread per round."),
+    seed: int = typer.Option(7),
+    json_file: Path = typer.Option(Path("bench-results/summaries.json"), "--json"),
+) -> None:
+    """Growing threads summarised every round: the naive way (whole thread each time) vs ours."""
+    from rich.table import Table
+
+    from wavelaunch.bench import cost
+    from wavelaunch.bench import summaries as summary_bench
+    from wavelaunch.console import money
+
+    result = await summary_bench.run(
+        get_settings(), clients=clients, threads=threads, rounds=rounds, per_round=per_round, seed=seed
+    )
+    table = Table(title="Summaries: naive vs optimized", title_justify="left")
+    for column in ("arm", "calls", "prompt", "completion", "total", "cost", "prompt tokens by round"):
+        table.add_column(column, justify="left" if column in ("arm", "prompt tokens by round") else "right")
+    for name, arm in result["arms"].items():
+        table.add_row(
+            name,
+            f"{arm['calls']:,}",
+            f"{arm['prompt_tokens']:,}",
+            f"{arm['completion_tokens']:,}",
+            f"{arm['total_tokens']:,}",
+            money(arm["cost"]),
+            " ".join(str(n) for n in arm["prompt_tokens_by_round"]),
+        )
+    console.print(table)
+    console.print(f"optimized/naive: tokens {result['token_ratio']}, dollars {result['cost_ratio']}")
     cost.write_json(result, json_file)
     console.print(f"JSON written to {json_file}")
 

@@ -22,9 +22,14 @@ from temporalio.worker import Replayer
 import stack
 from domain import deliverables
 from domain.client import KNOWN_FIELDS, ClientRecord, InvalidClientRecord, parse_client
+from domain.outputs import in_schema_order
+from domain.render import render_document
 from domain.sections import DocumentKind, Level, sections_using
-from storage import cache, clients, db, documents, sections, usage
+from domain.summaries import CLIENT_SUMMARY, THREAD_SUMMARY, InvalidMessages, ThreadInput, parse_threads
+from storage import cache, clients, db, documents, messages, sections, summaries, usage
+from storage.messages import UnknownThread
 from wavelaunch import plans
+from wavelaunch import summaries as summary_runs
 from wavelaunch.console import console, money, progress_table, usage_table
 from wavelaunch.intake import accept_client
 from wavelaunch.runtime import (
@@ -45,7 +50,11 @@ from workflows.models import (
     PlanProgress,
     PlanRequest,
     PlanResult,
+    SummaryProgress,
+    SummaryRequest,
+    SummaryResult,
 )
+from workflows.summary import SummaryWorkflow
 
 log = logging.getLogger(__name__)
 
@@ -314,6 +323,110 @@ async def show_deliverable(settings: Settings, client_id: str, month: int, docum
         return "\n".join(doc.markdown for doc in found)
 
 
+# -- summaries -----------------------------------------------------------------------------
+def sample_messages_file() -> Path:
+    return Path(str(resources.files("wavelaunch") / "samples" / "messages.json"))
+
+
+def load_threads(file: Path) -> list[ThreadInput]:
+    """Validate a messages file (a JSON list of threads with their messages); refuse it whole if
+    any part is invalid."""
+    try:
+        data = json.loads(file.read_text())
+    except json.JSONDecodeError as err:
+        raise InvalidMessages([f"{file} is not JSON: {err}"]) from None
+    return parse_threads(data)
+
+
+async def start_summary(
+    settings: Settings,
+    client_id: str,
+    thread_ids: list[str] | None,
+    messages_file: Path | None,
+    include_client_summary: bool,
+) -> WorkflowHandle[SummaryWorkflow, SummaryResult]:
+    """Append the file's messages (if any), then start (or join) ``summary-<clientId>``. A bad
+    file, an unknown client or an unknown thread is refused before anything is stored."""
+    loaded = load_threads(messages_file) if messages_file else []
+    request = SummaryRequest(
+        client_id=client_id, thread_ids=thread_ids or None, include_client_summary=include_client_summary
+    )
+    async with _database(settings) as pool:
+        await clients.get(pool, client_id)
+        if request.thread_ids:
+            # The file's threads count as known: they are stored before the run.
+            known = list(dict.fromkeys([*await messages.thread_ids(pool, client_id), *(t.thread_id for t in loaded)]))
+            missing = [t for t in request.thread_ids if t not in known]
+            if missing:
+                raise UnknownThread(client_id, missing, known)
+        for appended in await summary_runs.append_threads(pool, client_id, loaded):
+            console.print(
+                f"thread {appended.thread_id}: {appended.added} new message(s), {appended.skipped} already stored"
+            )
+        await summary_runs.check_summary(pool, request)
+    client = await _temporal(settings)
+    return await summary_runs.start_summary(client, settings, request)
+
+
+async def watch_summary(
+    handle: WorkflowHandle[SummaryWorkflow, SummaryResult], on_progress: Callable[[SummaryProgress], None]
+) -> SummaryResult:
+    return await plans.watch(handle, on_progress, query=SummaryWorkflow.progress)
+
+
+async def show_summary(settings: Settings, client_id: str, thread_id: str | None, fmt: str) -> str:
+    """The latest client summary and thread summaries (or one thread's) as Markdown or JSON."""
+    async with _database(settings) as pool:
+        stored = await clients.get(pool, client_id)
+        if thread_id is not None:
+            await messages.resolve_threads(pool, client_id, [thread_id])
+        threads = await summaries.latest_threads(pool, client_id, THREAD_SUMMARY.schema_version)
+        order = {t: i for i, t in enumerate(await messages.thread_ids(pool, client_id))}
+        threads = sorted(
+            (t for t in threads if thread_id is None or t.thread_id == thread_id), key=lambda t: order[t.thread_id]
+        )
+        latest_client = await summaries.latest_client(pool, client_id) if thread_id is None else None
+    if not threads and latest_client is None:
+        raise FileNotFoundError(
+            f"no summaries for client {client_id!r}{f' thread {thread_id!r}' if thread_id else ''} yet; "
+            f"run `wavelaunch summary generate {client_id}`"
+        )
+    if fmt == "json":
+        out: dict[str, Any] = {"client_id": client_id, "client_summary": None, "threads": []}
+        if latest_client is not None:
+            out["client_summary"] = {
+                "version": latest_client.version,
+                "client_version": latest_client.client_version,
+                "model": latest_client.model,
+                "created_at": latest_client.created_at.isoformat(),
+                "thread_summary_ids": latest_client.thread_summary_ids,
+                "content": in_schema_order(CLIENT_SUMMARY.key, latest_client.content),
+            }
+        out["threads"] = [
+            {
+                "thread_id": t.thread_id,
+                "version": t.version,
+                "from_seq": t.from_seq,
+                "through_seq": t.through_seq,
+                "model": t.model,
+                "created_at": t.created_at.isoformat(),
+                "content": in_schema_order(THREAD_SUMMARY.key, t.content),
+            }
+            for t in threads
+        ]
+        return json.dumps(out, indent=2)
+    parts = []
+    if latest_client is not None:
+        parts.append(
+            (f"Client summary (v{latest_client.version})", in_schema_order(CLIENT_SUMMARY.key, latest_client.content))
+        )
+    for t in threads:
+        title = f"Thread {t.thread_id} (v{t.version}, messages 1–{t.through_seq})"
+        parts.append((title, in_schema_order(THREAD_SUMMARY.key, t.content)))
+    brand = stored.record.brand_name or stored.record.full_name
+    return render_document(f"Summaries: {brand}", parts)
+
+
 # -- the CRM intake ------------------------------------------------------------------------
 class MissingWebhookSecret(ValueError):
     pass
@@ -348,7 +461,9 @@ async def replay(settings: Settings, workflow_id: str) -> str | None:
     """Replay a live history against the current code; the failure, or None when it replays."""
     client = await _temporal(settings)
     history = await client.get_workflow_handle(workflow_id).fetch_history()
-    replayer = Replayer(workflows=[BusinessPlanWorkflow, DeliverableWorkflow], data_converter=client.data_converter)
+    replayer = Replayer(
+        workflows=[BusinessPlanWorkflow, DeliverableWorkflow, SummaryWorkflow], data_converter=client.data_converter
+    )
     result = await replayer.replay_workflow(history, raise_on_replay_failure=False)
     return None if result.replay_failure is None else str(result.replay_failure)
 

@@ -9,7 +9,7 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from workflows.models import DeliverableProgress, PlanProgress, SectionStatus
+from workflows.models import DeliverableProgress, PlanProgress, SectionStatus, SummaryProgress
 
 # Piped output (CI logs, files) gets a wide table instead of rich's 80-column default.
 console = Console(width=None if sys.stdout.isatty() else 170)
@@ -28,9 +28,12 @@ def money(value: Decimal | float) -> str:
     return f"${float(value):,.4f}"
 
 
-def progress_table(progress: PlanProgress | DeliverableProgress) -> Table:
+_WHAT = {DeliverableProgress: "Deliverable", SummaryProgress: "Summaries"}
+
+
+def progress_table(progress: PlanProgress | DeliverableProgress | SummaryProgress) -> Table:
     done = progress.count(SectionStatus.DONE)
-    what = "Deliverable" if isinstance(progress, DeliverableProgress) else "Business plan"
+    what = _WHAT.get(type(progress), "Business plan")
     table = Table(
         title=f"{what} for {progress.client_id} ({progress.level}): {progress.status}, "
         f"{done}/{len(progress.sections)} sections",

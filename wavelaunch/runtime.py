@@ -15,6 +15,7 @@ from temporalio.worker import Worker
 from activities.deliverable import DeliverableActivities
 from activities.plan import PlanActivities, PlanDependencies
 from activities.section_cache import CacheConfig
+from activities.summary import SummaryActivities
 from llm.client import LLMClient
 from stack.manager import LLMEndpoint
 from storage import db
@@ -25,6 +26,7 @@ from wavelaunch.settings import Settings
 from workflows import search_attributes
 from workflows.business_plan import BusinessPlanWorkflow
 from workflows.deliverable import DeliverableWorkflow
+from workflows.summary import SummaryWorkflow
 
 log = logging.getLogger(__name__)
 
@@ -134,6 +136,7 @@ async def plan_dependencies(settings: Settings, database_url: str, llm: LLMConfi
 def build_worker(client: Client, settings: Settings, deps: PlanDependencies) -> Worker:
     activities = PlanActivities(deps)
     deliverable = DeliverableActivities(deps)
+    summary = SummaryActivities(deps)
     concurrency = settings.worker_max_concurrent_activities
     if deps.llm.structured_output == "json_object":
         # The local llama.cpp server answers one request at a time. More sections in flight only
@@ -143,13 +146,16 @@ def build_worker(client: Client, settings: Settings, deps: PlanDependencies) -> 
     return Worker(
         client,
         task_queue=settings.task_queue,
-        workflows=[BusinessPlanWorkflow, DeliverableWorkflow],
+        workflows=[BusinessPlanWorkflow, DeliverableWorkflow, SummaryWorkflow],
         activities=[
             activities.prepare_plan,
             activities.generate_section,
             activities.assemble_document,
             deliverable.prepare_deliverable,
             deliverable.assemble_deliverable,
+            summary.prepare_summary,
+            summary.summarize_thread,
+            summary.summarize_client,
         ],
         max_concurrent_activities=concurrency,
     )

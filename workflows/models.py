@@ -207,3 +207,99 @@ class DeliverableResult(BaseModel):
     @property
     def total_cost(self) -> Decimal:
         return sum((s.cost for s in self.sections), Decimal(0))
+
+
+# -- summaries -------------------------------------------------------------------------------
+class SummaryRequest(BaseModel):
+    client_id: str
+    # None: every thread of the client.
+    thread_ids: list[str] | None = None
+    include_client_summary: bool = True
+
+
+class SummaryInputs(BaseModel):
+    client_id: str
+    client_version: int
+    thread_ids: list[str]
+
+
+class ThreadSummaryRequest(BaseModel):
+    client_id: str
+    thread_id: str
+
+
+class ClientSummaryRequest(BaseModel):
+    client_id: str
+    # Pin a snapshot; None means the client's current version.
+    client_version: int | None = None
+
+
+class SummaryFigures(BaseModel):
+    """What one summary activity spent, and what the naive way would have spent for it."""
+
+    summary_id: int
+    version: int
+    model: str
+    tier: str
+    # "stored" (nothing new since the last summary), "exact" (the same request within its TTL)
+    # or "none" (summarised now).
+    cache_tier: str = "none"
+    prompt_tokens: int = 0
+    cached_tokens: int = 0
+    completion_tokens: int = 0
+    cost: Decimal = Decimal(0)
+    baseline_tokens: int = 0
+    baseline_cost: Decimal = Decimal(0)
+    duration_ms: int = 0
+    llm_calls: int = 0
+    escalated: bool = False
+
+    @property
+    def total_tokens(self) -> int:
+        return self.prompt_tokens + self.completion_tokens
+
+
+class ThreadSummaryResult(SummaryFigures):
+    thread_id: str
+    # The summary covers the thread's messages up to this seq; new_messages of them were read now.
+    through_seq: int
+    new_messages: int = 0
+
+
+class ClientSummaryResult(SummaryFigures):
+    # The thread summaries it was written from.
+    thread_summary_ids: list[int] = Field(default_factory=list)
+
+
+class SummaryProgress(DocumentProgress):
+    """Progress of a summary run: one row per thread (``thread:<id>``) and one for the client summary."""
+
+    @property
+    def level(self) -> str:
+        return "summary"
+
+
+class SummaryResult(BaseModel):
+    client_id: str
+    client_version: int
+    threads: list[ThreadSummaryResult]
+    client: ClientSummaryResult | None = None
+
+    def _all(self) -> list[SummaryFigures]:
+        return [*self.threads, *([self.client] if self.client else [])]
+
+    @property
+    def total_tokens(self) -> int:
+        return sum(s.total_tokens for s in self._all())
+
+    @property
+    def total_cost(self) -> Decimal:
+        return sum((s.cost for s in self._all()), Decimal(0))
+
+    @property
+    def baseline_tokens(self) -> int:
+        return sum(s.baseline_tokens for s in self._all())
+
+    @property
+    def llm_calls(self) -> int:
+        return sum(s.llm_calls for s in self._all())

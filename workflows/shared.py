@@ -28,6 +28,7 @@ FINAL_ERRORS = [
     "UnknownClient",
     "UnknownSection",
     "InvalidMonth",
+    "UnknownThread",
     "InvalidModelOutput",
     "LLMAuthenticationError",
     "LLMPermissionDenied",

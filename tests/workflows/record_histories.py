@@ -21,10 +21,12 @@ from domain.sections import Level
 from tests.conftest import venv_binary
 from tests.workflows.test_business_plan import FakeActivities
 from tests.workflows.test_deliverable import FakeDeliverableActivities
+from tests.workflows.test_summary import FakeSummaryActivities
 from wavelaunch.runtime import ensure_search_attributes
 from workflows.business_plan import BusinessPlanWorkflow
 from workflows.deliverable import DeliverableWorkflow
-from workflows.models import DeliverableRequest, PlanRequest
+from workflows.models import DeliverableRequest, PlanRequest, SummaryRequest
+from workflows.summary import SummaryWorkflow
 
 HISTORIES = Path(__file__).resolve().parents[1] / "histories"
 
@@ -38,6 +40,9 @@ CASES = {
 }
 DELIVERABLE_CASES = {
     "deliverable_m2": (FakeDeliverableActivities(), DeliverableRequest(client_id="c4", month=2)),
+}
+SUMMARY_CASES = {
+    "summary_threads_and_client": (FakeSummaryActivities(), SummaryRequest(client_id="c1")),
 }
 # Signal-with-start for the cases that announce a newer client version.
 SIGNALS = {"business_plan_update_folded_in": 5}
@@ -86,6 +91,18 @@ async def record(names: list[str]) -> None:
                     await handle.result()
                 except WorkflowFailureError:
                     pass
+                history = await handle.fetch_history()
+            (HISTORIES / f"{name}.json").write_text(history.to_json())
+            print(f"recorded {name}: {len(history.events)} events")
+        for name, (fakes, request) in SUMMARY_CASES.items():
+            if names and name not in names:
+                continue
+            queue = f"record-{uuid.uuid4()}"
+            async with Worker(env.client, task_queue=queue, workflows=[SummaryWorkflow], activities=fakes.all()):
+                handle = await env.client.start_workflow(
+                    SummaryWorkflow.run, request, id=f"summary-{request.client_id}", task_queue=queue
+                )
+                await handle.result()
                 history = await handle.fetch_history()
             (HISTORIES / f"{name}.json").write_text(history.to_json())
             print(f"recorded {name}: {len(history.events)} events")

@@ -15,6 +15,7 @@ from temporalio.worker import Replayer
 from workflows.business_plan import BusinessPlanWorkflow
 from workflows.deliverable import DeliverableWorkflow
 from workflows.models import PlanRequest
+from workflows.summary import SummaryWorkflow
 
 HISTORIES = sorted((Path(__file__).resolve().parents[1] / "histories").glob("*.json"))
 
@@ -26,12 +27,15 @@ def test_histories_are_recorded():
         "business_plan_section_failed",
         "business_plan_update_folded_in",
         "deliverable_m2",
+        "summary_threads_and_client",
     } <= names
 
 
 @pytest.mark.parametrize("path", HISTORIES, ids=[p.stem for p in HISTORIES])
 async def test_history_replays_on_current_code(path: Path):
-    replayer = Replayer(workflows=[BusinessPlanWorkflow, DeliverableWorkflow], data_converter=pydantic_data_converter)
+    replayer = Replayer(
+        workflows=[BusinessPlanWorkflow, DeliverableWorkflow, SummaryWorkflow], data_converter=pydantic_data_converter
+    )
     result = await replayer.replay_workflow(WorkflowHistory.from_json(path.stem, path.read_text()))
     assert result.replay_failure is None
 

@@ -1,0 +1,353 @@
+"""Summary activities: thread summaries that grow with new messages only, and the client summary.
+
+A thread summary is served by the cheapest way that can:
+1. stored: no message arrived since the last summary, so it is returned at zero cost;
+2. exact: the same request (same thread, same messages, same previous summary, model and
+   versions) within its TTL (24 h by default);
+3. an incremental call: the previous summary plus only the messages after it, on the economy
+   tier, validated against the strict schema (invalid answers retried as sections are).
+The client summary is written from the compact client context and the latest thread summaries,
+never from raw messages, and only when one of them changed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator
+from typing import Any
+
+from temporalio import activity
+from temporalio.exceptions import ApplicationError
+
+from activities.ledger import Baseline, SectionLedger
+from activities.plan import PlanDependencies, _heartbeating
+from activities.section_cache import SectionCache
+from activities.writer import OutputRejected, SectionWriter, Written
+from domain.cache_policy import policy
+from domain.sections import DocumentKind, SectionSpec
+from domain.summaries import CLIENT_SUMMARY, THREAD_SUMMARY
+from storage import clients, messages, summaries
+from storage.clients import StoredClient, UnknownClient
+from storage.messages import UnknownThread
+from tokenopt.cache_keys import exact_key
+from tokenopt.naive import naive_summary_tokens
+from tokenopt.prompts import BuiltPrompt
+from tokenopt.routing import Tier, tier_for
+from tokenopt.summary_prompts import (
+    SUMMARY_PROMPT_VERSION,
+    build_client_prompt,
+    build_thread_prompt,
+    client_inputs,
+    client_inputs_hash,
+)
+from tokenopt.techniques import Technique
+from workflows.models import (
+    ClientSummaryRequest,
+    ClientSummaryResult,
+    SummaryInputs,
+    SummaryRequest,
+    ThreadSummaryRequest,
+    ThreadSummaryResult,
+)
+
+KIND = DocumentKind.SUMMARY
+
+
+def _final(kind: str, err: Exception) -> ApplicationError:
+    return ApplicationError(str(err), type=kind, non_retryable=True)
+
+
+def _known(client: StoredClient) -> tuple[str, ...]:
+    """Values redacted wherever they appear in a prompt: the client's email."""
+    return (str(client.record.email),)
+
+
+class SummaryActivities:
+    def __init__(self, deps: PlanDependencies):
+        self.deps = deps
+        self.cache = SectionCache(deps.pool, deps.llm, deps.cache)
+
+    # -- prepare -------------------------------------------------------------------------
+    @activity.defn
+    async def prepare_summary(self, request: SummaryRequest) -> SummaryInputs:
+        """Check the client and its threads before any LLM call is made."""
+        try:
+            stored = await clients.get(self.deps.pool, request.client_id)
+            threads = await messages.resolve_threads(self.deps.pool, request.client_id, request.thread_ids)
+        except UnknownClient as err:
+            raise _final("UnknownClient", err) from None
+        except UnknownThread as err:
+            raise _final("UnknownThread", err) from None
+        return SummaryInputs(client_id=request.client_id, client_version=stored.version, thread_ids=threads)
+
+    # -- threads -----------------------------------------------------------------------------
+    @activity.defn
+    async def summarize_thread(self, request: ThreadSummaryRequest) -> ThreadSummaryResult:
+        """Bring the thread's summary up to its last message, reading only the messages after the
+        previous summary; nothing new costs nothing."""
+        spec = THREAD_SUMMARY
+        client = await self._client(request.client_id)
+        pool = self.deps.pool
+        thread = await messages.messages_after(pool, request.client_id, request.thread_id)
+        if not thread:
+            known = await messages.thread_ids(pool, request.client_id)
+            raise _final("UnknownThread", UnknownThread(request.client_id, [request.thread_id], known))
+        latest = await summaries.latest_thread(pool, request.client_id, request.thread_id, spec.schema_version)
+        after = latest.through_seq if latest else 0
+        new = [m for m in thread if m.seq > after]
+        ledger = self._ledger(
+            request.client_id, spec, naive_summary_tokens({request.thread_id: thread}, None, self._naive)
+        )
+
+        if not new:
+            assert latest is not None
+            saved = await ledger.hit(
+                latest.model, "stored", f"thread:{request.thread_id}@{after}", operation="summarize_thread"
+            )
+            return ThreadSummaryResult(
+                thread_id=request.thread_id,
+                summary_id=latest.id,
+                version=latest.version,
+                through_seq=latest.through_seq,
+                model=latest.model,
+                tier=self._tier(spec).value,
+                cache_tier="stored",
+                baseline_tokens=ledger.baseline.prompt_tokens + spec.target_tokens,
+                baseline_cost=saved,
+            )
+
+        tier = self._tier(spec)
+        known = _known(client)
+        previous = latest.content if latest else None
+
+        def prompt_for(model: str) -> BuiltPrompt:
+            return build_thread_prompt(request.thread_id, previous, new, model=model, known=known)
+
+        prompt = prompt_for(self.deps.router.model_for(tier))
+        ekey = self._key(request.client_id, spec, f"{request.thread_id}:{after}-{new[-1].seq}", prompt, tier)
+
+        async def store(content: dict[str, Any], model: str, prompt_tokens: int, completion_tokens: int) -> Any:
+            return await summaries.store_thread(
+                pool,
+                client_id=request.client_id,
+                thread_id=request.thread_id,
+                from_seq=after + 1,
+                through_seq=new[-1].seq,
+                schema_version=spec.schema_version,
+                prompt_version=SUMMARY_PROMPT_VERSION,
+                content=content,
+                model=model,
+                prompt_tokens=prompt_tokens,
+                completion_tokens=completion_tokens,
+            )
+
+        async with _heartbeating(), self._exact_scope(spec, ekey) as (db, exact_on):
+            if exact_on and (hit := await self.cache.exact(db, ekey, spec)) is not None:
+                stored = await store(hit.content, hit.model, 0, 0)
+                saved = await ledger.hit(hit.model, "exact", ekey, operation="summarize_thread")
+                return ThreadSummaryResult(
+                    thread_id=request.thread_id,
+                    summary_id=stored.id,
+                    version=stored.version,
+                    through_seq=stored.through_seq,
+                    new_messages=len(new),
+                    model=hit.model,
+                    tier=tier.value,
+                    cache_tier="exact",
+                    baseline_tokens=ledger.baseline.prompt_tokens + spec.target_tokens,
+                    baseline_cost=saved,
+                )
+            written = await self._write(ledger, request.client_id, spec, tier, prompt_for, "summarize_thread", ekey)
+            figures = written.result
+            stored = await store(written.content, figures.model, figures.prompt_tokens, figures.completion_tokens)
+            if exact_on:
+                await self._cache_put(db, ekey, request.client_id, spec, written, prompt)
+        return ThreadSummaryResult(
+            thread_id=request.thread_id,
+            summary_id=stored.id,
+            version=stored.version,
+            through_seq=stored.through_seq,
+            new_messages=len(new),
+            **_figures(written),
+        )
+
+    # -- the client ----------------------------------------------------------------------------
+    @activity.defn
+    async def summarize_client(self, request: ClientSummaryRequest) -> ClientSummaryResult:
+        """The client summary from the compact client context and each thread's latest summary;
+        unchanged inputs cost nothing (the stored version is returned)."""
+        spec = CLIENT_SUMMARY
+        pool = self.deps.pool
+        client = await self._client(request.client_id, request.client_version)
+        record = client.record.wire()
+        known = _known(client)
+        threads = await summaries.latest_threads(pool, request.client_id, THREAD_SUMMARY.schema_version)
+        ids = [t.id for t in threads]
+        inputs_hash = client_inputs_hash(client_inputs(record, known), [(t.thread_id, t.id) for t in threads])
+        everything = await messages.all_messages(pool, request.client_id)
+        ledger = self._ledger(request.client_id, spec, naive_summary_tokens(everything, record, self._naive))
+        tier = self._tier(spec)
+
+        latest = await summaries.latest_client(pool, request.client_id)
+        if latest is not None and latest.inputs_hash == inputs_hash:
+            saved = await ledger.hit(latest.model, "stored", f"client:{inputs_hash}", operation="summarize_client")
+            return ClientSummaryResult(
+                summary_id=latest.id,
+                version=latest.version,
+                thread_summary_ids=latest.thread_summary_ids,
+                model=latest.model,
+                tier=tier.value,
+                cache_tier="stored",
+                baseline_tokens=ledger.baseline.prompt_tokens + spec.target_tokens,
+                baseline_cost=saved,
+            )
+
+        contents = [(t.thread_id, t.content) for t in threads]
+
+        def prompt_for(model: str) -> BuiltPrompt:
+            return build_client_prompt(record, contents, model=model, known=known)
+
+        prompt = prompt_for(self.deps.router.model_for(tier))
+        ekey = self._key(request.client_id, spec, "client", prompt, tier)
+
+        async def store(content: dict[str, Any], model: str, prompt_tokens: int, completion_tokens: int) -> Any:
+            return await summaries.store_client(
+                pool,
+                client_id=request.client_id,
+                client_version=client.version,
+                thread_summary_ids=ids,
+                inputs_hash=inputs_hash,
+                schema_version=spec.schema_version,
+                prompt_version=SUMMARY_PROMPT_VERSION,
+                content=content,
+                model=model,
+                prompt_tokens=prompt_tokens,
+                completion_tokens=completion_tokens,
+            )
+
+        async with _heartbeating(), self._exact_scope(spec, ekey) as (db, exact_on):
+            if exact_on and (hit := await self.cache.exact(db, ekey, spec)) is not None:
+                stored = await store(hit.content, hit.model, 0, 0)
+                saved = await ledger.hit(hit.model, "exact", ekey, operation="summarize_client")
+                return ClientSummaryResult(
+                    summary_id=stored.id,
+                    version=stored.version,
+                    thread_summary_ids=ids,
+                    model=hit.model,
+                    tier=tier.value,
+                    cache_tier="exact",
+                    baseline_tokens=ledger.baseline.prompt_tokens + spec.target_tokens,
+                    baseline_cost=saved,
+                )
+            written = await self._write(ledger, request.client_id, spec, tier, prompt_for, "summarize_client", ekey)
+            figures = written.result
+            stored = await store(written.content, figures.model, figures.prompt_tokens, figures.completion_tokens)
+            if exact_on:
+                await self._cache_put(db, ekey, request.client_id, spec, written, prompt)
+        return ClientSummaryResult(
+            summary_id=stored.id, version=stored.version, thread_summary_ids=ids, **_figures(written)
+        )
+
+    # -- shared --------------------------------------------------------------------------------
+    @property
+    def _naive(self) -> str:
+        return self.deps.naive_model
+
+    async def _client(self, client_id: str, version: int | None = None) -> StoredClient:
+        try:
+            return await clients.get(self.deps.pool, client_id, version)
+        except UnknownClient as err:
+            raise _final("UnknownClient", err) from None
+
+    def _tier(self, spec: SectionSpec) -> Tier:
+        return tier_for(spec.key) if self.deps.techniques.on(Technique.ROUTING) else Tier.PREMIUM
+
+    def _ledger(self, client_id: str, spec: SectionSpec, naive_prompt_tokens: int) -> SectionLedger:
+        return SectionLedger(
+            self.deps.pool,
+            client_id=client_id,
+            spec=spec,
+            baseline=Baseline(naive_prompt_tokens, self._naive),
+            free_models=self.deps.free_models,
+            kind=KIND,
+        )
+
+    def _key(self, client_id: str, spec: SectionSpec, scope: str, prompt: BuiltPrompt, tier: Tier) -> str:
+        """The exact-cache key: the client, the summary kind and its scope (thread and message
+        range), the normalised prompt (previous summary and new messages), model and versions."""
+        return exact_key(
+            tenant=client_id,
+            document_kind=KIND.value,
+            section_key=f"{spec.key}:{scope}",
+            messages=prompt.messages,
+            model=self.deps.router.model_for(tier),
+            temperature=None,
+            max_tokens=spec.target_tokens * 2,
+            schema_version=spec.schema_version,
+            prompt_version=SUMMARY_PROMPT_VERSION,
+        )
+
+    @contextlib.asynccontextmanager
+    async def _exact_scope(self, spec: SectionSpec, key: str) -> AsyncIterator[tuple[Any, bool]]:
+        """(connection, exact cache on): under the key's single-flight lock when the cache is on,
+        so two workers missing the same summary make one call."""
+        if not (self.deps.techniques.on(Technique.EXACT_CACHE) and policy(KIND, spec.key).cacheable):
+            yield self.deps.pool, False
+            return
+        async with self.cache.single_flight(key) as db:
+            yield db, True
+
+    async def _write(
+        self,
+        ledger: SectionLedger,
+        client_id: str,
+        spec: SectionSpec,
+        tier: Tier,
+        prompt_for: Any,
+        operation: str,
+        key: str,
+    ) -> Written:
+        writer = SectionWriter(self.deps.llm, self.deps.router, ledger, client_id)
+        try:
+            return await writer.write(
+                spec, tier, lambda model: (prompt_for(model).messages, []), operation=operation, cache_key=key
+            )
+        except OutputRejected as err:
+            raise _final("InvalidModelOutput", err) from None
+
+    async def _cache_put(
+        self, db: Any, key: str, client_id: str, spec: SectionSpec, written: Written, prompt: BuiltPrompt
+    ) -> None:
+        await self.cache.put(
+            db,
+            key=key,
+            client_id=client_id,
+            kind=KIND,
+            spec=spec,
+            prompt_version=SUMMARY_PROMPT_VERSION,
+            section_id=None,
+            content=written.content,
+            inputs=prompt.inputs,
+            model=written.result.model,
+            completion_tokens=written.result.completion_tokens,
+            cost=written.result.cost,
+            embedding=None,
+        )
+
+
+def _figures(written: Written) -> dict[str, Any]:
+    r = written.result
+    return dict(
+        model=r.model,
+        tier=r.tier,
+        cache_tier="none",
+        prompt_tokens=r.prompt_tokens,
+        cached_tokens=r.cached_tokens,
+        completion_tokens=r.completion_tokens,
+        cost=r.cost,
+        baseline_tokens=r.baseline_tokens,
+        baseline_cost=r.baseline_cost,
+        duration_ms=r.duration_ms,
+        llm_calls=r.llm_calls,
+        escalated=r.escalated,
+    )
