@@ -19,6 +19,7 @@ import time
 import uuid
 from collections import defaultdict
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import asyncpg
@@ -28,6 +29,7 @@ from temporalio.client import Client, WorkflowFailureError
 from domain import deliverables
 from domain.client import parse_client
 from domain.sections import Level, resolve_sections
+from domain.summaries import CLIENT_SUMMARY, THREAD_SUMMARY, Author, NewMessage, ThreadInput, ThreadMessage
 from llm.stub_server import TARGET_HEADER, StubServer
 from storage import cache, db
 from tokenopt import naive, pricing
@@ -46,7 +48,8 @@ from wavelaunch.runtime import (
     router_for,
 )
 from wavelaunch.settings import Settings
-from workflows.models import DeliverableRequest, PlanRequest
+from wavelaunch.summaries import append_threads, start_summary
+from workflows.models import DeliverableRequest, PlanRequest, SummaryRequest
 
 log = logging.getLogger(__name__)
 
@@ -87,14 +90,31 @@ def _fault_for(event: Event, month: int | None) -> list[dict[str, Any]]:
 
 
 # -- summaries ------------------------------------------------------------------------------
-def naive_thread_request(messages: list[dict[str, str]]) -> tuple[list[dict[str, str]], int]:
-    raise NotImplementedError
+_SENT_AT = datetime(2026, 11, 2, 9, 0, tzinfo=UTC)
+
+
+def _new_messages(batch: list[dict[str, str]]) -> list[NewMessage]:
+    return [
+        NewMessage(id=m["id"], author=Author(m["author"]), text=m["text"], sent_at=_SENT_AT + timedelta(minutes=i))
+        for i, m in enumerate(batch)
+    ]
+
+
+def _stored(thread: list[dict[str, str]]) -> list[ThreadMessage]:
+    return [ThreadMessage(**m.model_dump(), seq=i + 1) for i, m in enumerate(_new_messages(thread))]
+
+
+def naive_thread_request(thread: list[dict[str, str]]) -> tuple[list[dict[str, str]], int]:
+    """The naive thread summary: the whole thread again, each time."""
+    return naive.naive_summary_messages({"thread": _stored(thread)}), THREAD_SUMMARY.target_tokens
 
 
 def naive_client_request(
     record: dict[str, Any], threads: list[list[dict[str, str]]]
 ) -> tuple[list[dict[str, str]], int]:
-    raise NotImplementedError
+    """The naive client summary: every client field and every message of every thread."""
+    transcript = {f"thread-{t}": _stored(messages) for t, messages in enumerate(threads)}
+    return naive.naive_summary_messages(transcript, record), CLIENT_SUMMARY.target_tokens
 
 
 async def thread_summary(
@@ -103,13 +123,19 @@ async def thread_summary(
     pool: asyncpg.Pool,
     client_id: str,
     thread_id: str,
-    messages: list[dict[str, str]],
+    batch: list[dict[str, str]],
 ) -> int:
-    raise NotImplementedError
+    """Store a batch of new messages, bring that thread's summary up to date; its tokens."""
+    await append_threads(pool, client_id, [ThreadInput(thread_id=thread_id, messages=_new_messages(batch))])
+    request = SummaryRequest(client_id=client_id, thread_ids=[thread_id], include_client_summary=False)
+    result = await (await start_summary(temporal, settings, request)).result()
+    return result.total_tokens
 
 
 async def client_summary(temporal: Client, settings: Settings, client_id: str) -> None:
-    raise NotImplementedError
+    """The weekly client summary, from the thread summaries (already up to date)."""
+    request = SummaryRequest(client_id=client_id, thread_ids=[], include_client_summary=True)
+    await (await start_summary(temporal, settings, request)).result()
 
 
 # -- naive ----------------------------------------------------------------------------------
