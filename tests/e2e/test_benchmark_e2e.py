@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from tokenopt.pricing import UnknownModelPrice
-from wavelaunch.bench import cost
-from wavelaunch.bench.workload import EventKind, workload_v1
+from wavelaunch.bench import cost, studio
+from wavelaunch.bench.workload import EventKind, workload_studio, workload_v1
 from wavelaunch.runtime import LLMConfig, plan_dependencies
 from wavelaunch.settings import Settings
 
@@ -39,3 +39,27 @@ async def test_worker_refuses_to_start_with_an_unpriced_model(tmp_path):
     llm = LLMConfig(api_key="k", base_url="http://127.0.0.1:9/v1", model_override=None, free_models=frozenset())
     with pytest.raises(UnknownModelPrice, match="gpt-9-imaginary"):
         await plan_dependencies(settings, "postgresql://unused", llm)
+
+
+async def test_tiny_studio_month_reports_every_figure(tmp_path):
+    workload = workload_studio(n=3, seed=11, thread_batches=3, weeks=3)
+    kinds = {e.kind for e in workload.events if not e.warmup}
+    assert {EventKind.ONBOARD, EventKind.DELIVERABLE, EventKind.MESSAGES, EventKind.CLIENT_SUMMARY} <= kinds
+    settings = Settings.model_validate({"state_dir": tmp_path})
+    report = await studio.run(workload, settings, ["naive", "optimized"])
+
+    arms = report["arms"]
+    assert set(arms) == {"naive", "optimized", "lower_bound"}
+    for kind in studio.KINDS:
+        assert arms["optimized"]["by_kind"][kind]["total_tokens"] > 0
+        assert arms["optimized"]["by_kind"][kind]["cost"] < arms["naive"]["by_kind"][kind]["cost"]
+    assert report["lower_bound_ratio"] >= 1.0
+    figures = report["figures"]
+    assert figures["retries"] >= 1 and figures["finished_sections_regenerated_by_retries"] == 0
+    assert figures["repeat_llm_calls"] == 0
+    assert figures["brand_context_written"] < figures["brand_context_needed"]
+    # Ours grows with the new messages only; the naive prompt carries the whole thread.
+    per_batch = figures["tokens_per_thread_summary"]
+    assert per_batch["3"]["naive"] > per_batch["1"]["naive"] * 1.5
+    assert per_batch["3"]["ours"] < per_batch["3"]["naive"]
+    assert report["naive_earlier_months_prompt_tokens"] > 0
