@@ -12,6 +12,7 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.service import RPCError, RPCStatusCode
 from temporalio.worker import Worker
 
+from activities.bulk import BulkActivities
 from activities.deliverable import DeliverableActivities
 from activities.plan import PlanActivities, PlanDependencies
 from activities.section_cache import CacheConfig
@@ -23,6 +24,7 @@ from tokenopt.routing import ModelRouter
 from tokenopt.techniques import Technique, Techniques
 from wavelaunch.settings import Settings
 from workflows import search_attributes
+from workflows.bulk import BulkRegenerationWorkflow
 from workflows.business_plan import BusinessPlanWorkflow
 from workflows.deliverable import DeliverableWorkflow
 
@@ -128,12 +130,14 @@ async def plan_dependencies(settings: Settings, database_url: str, llm: LLMConfi
         free_models=free,
         techniques=techniques,
         cache=cache,
+        batch_api=settings.batch_api,
     )
 
 
 def build_worker(client: Client, settings: Settings, deps: PlanDependencies) -> Worker:
     activities = PlanActivities(deps)
     deliverable = DeliverableActivities(deps)
+    bulk = BulkActivities(deps, activities)
     concurrency = settings.worker_max_concurrent_activities
     if deps.llm.structured_output == "json_object":
         # The local llama.cpp server answers one request at a time. More sections in flight only
@@ -143,13 +147,18 @@ def build_worker(client: Client, settings: Settings, deps: PlanDependencies) -> 
     return Worker(
         client,
         task_queue=settings.task_queue,
-        workflows=[BusinessPlanWorkflow, DeliverableWorkflow],
+        workflows=[BusinessPlanWorkflow, DeliverableWorkflow, BulkRegenerationWorkflow],
         activities=[
             activities.prepare_plan,
             activities.generate_section,
             activities.assemble_document,
             deliverable.prepare_deliverable,
             deliverable.assemble_deliverable,
+            bulk.prepare_bulk,
+            bulk.submit_batch,
+            bulk.poll_batch,
+            bulk.collect_batch,
+            bulk.bulk_fallback,
         ],
         max_concurrent_activities=concurrency,
     )
