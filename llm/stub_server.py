@@ -1224,9 +1224,12 @@ def main(argv: Sequence[str] | None = None) -> None:
         default=0.0,
         help="seconds of simulated generation time per completion token",
     )
+    parser.add_argument("--batch-polls", type=int, default=2, help="retrievals before a batch completes")
+    parser.add_argument("--batch-seconds", type=float, default=None, help="or seconds after creation")
     args = parser.parse_args(argv)
     models = tuple(m.strip() for m in args.models.split(",") if m.strip()) if args.models else None
     state = StubState(api_key=args.api_key, models=models, latency_per_completion_token=args.latency_per_token)
+    state.batches.configure(polls=args.batch_polls, seconds=args.batch_seconds)
     uvicorn.run(
         create_app(state),
         host=args.host,

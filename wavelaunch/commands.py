@@ -396,7 +396,10 @@ async def replay(settings: Settings, workflow_id: str) -> str | None:
     """Replay a live history against the current code; the failure, or None when it replays."""
     client = await _temporal(settings)
     history = await client.get_workflow_handle(workflow_id).fetch_history()
-    replayer = Replayer(workflows=[BusinessPlanWorkflow, DeliverableWorkflow], data_converter=client.data_converter)
+    replayer = Replayer(
+        workflows=[BusinessPlanWorkflow, DeliverableWorkflow, BulkRegenerationWorkflow],
+        data_converter=client.data_converter,
+    )
     result = await replayer.replay_workflow(history, raise_on_replay_failure=False)
     return None if result.replay_failure is None else str(result.replay_failure)
 

@@ -34,7 +34,9 @@ async def rows(pool, workflow_id, operation):
     )
 
 
-async def test_two_clients_one_batch_stored_at_batch_price_then_plans_cost_nothing(pool, client, settings, stub, worker):
+async def test_two_clients_one_batch_stored_at_batch_price_then_plans_cost_nothing(
+    pool, client, settings, stub, worker
+):
     ids = [await new_client(pool), await new_client(pool)]
     handle, result = await run_bulk(client, settings, ids)
 
