@@ -166,7 +166,10 @@ class BulkActivities:
                     items = await bulk.items(conn, ref)
                     if not items:
                         raise _final("EmptyBatch", f"bulk request set {ref} has nothing to generate")
-                    data = batch_api.build_jsonl([batch_api.BatchLine(i.custom_id, i.body) for i in items])
+                    try:
+                        data = batch_api.build_jsonl([batch_api.BatchLine(i.custom_id, i.body) for i in items])
+                    except ValueError as err:
+                        raise _final("BatchTooLarge", str(err)) from None
                     file_id = await batch_api.upload(llm, data, f"wavelaunch-{ref}.jsonl")
                     status = await batch_api.create(llm, file_id, {REF_KEY: ref, "workflow_id": row.workflow_id})
                     log.info("batch %s submitted: %d requests", status.id, len(items))

@@ -157,7 +157,7 @@ class PlanActivities:
         if self._on(Technique.REUSE):
             existing = await sections.find(self.deps.pool, job.key)
             if existing is not None:
-                saved = await job.ledger.hit(existing.model, "stored", job.key)
+                saved = await job.ledger.hit(existing.model, "stored", job.key, counterfactual=request.reuse_saves)
                 return self._served(job, existing.id, existing.model, "stored", saved)
 
         async with _heartbeating():

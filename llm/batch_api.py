@@ -20,6 +20,8 @@ CHAT_ENDPOINT = "/v1/chat/completions"
 COMPLETION_WINDOW = "24h"
 # Terminal states of a batch (OpenAI's lifecycle); anything else is still moving.
 TERMINAL = frozenset({"completed", "failed", "expired", "cancelled"})
+# OpenAI's limit of requests per batch.
+MAX_LINES = 50_000
 
 
 @dataclass(frozen=True)
@@ -39,6 +41,10 @@ class BatchLine:
 
 def build_jsonl(lines: list[BatchLine]) -> bytes:
     """The batch input file: one request per line, ids unique (the API refuses duplicates)."""
+    if len(lines) > MAX_LINES:
+        raise ValueError(
+            f"{len(lines):,} requests exceed the Batch API's {MAX_LINES:,} per batch; regenerate fewer clients"
+        )
     seen: set[str] = set()
     for line in lines:
         if line.custom_id in seen:

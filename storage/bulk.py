@@ -4,6 +4,7 @@ batch's state. The workflow carries only the set's reference."""
 from __future__ import annotations
 
 import contextlib
+import json
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
@@ -71,7 +72,16 @@ async def create(
                                        document_sections, model, body)
                VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT DO NOTHING""",
             [
-                (ref, i.custom_id, i.client_id, i.client_version, i.section_key, i.document_sections, i.model, i.body)
+                (
+                    ref,
+                    i.custom_id,
+                    i.client_id,
+                    i.client_version,
+                    i.section_key,
+                    i.document_sections,
+                    i.model,
+                    json.dumps(i.body, ensure_ascii=False),
+                )
                 for i in items
             ],
         )
@@ -106,7 +116,7 @@ async def items(db: Any, ref: str, *, states: tuple[str, ...] | None = None) -> 
         ref,
         list(states) if states is not None else None,
     )
-    return [BulkItem(**dict(r)) for r in rows]
+    return [BulkItem(**{**dict(r), "body": json.loads(r["body"])}) for r in rows]
 
 
 async def set_batch(db: Any, ref: str, *, batch_id: str, input_file_id: str, status: str) -> None:

@@ -274,9 +274,10 @@ async def bulk_regenerate(
     poll_seconds: int | None = typer.Option(None, "--poll-seconds", min=1, help="Between looks at the batch."),
     workflow_id: str | None = typer.Option(None, "--id", help="Workflow id (default: bulk-<hash of the request>)."),
 ) -> None:
-    """Regenerate many clients' business plans: the sections that need writing go out as one
-    Batch API batch (direct calls for a local model or WAVELAUNCH_BATCH_API=false), then each
-    client's plan is assembled from the stored sections."""
+    """Regenerate many clients' business plans through one Batch API batch (half price).
+
+    The sections that need writing go out as one batch (direct calls for a local model or
+    WAVELAUNCH_BATCH_API=false); then each client's plan is assembled from the stored sections."""
     if bool(client) == all_clients:
         raise typer.BadParameter("give --client ID (one or more) or --all")
     settings = get_settings()
@@ -289,6 +290,7 @@ async def bulk_regenerate(
         return
     with Live(console=console, refresh_per_second=2) as live:
         result = await commands.watch_bulk(handle, lambda p: live.update(bulk_table(p)))
+    console.print()
     via = f"batch {result.batch_id}" if result.batch_id else "direct calls"
     console.print(
         f"{len(result.documents)} plans; {result.to_generate} sections written ({result.stored_from_batch} via {via}, "

@@ -195,7 +195,8 @@ class BulkRegenerationWorkflow:
     async def _plan(self, request: BulkRequest, client_id: str, version: int) -> PlanResult:
         return await workflow.execute_child_workflow(
             BusinessPlanWorkflow.run,
-            PlanRequest(client_id=client_id, level=request.level, client_version=version),
+            # The batch's rows already count these sections against the naive way.
+            PlanRequest(client_id=client_id, level=request.level, client_version=version, reuse_saves=False),
             id=plan_workflow_id(client_id),
             parent_close_policy=workflow.ParentClosePolicy.ABANDON,
             search_attributes=TypedSearchAttributes(

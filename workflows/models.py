@@ -22,6 +22,9 @@ class PlanRequest(BaseModel):
     regenerate: list[str] = Field(default_factory=list)
     # Pin a snapshot; None means the client's current version when the plan starts.
     client_version: int | None = None
+    # Whether a section served from storage counts as saved against the naive way; a bulk
+    # regeneration's plans say no: their sections were just written (and counted) by the batch.
+    reuse_saves: bool = True
 
 
 class PlanInputs(BaseModel):
@@ -43,6 +46,8 @@ class SectionRequest(BaseModel):
     # Key of stored context (a deliverable month's digest of earlier months), read by the
     # sections whose kind uses it; the text itself never crosses the workflow boundary.
     context_ref: str | None = None
+    # See PlanRequest.reuse_saves.
+    reuse_saves: bool = True
 
 
 class SectionResult(BaseModel):

@@ -24,7 +24,9 @@ CREATE TABLE bulk_items (
     section_key        text NOT NULL,
     document_sections  text[] NOT NULL,
     model              text NOT NULL,
-    body               jsonb NOT NULL,
+    -- The request body as sent, as text: jsonb would reorder the schema's keys, and the order
+    -- of a strict schema's properties is the order the model writes them in.
+    body               text NOT NULL,
     state              text NOT NULL DEFAULT 'pending',   -- pending, stored, failed
     section_id         bigint,
     error              text,

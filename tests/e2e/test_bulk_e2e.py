@@ -64,6 +64,13 @@ async def test_two_clients_one_batch_stored_at_batch_price_then_plans_cost_nothi
         assert r["baseline_cost"] > r["estimated_cost"] and r["baseline_prompt_tokens"] > 0
     assert sum(r["estimated_cost"] for r in batch_rows) == pytest.approx(result.batch_cost, abs=Decimal("1e-7"))
 
+    # The plans the bulk ran reused the sections without claiming their naive cost a second time.
+    plan_rows = await pool.fetch(
+        "SELECT * FROM usage_ledger WHERE workflow_id = ANY($1::text[]) AND cache_tier = 'stored'",
+        [f"plan-{c}" for c in ids],
+    )
+    assert len(plan_rows) == 6 and all(r["baseline_cost"] == 0 for r in plan_rows)
+
     # A plan for those clients afterwards: zero LLM calls, every section from the stored tier.
     stub.reset()
     for client_id in ids:
@@ -99,11 +106,15 @@ async def test_what_the_batch_did_not_answer_goes_the_direct_way(pool, client, s
     assert set(result.documents) == {client_id}
     batch_rows = await rows(pool, handle.id, "batch_section")
     assert sum(r["success"] for r in batch_rows) == len(ESSENTIAL) - len(direct)
+    direct_rows = await rows(pool, handle.id, "generate_section")
+    assert sorted(r["section_key"] for r in direct_rows if r["success"]) == sorted(direct)
     if fault["kind"].startswith("line"):
         [failed] = [r for r in batch_rows if not r["success"]]
         assert failed["section_key"] == "market_analysis" and failed["error_message"]
-    direct_rows = await rows(pool, handle.id, "generate_section")
-    assert sorted(r["section_key"] for r in direct_rows if r["success"]) == sorted(direct)
+    if fault["kind"] == "line_invalid_json":
+        # The batch line asked exactly what the direct call asked: the same prompt, token for token.
+        [direct_row] = [r for r in direct_rows if r["success"]]
+        assert failed["prompt_tokens"] == direct_row["prompt_tokens"] > 0
 
 
 async def test_with_the_batch_api_off_every_section_is_a_direct_call(pool, client, database_url, llm_config, stub):
