@@ -200,6 +200,26 @@ class BulkActivities:
         )
         return _state(status)
 
+    @activity.defn
+    async def cancel_batch(self, ref: str) -> BatchState:
+        """Cancel the set's batch (the bulk workflow was cancelled); answers already written
+        are still billed by the provider, the rest is not."""
+        row = await bulk.get(self.deps.pool, ref)
+        if row.batch_id is None:
+            raise _final("EmptyBatch", f"bulk request set {ref} has no batch")
+        try:
+            status = await batch_api.cancel(self.deps.llm, row.batch_id)
+        except LLMError as err:
+            raise as_application_error(err) from None
+        await bulk.set_status(
+            self.deps.pool,
+            ref,
+            status=status.status,
+            output_file_id=status.output_file_id,
+            error_file_id=status.error_file_id,
+        )
+        return _state(status)
+
     # -- collect -----------------------------------------------------------------------------
     @activity.defn
     async def collect_batch(self, ref: str) -> BulkCollected:

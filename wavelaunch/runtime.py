@@ -157,6 +157,7 @@ def build_worker(client: Client, settings: Settings, deps: PlanDependencies) -> 
             bulk.prepare_bulk,
             bulk.submit_batch,
             bulk.poll_batch,
+            bulk.cancel_batch,
             bulk.collect_batch,
             bulk.bulk_fallback,
         ],

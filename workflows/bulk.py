@@ -35,6 +35,7 @@ with workflow.unsafe.imports_passed_through():
         SectionResult,
     )
     from workflows.shared import (
+        BATCH_POLL_RETRY,
         BATCH_POLL_TIMEOUT,
         BATCH_RETRY,
         BATCH_SUBMIT_TIMEOUT,
@@ -132,13 +133,24 @@ class BulkRegenerationWorkflow:
         self._set_status("waiting")
         polls_this_run = 0
         while not batch.terminal:
-            await workflow.sleep(timedelta(seconds=request.poll_seconds))
-            batch = await workflow.execute_activity_method(
-                BulkActivities.poll_batch,
-                prepared.ref,
-                start_to_close_timeout=BATCH_POLL_TIMEOUT,
-                retry_policy=BATCH_RETRY,
-            )
+            try:
+                await workflow.sleep(timedelta(seconds=request.poll_seconds))
+                batch = await workflow.execute_activity_method(
+                    BulkActivities.poll_batch,
+                    prepared.ref,
+                    start_to_close_timeout=BATCH_POLL_TIMEOUT,
+                    retry_policy=BATCH_POLL_RETRY,
+                )
+            except asyncio.CancelledError:
+                # A cancelled bulk cancels its batch, so nobody pays for answers no one collects.
+                self._set_status("cancelled")
+                await workflow.execute_activity_method(
+                    BulkActivities.cancel_batch,
+                    prepared.ref,
+                    start_to_close_timeout=BATCH_POLL_TIMEOUT,
+                    retry_policy=BATCH_RETRY,
+                )
+                raise
             polls_this_run += 1
             self._progress.polls += 1
             self._show_batch(batch)

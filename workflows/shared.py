@@ -64,6 +64,14 @@ BULK_PREPARE_TIMEOUT = timedelta(minutes=30)
 BULK_HEARTBEAT_TIMEOUT = timedelta(seconds=60)
 BATCH_SUBMIT_TIMEOUT = timedelta(minutes=10)
 BATCH_POLL_TIMEOUT = timedelta(seconds=60)
+# A look at a batch is retried as long as the batch may run (its 24 h window): an outage of the
+# endpoint must not fail a bulk whose batch is being answered meanwhile.
+BATCH_POLL_RETRY = RetryPolicy(
+    initial_interval=timedelta(seconds=5),
+    maximum_interval=timedelta(minutes=5),
+    maximum_attempts=0,
+    non_retryable_error_types=[*FINAL_ERRORS, "LLMBatchNotFound", "EmptyBatch"],
+)
 BATCH_RETRY = RetryPolicy(
     initial_interval=timedelta(seconds=2),
     maximum_interval=timedelta(seconds=60),

@@ -3,6 +3,7 @@ and the stub's Batch API (files, batches, output files) through the official `op
 
 from __future__ import annotations
 
+import asyncio
 from decimal import Decimal
 
 import pytest
@@ -141,3 +142,26 @@ async def test_unknown_clients_are_refused_before_anything_starts(pool, client, 
         await run_bulk(client, settings, [known, "nobody-3"])
     assert "nobody-3" in str(info.value.cause.cause)
     assert stub.requests() == [] and stub.batches() == []
+
+
+async def test_cancelling_a_waiting_bulk_cancels_its_batch(pool, client, settings, stub, worker):
+    client_id = await new_client(pool)
+    stub.state.batches.configure(polls=10_000)  # the batch never finishes on its own
+    try:
+        handle = await plans.start_bulk(
+            client, settings, BulkRequest(client_ids=[client_id], level=Level.ESSENTIAL, poll_seconds=1)
+        )
+        for _ in range(100):
+            batches = stub.batches()
+            if batches and batches[0]["polls"] >= 2:
+                break
+            await asyncio.sleep(0.1)
+        await handle.cancel()
+        with pytest.raises(WorkflowFailureError):
+            await handle.result()
+    finally:
+        stub.state.batches.configure(polls=2)
+    [batch] = stub.batches()
+    assert batch["status"] == "cancelling"
+    assert section_requests(stub) == []
+    assert await rows(pool, handle.id, "batch_section") == []

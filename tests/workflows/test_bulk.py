@@ -8,7 +8,9 @@ from decimal import Decimal
 
 import pytest
 from temporalio import activity
+from temporalio.client import WorkflowFailureError
 from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.exceptions import CancelledError
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
@@ -52,6 +54,7 @@ class FakeBulkActivities:
         self.submitted = 0
         self.polls = 0
         self.collected = 0
+        self.cancelled = 0
         self.plan = FakeActivities()
 
     @activity.defn(name="prepare_bulk")
@@ -83,6 +86,11 @@ class FakeBulkActivities:
             terminal=done,
         )
 
+    @activity.defn(name="cancel_batch")
+    async def cancel_batch(self, ref: str) -> BatchState:
+        self.cancelled += 1
+        return BatchState(batch_id="batch-1", status="cancelling")
+
     @activity.defn(name="collect_batch")
     async def collect_batch(self, ref: str) -> BulkCollected:
         self.collected += 1
@@ -101,6 +109,7 @@ class FakeBulkActivities:
             self.prepare_bulk,
             self.submit_batch,
             self.poll_batch,
+            self.cancel_batch,
             self.collect_batch,
             self.bulk_fallback,
             self.plan.prepare_plan,
@@ -168,3 +177,24 @@ async def test_nothing_to_write_submits_nothing_and_still_assembles(env):
     _, result, _, _ = await run(env, fakes, BulkRequest(client_ids=["c1", "c2"], level=Level.ESSENTIAL))
     assert fakes.submitted == 0 and fakes.polls == 0
     assert result.to_generate == 0 and result.reused == 6 and set(result.documents) == {"c1", "c2"}
+
+
+async def test_cancelling_the_bulk_while_it_waits_cancels_its_batch(env):
+    fakes = FakeBulkActivities(polls_to_complete=1000)
+    queue = f"tq-{uuid.uuid4()}"
+    async with Worker(env.client, task_queue=queue, workflows=[BulkRegenerationWorkflow], activities=fakes.all()):
+        handle = await env.client.start_workflow(
+            BulkRegenerationWorkflow.run,
+            BulkRequest(client_ids=["c1"], level=Level.ESSENTIAL, poll_seconds=60),
+            id=f"bulk-{uuid.uuid4()}",
+            task_queue=queue,
+        )
+        while fakes.polls < 2:
+            await env.sleep(60)
+        await handle.cancel()
+        with pytest.raises(WorkflowFailureError) as info:
+            await handle.result()
+        assert isinstance(info.value.cause, CancelledError)
+        progress = await handle.query(BulkRegenerationWorkflow.progress)
+    assert fakes.cancelled == 1 and fakes.collected == 0
+    assert progress.status == "cancelled"
