@@ -53,13 +53,14 @@ class SectionLedger:
         self.free_models = free_models
         self.kind = kind
 
-    def cost(self, model: str, completion: Completion) -> Decimal:
+    def cost(self, model: str, completion: Completion, *, batch: bool = False) -> Decimal:
         return pricing.cost(
             model,
             prompt_tokens=completion.prompt_tokens,
             cached_tokens=completion.cached_tokens,
             completion_tokens=completion.completion_tokens,
             free_models=self.free_models,
+            batch=batch,
         )
 
     def _record(self, **fields: object) -> usage.UsageRecord:
@@ -88,10 +89,12 @@ class SectionLedger:
         error: str | None = None,
         escalated: bool = False,
         steps: list[str] | None = None,
+        batch: bool = False,
     ) -> Decimal:
-        """One billed call. Only a successful answer has a naive counterfactual: the naive way
-        would not have made our failed calls, so they count fully against us."""
-        cost = self.cost(model, completion)
+        """One billed call (``batch``: a Batch API line, at the batch price). Only a successful
+        answer has a naive counterfactual: the naive way would not have made our failed calls,
+        so they count fully against us."""
+        cost = self.cost(model, completion, batch=batch)
         baseline_cost = self.baseline.cost(completion.completion_tokens) if success else Decimal(0)
         await usage.record(
             self.pool,

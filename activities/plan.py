@@ -23,7 +23,7 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from activities.ledger import Baseline, SectionLedger
-from activities.section_cache import CacheConfig, SectionCache
+from activities.section_cache import CACHE_ERRORS, CacheConfig, SectionCache
 from activities.writer import OutputRejected, SectionWriter, Written
 from domain import deliverables
 from domain.cache_policy import policy
@@ -32,6 +32,7 @@ from domain.render import render_document
 from domain.sections import DocumentKind, SectionSpec, UnknownSection, resolve_sections, section
 from domain.templates import BUSINESS_PLAN_TEMPLATES, fill
 from llm.client import LLMClient
+from storage import cache as cache_store
 from storage import clients, documents, sections
 from storage.cache import CacheEntry
 from storage.clients import StoredClient, UnknownClient, diff_fields
@@ -65,6 +66,8 @@ class PlanDependencies:
     free_models: frozenset[str] = field(default_factory=frozenset)
     techniques: Techniques = field(default_factory=Techniques)
     cache: CacheConfig = field(default_factory=CacheConfig)
+    # Bulk work may go through the OpenAI Batch API (WAVELAUNCH_BATCH_API); never for a local model.
+    batch_api: bool = True
 
 
 def idempotency_key(client_id: str, client_version: int, prompt: BuiltPrompt, kind: DocumentKind = KIND) -> str:
@@ -154,7 +157,7 @@ class PlanActivities:
         if self._on(Technique.REUSE):
             existing = await sections.find(self.deps.pool, job.key)
             if existing is not None:
-                saved = await job.ledger.hit(existing.model, "stored", job.key)
+                saved = await job.ledger.hit(existing.model, "stored", job.key, counterfactual=request.reuse_saves)
                 return self._served(job, existing.id, existing.model, "stored", saved)
 
         async with _heartbeating():
@@ -383,6 +386,51 @@ class PlanActivities:
                 embedding=None,
             )
             return written.content
+
+    # -- the bulk path (activities.bulk): the same job, prompt, key and storage --------------
+    async def section_job(self, request: SectionRequest) -> _Job:
+        """Everything ``generate_section`` would work with for ``request``."""
+        return await self._job(request)
+
+    async def reusable(self, job: _Job) -> bool:
+        """Whether the stored or exact tier would serve this section without a call."""
+        if self._on(Technique.REUSE) and await sections.find(self.deps.pool, job.key) is not None:
+            return True
+        if not (self._on(Technique.EXACT_CACHE) and policy(job.kind, job.spec.key).cacheable):
+            return False
+        try:
+            return await cache_store.has_live(
+                self.deps.pool, self._exact_key(job), schema_version=job.spec.schema_version
+            )
+        except CACHE_ERRORS:
+            return False
+
+    def request_body(self, job: _Job) -> tuple[str, dict[str, Any]]:
+        """The model and the chat request body a full generation of ``job`` would send."""
+        model = self.deps.router.model_for(job.tier)
+        return model, self.deps.llm.request_body(**job.writer.call_kwargs(job.spec, model, job.prompt.messages))
+
+    async def keep(self, job: _Job, content: dict[str, Any], model: str, completion_tokens: int, cost: Any) -> int:
+        """Store an answer written elsewhere (a Batch API line) exactly as a full generation
+        stores it: the section under its idempotency key, and the exact cache entry."""
+        section_id = await self._store(job, content, model)
+        if self._on(Technique.EXACT_CACHE) and policy(job.kind, job.spec.key).cacheable:
+            await self.cache.put(
+                self.deps.pool,
+                key=self._exact_key(job),
+                client_id=job.request.client_id,
+                kind=job.kind,
+                spec=job.spec,
+                prompt_version=PROMPT_VERSION,
+                section_id=section_id,
+                content=content,
+                inputs=job.prompt.inputs,
+                model=model,
+                completion_tokens=completion_tokens,
+                cost=cost,
+                embedding=None,
+            )
+        return section_id
 
     # -- assemble --------------------------------------------------------------------------
     @activity.defn

@@ -44,6 +44,17 @@ def _describe_invalid(err: Exception) -> str:
     return str(err)
 
 
+def parse_answer(spec: SectionSpec, completion: Completion) -> dict[str, Any]:
+    """The answer's content if it is complete, valid JSON for the section's schema; raises
+    InvalidModelOutput saying what is wrong (a direct call and a Batch API line alike)."""
+    if completion.finish_reason == "length":
+        raise InvalidModelOutput("output cut off at max_completion_tokens")
+    try:
+        return output_model(spec.key).model_validate_json(completion.content).model_dump(mode="json")
+    except ValidationError as err:
+        raise InvalidModelOutput(_describe_invalid(err)) from None
+
+
 def as_application_error(err: LLMError) -> ApplicationError:
     """Temporal's view of an LLM failure: its type, whether to retry, and when."""
     delay = timedelta(seconds=err.retry_after) if err.retry_after is not None else None
@@ -74,22 +85,18 @@ class SectionWriter:
         steps applied). Raises ApplicationError for LLM errors and OutputRejected when every
         answer was invalid; each call is a usage row either way.
         """
-        model_cls = output_model(spec.key)
-        schema = strict_json_schema(model_cls)
         totals = SectionResult(section_key=spec.key, section_id=0, model="", tier=tier.value, cache_tier=cache_tier)
         problems: list[str] = []
         for attempt in range(1, attempts + 1):
             model = self.router.model_for(tier)
             messages, steps = messages_for(model)
             totals.compression_steps = steps
-            completion = await self._call(spec, model, tier, messages, schema, operation)
+            completion = await self._call(spec, model, tier, messages, operation)
             self._add(totals, completion, model)
             try:
-                if completion.finish_reason == "length":
-                    raise InvalidModelOutput("output cut off at max_completion_tokens")
-                content = model_cls.model_validate_json(completion.content).model_dump(mode="json")
-            except (ValidationError, InvalidModelOutput) as err:
-                problem = _describe_invalid(err)
+                content = parse_answer(spec, completion)
+            except InvalidModelOutput as err:
+                problem = str(err)
                 problems.append(f"attempt {attempt} ({model}): {problem}")
                 await self.ledger.call(
                     operation,
@@ -126,25 +133,29 @@ class SectionWriter:
             f"section {spec.key}: the model returned invalid JSON {attempts} times (" + "; ".join(problems) + ")"
         )
 
+    def call_kwargs(self, spec: SectionSpec, model: str, messages: list[dict[str, str]]) -> dict[str, Any]:
+        """What a section's call asks for: the model, the prompt, the strict schema, the limit and
+        the client's prompt cache key (``LLMClient.complete_json`` and ``request_body`` take it)."""
+        return {
+            "model": model,
+            "messages": messages,
+            "schema_name": schema_name(spec.key, spec.schema_version),
+            "schema": strict_json_schema(output_model(spec.key)),
+            # Room above the target so a good answer is never cut off.
+            "max_completion_tokens": spec.target_tokens * 2,
+            "prompt_cache_key": f"client-{self.client_id}",
+        }
+
     async def _call(
         self,
         spec: SectionSpec,
         model: str,
         tier: Tier,
         messages: list[dict[str, str]],
-        schema: dict[str, Any],
         operation: str,
     ) -> Completion:
         try:
-            return await self.llm.complete_json(
-                model=model,
-                messages=messages,
-                schema_name=schema_name(spec.key, spec.schema_version),
-                schema=schema,
-                # Room above the target so a good answer is never cut off.
-                max_completion_tokens=spec.target_tokens * 2,
-                prompt_cache_key=f"client-{self.client_id}",
-            )
+            return await self.llm.complete_json(**self.call_kwargs(spec, model, messages))
         except LLMError as err:
             failed = Completion("", model, None, 0, 0, 0, 0)
             await self.ledger.call(operation, model, failed, success=False, tier=tier.value, error=str(err))

@@ -10,6 +10,7 @@ from typing import Any
 
 import openai
 from openai import AsyncOpenAI
+from openai.types.chat import ChatCompletion
 
 from llm.errors import map_openai_error
 
@@ -48,6 +49,40 @@ class LLMClient:
     def structured_output(self) -> str:
         return self._structured_output
 
+    @property
+    def openai(self) -> AsyncOpenAI:
+        """The underlying client, for the Batch API helpers (``llm.batch_api``)."""
+        return self._client
+
+    def request_body(
+        self,
+        *,
+        model: str,
+        messages: list[dict[str, str]],
+        schema_name: str,
+        schema: dict[str, Any],
+        max_completion_tokens: int,
+        prompt_cache_key: str | None = None,
+        temperature: float | None = None,
+    ) -> dict[str, Any]:
+        """The chat-completion request body for a structured answer: what ``complete_json`` sends,
+        and what a Batch API line carries, so both paths ask the same question."""
+        body: dict[str, Any] = {
+            "model": model,
+            "messages": messages,
+            "response_format": self._response_format(schema_name, schema),
+            "max_completion_tokens": max_completion_tokens,
+        }
+        if prompt_cache_key and self._send_prompt_cache_key:
+            body["prompt_cache_key"] = prompt_cache_key
+        if temperature is not None:
+            body["temperature"] = temperature
+        if self._structured_output == "json_object":
+            # llama-cpp-python's server ignores max_completion_tokens (it reads only the older
+            # max_tokens), so without this a runaway answer runs on to the end of the context.
+            body["max_tokens"] = min(max_completion_tokens, LOCAL_MAX_TOKENS)
+        return body
+
     async def complete_json(
         self,
         *,
@@ -60,26 +95,24 @@ class LLMClient:
         temperature: float | None = None,
     ) -> Completion:
         """One chat completion constrained to ``schema``; raises LLMError on failure."""
-        extra: dict[str, Any] = {}
-        if prompt_cache_key and self._send_prompt_cache_key:
-            extra["prompt_cache_key"] = prompt_cache_key
-        if temperature is not None:
-            extra["temperature"] = temperature
-        if self._structured_output == "json_object":
-            # llama-cpp-python's server ignores max_completion_tokens (it reads only the older
-            # max_tokens), so without this a runaway answer runs on to the end of the context.
-            extra["max_tokens"] = min(max_completion_tokens, LOCAL_MAX_TOKENS)
+        body = self.request_body(
+            model=model,
+            messages=messages,
+            schema_name=schema_name,
+            schema=schema,
+            max_completion_tokens=max_completion_tokens,
+            prompt_cache_key=prompt_cache_key,
+            temperature=temperature,
+        )
         started = time.monotonic()
         try:
-            response = await self._client.chat.completions.create(
-                model=model,
-                messages=messages,  # type: ignore[arg-type]
-                response_format=self._response_format(schema_name, schema),  # type: ignore[arg-type]
-                max_completion_tokens=max_completion_tokens,
-                **extra,
-            )
+            response = await self._client.chat.completions.create(**body)
         except openai.OpenAIError as err:
             raise map_openai_error(err, model=model, endpoint=self.endpoint) from err
+        return self.completion(response, model, int((time.monotonic() - started) * 1000))
+
+    def completion(self, response: ChatCompletion, model: str, duration_ms: int) -> Completion:
+        """A chat completion's answer and billed usage (from a direct call or a Batch API line)."""
         usage = response.usage
         details = getattr(usage, "prompt_tokens_details", None) if usage else None
         choice = response.choices[0]
@@ -93,7 +126,7 @@ class LLMClient:
             prompt_tokens=usage.prompt_tokens if usage else 0,
             cached_tokens=(getattr(details, "cached_tokens", 0) or 0) if details else 0,
             completion_tokens=usage.completion_tokens if usage else 0,
-            duration_ms=int((time.monotonic() - started) * 1000),
+            duration_ms=duration_ms,
         )
 
     async def embed(self, *, model: str, text: str, dimensions: int) -> tuple[list[float], int]:

@@ -1,7 +1,8 @@
 """A deterministic OpenAI-compatible HTTP stub for end-to-end tests and the cost benchmark.
 
 It speaks enough of the real wire format for the official ``openai`` client to parse its answers
-(``/v1/chat/completions``, ``/v1/embeddings``, ``/v1/models``), and it is honest about tokens:
+(``/v1/chat/completions``, ``/v1/embeddings``, ``/v1/models``, and the Batch API in
+``llm.stub_batches``), and it is honest about tokens:
 
 * Every answer to a section has the same size whatever the prompt (DESIGN.md §7), so no
   benchmark arm can win by making the model answer shorter.
@@ -43,6 +44,8 @@ from starlette.routing import Route
 
 from domain import deliverables, summaries
 from domain.sections import UnknownSection, section
+from llm.stub_batches import ROUTES as BATCH_ROUTES
+from llm.stub_batches import BatchStore, parse_batch_fault
 from tokenopt.counting import count_messages, count_tokens, decode, encode
 
 DEFAULT_TARGET_TOKENS = 200
@@ -676,6 +679,11 @@ class StubState:
     _wake: asyncio.Event | None = field(default=None, repr=False)
     _loop: asyncio.AbstractEventLoop | None = field(default=None, repr=False)
     _closing: bool = field(default=False, repr=False)
+    # The Batch API's files and batches (llm.stub_batches), answered by this state's chat code.
+    batches: BatchStore = field(default_factory=BatchStore, repr=False)
+
+    def __post_init__(self) -> None:
+        self.batches.answer = lambda body, corrupt_json: answer_request(self, body, corrupt_json=corrupt_json)
 
     async def sleep(self, seconds: float) -> None:
         """Sleep without blocking other requests; cut short when the server shuts down."""
@@ -778,6 +786,7 @@ class StubState:
             self._rules.clear()
             self._log.clear()
             self._prefixes.clear()
+        self.batches.reset()
 
 
 # --------------------------------------------------------------------------------------------
@@ -805,16 +814,21 @@ def error_response(
     headers: dict[str, str] | None = None,
 ) -> JSONResponse:
     """An OpenAI-shaped error: ``{"error": {"message", "type", "param", "code"}}``."""
-    error_type = error_type or _ERROR_TYPES.get(status, "server_error")
-    body = {
+    return JSONResponse(
+        error_body(status, message, error_type=error_type, code=code), status_code=status, headers=headers
+    )
+
+
+def error_body(status: int, message: str, *, error_type: str | None = None, code: str | None = None) -> _JSON:
+    """The body of an OpenAI-shaped error (also what a failed Batch API line carries)."""
+    return {
         "error": {
             "message": message,
-            "type": error_type,
+            "type": error_type or _ERROR_TYPES.get(status, "server_error"),
             "param": None,
             "code": code if code is not None else _ERROR_CODES.get(status),
         }
     }
-    return JSONResponse(body, status_code=status, headers=headers)
 
 
 def _auth_error() -> JSONResponse:
@@ -903,6 +917,23 @@ async def _chat_completions(request: Request, state: StubState, entry: _JSON) ->
 async def _answer(
     chat: ChatRequest, target: int, state: StubState, entry: _JSON, *, corrupt_json: bool
 ) -> JSONResponse:
+    body = answer_body(chat, target, state, corrupt_json=corrupt_json)
+    usage = body["usage"]
+    state.update_entry(
+        entry,
+        prompt_tokens=usage["prompt_tokens"],
+        cached_tokens=usage["prompt_tokens_details"]["cached_tokens"],
+        completion_tokens=usage["completion_tokens"],
+        finish_reason=body["choices"][0]["finish_reason"],
+    )
+    if state.latency_per_completion_token > 0:
+        await state.sleep(usage["completion_tokens"] * state.latency_per_completion_token)
+    return JSONResponse(body, headers={"x-request-id": body["id"]})
+
+
+def answer_body(chat: ChatRequest, target: int, state: StubState, *, corrupt_json: bool = False) -> _JSON:
+    """The chat completion the stub answers ``chat`` with (the HTTP endpoint and Batch API
+    lines alike, so both are the same size and bill the same tokens)."""
     # The answer is NOT capped by max_tokens: every arm gets the same-sized answer, so no arm
     # can look cheaper by asking for less. A limit below the answer's size truncates it,
     # with finish_reason "length", exactly as OpenAI does.
@@ -919,28 +950,30 @@ async def _answer(
         )
     prompt = prompt_tokens(chat)
     cached = state.cache_lookup_and_store(prefix_digests(rendered_prompt(chat), cache_scope(chat)))
-    state.update_entry(
-        entry,
-        prompt_tokens=prompt,
-        cached_tokens=cached,
-        completion_tokens=completion,
-        finish_reason=finish_reason,
+    return _completion_body(
+        state.next_id("chatcmpl"),
+        chat.model,
+        content,
+        finish_reason,
+        prompt=prompt,
+        cached=cached,
+        completion=completion,
     )
-    if state.latency_per_completion_token > 0:
-        await state.sleep(completion * state.latency_per_completion_token)
-    completion_id = state.next_id("chatcmpl")
-    return JSONResponse(
-        _completion_body(
-            completion_id,
-            chat.model,
-            content,
-            finish_reason,
-            prompt=prompt,
-            cached=cached,
-            completion=completion,
-        ),
-        headers={"x-request-id": completion_id},
-    )
+
+
+def answer_request(state: StubState, body: Any, *, corrupt_json: bool = False) -> tuple[int, _JSON]:
+    """A chat request body answered without HTTP (a Batch API line): the status and response
+    body ``/v1/chat/completions`` would give, without its injected faults or latency."""
+    try:
+        chat = parse_chat_request(body)
+        if not state.model_known(chat.model):
+            return 404, error_body(
+                404, f"The model `{chat.model}` does not exist or you do not have access to it.", code="model_not_found"
+            )
+        target = target_tokens(chat.section, None)
+    except BadRequest as err:
+        return 400, error_body(400, str(err))
+    return 200, answer_body(chat, target, state, corrupt_json=corrupt_json)
 
 
 def _completion_body(
@@ -1065,6 +1098,7 @@ def create_app(state: StubState) -> Starlette:
             Route("/_stub/faults", control_faults, methods=["GET", "POST"]),
             Route("/_stub/requests", control_requests, methods=["GET"]),
             Route("/_stub/reset", control_reset, methods=["POST"]),
+            *BATCH_ROUTES,
         ]
     )
     app.state.stub = state
@@ -1175,6 +1209,14 @@ class StubServer:
         """The chat request log (see ``GET /_stub/requests``)."""
         return self.state.requests()
 
+    def add_batch_faults(self, rules: Sequence[_JSON]) -> None:
+        """Append Batch API fault rules (as ``POST /_stub/batch_faults`` takes them)."""
+        self.state.batches.add_faults([parse_batch_fault(rule) for rule in rules])
+
+    def batches(self) -> list[_JSON]:
+        """Every batch created: id, status, lines, polls, metadata."""
+        return self.state.batches.summary()
+
     def reset(self) -> None:
         """Clear faults, the request log and the prefix cache."""
         self.state.reset()
@@ -1193,9 +1235,12 @@ def main(argv: Sequence[str] | None = None) -> None:
         default=0.0,
         help="seconds of simulated generation time per completion token",
     )
+    parser.add_argument("--batch-polls", type=int, default=2, help="retrievals before a batch completes")
+    parser.add_argument("--batch-seconds", type=float, default=None, help="or seconds after creation")
     args = parser.parse_args(argv)
     models = tuple(m.strip() for m in args.models.split(",") if m.strip()) if args.models else None
     state = StubState(api_key=args.api_key, models=models, latency_per_completion_token=args.latency_per_token)
+    state.batches.configure(polls=args.batch_polls, seconds=args.batch_seconds)
     uvicorn.run(
         create_app(state),
         host=args.host,

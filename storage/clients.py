@@ -93,3 +93,8 @@ async def get(pool: asyncpg.Pool, client_id: str, version: int | None = None) ->
 
 async def list_ids(pool: asyncpg.Pool) -> list[str]:
     return [r["id"] for r in await pool.fetch("SELECT id FROM clients ORDER BY id")]
+
+
+async def active_ids(pool: asyncpg.Pool) -> list[str]:
+    """Clients whose current record is ACTIVE (the CRM's status), in id order."""
+    return [r["id"] for r in await pool.fetch("SELECT id FROM clients WHERE status = 'ACTIVE' ORDER BY id")]

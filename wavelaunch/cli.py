@@ -24,7 +24,7 @@ from storage.clients import UnknownClient
 from storage.messages import UnknownThread
 from tokenopt.pricing import UnknownModelPrice
 from wavelaunch import commands, plans
-from wavelaunch.console import console, log_console, progress_table, usage_table
+from wavelaunch.console import bulk_table, console, log_console, progress_table, usage_table
 from wavelaunch.settings import get_settings
 from workflows.business_plan import BusinessPlanWorkflow
 from workflows.deliverable import DeliverableWorkflow
@@ -37,6 +37,7 @@ deliverable_app = typer.Typer(no_args_is_help=True, help="Monthly deliverables (
 summary_app = typer.Typer(no_args_is_help=True, help="Client and thread summaries (topic, action items, sentiment).")
 usage_app = typer.Typer(no_args_is_help=True, help="Tokens and dollars spent, and saved.")
 cache_app = typer.Typer(no_args_is_help=True, help="The answer cache: stats and purges.")
+bulk_app = typer.Typer(no_args_is_help=True, help="Bulk regeneration through the OpenAI Batch API (half price).")
 bench_app = typer.Typer(no_args_is_help=True, help="Benchmarks against the local stub (tables + JSON).")
 app.add_typer(stack_app, name="stack")
 app.add_typer(clients_app, name="clients")
@@ -45,6 +46,7 @@ app.add_typer(deliverable_app, name="deliverable")
 app.add_typer(summary_app, name="summary")
 app.add_typer(usage_app, name="usage")
 app.add_typer(cache_app, name="cache")
+app.add_typer(bulk_app, name="bulk")
 app.add_typer(bench_app, name="bench")
 
 T = TypeVar("T")
@@ -64,6 +66,8 @@ _USER_ERRORS = (
     commands.UnknownDocument,
     InvalidMessages,
     UnknownThread,
+    commands.UnknownWorkflow,
+    plans.UnknownClients,
 )
 
 
@@ -327,6 +331,54 @@ async def summary_show(
     _check_format(format)
     text = await commands.show_summary(get_settings(), client_id, thread, format)
     _print_document(text, format)
+
+
+# -- bulk ----------------------------------------------------------------------------------
+@bulk_app.command("regenerate")
+@_run
+async def bulk_regenerate(
+    client: list[str] | None = typer.Option(None, "--client", "-c", help="A client id (repeat for more)."),
+    all_clients: bool = typer.Option(False, "--all", help="Every ACTIVE client."),
+    level: Level = typer.Option(Level.COMPLETE, help="essential, standard or complete"),
+    wait: bool = typer.Option(True, "--wait/--no-wait", help="Wait and show progress."),
+    poll_seconds: int | None = typer.Option(None, "--poll-seconds", min=1, help="Between looks at the batch."),
+    workflow_id: str | None = typer.Option(None, "--id", help="Workflow id (default: bulk-<hash of the request>)."),
+) -> None:
+    """Regenerate many clients' business plans through one Batch API batch (half price).
+
+    The sections that need writing go out as one batch (direct calls for a local model or
+    WAVELAUNCH_BATCH_API=false); then each client's plan is assembled from the stored sections."""
+    if bool(client) == all_clients:
+        raise typer.BadParameter("give --client ID (one or more) or --all")
+    settings = get_settings()
+    handle = await commands.start_bulk(
+        settings, None if all_clients else client, level, poll_seconds=poll_seconds, workflow_id=workflow_id
+    )
+    console.print(f"workflow [bold]{handle.id}[/]: {settings.workflow_url(handle.id)}")
+    if not wait:
+        console.print(f"follow it with `wavelaunch bulk status {handle.id}`")
+        return
+    with Live(console=console, refresh_per_second=2) as live:
+        result = await commands.watch_bulk(handle, lambda p: live.update(bulk_table(p)))
+    console.print()
+    via = f"batch {result.batch_id}" if result.batch_id else "direct calls"
+    console.print(
+        f"{len(result.documents)} plans; {result.to_generate} sections written ({result.stored_from_batch} via {via}, "
+        f"{result.fallback} direct), {result.reused} reused; batch ${float(result.batch_cost):.4f}, "
+        f"direct ${float(result.direct_cost):.4f}"
+    )
+
+
+@bulk_app.command("status")
+@_run
+async def bulk_status(workflow_id: str) -> None:
+    """A bulk regeneration's state: batch, sections stored, direct calls, documents, cost."""
+    status, progress = await commands.bulk_status(get_settings(), workflow_id)
+    console.print(f"{workflow_id}: {status}")
+    if progress is not None:
+        console.print(bulk_table(progress))
+    else:
+        console.print("[dim]no progress yet (no worker has answered the query)[/]")
 
 
 @app.command("api")

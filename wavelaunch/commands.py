@@ -17,6 +17,7 @@ import asyncpg
 from rich.live import Live
 from rich.table import Table
 from temporalio.client import Client, WorkflowHandle
+from temporalio.service import RPCError
 from temporalio.worker import Replayer
 
 import stack
@@ -41,9 +42,13 @@ from wavelaunch.runtime import (
     plan_dependencies,
 )
 from wavelaunch.settings import Settings
+from workflows.bulk import BulkRegenerationWorkflow
 from workflows.business_plan import BusinessPlanWorkflow
 from workflows.deliverable import DeliverableWorkflow
 from workflows.models import (
+    BulkProgress,
+    BulkRequest,
+    BulkResult,
     DeliverableProgress,
     DeliverableRequest,
     DeliverableResult,
@@ -427,6 +432,52 @@ async def show_summary(settings: Settings, client_id: str, thread_id: str | None
     return render_document(f"Summaries: {brand}", parts)
 
 
+# -- bulk regeneration --------------------------------------------------------------------
+async def start_bulk(
+    settings: Settings,
+    client_ids: list[str] | None,
+    level: Level,
+    *,
+    poll_seconds: int | None = None,
+    workflow_id: str | None = None,
+) -> WorkflowHandle[BulkRegenerationWorkflow, BulkResult]:
+    """Start (or join) a bulk regeneration of ``client_ids`` (None: every ACTIVE client);
+    unknown clients are refused, all of them named, before anything starts."""
+    request = BulkRequest(client_ids=client_ids, level=level, poll_seconds=poll_seconds or settings.bulk_poll_seconds)
+    async with _database(settings) as pool:
+        await plans.check_bulk(pool, request)
+    client = await _temporal(settings)
+    return await plans.start_bulk(client, settings, request, workflow_id=workflow_id)
+
+
+async def watch_bulk(
+    handle: WorkflowHandle[BulkRegenerationWorkflow, BulkResult], on_progress: Callable[[BulkProgress], None]
+) -> BulkResult:
+    return await plans.watch(handle, on_progress, every=1.0, query=BulkRegenerationWorkflow.progress)
+
+
+class UnknownWorkflow(LookupError):
+    pass
+
+
+async def bulk_status(settings: Settings, workflow_id: str) -> tuple[str, BulkProgress | None]:
+    """The workflow's Temporal status and its last progress (None when no worker answers)."""
+    client = await _temporal(settings)
+    handle = client.get_workflow_handle_for(BulkRegenerationWorkflow.run, workflow_id)
+    try:
+        described = await handle.describe()
+    except RPCError as err:
+        raise UnknownWorkflow(f"no workflow {workflow_id!r}: {err.message}") from None
+    if described.workflow_type != "BulkRegenerationWorkflow":
+        raise UnknownWorkflow(f"{workflow_id} is a {described.workflow_type}, not a bulk regeneration")
+    try:
+        progress = await handle.query(BulkRegenerationWorkflow.progress)
+    except RPCError:
+        progress = None
+    status = described.status.name.lower() if described.status else "unknown"
+    return status, progress
+
+
 # -- the CRM intake ------------------------------------------------------------------------
 class MissingWebhookSecret(ValueError):
     pass
@@ -462,7 +513,8 @@ async def replay(settings: Settings, workflow_id: str) -> str | None:
     client = await _temporal(settings)
     history = await client.get_workflow_handle(workflow_id).fetch_history()
     replayer = Replayer(
-        workflows=[BusinessPlanWorkflow, DeliverableWorkflow, SummaryWorkflow], data_converter=client.data_converter
+        workflows=[BusinessPlanWorkflow, DeliverableWorkflow, SummaryWorkflow, BulkRegenerationWorkflow],
+        data_converter=client.data_converter,
     )
     result = await replayer.replay_workflow(history, raise_on_replay_failure=False)
     return None if result.replay_failure is None else str(result.replay_failure)

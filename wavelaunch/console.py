@@ -149,3 +149,28 @@ def cache_stats_table(stats: dict[str, Any]) -> Table:
             money(row["saved_cost"]),
         )
     return table
+
+
+def bulk_table(progress: Any) -> Table:
+    """A bulk regeneration's progress (``BulkRegenerationWorkflow.progress``)."""
+    table = Table(
+        title=f"Bulk regeneration ({progress.level}, {progress.mode or '...'}): {progress.status}",
+        title_justify="left",
+        show_header=False,
+    )
+    table.add_row("clients", f"{progress.clients}")
+    table.add_row("sections to write", f"{progress.to_generate} ({progress.reused} already stored or cached)")
+    if progress.batch_id:
+        table.add_row(
+            "batch",
+            f"{progress.batch_id}: {progress.batch_status}, {progress.batch_completed} answered, "
+            f"{progress.batch_failed} failed, {progress.polls} polls",
+        )
+        table.add_row("stored from the batch", f"{progress.stored_from_batch} ({money(progress.batch_cost)})")
+    if progress.fallback:
+        table.add_row("direct calls", f"{progress.fallback_done}/{progress.fallback}")
+    table.add_row("documents", f"{len(progress.documents)}/{progress.clients}")
+    table.add_row("cost", money(progress.cost), style="bold")
+    for failure in progress.failed:
+        table.add_row("[red]failed[/]", f"[red]{failure[:160]}[/]")
+    return table

@@ -24,10 +24,11 @@ from domain.sections import DocumentKind, resolve_sections
 from storage import clients
 from wavelaunch.settings import Settings
 from workflows import search_attributes as sa
+from workflows.bulk import BulkRegenerationWorkflow
 from workflows.business_plan import BusinessPlanWorkflow
 from workflows.deliverable import DeliverableWorkflow
-from workflows.models import DeliverableRequest, DeliverableResult, PlanRequest, PlanResult
-from workflows.shared import plan_workflow_id
+from workflows.models import BulkRequest, BulkResult, DeliverableRequest, DeliverableResult, PlanRequest, PlanResult
+from workflows.shared import bulk_workflow_id, plan_workflow_id
 
 log = logging.getLogger(__name__)
 
@@ -127,6 +128,53 @@ async def announce_to_deliverables(client: Client, client_id: str, version: int)
         except RPCError:
             pass  # finished between the listing and the signal
     return signalled
+
+
+class UnknownClients(LookupError):
+    """Some of the clients asked for are not in the service."""
+
+
+async def check_bulk(pool: asyncpg.Pool, request: BulkRequest) -> None:
+    """Refuse unknown clients (all of them named) or an empty selection before anything starts."""
+    if request.client_ids is None:
+        if not await clients.active_ids(pool):
+            raise UnknownClients(
+                "no ACTIVE clients to regenerate; import clients first (wavelaunch clients import FILE)"
+            )
+        return
+    if not request.client_ids:
+        raise UnknownClients("name at least one client (--client ID) or ask for --all")
+    known = set(await clients.list_ids(pool))
+    missing = sorted(set(request.client_ids) - known)
+    if missing:
+        raise UnknownClients(
+            f"unknown client(s): {', '.join(missing)}; import them first (wavelaunch clients import FILE)"
+        )
+
+
+async def start_bulk(
+    client: Client, settings: Settings, request: BulkRequest, *, workflow_id: str | None = None
+) -> WorkflowHandle[BulkRegenerationWorkflow, BulkResult]:
+    """Start ``bulk-<hash of the request>`` (or ``workflow_id``), or attach to it if it is running.
+
+    USE_EXISTING: the same request while one runs joins it, so no second batch is submitted; a
+    finished one may run again (e.g. after the next template change)."""
+    return await client.start_workflow(
+        BulkRegenerationWorkflow.run,
+        request,
+        id=workflow_id or bulk_workflow_id(request.client_ids, request.document_kind.value, request.level.value),
+        task_queue=settings.task_queue,
+        id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
+        id_reuse_policy=WorkflowIDReusePolicy.ALLOW_DUPLICATE,
+        search_attributes=TypedSearchAttributes(
+            [
+                SearchAttributePair(sa.DOCUMENT_KIND, request.document_kind.value),
+                SearchAttributePair(sa.LEVEL, request.level.value),
+                SearchAttributePair(sa.STATUS, "queued"),
+            ]
+        ),
+        memo={"clients": request.client_ids or "all", "level": request.level.value, "bulk": True},
+    )
 
 
 async def watch(

@@ -12,6 +12,7 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.service import RPCError, RPCStatusCode
 from temporalio.worker import Worker
 
+from activities.bulk import BulkActivities
 from activities.deliverable import DeliverableActivities
 from activities.plan import PlanActivities, PlanDependencies
 from activities.section_cache import CacheConfig
@@ -24,6 +25,7 @@ from tokenopt.routing import ModelRouter
 from tokenopt.techniques import Technique, Techniques
 from wavelaunch.settings import Settings
 from workflows import search_attributes
+from workflows.bulk import BulkRegenerationWorkflow
 from workflows.business_plan import BusinessPlanWorkflow
 from workflows.deliverable import DeliverableWorkflow
 from workflows.summary import SummaryWorkflow
@@ -130,6 +132,7 @@ async def plan_dependencies(settings: Settings, database_url: str, llm: LLMConfi
         free_models=free,
         techniques=techniques,
         cache=cache,
+        batch_api=settings.batch_api,
     )
 
 
@@ -137,6 +140,7 @@ def build_worker(client: Client, settings: Settings, deps: PlanDependencies) -> 
     activities = PlanActivities(deps)
     deliverable = DeliverableActivities(deps)
     summary = SummaryActivities(deps)
+    bulk = BulkActivities(deps, activities)
     concurrency = settings.worker_max_concurrent_activities
     if deps.llm.structured_output == "json_object":
         # The local llama.cpp server answers one request at a time. More sections in flight only
@@ -146,7 +150,7 @@ def build_worker(client: Client, settings: Settings, deps: PlanDependencies) -> 
     return Worker(
         client,
         task_queue=settings.task_queue,
-        workflows=[BusinessPlanWorkflow, DeliverableWorkflow, SummaryWorkflow],
+        workflows=[BusinessPlanWorkflow, DeliverableWorkflow, SummaryWorkflow, BulkRegenerationWorkflow],
         activities=[
             activities.prepare_plan,
             activities.generate_section,
@@ -156,6 +160,12 @@ def build_worker(client: Client, settings: Settings, deps: PlanDependencies) -> 
             summary.prepare_summary,
             summary.summarize_thread,
             summary.summarize_client,
+            bulk.prepare_bulk,
+            bulk.submit_batch,
+            bulk.poll_batch,
+            bulk.cancel_batch,
+            bulk.collect_batch,
+            bulk.bulk_fallback,
         ],
         max_concurrent_activities=concurrency,
     )

@@ -85,6 +85,11 @@ class Settings(BaseSettings):
     api_host: str = "127.0.0.1"
     api_port: int = 8000
 
+    # Bulk regeneration: through the OpenAI Batch API (half price, within 24 h) unless false or
+    # the endpoint is the local model; how often the workflow looks at a batch.
+    batch_api: bool = True
+    bulk_poll_seconds: int = 60
+
     worker_max_concurrent_activities: int = 8
     default_level: str = "complete"
 

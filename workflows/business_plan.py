@@ -106,6 +106,7 @@ class BusinessPlanWorkflow:
                     section_key=progress.section_key,
                     document_sections=inputs.sections,
                     fresh=progress.section_key in self._regenerate,
+                    reuse_saves=request.reuse_saves,
                 ),
             )
             for progress in self._progress.sections

@@ -22,6 +22,9 @@ class PlanRequest(BaseModel):
     regenerate: list[str] = Field(default_factory=list)
     # Pin a snapshot; None means the client's current version when the plan starts.
     client_version: int | None = None
+    # Whether a section served from storage counts as saved against the naive way; a bulk
+    # regeneration's plans say no: their sections were just written (and counted) by the batch.
+    reuse_saves: bool = True
 
 
 class PlanInputs(BaseModel):
@@ -43,6 +46,8 @@ class SectionRequest(BaseModel):
     # Key of stored context (a deliverable month's digest of earlier months), read by the
     # sections whose kind uses it; the text itself never crosses the workflow boundary.
     context_ref: str | None = None
+    # See PlanRequest.reuse_saves.
+    reuse_saves: bool = True
 
 
 class SectionResult(BaseModel):
@@ -303,3 +308,109 @@ class SummaryResult(BaseModel):
     @property
     def llm_calls(self) -> int:
         return sum(s.llm_calls for s in self._all())
+
+
+# -- bulk regeneration (the Batch API) -------------------------------------------------------
+class BulkRequest(BaseModel):
+    """Regenerate many clients' documents at once, through the Batch API where the endpoint has one."""
+
+    # None: every ACTIVE client, resolved by the prepare activity.
+    client_ids: list[str] | None = None
+    document_kind: DocumentKind = DocumentKind.BUSINESS_PLAN
+    level: Level = Level.COMPLETE
+    # Durable timer between two looks at the batch (OpenAI answers within 24 h, usually sooner).
+    poll_seconds: int = Field(default=60, ge=1)
+    # Start each client's plan afterwards (it then finds every section stored).
+    assemble: bool = True
+    # Polls before the workflow continues as new, so its history stays short.
+    max_polls_per_run: int = Field(default=500, ge=1)
+    # Set when the workflow continued as new while waiting for its batch.
+    resume: BulkResume | None = None
+
+
+class BulkClient(BaseModel):
+    client_id: str
+    client_version: int
+
+
+class BulkPrepared(BaseModel):
+    """The request set stored in Postgres (by reference) and its counts, never the requests."""
+
+    ref: str
+    mode: str  # "batch" (the Batch API) or "direct" (per-section calls)
+    clients: list[BulkClient]
+    to_generate: int
+    reused: int
+
+
+class BatchState(BaseModel):
+    batch_id: str
+    status: str
+    total: int = 0
+    completed: int = 0
+    failed: int = 0
+    terminal: bool = False
+    errors: list[str] = Field(default_factory=list)
+
+
+class BulkCollected(BaseModel):
+    """What a finished batch brought: sections stored, lines that must go the direct way."""
+
+    stored: int = 0
+    failed: int = 0
+    prompt_tokens: int = 0
+    cached_tokens: int = 0
+    completion_tokens: int = 0
+    cost: Decimal = Decimal(0)
+    baseline_cost: Decimal = Decimal(0)
+
+
+class BulkResume(BaseModel):
+    prepared: BulkPrepared
+    batch: BatchState
+    polls: int = 0
+
+
+class BulkProgress(BaseModel):
+    """What the bulk workflow's ``progress`` query returns."""
+
+    status: str = "starting"
+    level: Level = Level.COMPLETE
+    mode: str | None = None
+    clients: int = 0
+    to_generate: int = 0
+    reused: int = 0
+    batch_id: str | None = None
+    batch_status: str | None = None
+    batch_completed: int = 0
+    batch_failed: int = 0
+    polls: int = 0
+    stored_from_batch: int = 0
+    batch_cost: Decimal = Decimal(0)
+    fallback: int = 0
+    fallback_done: int = 0
+    direct_cost: Decimal = Decimal(0)
+    # client id -> the plan document version written for it.
+    documents: dict[str, int] = Field(default_factory=dict)
+    failed: list[str] = Field(default_factory=list)
+
+    @property
+    def cost(self) -> Decimal:
+        return self.batch_cost + self.direct_cost
+
+
+class BulkResult(BaseModel):
+    ref: str
+    mode: str
+    batch_id: str | None
+    clients: list[str]
+    to_generate: int
+    reused: int
+    stored_from_batch: int
+    fallback: int
+    batch_cost: Decimal
+    direct_cost: Decimal
+    documents: dict[str, int]
+
+
+BulkRequest.model_rebuild()

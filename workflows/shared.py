@@ -1,5 +1,6 @@
 """Names and timeouts shared by workflows, workers and starters."""
 
+import hashlib
 from datetime import timedelta
 
 from temporalio.common import RetryPolicy
@@ -49,4 +50,32 @@ STORAGE_RETRY = RetryPolicy(
     maximum_interval=timedelta(seconds=20),
     maximum_attempts=10,
     non_retryable_error_types=FINAL_ERRORS,
+)
+
+
+def bulk_workflow_id(client_ids: list[str] | None, kind: str, level: str) -> str:
+    """``bulk-<hash>`` of what is asked (the sorted client ids, or "all"): the same request
+    joins the running workflow instead of submitting a second batch."""
+    who = "all" if client_ids is None else ",".join(sorted(set(client_ids)))
+    return "bulk-" + hashlib.sha256(f"{kind}|{level}|{who}".encode()).hexdigest()[:16]
+
+
+# The bulk workflow's steps: preparing and collecting read every client, so they heartbeat.
+BULK_PREPARE_TIMEOUT = timedelta(minutes=30)
+BULK_HEARTBEAT_TIMEOUT = timedelta(seconds=60)
+BATCH_SUBMIT_TIMEOUT = timedelta(minutes=10)
+BATCH_POLL_TIMEOUT = timedelta(seconds=60)
+# A look at a batch is retried as long as the batch may run (its 24 h window): an outage of the
+# endpoint must not fail a bulk whose batch is being answered meanwhile.
+BATCH_POLL_RETRY = RetryPolicy(
+    initial_interval=timedelta(seconds=5),
+    maximum_interval=timedelta(minutes=5),
+    maximum_attempts=0,
+    non_retryable_error_types=[*FINAL_ERRORS, "LLMBatchNotFound", "EmptyBatch"],
+)
+BATCH_RETRY = RetryPolicy(
+    initial_interval=timedelta(seconds=2),
+    maximum_interval=timedelta(seconds=60),
+    maximum_attempts=10,
+    non_retryable_error_types=[*FINAL_ERRORS, "LLMBatchNotFound", "EmptyBatch", "UnsupportedDocumentKind"],
 )

@@ -19,13 +19,15 @@ from temporalio.worker import Worker
 
 from domain.sections import Level
 from tests.conftest import venv_binary
+from tests.workflows.test_bulk import FakeBulkActivities
 from tests.workflows.test_business_plan import FakeActivities
 from tests.workflows.test_deliverable import FakeDeliverableActivities
 from tests.workflows.test_summary import FakeSummaryActivities
 from wavelaunch.runtime import ensure_search_attributes
+from workflows.bulk import BulkRegenerationWorkflow
 from workflows.business_plan import BusinessPlanWorkflow
 from workflows.deliverable import DeliverableWorkflow
-from workflows.models import DeliverableRequest, PlanRequest, SummaryRequest
+from workflows.models import BulkRequest, DeliverableRequest, PlanRequest, SummaryRequest
 from workflows.summary import SummaryWorkflow
 
 HISTORIES = Path(__file__).resolve().parents[1] / "histories"
@@ -43,6 +45,13 @@ DELIVERABLE_CASES = {
 }
 SUMMARY_CASES = {
     "summary_threads_and_client": (FakeSummaryActivities(), SummaryRequest(client_id="c1")),
+}
+BULK_CASES = {
+    # One batch awaited over three polls, one line falling back to a direct call, two plans.
+    "bulk_batch_with_fallback": (
+        FakeBulkActivities(polls_to_complete=3),
+        BulkRequest(client_ids=["c5", "c6"], level=Level.ESSENTIAL, poll_seconds=60),
+    ),
 }
 # Signal-with-start for the cases that announce a newer client version.
 SIGNALS = {"business_plan_update_folded_in": 5}
@@ -101,6 +110,24 @@ async def record(names: list[str]) -> None:
             async with Worker(env.client, task_queue=queue, workflows=[SummaryWorkflow], activities=fakes.all()):
                 handle = await env.client.start_workflow(
                     SummaryWorkflow.run, request, id=f"summary-{request.client_id}", task_queue=queue
+                )
+                await handle.result()
+                history = await handle.fetch_history()
+            (HISTORIES / f"{name}.json").write_text(history.to_json())
+            print(f"recorded {name}: {len(history.events)} events")
+
+        for name, (fakes, request) in BULK_CASES.items():
+            if names and name not in names:
+                continue
+            queue = f"record-{uuid.uuid4()}"
+            async with Worker(
+                env.client,
+                task_queue=queue,
+                workflows=[BulkRegenerationWorkflow, BusinessPlanWorkflow],
+                activities=fakes.all(),
+            ):
+                handle = await env.client.start_workflow(
+                    BulkRegenerationWorkflow.run, request, id="bulk-recorded", task_queue=queue
                 )
                 await handle.result()
                 history = await handle.fetch_history()

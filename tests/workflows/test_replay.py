@@ -12,6 +12,7 @@ from temporalio.client import WorkflowHistory
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.worker import Replayer
 
+from workflows.bulk import BulkRegenerationWorkflow
 from workflows.business_plan import BusinessPlanWorkflow
 from workflows.deliverable import DeliverableWorkflow
 from workflows.models import PlanRequest
@@ -28,13 +29,15 @@ def test_histories_are_recorded():
         "business_plan_update_folded_in",
         "deliverable_m2",
         "summary_threads_and_client",
+        "bulk_batch_with_fallback",
     } <= names
 
 
 @pytest.mark.parametrize("path", HISTORIES, ids=[p.stem for p in HISTORIES])
 async def test_history_replays_on_current_code(path: Path):
     replayer = Replayer(
-        workflows=[BusinessPlanWorkflow, DeliverableWorkflow, SummaryWorkflow], data_converter=pydantic_data_converter
+        workflows=[BusinessPlanWorkflow, DeliverableWorkflow, SummaryWorkflow, BulkRegenerationWorkflow],
+        data_converter=pydantic_data_converter,
     )
     result = await replayer.replay_workflow(WorkflowHistory.from_json(path.stem, path.read_text()))
     assert result.replay_failure is None

@@ -1,0 +1,311 @@
+"""Bulk regeneration activities: the sections many clients need, sent as one OpenAI Batch API
+batch (half the price, answered within 24 hours), then stored exactly as ``generate_section``
+stores a full generation, so the plans that follow reuse them at no cost.
+
+Every request of the batch is what ``generate_section`` would send for the section (same
+prompt, schema, model, limit and prompt cache key); its ``custom_id`` is the section's
+idempotency key. Lines that fail, are invalid or never come back go the direct way
+(``generate_section``), decided by the workflow.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+
+from openai.types.chat import ChatCompletion
+from pydantic import ValidationError
+from temporalio import activity
+from temporalio.exceptions import ApplicationError
+
+from activities.plan import PlanActivities, PlanDependencies
+from activities.writer import as_application_error, parse_answer
+from domain.sections import DocumentKind, UnknownSection, resolve_sections
+from llm import batch_api
+from llm.client import Completion
+from llm.errors import InvalidModelOutput, LLMError
+from storage import bulk, clients
+from storage.clients import UnknownClient
+from workflows.models import (
+    BatchState,
+    BulkClient,
+    BulkCollected,
+    BulkPrepared,
+    BulkRequest,
+    SectionRequest,
+)
+
+log = logging.getLogger(__name__)
+
+BATCH = "batch"
+DIRECT = "direct"
+# The batch's metadata key that finds it again after a crash between create and record.
+REF_KEY = "wavelaunch_ref"
+OPERATION = "batch_section"
+
+
+def _final(kind: str, message: str) -> ApplicationError:
+    return ApplicationError(message, type=kind, non_retryable=True)
+
+
+def _state(status: batch_api.BatchStatus) -> BatchState:
+    return BatchState(
+        batch_id=status.id,
+        status=status.status,
+        total=status.total,
+        completed=status.completed,
+        failed=status.failed,
+        terminal=status.terminal,
+        errors=status.errors,
+    )
+
+
+def _section_request(item: bulk.BulkItem) -> SectionRequest:
+    return SectionRequest(
+        client_id=item.client_id,
+        client_version=item.client_version,
+        section_key=item.section_key,
+        document_sections=item.document_sections,
+    )
+
+
+class BulkActivities:
+    def __init__(self, deps: PlanDependencies, plan: PlanActivities | None = None):
+        self.deps = deps
+        self.plan = plan or PlanActivities(deps)
+
+    @property
+    def mode(self) -> str:
+        """The Batch API where the endpoint has one; a local model (json_object mode) or
+        WAVELAUNCH_BATCH_API=false makes direct calls."""
+        local = self.deps.llm.structured_output == "json_object"
+        return BATCH if self.deps.batch_api and not local else DIRECT
+
+    # -- prepare -----------------------------------------------------------------------------
+    @activity.defn
+    async def prepare_bulk(self, request: BulkRequest) -> BulkPrepared:
+        """Resolve the clients, leave out every section the stored or exact tier would serve,
+        and store the rest as the request set; returns its reference and counts."""
+        if request.document_kind is not DocumentKind.BUSINESS_PLAN:
+            raise _final(
+                "UnsupportedDocumentKind", f"bulk regeneration writes business plans, not {request.document_kind}"
+            )
+        pool = self.deps.pool
+        ids = sorted(set(request.client_ids)) if request.client_ids is not None else await clients.active_ids(pool)
+        try:
+            specs = resolve_sections(request.level)
+            current = [await clients.get(pool, client_id) for client_id in ids]
+        except UnknownClient as err:
+            raise _final("UnknownClient", str(err)) from None
+        except UnknownSection as err:
+            raise _final("UnknownSection", str(err)) from None
+        keys = [s.key for s in specs]
+        items: list[bulk.BulkItem] = []
+        reused = 0
+        for stored in current:
+            activity.heartbeat()
+            for spec in specs:
+                section = SectionRequest(
+                    client_id=stored.record.id,
+                    client_version=stored.version,
+                    section_key=spec.key,
+                    document_sections=keys,
+                )
+                job = await self.plan.section_job(section)
+                if await self.plan.reusable(job):
+                    reused += 1
+                    continue
+                model, body = self.plan.request_body(job)
+                items.append(
+                    bulk.BulkItem(
+                        custom_id=job.key,
+                        client_id=section.client_id,
+                        client_version=section.client_version,
+                        section_key=spec.key,
+                        document_sections=keys,
+                        model=model,
+                        body=body,
+                    )
+                )
+        info = activity.info()
+        # One request set per workflow run: a retried prepare finds the same set, a new run of the
+        # workflow (after a failure) prepares afresh.
+        digest = hashlib.sha256(f"{info.workflow_id}|{info.workflow_run_id}".encode())
+        for item in items:
+            digest.update(item.custom_id.encode())
+        ref = digest.hexdigest()[:32]
+        await bulk.create(
+            pool,
+            ref=ref,
+            workflow_id=info.workflow_id,
+            document_kind=request.document_kind.value,
+            level=request.level.value,
+            mode=self.mode,
+            items=items,
+        )
+        return BulkPrepared(
+            ref=ref,
+            mode=self.mode,
+            clients=[BulkClient(client_id=s.record.id, client_version=s.version) for s in current],
+            to_generate=len(items),
+            reused=reused,
+        )
+
+    # -- submit ------------------------------------------------------------------------------
+    @activity.defn
+    async def submit_batch(self, ref: str) -> BatchState:
+        """Upload the request set as JSONL and create its batch; a retry returns the same batch
+        (recorded in Postgres, or found by its metadata when the crash came before recording)."""
+        llm = self.deps.llm
+        try:
+            async with bulk.locked(self.deps.pool, ref) as (conn, row):
+                if row.batch_id is not None:
+                    return _state(await batch_api.retrieve(llm, row.batch_id))
+                status = await batch_api.find(llm, REF_KEY, ref)
+                if status is None:
+                    items = await bulk.items(conn, ref)
+                    if not items:
+                        raise _final("EmptyBatch", f"bulk request set {ref} has nothing to generate")
+                    try:
+                        data = batch_api.build_jsonl([batch_api.BatchLine(i.custom_id, i.body) for i in items])
+                    except ValueError as err:
+                        raise _final("BatchTooLarge", str(err)) from None
+                    file_id = await batch_api.upload(llm, data, f"wavelaunch-{ref}.jsonl")
+                    status = await batch_api.create(llm, file_id, {REF_KEY: ref, "workflow_id": row.workflow_id})
+                    log.info("batch %s submitted: %d requests", status.id, len(items))
+                await bulk.set_batch(
+                    conn, ref, batch_id=status.id, input_file_id=status.input_file_id, status=status.status
+                )
+                return _state(status)
+        except LLMError as err:
+            raise as_application_error(err) from None
+
+    # -- poll --------------------------------------------------------------------------------
+    @activity.defn
+    async def poll_batch(self, ref: str) -> BatchState:
+        """One look at the batch (the workflow waits between looks with a durable timer)."""
+        row = await bulk.get(self.deps.pool, ref)
+        if row.batch_id is None:
+            raise _final("EmptyBatch", f"bulk request set {ref} has no batch yet")
+        try:
+            status = await batch_api.retrieve(self.deps.llm, row.batch_id)
+        except LLMError as err:
+            raise as_application_error(err) from None
+        await bulk.set_status(
+            self.deps.pool,
+            ref,
+            status=status.status,
+            output_file_id=status.output_file_id,
+            error_file_id=status.error_file_id,
+        )
+        return _state(status)
+
+    @activity.defn
+    async def cancel_batch(self, ref: str) -> BatchState:
+        """Cancel the set's batch (the bulk workflow was cancelled); answers already written
+        are still billed by the provider, the rest is not."""
+        row = await bulk.get(self.deps.pool, ref)
+        if row.batch_id is None:
+            raise _final("EmptyBatch", f"bulk request set {ref} has no batch")
+        try:
+            status = await batch_api.cancel(self.deps.llm, row.batch_id)
+        except LLMError as err:
+            raise as_application_error(err) from None
+        await bulk.set_status(
+            self.deps.pool,
+            ref,
+            status=status.status,
+            output_file_id=status.output_file_id,
+            error_file_id=status.error_file_id,
+        )
+        return _state(status)
+
+    # -- collect -----------------------------------------------------------------------------
+    @activity.defn
+    async def collect_batch(self, ref: str) -> BulkCollected:
+        """Read the finished batch: validate each answer with its section's output model, store
+        the valid ones as a full generation would, one usage row per answered line at the batch
+        price. Lines that failed, are invalid or never came back stay for the direct way."""
+        pool, llm = self.deps.pool, self.deps.llm
+        row = await bulk.get(pool, ref)
+        answers: dict[str, batch_api.BatchResult] = {}
+        try:
+            for file_id in (row.output_file_id, row.error_file_id):
+                if file_id:
+                    answers.update(
+                        (r.custom_id, r) for r in batch_api.parse_results(await batch_api.content(llm, file_id))
+                    )
+        except LLMError as err:
+            raise as_application_error(err) from None
+        totals = BulkCollected()
+        # Items are marked after their row and section are written: a retried collect skips what
+        # an earlier attempt finished (at worst one usage row is written twice after a crash).
+        for item in await bulk.items(pool, ref, states=("pending",)):
+            activity.heartbeat()
+            job = await self.plan.section_job(_section_request(item))
+            answer = answers.get(item.custom_id)
+            if answer is None:
+                # Never answered (an expired, cancelled or failed batch): nothing was billed.
+                await bulk.mark(
+                    pool, ref, item.custom_id, state="failed", error=f"no answer (batch {row.batch_status})"
+                )
+                totals.failed += 1
+                continue
+            if not answer.ok or answer.body is None:
+                failed = Completion("", item.model, None, 0, 0, 0, 0)
+                error = answer.error or f"HTTP {answer.status_code}"
+                await job.ledger.call(
+                    OPERATION, item.model, failed, success=False, tier=job.tier.value, error=error, batch=True
+                )
+                await bulk.mark(pool, ref, item.custom_id, state="failed", error=error)
+                totals.failed += 1
+                continue
+            try:
+                completion = llm.completion(ChatCompletion.model_validate(answer.body), item.model, 0)
+            except ValidationError as err:
+                await bulk.mark(pool, ref, item.custom_id, state="failed", error=f"unreadable answer: {err}")
+                totals.failed += 1
+                continue
+            totals.prompt_tokens += completion.prompt_tokens
+            totals.cached_tokens += completion.cached_tokens
+            totals.completion_tokens += completion.completion_tokens
+            try:
+                content = parse_answer(job.spec, completion)
+            except InvalidModelOutput as err:
+                totals.cost += await job.ledger.call(
+                    OPERATION,
+                    item.model,
+                    completion,
+                    success=False,
+                    tier=job.tier.value,
+                    cache_key=job.key,
+                    error=f"invalid output: {err}",
+                    batch=True,
+                )
+                await bulk.mark(pool, ref, item.custom_id, state="failed", error=f"invalid output: {err}")
+                totals.failed += 1
+                continue
+            cost = await job.ledger.call(
+                OPERATION,
+                item.model,
+                completion,
+                success=True,
+                tier=job.tier.value,
+                cache_key=job.key,
+                steps=list(job.prompt.compression_steps),
+                batch=True,
+            )
+            section_id = await self.plan.keep(job, content, item.model, completion.completion_tokens, cost)
+            await bulk.mark(pool, ref, item.custom_id, state="stored", section_id=section_id)
+            totals.cost += cost
+            totals.baseline_cost += job.ledger.baseline.cost(completion.completion_tokens)
+            totals.stored += 1
+        await bulk.mark_collected(pool, ref)
+        return totals
+
+    # -- the direct way ----------------------------------------------------------------------
+    @activity.defn
+    async def bulk_fallback(self, ref: str) -> list[SectionRequest]:
+        """The sections of the set not stored from the batch (all of them in direct mode), as
+        requests for the normal ``generate_section`` activity."""
+        return [_section_request(i) for i in await bulk.items(self.deps.pool, ref, states=("pending", "failed"))]
