@@ -36,7 +36,7 @@ class Written:
     result: SectionResult
 
 
-def _describe_invalid(err: Exception) -> str:
+def describe_invalid(err: Exception) -> str:
     if isinstance(err, ValidationError):
         first = err.errors()[0]
         where = ".".join(str(p) for p in first["loc"]) or "(document)"
@@ -89,7 +89,7 @@ class SectionWriter:
                     raise InvalidModelOutput("output cut off at max_completion_tokens")
                 content = model_cls.model_validate_json(completion.content).model_dump(mode="json")
             except (ValidationError, InvalidModelOutput) as err:
-                problem = _describe_invalid(err)
+                problem = describe_invalid(err)
                 problems.append(f"attempt {attempt} ({model}): {problem}")
                 await self.ledger.call(
                     operation,

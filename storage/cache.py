@@ -461,3 +461,26 @@ async def single_flight(
                 await conn.execute("SELECT pg_advisory_unlock(hashtextextended($1, 0))", key)
             except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError) as exc:
                 log.warning("cache: unlock of %r failed (%s); the pool reset releases it", key, exc)
+
+
+@contextlib.asynccontextmanager
+async def single_flight_many(
+    pool: asyncpg.Pool, keys: Sequence[str], *, lock_timeout: float | None = None
+) -> AsyncIterator[PoolConnectionProxy]:
+    """:func:`single_flight` for several keys (a batch of sections) on one connection.
+
+    Locks are taken in sorted order, so two holders of overlapping key sets cannot deadlock, and
+    released in reverse on exit (or by the pool's reset, as in :func:`single_flight`)."""
+    async with pool.acquire() as conn:
+        taken: list[str] = []
+        try:
+            for key in sorted(set(keys)):
+                await conn.execute("SELECT pg_advisory_lock(hashtextextended($1, 0))", key, timeout=lock_timeout)
+                taken.append(key)
+            yield conn
+        finally:
+            for key in reversed(taken):
+                try:
+                    await conn.execute("SELECT pg_advisory_unlock(hashtextextended($1, 0))", key)
+                except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError) as exc:
+                    log.warning("cache: unlock of %r failed (%s); the pool reset releases it", key, exc)

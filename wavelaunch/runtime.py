@@ -133,7 +133,7 @@ async def plan_dependencies(settings: Settings, database_url: str, llm: LLMConfi
 
 def build_worker(client: Client, settings: Settings, deps: PlanDependencies) -> Worker:
     activities = PlanActivities(deps)
-    deliverable = DeliverableActivities(deps)
+    deliverable = DeliverableActivities(deps, activities)
     concurrency = settings.worker_max_concurrent_activities
     if deps.llm.structured_output == "json_object":
         # The local llama.cpp server answers one request at a time. More sections in flight only
@@ -147,6 +147,7 @@ def build_worker(client: Client, settings: Settings, deps: PlanDependencies) -> 
         activities=[
             activities.prepare_plan,
             activities.generate_section,
+            activities.generate_section_batch,
             activities.assemble_document,
             deliverable.prepare_deliverable,
             deliverable.assemble_deliverable,
