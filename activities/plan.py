@@ -327,7 +327,10 @@ class PlanActivities:
         for request in requests:
             if request.fresh:
                 continue
-            job = await self._job(request, context=context)
+            try:
+                job = await self._job(request, context=context)
+            except ApplicationError:
+                continue  # e.g. over budget: its own activity reports it, after the others ran
             record = job.client.record.wire()
             if self._on(Technique.REUSE) and await sections.find(self.deps.pool, job.key) is not None:
                 continue

@@ -394,7 +394,7 @@ async def stats(pool: DB) -> dict[str, Any]:
                FROM usage_ledger
                -- One row per section served: hits, revisions and generations that succeeded
                -- (failed attempts and embedding calls are costs, not requests).
-               WHERE success AND operation IN ('generate_section', 'revise_section')
+               WHERE success AND operation IN ('generate_section', 'generate_section_batch', 'revise_section')
                GROUP BY 1 ORDER BY 1"""
         )
     all_calls = sum(r["calls"] for r in ledger)

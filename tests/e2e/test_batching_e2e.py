@@ -152,3 +152,32 @@ def _llm(stub):  # type: ignore[no-untyped-def]
     from wavelaunch.runtime import LLMConfig
 
     return LLMConfig(api_key=STUB_KEY, base_url=stub.base_url, model_override=None, free_models=frozenset())
+
+
+async def test_a_section_over_budget_does_not_stop_prepare_from_deciding(
+    pool, client, stub, temporal_env, database_url
+):
+    from temporalio.client import WorkflowFailureError
+
+    from wavelaunch.runtime import build_worker
+
+    # Without context compression every section reads the whole record: far over every budget.
+    settings = make_settings(disabled_techniques=["context_compression"])
+    client_id = await new_client(pool)
+    deps = await plan_dependencies(settings, database_url, _llm(stub))
+    try:
+        from domain.client import parse_client
+        from storage import clients
+
+        record = (await clients.get(pool, client_id, None)).record.wire()
+        record |= {f"extra{i}": f"Note {i}: " + "detail " * 200 for i in range(40)}
+        await clients.upsert(pool, parse_client(record))
+        async with build_worker(temporal_env.client, settings, deps):
+            with pytest.raises(WorkflowFailureError) as info:
+                await run_plan(client, settings, PlanRequest(client_id=client_id, level=Level.COMPLETE))
+    finally:
+        await close_dependencies(deps)
+    # Each section fails in its own activity with BudgetExceeded; prepare did not fail the plan.
+    cause = info.value.cause
+    assert getattr(cause, "type", None) == "SectionsFailed" and "8 of 8 sections" in str(cause)
+    assert section_requests(stub) == []

@@ -19,7 +19,7 @@ from temporalio.worker import Worker
 
 from domain.sections import Level
 from tests.conftest import venv_binary
-from tests.workflows.test_business_plan import FakeActivities
+from tests.workflows.test_business_plan import BatchingFakes, FakeActivities
 from tests.workflows.test_deliverable import FakeDeliverableActivities
 from wavelaunch.runtime import ensure_search_attributes
 from workflows.business_plan import BusinessPlanWorkflow
@@ -35,6 +35,8 @@ CASES = {
         PlanRequest(client_id="c2", level=Level.ESSENTIAL),
     ),
     "business_plan_update_folded_in": (FakeActivities(), PlanRequest(client_id="c3", level=Level.ESSENTIAL)),
+    # The "section-batches" patch: Operations and Team written by one batch activity.
+    "business_plan_batched": (BatchingFakes(), PlanRequest(client_id="c5", level=Level.COMPLETE)),
 }
 DELIVERABLE_CASES = {
     "deliverable_m2": (FakeDeliverableActivities(), DeliverableRequest(client_id="c4", month=2)),
@@ -56,7 +58,12 @@ async def record(names: list[str]) -> None:
                 env.client,
                 task_queue=queue,
                 workflows=[BusinessPlanWorkflow],
-                activities=[fakes.prepare_plan, fakes.generate_section, fakes.assemble_document],
+                activities=[
+                    fakes.prepare_plan,
+                    fakes.generate_section,
+                    fakes.assemble_document,
+                    *([fakes.generate_section_batch] if isinstance(fakes, BatchingFakes) else []),
+                ],
             ):
                 signal = {}
                 if name in SIGNALS:
