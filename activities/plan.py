@@ -6,6 +6,10 @@ A section is served by the first tier that can, cheapest first:
 3. semantic: a near-identical request of the same client and section, revised by a cheap model
    (never when numbers, dates, names or negations differ);
 4. a full generation, whose answer then feeds the tiers above.
+
+Small low-priority sections of one document that no tier above serves may share one call
+(``generate_section_batch``; tokenopt.batching decides at prepare): each member is still served
+by the stored and exact tiers first, and stored and cached under its own keys.
 """
 
 from __future__ import annotations

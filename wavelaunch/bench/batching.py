@@ -25,8 +25,13 @@ from wavelaunch import plans
 from wavelaunch.bench import cost
 from wavelaunch.bench.workload import workload_v1
 from wavelaunch.intake import accept_client
-from wavelaunch.runtime import build_worker, close_dependencies, connect_temporal, ensure_search_attributes
-from wavelaunch.runtime import plan_dependencies as dependencies
+from wavelaunch.runtime import (
+    build_worker,
+    close_dependencies,
+    connect_temporal,
+    ensure_search_attributes,
+    plan_dependencies,
+)
 from wavelaunch.settings import Settings
 from workflows.models import DeliverableRequest, PlanRequest
 
@@ -62,7 +67,7 @@ async def _arm(
     settings = base.model_copy(update={"disabled_techniques": ARMS[arm], "task_queue": f"bench-{tag}-{arm}"})
     temporal = await connect_temporal(settings, endpoints.temporal_address)
     await ensure_search_attributes(temporal, settings.temporal_namespace)
-    deps = await dependencies(settings, endpoints.database_url, cost.llm_config(stub))
+    deps = await plan_dependencies(settings, endpoints.database_url, cost.llm_config(stub))
     prefix = f"{tag}-{arm}-"
     try:
         async with build_worker(temporal, settings, deps):
