@@ -321,8 +321,9 @@ class PlanActivities:
     # -- batches ---------------------------------------------------------------------------
     async def section_batches(self, requests: list[SectionRequest], *, context: str = "") -> list[list[str]]:
         """Which of a document's sections to write together (tokenopt.batching decides), among
-        those no stored or cached answer can serve: a section with a stored answer, or any live
-        cache entry of this client (exact or a semantic base), is left to its own tiers.
+        those no stored or cached answer can serve: a section with a stored answer, a live exact
+        entry, or (where its semantic tier is on) any entry of this client to revise, is left to
+        its own tiers.
         ``context`` is the text the sections that read one would carry (a deliverable's digest)."""
         if not self._on(Technique.BATCHING):
             return []
@@ -338,7 +339,10 @@ class PlanActivities:
             record = job.client.record.wire()
             if self._on(Technique.REUSE) and await sections.find(self.deps.pool, job.key) is not None:
                 continue
-            if any(self._cache_tiers(job)) and await self.cache.has_entries(request.client_id, job.kind, job.spec):
+            exact_on, semantic_on = self._cache_tiers(job)
+            if (exact_on or semantic_on) and await self.cache.could_serve(
+                self._exact_key(job), request.client_id, job.kind, job.spec, exact=exact_on, semantic=semantic_on
+            ):
                 continue
             candidates.append(Candidate(job.spec, job.tier, job.prompt, job.context))
         if not candidates:

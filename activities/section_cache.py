@@ -89,21 +89,27 @@ class SectionCache:
             log.warning("exact cache lookup failed (%s); treating as a miss", err)
             return None
 
-    async def has_entries(self, client_id: str, kind: DocumentKind, spec: SectionSpec) -> bool:
-        """Whether any live entry of this client and section exists (an exact hit or a semantic
-        base); a broken cache has none."""
+    async def could_serve(
+        self, key: str, client_id: str, kind: DocumentKind, spec: SectionSpec, *, exact: bool, semantic: bool
+    ) -> bool:
+        """Whether a tier might serve the section (a planning question, nothing is touched): a
+        live exact entry under ``key``, or with ``semantic`` any entry of this client and section
+        to revise. A broken cache serves nothing."""
         try:
-            found = await cache.candidates(
-                self.pool,
-                client_id=client_id,
-                document_kind=kind.value,
-                section_key=spec.key,
-                schema_version=spec.schema_version,
+            if exact and await cache.has_live(self.pool, key, schema_version=spec.schema_version):
+                return True
+            return semantic and bool(
+                await cache.candidates(
+                    self.pool,
+                    client_id=client_id,
+                    document_kind=kind.value,
+                    section_key=spec.key,
+                    schema_version=spec.schema_version,
+                )
             )
         except CACHE_ERRORS as err:
             log.warning("cache lookup failed (%s); treating as empty", err)
             return False
-        return bool(found)
 
     async def _embed(self, text: str, ledger: SectionLedger) -> list[float] | None:
         if self.config.embeddings == "hashing":

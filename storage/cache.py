@@ -142,6 +142,19 @@ async def get_exact(
     return entry
 
 
+async def has_live(pool: DB, key: str, *, schema_version: int) -> bool:
+    """Whether :func:`get_exact` would find a live entry under ``key``, without touching it
+    (a planning question: no hit is counted, nothing is deleted)."""
+    return bool(
+        await pool.fetchval(
+            """SELECT EXISTS (SELECT 1 FROM cache_entries WHERE key = $1 AND schema_version = $2
+                              AND expires_at > now() AND NOT stale AND jsonb_typeof(content) = 'object')""",
+            key,
+            schema_version,
+        )
+    )
+
+
 # -- writes -----------------------------------------------------------------------------------
 # The entry and its usage row (reset: a replaced entry is a new answer) in one statement.
 _PUT = """

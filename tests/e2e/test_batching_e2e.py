@@ -183,3 +183,28 @@ async def test_a_section_over_budget_does_not_stop_prepare_from_deciding(
     assert getattr(cause, "type", None) == "SectionsFailed" and "7 of 8 sections" in str(cause)
     assert "BudgetExceeded" in str(cause)
     assert [r["section"] for r in section_requests(stub)] == ["financial_projections"]
+
+
+async def test_after_an_edit_the_months_kpis_are_batched_again_and_unchanged_sections_reused(
+    pool, client, settings, stub, worker
+):
+    from domain import deliverables
+    from tests.e2e.test_cache_e2e import update_client
+    from wavelaunch import plans
+    from workflows.models import DeliverableRequest
+
+    client_id = await new_client(pool)
+    first = await plans.start_deliverable(client, settings, DeliverableRequest(client_id=client_id, month=1))
+    await first.result()
+    # Every KPI section reads scalingGoals; Templates/Tools do not.
+    await update_client(pool, client_id, scalingGoals="GBP 3M revenue in year three; 25k members.")
+    stub.reset()
+    second = await plans.start_deliverable(client, settings, DeliverableRequest(client_id=client_id, month=1))
+    result = await second.result()
+
+    kpis = [f"{d.key}__kpis" for d in deliverables.documents(1)]
+    # The old KPI entries cannot be exact hits (other inputs) and KPIs never take the semantic
+    # tier, so the five changed KPIs share one call again.
+    assert [r["members"] for r in section_requests(stub) if r["members"]] == [kpis]
+    tiers = {s.section_key: s.cache_tier for s in result.sections}
+    assert {tiers[f"{d.key}__templates_tools"] for d in deliverables.documents(1)} == {"exact"}
