@@ -5,6 +5,8 @@ It speaks enough of the real wire format for the official ``openai`` client to p
 
 * Every answer to a section has the same size whatever the prompt (DESIGN.md §7), so no
   benchmark arm can win by making the model answer shorter.
+* A batch of sections (schema ``section_batch_v1``, one property per member section) is answered
+  with each member padded to its own target; a fault naming a member spoils only its part.
 * ``usage`` counts the prompt as the stub renders it (schema JSON first, then each message's
   role and content) and mimics OpenAI's automatic prefix cache (>= 1024 tokens, 128-token steps).
 

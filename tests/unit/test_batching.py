@@ -164,3 +164,21 @@ def test_the_stub_answers_a_batch_with_each_members_target():
             {"operations_plan": 600, "team_structure": 400}[key], abs=2
         )
     assert count_tokens(content, chat.model) <= 1000 + 12
+
+
+def test_a_fault_naming_a_member_matches_its_batch_and_one_naming_the_batch_matches_only_batches():
+    from llm.stub_server import StubState, parse_fault_rule
+
+    state = StubState()
+    state.add_faults(
+        [
+            parse_fault_rule({"kind": "invalid_json", "match": {"section": "team_structure"}}),
+            parse_fault_rule({"kind": "invalid_json", "match": {"section": "section_batch"}}),
+        ]
+    )
+    assert state.take_faults("m", "operations_plan") == (None, None)
+    _, first = state.take_faults("m", "section_batch", ("operations_plan", "team_structure"))
+    assert first is not None and first.section == "team_structure"
+    _, second = state.take_faults("m", "section_batch", ("operations_plan",))
+    assert second is not None and second.section == "section_batch"
+    assert state.faults() == []
