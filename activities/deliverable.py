@@ -11,7 +11,7 @@ from typing import Any
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from activities.plan import PlanDependencies
+from activities.plan import PlanActivities, PlanDependencies
 from domain import deliverables
 from domain.outputs import in_schema_order
 from domain.render import render_document
@@ -24,6 +24,7 @@ from workflows.models import (
     DeliverableDocumentRef,
     DeliverableInputs,
     DeliverableRequest,
+    SectionRequest,
 )
 
 KIND = DocumentKind.DELIVERABLE
@@ -52,9 +53,34 @@ async def earlier_sections(pool: Any, client_id: str, n: int) -> dict[str, dict[
     return {s.section_key: s.content for s in stored.values() if s.section_key in wanted}
 
 
+def section_request(
+    client_version: int,
+    client_id: str,
+    key: str,
+    documents: dict[str, list[str]],
+    digest_ref: str | None,
+    *,
+    fresh: bool = False,
+) -> SectionRequest:
+    """The request for one of a month's sections, as the workflow makes it. The document it
+    belongs to (the first one for a shared section) prices the naive counterfactual."""
+    document = next((keys for keys in documents.values() if key in keys), [key])
+    return SectionRequest(
+        client_id=client_id,
+        client_version=client_version,
+        section_key=key,
+        document_sections=document,
+        document_kind=KIND,
+        context_ref=digest_ref,
+        fresh=fresh,
+    )
+
+
 class DeliverableActivities:
-    def __init__(self, deps: PlanDependencies):
+    def __init__(self, deps: PlanDependencies, sections: PlanActivities | None = None):
         self.deps = deps
+        # The section activities: prepare asks them which sections to batch.
+        self.sections = sections or PlanActivities(deps)
 
     @activity.defn
     async def prepare_deliverable(self, request: DeliverableRequest) -> DeliverableInputs:
@@ -68,7 +94,7 @@ class DeliverableActivities:
         except UnknownClient as err:
             raise _final("UnknownClient", err) from None
         specs = deliverables.month_sections(month.number)
-        digest_ref, digest_tokens = None, 0
+        digest_ref, digest_tokens, text = None, 0, ""
         if month.number > deliverables.FIRST_MONTH:
             contents = await earlier_sections(self.deps.pool, request.client_id, month.number)
             digest = deliverables.build_digest(month.number, contents, count_tokens=count_tokens)
@@ -78,15 +104,21 @@ class DeliverableActivities:
                     self.deps.pool, client_id=request.client_id, month=month.number, text=text
                 )
                 digest_tokens = count_tokens(text)
+        doc_sections = {d.key: [s.key for s in deliverables.document_sections(d.key)] for d in month.documents}
+        rest = [s.key for s in specs if s.key not in deliverables.SHARED_KINDS]
         return DeliverableInputs(
             client_id=request.client_id,
             client_version=stored.version,
             month=month.number,
             shared_sections=[s.key for s in specs if s.key in deliverables.SHARED_KINDS],
-            sections=[s.key for s in specs if s.key not in deliverables.SHARED_KINDS],
-            documents={d.key: [s.key for s in deliverables.document_sections(d.key)] for d in month.documents},
+            sections=rest,
+            documents=doc_sections,
             digest_ref=digest_ref,
             digest_tokens=digest_tokens,
+            batches=await self.sections.section_batches(
+                [section_request(stored.version, request.client_id, key, doc_sections, digest_ref) for key in rest],
+                context=text,
+            ),
         )
 
     @activity.defn

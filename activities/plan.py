@@ -6,6 +6,10 @@ A section is served by the first tier that can, cheapest first:
 3. semantic: a near-identical request of the same client and section, revised by a cheap model
    (never when numbers, dates, names or negations differ);
 4. a full generation, whose answer then feeds the tiers above.
+
+Small low-priority sections of one document that no tier above serves may share one call
+(``generate_section_batch``; tokenopt.batching decides at prepare): each member is still served
+by the stored and exact tiers first, and stored and cached under its own keys.
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ import asyncpg
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
+from activities.batch import BatchMember, write_batch
 from activities.ledger import Baseline, SectionLedger
 from activities.section_cache import CACHE_ERRORS, CacheConfig, SectionCache
 from activities.writer import OutputRejected, SectionWriter, Written
@@ -31,14 +36,21 @@ from domain.outputs import in_schema_order
 from domain.render import render_document
 from domain.sections import DocumentKind, SectionSpec, UnknownSection, resolve_sections, section
 from domain.templates import BUSINESS_PLAN_TEMPLATES, fill
-from llm.client import LLMClient
+from llm.client import LOCAL_MAX_TOKENS, LLMClient
 from storage import cache as cache_store
 from storage import clients, documents, sections
 from storage.cache import CacheEntry
 from storage.clients import StoredClient, UnknownClient, diff_fields
+from tokenopt.batching import MAX_BATCH_COMPLETION_TOKENS, Candidate, choose_batches
 from tokenopt.budget import BudgetExceeded
 from tokenopt.cache_keys import exact_key
-from tokenopt.prompts import PROMPT_VERSION, BuiltPrompt, build_revision_prompt, build_section_prompt
+from tokenopt.prompts import (
+    PROMPT_VERSION,
+    BuiltPrompt,
+    build_batch_prompt,
+    build_revision_prompt,
+    build_section_prompt,
+)
 from tokenopt.routing import ModelRouter, Tier, tier_for
 from tokenopt.semantic import changed_fields, facts_match, inputs_text
 from tokenopt.techniques import Technique, Techniques
@@ -47,6 +59,8 @@ from workflows.models import (
     DocumentRef,
     PlanInputs,
     PlanRequest,
+    SectionBatchRequest,
+    SectionBatchResult,
     SectionChange,
     SectionRequest,
     SectionResult,
@@ -144,7 +158,24 @@ class PlanActivities:
             raise _final("UnknownClient", err) from None
         except UnknownSection as err:
             raise _final("UnknownSection", err) from None
-        return PlanInputs(client_id=request.client_id, client_version=stored.version, sections=[s.key for s in specs])
+        keys = [s.key for s in specs]
+        # The same requests the workflow will make (regenerated sections are never batched).
+        requests = [
+            SectionRequest(
+                client_id=request.client_id,
+                client_version=stored.version,
+                section_key=key,
+                document_sections=keys,
+                fresh=key in request.regenerate,
+            )
+            for key in keys
+        ]
+        return PlanInputs(
+            client_id=request.client_id,
+            client_version=stored.version,
+            sections=keys,
+            batches=await self.section_batches(requests),
+        )
 
     # -- generate --------------------------------------------------------------------------
     @activity.defn
@@ -154,26 +185,17 @@ class PlanActivities:
         if request.fresh:
             async with _heartbeating():
                 return (await self._generate(job))[0]
-        if self._on(Technique.REUSE):
-            existing = await sections.find(self.deps.pool, job.key)
-            if existing is not None:
-                saved = await job.ledger.hit(existing.model, "stored", job.key, counterfactual=request.reuse_saves)
-                return self._served(job, existing.id, existing.model, "stored", saved)
+        if (stored := await self._stored(job)) is not None:
+            return stored
 
         async with _heartbeating():
-            rules = policy(job.kind, job.spec.key)
-            exact_on = self._on(Technique.EXACT_CACHE) and rules.cacheable
-            # The semantic tier compares client fields only; a section reading a context (earlier
-            # months) must not be served from an answer written on another context.
-            semantic_on = self._on(Technique.SEMANTIC_CACHE) and rules.cacheable and rules.semantic and not job.context
+            exact_on, semantic_on = self._cache_tiers(job)
             if not (exact_on or semantic_on):
                 return (await self._generate(job))[0]
             ekey = self._exact_key(job)
             async with self.cache.single_flight(ekey) as db:
-                if exact_on and (hit := await self.cache.exact(db, ekey, job.spec)) is not None:
-                    section_id = await self._store(job, hit.content, hit.model)
-                    saved = await job.ledger.hit(hit.model, "exact", ekey)
-                    return self._served(job, section_id, hit.model, "exact", saved)
+                if exact_on and (hit := await self._exact(db, job, ekey)) is not None:
+                    return hit
                 found, vector = (
                     await self.cache.similar(db, request.client_id, job.kind, job.spec, job.prompt.inputs, job.ledger)
                     if semantic_on
@@ -184,24 +206,173 @@ class PlanActivities:
                     result, content = await self._generate(job)
                 else:
                     result, content = written
-                await self.cache.put(
-                    db,
-                    key=ekey,
-                    client_id=request.client_id,
-                    kind=job.kind,
-                    spec=job.spec,
-                    prompt_version=PROMPT_VERSION,
-                    section_id=result.section_id,
-                    content=content,
-                    inputs=job.prompt.inputs,
-                    model=result.model,
-                    completion_tokens=result.completion_tokens,
-                    cost=result.cost,
-                    embedding=vector,
-                )
+                await self._put(db, job, ekey, result, content, vector)
                 return result
 
-    async def _job(self, request: SectionRequest) -> _Job:
+    @activity.defn
+    async def generate_section_batch(self, request: SectionBatchRequest) -> SectionBatchResult:
+        """Several small sections of one document in one call (a batch chosen at prepare).
+
+        Each member is first served by the stored and exact tiers as ``generate_section`` would
+        serve it; what is left shares one call (one left is written alone). Members the batch
+        did not answer validly (not JSON, cut off, or their part invalid) are then written one by
+        one with the usual retries, so nothing valid is paid twice. Each member is stored and
+        cached under its own keys, exactly as if it had been written alone.
+        """
+        jobs = [await self._job(r) for r in request.members]
+        results: dict[str, SectionResult] = {}
+        async with _heartbeating():
+            for job in jobs:
+                if job.request.fresh:
+                    results[job.spec.key] = (await self._generate(job))[0]
+                elif (stored := await self._stored(job)) is not None:
+                    results[job.spec.key] = stored
+            left = [j for j in jobs if j.spec.key not in results]
+            ekeys = {j.spec.key: self._exact_key(j) for j in left if self._cache_tiers(j)[0]}
+            async with self.cache.single_flight_many(list(ekeys.values())) as db:
+                for job in left:
+                    if job.spec.key in ekeys and (hit := await self._exact(db, job, ekeys[job.spec.key])):
+                        results[job.spec.key] = hit
+                left = [j for j in left if j.spec.key not in results]
+                batched = await self._write_batch(left) if len(left) > 1 else {}
+                for job in left:
+                    if (written := batched.get(job.spec.key)) is not None:
+                        result, content = await self._finish(job, written)
+                    else:
+                        result, content = await self._generate(job)
+                    if job.spec.key in ekeys:
+                        await self._put(db, job, ekeys[job.spec.key], result, content)
+                    results[job.spec.key] = result
+        return SectionBatchResult(sections=[results[j.spec.key] for j in jobs])
+
+    async def _write_batch(self, jobs: list[_Job]) -> dict[str, Written]:
+        """One call for ``jobs`` (one tier and context, as tokenopt.batching groups them): the
+        members it answered validly; the others are left for the per-section path."""
+        tier, context = jobs[0].tier, jobs[0].context
+        if any(j.tier is not tier or j.context != context for j in jobs):
+            log.warning("batch %s mixes tiers or contexts; writing it one by one", [j.spec.key for j in jobs])
+            return {}
+        prompt = build_batch_prompt(
+            jobs[0].client.record.wire(),
+            [j.spec for j in jobs],
+            model=self.deps.router.model_for(tier),
+            techniques=self.deps.techniques,
+            context=context,
+            kind=jobs[0].kind,
+        )
+        members = [BatchMember(j.spec, j.ledger, j.prompt.estimated_tokens, j.key) for j in jobs]
+        outcome = await write_batch(
+            self.deps.llm, self.deps.router, jobs[0].request.client_id, tier, members, prompt.messages
+        )
+        for key, problem in outcome.problems.items():
+            log.warning("batch member %s invalid (%s); writing it on its own", key, problem)
+        return outcome.written
+
+    async def _stored(self, job: _Job) -> SectionResult | None:
+        """The stored tier: this exact work was already done (a retry, a replay, a repeat)."""
+        if not self._on(Technique.REUSE):
+            return None
+        existing = await sections.find(self.deps.pool, job.key)
+        if existing is None:
+            return None
+        saved = await job.ledger.hit(existing.model, "stored", job.key, counterfactual=job.request.reuse_saves)
+        return self._served(job, existing.id, existing.model, "stored", saved)
+
+    def _cache_tiers(self, job: _Job) -> tuple[bool, bool]:
+        """(exact tier on, semantic tier on) for this section."""
+        rules = policy(job.kind, job.spec.key)
+        exact_on = self._on(Technique.EXACT_CACHE) and rules.cacheable
+        # The semantic tier compares client fields only; a section reading a context (earlier
+        # months) must not be served from an answer written on another context.
+        semantic_on = self._on(Technique.SEMANTIC_CACHE) and rules.cacheable and rules.semantic and not job.context
+        return exact_on, semantic_on
+
+    async def _exact(self, db: Any, job: _Job, ekey: str) -> SectionResult | None:
+        """The exact tier: the same request within its TTL, stored under this section's key."""
+        hit = await self.cache.exact(db, ekey, job.spec)
+        if hit is None:
+            return None
+        section_id = await self._store(job, hit.content, hit.model)
+        saved = await job.ledger.hit(hit.model, "exact", ekey)
+        return self._served(job, section_id, hit.model, "exact", saved)
+
+    async def _put(
+        self,
+        db: Any,
+        job: _Job,
+        ekey: str,
+        result: SectionResult,
+        content: dict[str, Any],
+        vector: list[float] | None = None,
+    ) -> None:
+        await self.cache.put(
+            db,
+            key=ekey,
+            client_id=job.request.client_id,
+            kind=job.kind,
+            spec=job.spec,
+            prompt_version=PROMPT_VERSION,
+            section_id=result.section_id,
+            content=content,
+            inputs=job.prompt.inputs,
+            model=result.model,
+            completion_tokens=result.completion_tokens,
+            cost=result.cost,
+            embedding=vector,
+        )
+
+    # -- batches ---------------------------------------------------------------------------
+    async def section_batches(self, requests: list[SectionRequest], *, context: str = "") -> list[list[str]]:
+        """Which of a document's sections to write together (tokenopt.batching decides), among
+        those no stored or cached answer can serve: a section with a stored answer, a live exact
+        entry, or (where its semantic tier is on) any entry of this client to revise, is left to
+        its own tiers.
+        ``context`` is the text the sections that read one would carry (a deliverable's digest)."""
+        if not self._on(Technique.BATCHING):
+            return []
+        candidates = []
+        record: dict[str, object] = {}
+        for request in requests:
+            if request.fresh:
+                continue
+            try:
+                job = await self._job(request, context=context)
+            except ApplicationError:
+                continue  # e.g. over budget: its own activity reports it, after the others ran
+            record = job.client.record.wire()
+            if self._on(Technique.REUSE) and await sections.find(self.deps.pool, job.key) is not None:
+                continue
+            exact_on, semantic_on = self._cache_tiers(job)
+            if (exact_on or semantic_on) and await self.cache.could_serve(
+                self._exact_key(job), request.client_id, job.kind, job.spec, exact=exact_on, semantic=semantic_on
+            ):
+                continue
+            candidates.append(Candidate(job.spec, job.tier, job.prompt, job.context))
+        if not candidates:
+            return []
+        kind = requests[0].document_kind
+        batches = choose_batches(
+            candidates,
+            record,
+            kind=kind,
+            techniques=self.deps.techniques,
+            model_for=self.deps.router.model_for,
+            max_completion_tokens=self.max_batch_completion_tokens,
+        )
+        for batch in batches:
+            log.info("batching %s: about %d tokens saved", ", ".join(batch.keys), batch.saved_tokens)
+        return [list(b.keys) for b in batches]
+
+    @property
+    def max_batch_completion_tokens(self) -> int:
+        """The completion budget a batch may ask for: the local server's cap when it has one."""
+        if self.deps.llm.structured_output == "json_object":
+            return LOCAL_MAX_TOKENS
+        return MAX_BATCH_COMPLETION_TOKENS
+
+    async def _job(self, request: SectionRequest, *, context: str | None = None) -> _Job:
+        """What a section request works with; ``context`` given (prepare) instead of read by
+        reference."""
         kind = request.document_kind
         try:
             spec = section_spec(kind, request.section_key)
@@ -211,7 +382,7 @@ class PlanActivities:
             raise _final("UnknownSection", err) from None
         except UnknownClient as err:
             raise _final("UnknownClient", err) from None
-        context = await self._context(request)
+        context = await self._context(request) if context is None else self._reads_context(request, context)
         tier = tier_for(spec.key) if self._on(Technique.ROUTING) else Tier.PREMIUM
         try:
             prompt = self._prompt(client, spec, self.deps.router.model_for(tier), kind, context)
@@ -232,12 +403,17 @@ class PlanActivities:
             key = hashlib.sha256(f"{key}|fresh|{activity.info().workflow_run_id}".encode()).hexdigest()
         return _Job(request, spec, client, tier, prompt, key, ledger, writer, context)
 
+    @staticmethod
+    def _reads_context(request: SectionRequest, context: str) -> str:
+        """``context`` if the section reads one (deliverable kinds that build on earlier months)."""
+        if request.document_kind is not DocumentKind.DELIVERABLE:
+            return ""
+        return context if deliverables.traits(deliverables.kind_of(request.section_key)).uses_digest else ""
+
     async def _context(self, request: SectionRequest) -> str:
         """The stored context a section reads: a deliverable month's digest of earlier months,
         only for the kinds that build on it (never the shared Brand Context)."""
-        if request.context_ref is None or request.document_kind is not DocumentKind.DELIVERABLE:
-            return ""
-        if not deliverables.traits(deliverables.kind_of(request.section_key)).uses_digest:
+        if request.context_ref is None or not self._reads_context(request, "x"):
             return ""
         text = await documents.digest_text(self.deps.pool, request.context_ref)
         if text is None:

@@ -68,6 +68,19 @@ class SectionCache:
                 conn = self.pool
             yield conn
 
+    @contextlib.asynccontextmanager
+    async def single_flight_many(self, keys: list[str]) -> AsyncIterator[Any]:
+        """:meth:`single_flight` for the members of a batch: every key's lock on one connection."""
+        async with contextlib.AsyncExitStack() as stack:
+            try:
+                conn = await stack.enter_async_context(
+                    cache.single_flight_many(self.pool, keys, lock_timeout=self.config.single_flight_timeout)
+                )
+            except CACHE_ERRORS as err:
+                log.warning("cache locks unavailable (%s); generating the batch without single-flight", err)
+                conn = self.pool
+            yield conn
+
     async def exact(self, db: Any, key: str, spec: SectionSpec) -> CacheEntry | None:
         model_cls = output_model(spec.key)
         try:
@@ -75,6 +88,28 @@ class SectionCache:
         except CACHE_ERRORS as err:
             log.warning("exact cache lookup failed (%s); treating as a miss", err)
             return None
+
+    async def could_serve(
+        self, key: str, client_id: str, kind: DocumentKind, spec: SectionSpec, *, exact: bool, semantic: bool
+    ) -> bool:
+        """Whether a tier might serve the section (a planning question, nothing is touched): a
+        live exact entry under ``key``, or with ``semantic`` any entry of this client and section
+        to revise. A broken cache serves nothing."""
+        try:
+            if exact and await cache.has_live(self.pool, key, schema_version=spec.schema_version):
+                return True
+            return semantic and bool(
+                await cache.candidates(
+                    self.pool,
+                    client_id=client_id,
+                    document_kind=kind.value,
+                    section_key=spec.key,
+                    schema_version=spec.schema_version,
+                )
+            )
+        except CACHE_ERRORS as err:
+            log.warning("cache lookup failed (%s); treating as empty", err)
+            return False
 
     async def _embed(self, text: str, ledger: SectionLedger) -> list[float] | None:
         if self.config.embeddings == "hashing":

@@ -36,7 +36,7 @@ class Written:
     result: SectionResult
 
 
-def _describe_invalid(err: Exception) -> str:
+def describe_invalid(err: Exception) -> str:
     if isinstance(err, ValidationError):
         first = err.errors()[0]
         where = ".".join(str(p) for p in first["loc"]) or "(document)"
@@ -52,7 +52,7 @@ def parse_answer(spec: SectionSpec, completion: Completion) -> dict[str, Any]:
     try:
         return output_model(spec.key).model_validate_json(completion.content).model_dump(mode="json")
     except ValidationError as err:
-        raise InvalidModelOutput(_describe_invalid(err)) from None
+        raise InvalidModelOutput(describe_invalid(err)) from None
 
 
 def as_application_error(err: LLMError) -> ApplicationError:

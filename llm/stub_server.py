@@ -6,6 +6,8 @@ It speaks enough of the real wire format for the official ``openai`` client to p
 
 * Every answer to a section has the same size whatever the prompt (DESIGN.md §7), so no
   benchmark arm can win by making the model answer shorter.
+* A batch of sections (schema ``section_batch_v1``, one property per member section) is answered
+  with each member padded to its own target; a fault naming a member spoils only its part.
 * ``usage`` counts the prompt as the stub renders it (schema JSON first, then each message's
   role and content) and mimics OpenAI's automatic prefix cache (>= 1024 tokens, 128-token steps).
 
@@ -42,7 +44,12 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
+<<<<<<< HEAD
 from domain import deliverables, summaries
+=======
+from domain import deliverables
+from domain.outputs import BATCH_SCHEMA_KEY
+>>>>>>> batching
 from domain.sections import UnknownSection, section
 from llm.stub_batches import ROUTES as BATCH_ROUTES
 from llm.stub_batches import BatchStore, parse_batch_fault
@@ -162,6 +169,13 @@ class ChatRequest:
     def section(self) -> str | None:
         """The section key derived from the schema name (``market_analysis_v1`` -> key)."""
         return section_from_schema_name(self.schema_name) if self.schema_name else None
+
+    @property
+    def batch_members(self) -> tuple[str, ...]:
+        """The member section keys of a batch request (one schema property per member), else ()."""
+        if self.section != BATCH_SCHEMA_KEY or self.schema is None:
+            return ()
+        return tuple(self.schema.get("properties") or ())
 
     def message_dicts(self) -> list[dict[str, str]]:
         return [{"role": role, "content": content} for role, content in self.messages]
@@ -486,6 +500,8 @@ def generate_content(request: ChatRequest, target: int) -> str:
     """The full (untruncated) answer: deterministic for the same model, schema name and
     messages, and ``target`` tokens long whatever the prompt."""
     rng = random.Random(_seed(request))
+    if request.batch_members and request.schema is not None:
+        return _batch_content(request, rng)
     if request.response_type == "json_schema" and request.schema is not None:
         builder = _InstanceBuilder(request.schema, rng)
         tree = builder.build(request.schema)
@@ -494,6 +510,28 @@ def generate_content(request: ChatRequest, target: int) -> str:
     if request.response_type == "json_object":
         return _pad({"text": leaf}, [leaf], target, request.model, rng)
     return _pad(leaf, [leaf], target, request.model, rng, raw_text=True)
+
+
+def _batch_content(request: ChatRequest, rng: random.Random, broken: str | None = None) -> str:
+    """A batch's answer: each member built from its own schema and padded to its own catalogue
+    target, so a batch answers with the sum of its members' targets (plus its keys) and is never
+    cheaper by answering shorter. ``broken`` names a member whose value violates its schema."""
+    assert request.schema is not None
+    props = request.schema["properties"]
+    parts = []
+    for key in request.batch_members:
+        builder = _InstanceBuilder(request.schema, rng)
+        tree = builder.build(props[key])
+        text = _pad(tree, builder.leaves, target_tokens(key, None), request.model, rng)
+        if key == broken:
+            text = json.dumps("(the model lost track of this section)")
+        parts.append(f"{json.dumps(key)}: {text}")
+    return "{" + ", ".join(parts) + "}"
+
+
+def batch_target_tokens(members: Sequence[str]) -> int:
+    """A batch's completion size: the sum of its members' targets."""
+    return sum(target_tokens(key, None) for key in members)
 
 
 def truncate(content: str, limit: int, model: str) -> str:
@@ -736,15 +774,24 @@ class StubState:
             return [rule.to_dict() for rule in self._rules]
 
     def take_faults(
+<<<<<<< HEAD
         self, model: str, section_key: str | None, prompt: str = ""
+=======
+        self, model: str, section_key: str | None, members: Sequence[str] = ()
+>>>>>>> batching
     ) -> tuple[FaultRule | None, FaultRule | None]:
         """The first matching delay rule and the first matching error rule, each consumed once;
-        rules whose ``times`` reach zero are dropped."""
+        rules whose ``times`` reach zero are dropped. A rule naming a section also matches a
+        batch that has the section as a member."""
         delay: FaultRule | None = None
         error: FaultRule | None = None
         with self._lock:
             for rule in self._rules:
+<<<<<<< HEAD
                 if not rule.matches(model, section_key, prompt):
+=======
+                if not (rule.matches(model, section_key) or any(rule.matches(model, m) for m in members)):
+>>>>>>> batching
                     continue
                 if rule.kind == "delay" and delay is None:
                     delay = rule
@@ -882,6 +929,8 @@ async def chat_completions(request: Request) -> JSONResponse:
             "status": None,
             "fault": None,
             "finish_reason": None,
+            # A batch's member sections (its "section" is the batch schema's key).
+            "members": [],
         }
     )
     response = await _chat_completions(request, state, entry)
@@ -902,20 +951,36 @@ async def _chat_completions(request: Request, state: StubState, entry: _JSON) ->
         state.update_entry(entry, messages=chat.message_dicts())
         if not state.model_known(chat.model):
             return _model_error(chat.model)
-        target = target_tokens(chat.section, request.headers.get(TARGET_HEADER))
+        if chat.batch_members:
+            state.update_entry(entry, members=list(chat.batch_members))
+            target = batch_target_tokens(chat.batch_members)
+        else:
+            target = target_tokens(chat.section, request.headers.get(TARGET_HEADER))
     except BadRequest as err:
         return error_response(400, str(err))
+<<<<<<< HEAD
     delay, error = state.take_faults(chat.model, chat.section, "\n".join(text for _, text in chat.messages))
+=======
+    delay, error = state.take_faults(chat.model, chat.section, chat.batch_members)
+>>>>>>> batching
     state.update_entry(entry, fault=_fault_label(delay, error))
     if delay is not None:
         await state.sleep(delay.seconds)
     if error is not None and error.kind == "status":
         return _fault_error(error)
-    return await _answer(chat, target, state, entry, corrupt_json=error is not None)
+    # An invalid_json fault aimed at one member of a batch spoils that member only.
+    broken = error.section if error is not None and error.section in chat.batch_members else None
+    return await _answer(chat, target, state, entry, corrupt_json=error is not None and broken is None, broken=broken)
 
 
 async def _answer(
-    chat: ChatRequest, target: int, state: StubState, entry: _JSON, *, corrupt_json: bool
+    chat: ChatRequest,
+    target: int,
+    state: StubState,
+    entry: _JSON,
+    *,
+    corrupt_json: bool,
+    broken: str | None = None,
 ) -> JSONResponse:
     body = answer_body(chat, target, state, corrupt_json=corrupt_json)
     usage = body["usage"]
@@ -937,7 +1002,10 @@ def answer_body(chat: ChatRequest, target: int, state: StubState, *, corrupt_jso
     # The answer is NOT capped by max_tokens: every arm gets the same-sized answer, so no arm
     # can look cheaper by asking for less. A limit below the answer's size truncates it,
     # with finish_reason "length", exactly as OpenAI does.
-    content = generate_content(chat, target)
+    if broken is not None:
+        content = _batch_content(chat, random.Random(_seed(chat)), broken)
+    else:
+        content = generate_content(chat, target)
     if corrupt_json:
         content = corrupt(content)
     completion = count_tokens(content, chat.model)

@@ -142,6 +142,19 @@ async def get_exact(
     return entry
 
 
+async def has_live(pool: DB, key: str, *, schema_version: int) -> bool:
+    """Whether :func:`get_exact` would find a live entry under ``key``, without touching it
+    (a planning question: no hit is counted, nothing is deleted)."""
+    return bool(
+        await pool.fetchval(
+            """SELECT EXISTS (SELECT 1 FROM cache_entries WHERE key = $1 AND schema_version = $2
+                              AND expires_at > now() AND NOT stale AND jsonb_typeof(content) = 'object')""",
+            key,
+            schema_version,
+        )
+    )
+
+
 # -- writes -----------------------------------------------------------------------------------
 # The entry and its usage row (reset: a replaced entry is a new answer) in one statement.
 _PUT = """
@@ -394,7 +407,7 @@ async def stats(pool: DB) -> dict[str, Any]:
                FROM usage_ledger
                -- One row per section served: hits, revisions and generations that succeeded
                -- (failed attempts and embedding calls are costs, not requests).
-               WHERE success AND operation IN ('generate_section', 'revise_section')
+               WHERE success AND operation IN ('generate_section', 'generate_section_batch', 'revise_section')
                GROUP BY 1 ORDER BY 1"""
         )
     all_calls = sum(r["calls"] for r in ledger)
@@ -475,3 +488,26 @@ async def has_live(pool: DB, key: str, *, schema_version: int) -> bool:
             schema_version,
         )
     )
+
+
+@contextlib.asynccontextmanager
+async def single_flight_many(
+    pool: asyncpg.Pool, keys: Sequence[str], *, lock_timeout: float | None = None
+) -> AsyncIterator[PoolConnectionProxy]:
+    """:func:`single_flight` for several keys (a batch of sections) on one connection.
+
+    Locks are taken in sorted order, so two holders of overlapping key sets cannot deadlock, and
+    released in reverse on exit (or by the pool's reset, as in :func:`single_flight`)."""
+    async with pool.acquire() as conn:
+        taken: list[str] = []
+        try:
+            for key in sorted(set(keys)):
+                await conn.execute("SELECT pg_advisory_lock(hashtextextended($1, 0))", key, timeout=lock_timeout)
+                taken.append(key)
+            yield conn
+        finally:
+            for key in reversed(taken):
+                try:
+                    await conn.execute("SELECT pg_advisory_unlock(hashtextextended($1, 0))", key)
+                except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError) as exc:
+                    log.warning("cache: unlock of %r failed (%s); the pool reset releases it", key, exc)

@@ -235,3 +235,48 @@ def build_revision_prompt(
     )
     messages = [{"role": "system", "content": system}, {"role": "user", "content": user}]
     return BuiltPrompt(messages, count_messages(messages, model), input_hash="", inputs=dict(changed))
+
+
+def build_batch_prompt(
+    record: dict[str, object],
+    specs: list[SectionSpec],
+    *,
+    model: str,
+    techniques: Techniques = Techniques(),
+    context: str = "",
+    kind: DocumentKind = DocumentKind.BUSINESS_PLAN,
+) -> BuiltPrompt:
+    """One prompt for several sections of a client (tokenopt.batching): the instructions, the
+    client block and the context once, then one request per section, each under its JSON key.
+
+    Fields two or more members read are written once in the shared INPUT block; a field only
+    one member reads stays with its request, so each section still sees (mostly) what it reads.
+    """
+    label = DOCUMENT_LABELS.get(kind, kind.value.replace("_", " "))
+    system = _system(CONSTRAINTS, kind).replace(
+        f"Write one {label} section", f"Write {len(specs)} {label} sections, each under its key,"
+    )
+    core: dict[str, str] = {}
+    owns: list[dict[str, str]] = []
+    for spec in specs:
+        member_core, own = section_inputs(record, spec, techniques)
+        core.update(member_core)
+        owns.append(own)
+    readers: dict[str, int] = {}
+    for own in owns:
+        for name in own:
+            readers[name] = readers.get(name, 0) + 1
+    shared = {k: v for own in owns for k, v in own.items() if readers[k] > 1}
+    client_block = "CLIENT\n" + (_lines(core) if core else "(no brand name yet)")
+    if context:
+        client_block = f"{client_block}\n{context}"
+    parts = [client_block]
+    if shared:
+        parts.append(f"INPUT\n{_lines(shared)}")
+    for spec, own in zip(specs, owns, strict=True):
+        parts.append(_task(spec).replace("TASK\n", f"KEY {spec.key}\n", 1))
+        if exclusive := {k: v for k, v in own.items() if readers[k] == 1}:
+            parts.append(_lines(exclusive))
+    messages = [{"role": "system", "content": system}, {"role": "user", "content": "\n".join(parts)}]
+    inputs = {**core, **shared, **{k: v for own in owns for k, v in own.items()}}
+    return BuiltPrompt(messages, count_messages(messages, model), input_hash="", inputs=inputs)

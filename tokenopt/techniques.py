@@ -16,6 +16,7 @@ class Technique(StrEnum):
     REUSE = "reuse"  # a finished section of the same client version is never generated again
     EXACT_CACHE = "exact_cache"  # the same request (same inputs, model, versions) within its TTL
     SEMANTIC_CACHE = "semantic_cache"  # a near-identical request: revise the cached answer cheaply
+    BATCHING = "batching"  # small low-priority sections of one document share one call
 
 
 @dataclass(frozen=True)

@@ -484,6 +484,7 @@ async def bench_cost(
     console.print(f"JSON written to {json_file}")
 
 
+<<<<<<< HEAD
 @bench_app.command("studio")
 @_run
 async def bench_studio(
@@ -506,6 +507,21 @@ async def bench_studio(
     )
     if figures := result.get("figures"):
         console.print_json(data=figures)
+=======
+@bench_app.command("batching")
+@_run
+async def bench_batching(
+    clients: int = typer.Option(3, "--clients", help="Clients; each gets a complete plan and the months."),
+    months: int = typer.Option(2, "--months", help="Deliverable months 1..N per client."),
+    seed: int = typer.Option(7, "--seed"),
+    json_file: Path = typer.Option(Path("bench-results/batching.json"), "--json", help="Where the JSON goes."),
+) -> None:
+    """The same plans and deliverable months with batching on and off, per document kind."""
+    from wavelaunch.bench import batching, cost
+
+    result = await batching.run(get_settings(), clients=clients, months=months, seed=seed)
+    console.print(batching.table(result))
+>>>>>>> batching
     cost.write_json(result, json_file)
     console.print(f"JSON written to {json_file}")
 

@@ -138,9 +138,13 @@ async def plan_dependencies(settings: Settings, database_url: str, llm: LLMConfi
 
 def build_worker(client: Client, settings: Settings, deps: PlanDependencies) -> Worker:
     activities = PlanActivities(deps)
+<<<<<<< HEAD
     deliverable = DeliverableActivities(deps)
     summary = SummaryActivities(deps)
     bulk = BulkActivities(deps, activities)
+=======
+    deliverable = DeliverableActivities(deps, activities)
+>>>>>>> batching
     concurrency = settings.worker_max_concurrent_activities
     if deps.llm.structured_output == "json_object":
         # The local llama.cpp server answers one request at a time. More sections in flight only
@@ -154,6 +158,7 @@ def build_worker(client: Client, settings: Settings, deps: PlanDependencies) -> 
         activities=[
             activities.prepare_plan,
             activities.generate_section,
+            activities.generate_section_batch,
             activities.assemble_document,
             deliverable.prepare_deliverable,
             deliverable.assemble_deliverable,

@@ -21,6 +21,7 @@ with workflow.unsafe.imports_passed_through():
     from workflows.shared import (
         ASSEMBLE_TIMEOUT,
         PREPARE_TIMEOUT,
+        SECTION_BATCHES_PATCH,
         STORAGE_RETRY,
     )
 
@@ -111,8 +112,11 @@ class BusinessPlanWorkflow:
             )
             for progress in self._progress.sections
         ]
+        # Batches (tokenopt.batching) are a newer code path: histories recorded before it replay
+        # without it. Decided at prepare; the workflow only follows.
+        batches = inputs.batches if inputs.batches and workflow.patched(SECTION_BATCHES_PATCH) else []
         try:
-            return inputs, await run_sections(work, "plan")
+            return inputs, await run_sections(work, "plan", batches)
         except ApplicationError:
             self._set_status("failed")
             raise

@@ -11,8 +11,7 @@ from temporalio import workflow
 from temporalio.exceptions import ApplicationError
 
 with workflow.unsafe.imports_passed_through():
-    from activities.deliverable import DeliverableActivities
-    from domain.sections import DocumentKind
+    from activities.deliverable import DeliverableActivities, section_request
     from workflows.fanout import run_sections, set_status
     from workflows.models import (
         DeliverableAssembleRequest,
@@ -21,12 +20,12 @@ with workflow.unsafe.imports_passed_through():
         DeliverableRequest,
         DeliverableResult,
         SectionProgress,
-        SectionRequest,
         SectionResult,
     )
     from workflows.shared import (
         ASSEMBLE_TIMEOUT,
         PREPARE_TIMEOUT,
+        SECTION_BATCHES_PATCH,
         STORAGE_RETRY,
     )
 
@@ -109,29 +108,33 @@ class DeliverableWorkflow:
 
         # Shared sections first: every document shows them, and they are written once.
         shared = await self._gather([progress[k] for k in inputs.shared_sections], inputs)
-        rest = await self._gather([progress[k] for k in inputs.sections], inputs)
+        # Batches (tokenopt.batching) are a newer code path: histories recorded before it replay
+        # without it. Decided at prepare; the workflow only follows.
+        batches = inputs.batches if inputs.batches and workflow.patched(SECTION_BATCHES_PATCH) else []
+        rest = await self._gather([progress[k] for k in inputs.sections], inputs, batches)
         return inputs, shared, rest
 
-    async def _gather(self, group: list[SectionProgress], inputs: DeliverableInputs) -> list[SectionResult]:
-        """Every section of the group concurrently; fails the month if any failed."""
-        work = []
-        for progress in group:
-            key = progress.section_key
-            # The document the section belongs to (the first one for a shared section): the naive
-            # counterfactual is priced per document.
-            document = next((keys for keys in inputs.documents.values() if key in keys), [key])
-            request = SectionRequest(
-                client_id=inputs.client_id,
-                client_version=inputs.client_version,
-                section_key=key,
-                document_sections=document,
-                document_kind=DocumentKind.DELIVERABLE,
-                context_ref=inputs.digest_ref,
-                fresh=key in self._regenerate,
+    async def _gather(
+        self, group: list[SectionProgress], inputs: DeliverableInputs, batches: list[list[str]] | None = None
+    ) -> list[SectionResult]:
+        """Every section of the group concurrently (each batch as one activity); fails the month
+        if any failed."""
+        work = [
+            (
+                progress,
+                section_request(
+                    inputs.client_version,
+                    inputs.client_id,
+                    progress.section_key,
+                    inputs.documents,
+                    inputs.digest_ref,
+                    fresh=progress.section_key in self._regenerate,
+                ),
             )
-            work.append((progress, request))
+            for progress in group
+        ]
         try:
-            return await run_sections(work, "deliverable")
+            return await run_sections(work, "deliverable", batches)
         except ApplicationError:
             self._set_status("failed")
             raise

@@ -31,6 +31,8 @@ class PlanInputs(BaseModel):
     client_id: str
     client_version: int
     sections: list[str]
+    # Sections to write together in one call each (tokenopt.batching), decided at prepare.
+    batches: list[list[str]] = Field(default_factory=list)
 
 
 class SectionRequest(BaseModel):
@@ -50,6 +52,12 @@ class SectionRequest(BaseModel):
     reuse_saves: bool = True
 
 
+class SectionBatchRequest(BaseModel):
+    """Sections of one document written together in one call (a batch chosen at prepare)."""
+
+    members: list[SectionRequest]
+
+
 class SectionResult(BaseModel):
     section_key: str
     section_id: int
@@ -63,9 +71,16 @@ class SectionResult(BaseModel):
     baseline_tokens: int = 0
     baseline_cost: Decimal = Decimal(0)
     duration_ms: int = 0
+    # Calls the section took part in (a batch call counts once for each of its members).
     llm_calls: int = 0
     escalated: bool = False
+    # Members of the batch call that wrote the section; 0 when it was written on its own.
+    batch_size: int = 0
     compression_steps: list[str] = Field(default_factory=list)
+
+
+class SectionBatchResult(BaseModel):
+    sections: list[SectionResult]
 
 
 class AssembleRequest(BaseModel):
@@ -170,6 +185,8 @@ class DeliverableInputs(BaseModel):
     # The stored digest of earlier months (None for M1) and its size.
     digest_ref: str | None = None
     digest_tokens: int = 0
+    # Sections to write together in one call each (tokenopt.batching), decided at prepare.
+    batches: list[list[str]] = Field(default_factory=list)
 
 
 class DeliverableAssembleRequest(BaseModel):

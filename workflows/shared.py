@@ -17,6 +17,9 @@ def failure_message(err: BaseException) -> str:
     return str(cause)
 
 
+# workflow.patched id of the batch code path (sections written together in one activity).
+SECTION_BATCHES_PATCH = "section-batches"
+
 PREPARE_TIMEOUT = timedelta(seconds=30)
 ASSEMBLE_TIMEOUT = timedelta(seconds=60)
 # A slow local model can take minutes for one section; a dead worker is noticed by heartbeat.

@@ -119,3 +119,9 @@ TEMPLATE_KEYS = frozenset(spec.key for spec in BUSINESS_PLAN_TEMPLATES)
 def section_requests(stub: StubServer) -> list[dict]:
     """The stub's chat requests for plan sections (not the once-per-version template calls)."""
     return [r for r in stub.requests() if r["section"] not in TEMPLATE_KEYS]
+
+
+def requested_sections(stub: StubServer) -> list[str]:
+    """The plan and deliverable sections the stub was asked to write, in request order, each
+    member of a batch request counted as its own section."""
+    return [key for r in section_requests(stub) for key in (r.get("members") or [r["section"]])]

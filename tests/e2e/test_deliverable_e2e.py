@@ -10,8 +10,13 @@ from domain import deliverables
 from domain.client import parse_client
 from domain.outputs import output_model
 from llm.client import LLMClient
+<<<<<<< HEAD
 from storage import clients, documents
 from tests.e2e.conftest import section_requests
+=======
+from storage import documents
+from tests.e2e.conftest import requested_sections, section_requests
+>>>>>>> batching
 from tests.e2e.test_business_plan_e2e import new_client
 from wavelaunch import plans
 from wavelaunch.commands import InvalidMonth, UnknownFields, check_month, document_json, regenerate_deliverable
@@ -52,14 +57,25 @@ async def test_months_one_and_two_share_brand_context_and_build_on_a_digest(
 ):
     client_id = await new_client(pool)
 
-    # Month 1: 26 LLM section calls (Brand Context once, 5 x 5 others), five documents stored.
+    # Month 1: 26 sections (Brand Context once, 5 x 5 others), five documents stored. The two
+    # boilerplate kinds (Templates/Tools, KPIs: economy, no digest in M1) share two batch calls.
     handle, result = await run_month(client, settings, client_id, 1)
     assert handle.id == f"deliverable-{client_id}-m1"
     assert len(result.sections) == 26 and len(result.documents) == 5
     made = calls(stub)
-    assert sum(made.values()) == 26
+    assert sum(made.values()) == 18
     # The stub names a request by its schema, and a section kind has one schema name.
-    assert made == Counter({"brand_context": 1, **{k: 5 for k in deliverables.KIND_TRAITS if k != "brand_context"}})
+    assert made == Counter(
+        {"brand_context": 1, "exec_summary": 5, "framework_strategy": 5, "sops_workflows": 5, "section_batch": 2}
+    )
+    # A single request is named by its kind, a batch member by its section key.
+    kinds = [k if k in deliverables.KIND_TRAITS else deliverables.kind_of(k) for k in requested_sections(stub)]
+    assert Counter(kinds) == Counter(
+        {"brand_context": 1, **{k: 5 for k in deliverables.KIND_TRAITS if k != "brand_context"}}
+    )
+    assert {s.section_key for s in result.sections if s.batch_size} == {
+        s.key for s in deliverables.month_sections(1) if deliverables.kind_of(s.key) in ("templates_tools", "kpis")
+    }
     for doc in deliverables.documents(1):
         stored = await documents.latest(pool, client_id, "deliverable", document_key=doc.key)
         assert stored is not None and stored.version == 1 and stored.level == "m1"
@@ -76,11 +92,12 @@ async def test_months_one_and_two_share_brand_context_and_build_on_a_digest(
     assert await documents.latest(pool, client_id, "business_plan") is None
 
     # Month 2: Brand Context is reused (no call), the other 25 sections are written with the
-    # digest of month 1 in the prompts of the kinds that build on earlier months.
+    # digest of month 1 in the prompts of the kinds that build on earlier months. Templates/Tools
+    # and KPIs are batched by kind now (only KPIs read the digest): 15 + 2 calls.
     stub.reset()
     prompts.clear()
     handle, result = await run_month(client, settings, client_id, 2)
-    assert sum(calls(stub).values()) == 25
+    assert sum(calls(stub).values()) == 17
     assert "brand_context_v1" not in prompts
     by_key = {s.section_key: s for s in result.sections}
     assert by_key["brand_context"].cache_tier == "stored" and by_key["brand_context"].llm_calls == 0
@@ -89,10 +106,18 @@ async def test_months_one_and_two_share_brand_context_and_build_on_a_digest(
     )
     assert digest_row is not None and digest_row["text"].startswith("EARLIER MONTHS (before M2)")
     assert "M1 Foundation Excellence" in digest_row["text"] and "- Brand Architecture:" in digest_row["text"]
-    for kind in DIGEST_KINDS:
-        sent = prompts[f"{kind}_v1"]
-        assert len(sent) == 5 and all(digest_row["text"] in m[1]["content"] for m in sent)
-    for kind in set(deliverables.KIND_TRAITS) - DIGEST_KINDS - {"brand_context"}:
+    framework = prompts["framework_strategy_v1"]
+    assert len(framework) == 5 and all(digest_row["text"] in m[1]["content"] for m in framework)
+    batches = {r["members"][0].rpartition("__")[2]: r for r in section_requests(stub) if r["members"]}
+    assert sorted(batches) == ["kpis", "templates_tools"]
+    assert all(len(r["members"]) == 5 for r in batches.values())
+    (kpis, templates) = sorted(
+        prompts["section_batch_v1"], key=lambda m: "KEY m2_product_development_playbook__kpis" not in m[1]["content"]
+    )
+    # The digest once in the KPI batch, not at all in the Templates/Tools batch.
+    assert kpis[1]["content"].count(digest_row["text"]) == 1
+    assert "EARLIER MONTHS" not in templates[1]["content"]
+    for kind in set(deliverables.KIND_TRAITS) - DIGEST_KINDS - {"brand_context", "templates_tools"}:
         assert not any("EARLIER MONTHS" in m[1]["content"] for m in prompts[f"{kind}_v1"])
     assert all("deliverable section" in m[0]["content"] for ms in prompts.values() for m in ms)
     month_two = [

@@ -19,8 +19,12 @@ from temporalio.worker import Worker
 
 from domain.sections import Level
 from tests.conftest import venv_binary
+<<<<<<< HEAD
 from tests.workflows.test_bulk import FakeBulkActivities
 from tests.workflows.test_business_plan import FakeActivities
+=======
+from tests.workflows.test_business_plan import BatchingFakes, FakeActivities
+>>>>>>> batching
 from tests.workflows.test_deliverable import FakeDeliverableActivities
 from tests.workflows.test_summary import FakeSummaryActivities
 from wavelaunch.runtime import ensure_search_attributes
@@ -39,6 +43,8 @@ CASES = {
         PlanRequest(client_id="c2", level=Level.ESSENTIAL),
     ),
     "business_plan_update_folded_in": (FakeActivities(), PlanRequest(client_id="c3", level=Level.ESSENTIAL)),
+    # The "section-batches" patch: Operations and Team written by one batch activity.
+    "business_plan_batched": (BatchingFakes(), PlanRequest(client_id="c5", level=Level.COMPLETE)),
 }
 DELIVERABLE_CASES = {
     "deliverable_m2": (FakeDeliverableActivities(), DeliverableRequest(client_id="c4", month=2)),
@@ -70,7 +76,12 @@ async def record(names: list[str]) -> None:
                 env.client,
                 task_queue=queue,
                 workflows=[BusinessPlanWorkflow],
-                activities=[fakes.prepare_plan, fakes.generate_section, fakes.assemble_document],
+                activities=[
+                    fakes.prepare_plan,
+                    fakes.generate_section,
+                    fakes.assemble_document,
+                    *([fakes.generate_section_batch] if isinstance(fakes, BatchingFakes) else []),
+                ],
             ):
                 signal = {}
                 if name in SIGNALS:

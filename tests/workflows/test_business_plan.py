@@ -22,6 +22,8 @@ from workflows.models import (
     DocumentRef,
     PlanInputs,
     PlanRequest,
+    SectionBatchRequest,
+    SectionBatchResult,
     SectionRequest,
     SectionResult,
 )
@@ -129,3 +131,69 @@ async def test_an_announced_newer_version_gets_one_more_round_on_that_version(en
     assert result.client_version == 5
     assert len(fakes.generated) == 6  # two rounds of three sections
     assert fakes.assembled[0].client_version == 5 and len(fakes.assembled) == 1
+
+
+class BatchingFakes(FakeActivities):
+    """prepare_plan chooses one batch; the batch activity records what it was asked for."""
+
+    BATCH = ["operations_plan", "team_structure"]
+
+    def __init__(self, fail_batch: bool = False):
+        super().__init__()
+        self.batches: list[list[str]] = []
+        self.fail_batch = fail_batch
+
+    @activity.defn(name="prepare_plan")
+    async def prepare_plan(self, request: PlanRequest) -> PlanInputs:
+        inputs = await super().prepare_plan(request)
+        return inputs.model_copy(update={"batches": [self.BATCH]})
+
+    @activity.defn(name="generate_section_batch")
+    async def generate_section_batch(self, request: SectionBatchRequest) -> SectionBatchResult:
+        keys = [m.section_key for m in request.members]
+        self.batches.append(keys)
+        if self.fail_batch:
+            raise ApplicationError("LLM quota exhausted", type="LLMPermissionDenied", non_retryable=True)
+        return SectionBatchResult(
+            sections=[
+                SectionResult(section_key=k, section_id=90 + i, model="m", tier="economy", batch_size=len(keys))
+                for i, k in enumerate(keys)
+            ]
+        )
+
+
+async def _run_batching(env: WorkflowEnvironment, fakes: BatchingFakes, request: PlanRequest):
+    queue = f"tq-{uuid.uuid4()}"
+    async with Worker(
+        env.client,
+        task_queue=queue,
+        workflows=[BusinessPlanWorkflow],
+        activities=[fakes.prepare_plan, fakes.generate_section, fakes.generate_section_batch, fakes.assemble_document],
+    ):
+        handle = await env.client.start_workflow(
+            BusinessPlanWorkflow.run, request, id=f"plan-{uuid.uuid4()}", task_queue=queue
+        )
+        try:
+            await handle.result()
+        finally:
+            progress = await handle.query(BusinessPlanWorkflow.progress)
+        return progress
+
+
+async def test_a_batch_chosen_at_prepare_runs_as_one_activity_and_sections_keep_reading_order(env):
+    fakes = BatchingFakes()
+    progress = await _run_batching(env, fakes, PlanRequest(client_id="c1", level=Level.COMPLETE))
+    assert fakes.batches == [BatchingFakes.BATCH]
+    complete = [s.key for s in resolve_sections(Level.COMPLETE)]
+    assert sorted(fakes.generated) == sorted(set(complete) - set(BatchingFakes.BATCH))
+    assert [s.section_key for s in fakes.assembled[0].sections] == complete
+    # Progress shows each member on its own, as for any section.
+    assert {s.section_key: s.status for s in progress.sections} == dict.fromkeys(complete, "done")
+
+
+async def test_a_failed_batch_fails_each_member_and_the_plan(env):
+    fakes = BatchingFakes(fail_batch=True)
+    with pytest.raises(WorkflowFailureError) as info:
+        await _run_batching(env, fakes, PlanRequest(client_id="c1", level=Level.COMPLETE))
+    assert "2 of 8 sections" in str(info.value.cause)
+    assert "operations_plan" in str(info.value.cause) and "team_structure" in str(info.value.cause)

@@ -24,6 +24,8 @@ from workflows.models import (
     DeliverableDocumentRef,
     DeliverableInputs,
     DeliverableRequest,
+    SectionBatchRequest,
+    SectionBatchResult,
     SectionRequest,
     SectionResult,
 )
@@ -145,6 +147,7 @@ async def test_a_month_outside_1_to_8_fails_before_any_section(env):
     assert fakes.requests == [] and fakes.assembled == []
 
 
+<<<<<<< HEAD
 async def test_an_announced_newer_version_gets_one_more_round_on_that_version(env):
     fakes = FakeDeliverableActivities()
     _, result = await run_month(
@@ -161,3 +164,44 @@ async def test_an_announced_newer_version_gets_one_more_round_on_that_version(en
     # Sections the operator asked to regenerate are requested fresh; the others are not.
     fresh = {r.section_key for r in fakes.requests if r.fresh}
     assert fresh == {"brand_context"}
+=======
+class BatchingDeliverableFakes(FakeDeliverableActivities):
+    """prepare_deliverable batches the month's KPIs; the batch activity records its members."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.batches: list[SectionBatchRequest] = []
+
+    @activity.defn(name="prepare_deliverable")
+    async def prepare_deliverable(self, request: DeliverableRequest) -> DeliverableInputs:
+        inputs = await super().prepare_deliverable(request)
+        kpis = [k for k in inputs.sections if k.endswith("__kpis")]
+        return inputs.model_copy(update={"batches": [kpis]})
+
+    @activity.defn(name="generate_section_batch")
+    async def generate_section_batch(self, request: SectionBatchRequest) -> SectionBatchResult:
+        self.batches.append(request)
+        return SectionBatchResult(
+            sections=[
+                SectionResult(section_key=m.section_key, section_id=100 + i, model="m", tier="economy", batch_size=5)
+                for i, m in enumerate(request.members)
+            ]
+        )
+
+    def all(self) -> list:
+        return [*super().all(), self.generate_section_batch]
+
+
+async def test_a_batch_of_the_months_kpis_is_one_activity_with_each_members_own_request(env):
+    fakes = BatchingDeliverableFakes()
+    progress, result = await run_month(env, fakes, DeliverableRequest(client_id="c1", month=2))
+    [batch] = fakes.batches
+    kpis = [f"{d.key}__kpis" for d in deliverables.documents(2)]
+    assert [m.section_key for m in batch.members] == kpis
+    # Each member is the request a section would get alone: its own document, the digest reference.
+    assert all(m.context_ref == "digest-1" and m.section_key in m.document_sections for m in batch.members)
+    assert not {r.section_key for r in fakes.requests} & set(kpis)
+    assert len(result.sections) == 26
+    assert [s.section_key for s in fakes.assembled[0].sections if s.batch_size] == kpis
+    assert progress.status == "completed" and progress.count("done") == 26
+>>>>>>> batching

@@ -64,6 +64,7 @@ ABLATIONS: tuple[Technique, ...] = (
     Technique.REUSE,
     Technique.EXACT_CACHE,
     Technique.SEMANTIC_CACHE,
+    Technique.BATCHING,
 )
 
 
@@ -185,8 +186,11 @@ async def _apply(
 
 
 async def ledger_totals(pool: asyncpg.Pool, client_prefix: str) -> Totals:
+    # A batch call writes one row per member; it is one call (one activity attempt makes one).
     row = await pool.fetchrow(
-        """SELECT count(*) FILTER (WHERE cache_tier IS DISTINCT FROM 'stored') AS calls,
+        """SELECT count(*) FILTER (WHERE cache_tier IS DISTINCT FROM 'stored' AND operation <> 'generate_section_batch')
+                  + count(DISTINCT (run_id, activity_id, attempt)) FILTER (WHERE operation = 'generate_section_batch')
+                  AS calls,
                   coalesce(sum(prompt_tokens), 0) AS p, coalesce(sum(cached_prompt_tokens), 0) AS c,
                   coalesce(sum(completion_tokens), 0) AS o, coalesce(sum(estimated_cost), 0) AS cost
            FROM usage_ledger WHERE client_id LIKE $1""",
@@ -211,10 +215,11 @@ async def lower_bound(pool: asyncpg.Pool, client_prefix: str, routed: dict[str, 
     """
     rows = await pool.fetch(
         """SELECT client_id, section_key, completion_tokens,
-                  min(prompt_tokens) FILTER (WHERE operation = 'generate_section')
+                  min(prompt_tokens) FILTER (WHERE operation IN ('generate_section', 'generate_section_batch'))
                       OVER (PARTITION BY client_id, section_key) AS minimal_prompt
            FROM usage_ledger
-           WHERE client_id LIKE $1 AND success AND operation IN ('generate_section', 'revise_section')
+           WHERE client_id LIKE $1 AND success
+             AND operation IN ('generate_section', 'generate_section_batch', 'revise_section')
              AND cache_tier IN ('none', 'semantic') AND completion_tokens > 0""",
         client_prefix + "%",
     )
@@ -234,7 +239,8 @@ async def _reuse_figures(pool: asyncpg.Pool, prefix: str) -> dict[str, Any]:
     rows = await pool.fetch(
         """SELECT coalesce(cache_tier, 'none') AS tier, count(*) AS n
            FROM usage_ledger
-           WHERE client_id LIKE $1 AND success AND operation IN ('generate_section', 'revise_section')
+           WHERE client_id LIKE $1 AND success
+             AND operation IN ('generate_section', 'generate_section_batch', 'revise_section')
            GROUP BY 1""",
         prefix + "%",
     )

@@ -1,0 +1,164 @@
+"""One model call for a batch of sections (tokenopt.batching): the call, each member validated
+against its own schema, and one usage row per member.
+
+A member's row carries its share of the prompt (by the size of the prompt it would have sent
+alone) and its own completion tokens (by the size of its part of the answer), so the rows add up
+to the bill and each member's naive counterfactual is priced on its own output. What comes back
+invalid is returned as a problem, not retried here: a second batch call would pay again for the
+members that were valid, so the caller writes the rest one by one.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+from pydantic import ValidationError
+
+from activities.ledger import SectionLedger
+from activities.writer import Written, as_application_error, describe_invalid
+from domain.outputs import batch_json_schema, batch_schema_name, output_model
+from domain.sections import SectionSpec
+from llm.client import Completion, LLMClient
+from llm.errors import LLMError
+from tokenopt.batching import completion_budget
+from tokenopt.counting import count_tokens
+from tokenopt.routing import ModelRouter, Tier
+from workflows.models import SectionResult
+
+OPERATION = "generate_section_batch"
+
+
+@dataclass(frozen=True)
+class BatchMember:
+    spec: SectionSpec
+    ledger: SectionLedger
+    # Tokens of the prompt the section would have sent alone: its share of the batch prompt.
+    own_prompt_tokens: int
+    cache_key: str
+
+
+@dataclass
+class BatchOutcome:
+    written: dict[str, Written] = field(default_factory=dict)
+    # Member key -> why its part of the answer was not usable.
+    problems: dict[str, str] = field(default_factory=dict)
+
+
+def apportion(total: int, weights: list[int]) -> list[int]:
+    """``total`` split in proportion to ``weights`` (largest remainder): the parts add up exactly."""
+    if not weights:
+        return []
+    if total <= 0:
+        return [0] * len(weights)
+    if sum(weights) <= 0:
+        weights = [1] * len(weights)
+    whole = sum(weights)
+    raw = [total * w / whole for w in weights]
+    parts = [int(r) for r in raw]
+    for i in sorted(range(len(raw)), key=lambda i: raw[i] - parts[i], reverse=True)[: total - sum(parts)]:
+        parts[i] += 1
+    return parts
+
+
+def _parse(completion: Completion, members: list[BatchMember]) -> tuple[dict[str, dict[str, Any]], dict[str, str]]:
+    """Valid member contents and the problems of the others."""
+    if completion.finish_reason == "length":
+        return {}, {m.spec.key: "output cut off at max_completion_tokens" for m in members}
+    try:
+        root = json.loads(completion.content)
+    except ValueError as err:
+        return {}, {m.spec.key: f"the batch is not JSON: {err}" for m in members}
+    if not isinstance(root, dict):
+        return {}, {m.spec.key: "the batch is not a JSON object" for m in members}
+    contents, problems = {}, {}
+    for m in members:
+        try:
+            contents[m.spec.key] = output_model(m.spec.key).model_validate(root.get(m.spec.key)).model_dump(mode="json")
+        except ValidationError as err:
+            problems[m.spec.key] = describe_invalid(err)
+    return contents, problems
+
+
+def _member_completions(completion: Completion, members: list[BatchMember]) -> list[Completion]:
+    """The bill split per member: prompt and cached tokens by own prompt size, completion tokens
+    by the size of each member's part of the answer (by its target when the answer is unusable)."""
+    try:
+        root = json.loads(completion.content)
+    except ValueError:
+        root = None
+    if isinstance(root, dict) and all(m.spec.key in root for m in members):
+        sizes = [count_tokens(json.dumps(root[m.spec.key], ensure_ascii=False), completion.model) for m in members]
+    else:
+        sizes = [m.spec.target_tokens for m in members]
+    own = [m.own_prompt_tokens for m in members]
+    prompts = apportion(completion.prompt_tokens, own)
+    cached = apportion(completion.cached_tokens, own)
+    outputs = apportion(completion.completion_tokens, sizes)
+    return [
+        Completion("", completion.model, completion.finish_reason, p, c, o, completion.duration_ms)
+        for p, c, o in zip(prompts, cached, outputs, strict=True)
+    ]
+
+
+async def write_batch(
+    llm: LLMClient,
+    router: ModelRouter,
+    client_id: str,
+    tier: Tier,
+    members: list[BatchMember],
+    messages: list[dict[str, str]],
+) -> BatchOutcome:
+    """One call answering every member; raises ApplicationError for LLM errors (after recording
+    a failed row per member), else returns the valid members and the problems of the others."""
+    model = router.model_for(tier)
+    keys = [m.spec.key for m in members]
+    try:
+        completion = await llm.complete_json(
+            model=model,
+            messages=messages,
+            schema_name=batch_schema_name(),
+            schema=batch_json_schema(keys),
+            max_completion_tokens=completion_budget([m.spec for m in members]),
+            prompt_cache_key=f"client-{client_id}",
+        )
+    except LLMError as err:
+        failed = Completion("", model, None, 0, 0, 0, 0)
+        for m in members:
+            await m.ledger.call(OPERATION, model, failed, success=False, tier=tier.value, error=str(err))
+        raise as_application_error(err) from None
+
+    contents, problems = _parse(completion, members)
+    outcome = BatchOutcome(problems=problems)
+    for m, part in zip(members, _member_completions(completion, members), strict=True):
+        key = m.spec.key
+        ok = key in contents
+        cost = await m.ledger.call(
+            OPERATION,
+            model,
+            part,
+            success=ok,
+            tier=tier.value,
+            cache_key=m.cache_key,
+            error=None if ok else f"invalid output in a batch of {len(members)}: {problems[key]}",
+        )
+        if not ok:
+            continue
+        result = SectionResult(
+            section_key=key,
+            section_id=0,
+            model=model,
+            tier=tier.value,
+            prompt_tokens=part.prompt_tokens,
+            cached_tokens=part.cached_tokens,
+            completion_tokens=part.completion_tokens,
+            cost=cost,
+            baseline_tokens=m.ledger.baseline.prompt_tokens + part.completion_tokens,
+            baseline_cost=m.ledger.baseline.cost(part.completion_tokens),
+            duration_ms=part.duration_ms,
+            llm_calls=1,
+            batch_size=len(members),
+        )
+        outcome.written[key] = Written(contents[key], result)
+    return outcome
