@@ -116,7 +116,17 @@ class DeliverableActivities:
             digest_ref=digest_ref,
             digest_tokens=digest_tokens,
             batches=await self.sections.section_batches(
-                [section_request(stored.version, request.client_id, key, doc_sections, digest_ref) for key in rest],
+                [
+                    section_request(
+                        stored.version,
+                        request.client_id,
+                        key,
+                        doc_sections,
+                        digest_ref,
+                        fresh=key in request.regenerate,
+                    )
+                    for key in rest
+                ],
                 context=text,
             ),
         )

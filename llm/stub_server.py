@@ -44,12 +44,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
-<<<<<<< HEAD
 from domain import deliverables, summaries
-=======
-from domain import deliverables
 from domain.outputs import BATCH_SCHEMA_KEY
->>>>>>> batching
 from domain.sections import UnknownSection, section
 from llm.stub_batches import ROUTES as BATCH_ROUTES
 from llm.stub_batches import BatchStore, parse_batch_fault
@@ -774,11 +770,7 @@ class StubState:
             return [rule.to_dict() for rule in self._rules]
 
     def take_faults(
-<<<<<<< HEAD
-        self, model: str, section_key: str | None, prompt: str = ""
-=======
-        self, model: str, section_key: str | None, members: Sequence[str] = ()
->>>>>>> batching
+        self, model: str, section_key: str | None, members: Sequence[str] = (), prompt: str = ""
     ) -> tuple[FaultRule | None, FaultRule | None]:
         """The first matching delay rule and the first matching error rule, each consumed once;
         rules whose ``times`` reach zero are dropped. A rule naming a section also matches a
@@ -787,11 +779,9 @@ class StubState:
         error: FaultRule | None = None
         with self._lock:
             for rule in self._rules:
-<<<<<<< HEAD
-                if not rule.matches(model, section_key, prompt):
-=======
-                if not (rule.matches(model, section_key) or any(rule.matches(model, m) for m in members)):
->>>>>>> batching
+                if not (
+                    rule.matches(model, section_key, prompt) or any(rule.matches(model, m, prompt) for m in members)
+                ):
                     continue
                 if rule.kind == "delay" and delay is None:
                     delay = rule
@@ -958,11 +948,8 @@ async def _chat_completions(request: Request, state: StubState, entry: _JSON) ->
             target = target_tokens(chat.section, request.headers.get(TARGET_HEADER))
     except BadRequest as err:
         return error_response(400, str(err))
-<<<<<<< HEAD
-    delay, error = state.take_faults(chat.model, chat.section, "\n".join(text for _, text in chat.messages))
-=======
-    delay, error = state.take_faults(chat.model, chat.section, chat.batch_members)
->>>>>>> batching
+    prompt = "\n".join(text for _, text in chat.messages)
+    delay, error = state.take_faults(chat.model, chat.section, chat.batch_members, prompt)
     state.update_entry(entry, fault=_fault_label(delay, error))
     if delay is not None:
         await state.sleep(delay.seconds)
@@ -982,7 +969,7 @@ async def _answer(
     corrupt_json: bool,
     broken: str | None = None,
 ) -> JSONResponse:
-    body = answer_body(chat, target, state, corrupt_json=corrupt_json)
+    body = answer_body(chat, target, state, corrupt_json=corrupt_json, broken=broken)
     usage = body["usage"]
     state.update_entry(
         entry,
@@ -996,9 +983,12 @@ async def _answer(
     return JSONResponse(body, headers={"x-request-id": body["id"]})
 
 
-def answer_body(chat: ChatRequest, target: int, state: StubState, *, corrupt_json: bool = False) -> _JSON:
+def answer_body(
+    chat: ChatRequest, target: int, state: StubState, *, corrupt_json: bool = False, broken: str | None = None
+) -> _JSON:
     """The chat completion the stub answers ``chat`` with (the HTTP endpoint and Batch API
-    lines alike, so both are the same size and bill the same tokens)."""
+    lines alike, so both are the same size and bill the same tokens); ``broken`` names the one
+    member of a section batch whose part is spoilt."""
     # The answer is NOT capped by max_tokens: every arm gets the same-sized answer, so no arm
     # can look cheaper by asking for less. A limit below the answer's size truncates it,
     # with finish_reason "length", exactly as OpenAI does.

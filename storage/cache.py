@@ -476,20 +476,6 @@ async def single_flight(
                 log.warning("cache: unlock of %r failed (%s); the pool reset releases it", key, exc)
 
 
-async def has_live(pool: DB, key: str, *, schema_version: int) -> bool:
-    """Whether ``get_exact`` would find a live entry under ``key``, without counting a hit (a
-    look ahead, e.g. to leave such sections out of a bulk batch)."""
-    return bool(
-        await pool.fetchval(
-            """SELECT true FROM cache_entries
-               WHERE key = $1 AND schema_version = $2 AND expires_at > now() AND NOT stale
-                 AND jsonb_typeof(content) = 'object'""",
-            key,
-            schema_version,
-        )
-    )
-
-
 @contextlib.asynccontextmanager
 async def single_flight_many(
     pool: asyncpg.Pool, keys: Sequence[str], *, lock_timeout: float | None = None

@@ -484,7 +484,6 @@ async def bench_cost(
     console.print(f"JSON written to {json_file}")
 
 
-<<<<<<< HEAD
 @bench_app.command("studio")
 @_run
 async def bench_studio(
@@ -507,7 +506,10 @@ async def bench_studio(
     )
     if figures := result.get("figures"):
         console.print_json(data=figures)
-=======
+    cost.write_json(result, json_file)
+    console.print(f"JSON written to {json_file}")
+
+
 @bench_app.command("batching")
 @_run
 async def bench_batching(
@@ -521,7 +523,6 @@ async def bench_batching(
 
     result = await batching.run(get_settings(), clients=clients, months=months, seed=seed)
     console.print(batching.table(result))
->>>>>>> batching
     cost.write_json(result, json_file)
     console.print(f"JSON written to {json_file}")
 

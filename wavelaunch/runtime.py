@@ -138,13 +138,9 @@ async def plan_dependencies(settings: Settings, database_url: str, llm: LLMConfi
 
 def build_worker(client: Client, settings: Settings, deps: PlanDependencies) -> Worker:
     activities = PlanActivities(deps)
-<<<<<<< HEAD
-    deliverable = DeliverableActivities(deps)
+    deliverable = DeliverableActivities(deps, activities)
     summary = SummaryActivities(deps)
     bulk = BulkActivities(deps, activities)
-=======
-    deliverable = DeliverableActivities(deps, activities)
->>>>>>> batching
     concurrency = settings.worker_max_concurrent_activities
     if deps.llm.structured_output == "json_object":
         # The local llama.cpp server answers one request at a time. More sections in flight only

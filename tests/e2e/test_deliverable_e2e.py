@@ -10,13 +10,8 @@ from domain import deliverables
 from domain.client import parse_client
 from domain.outputs import output_model
 from llm.client import LLMClient
-<<<<<<< HEAD
 from storage import clients, documents
-from tests.e2e.conftest import section_requests
-=======
-from storage import documents
 from tests.e2e.conftest import requested_sections, section_requests
->>>>>>> batching
 from tests.e2e.test_business_plan_e2e import new_client
 from wavelaunch import plans
 from wavelaunch.commands import InvalidMonth, UnknownFields, check_month, document_json, regenerate_deliverable

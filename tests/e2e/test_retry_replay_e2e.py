@@ -57,8 +57,8 @@ async def test_retry_of_a_failed_month_generates_only_the_failed_sections(
     with pytest.raises(WorkflowFailureError):
         await (await plans.start_deliverable(client, settings, month)).result()
     stub.reset()
-    # Every answer for the five KPI sections is broken (5 x 3 answers): they fail, the rest finish.
-    stub.add_faults([{"kind": "invalid_json", "times": 15, "match": {"section": "kpis"}}])
+    # Every answer for the five SOP sections (not batched) is broken (5 x 3): they fail, the rest finish.
+    stub.add_faults([{"kind": "invalid_json", "times": 15, "match": {"section": "sops_workflows"}}])
     handle = await commands.retry_workflow(external, f"deliverable-{client_id}-m1")
     with pytest.raises(WorkflowFailureError):
         await handle.result()
@@ -67,7 +67,7 @@ async def test_retry_of_a_failed_month_generates_only_the_failed_sections(
     )
     stub.reset()
     result = await (await commands.retry_workflow(external, f"deliverable-{client_id}-m1")).result()
-    # Only what never finished is written: the five KPI sections; the other 21 are stored.
+    # Only what never finished is written: the five SOP sections; the other 21 are stored.
     assert finished == 21
-    assert [r["section"] for r in section_requests(stub)] == ["kpis"] * 5
+    assert [r["section"] for r in section_requests(stub)] == ["sops_workflows"] * 5
     assert sum(1 for s in result.sections if s.cache_tier == "stored") == 21

@@ -19,12 +19,8 @@ from temporalio.worker import Worker
 
 from domain.sections import Level
 from tests.conftest import venv_binary
-<<<<<<< HEAD
 from tests.workflows.test_bulk import FakeBulkActivities
-from tests.workflows.test_business_plan import FakeActivities
-=======
 from tests.workflows.test_business_plan import BatchingFakes, FakeActivities
->>>>>>> batching
 from tests.workflows.test_deliverable import FakeDeliverableActivities
 from tests.workflows.test_summary import FakeSummaryActivities
 from wavelaunch.runtime import ensure_search_attributes

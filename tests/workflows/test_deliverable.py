@@ -147,7 +147,6 @@ async def test_a_month_outside_1_to_8_fails_before_any_section(env):
     assert fakes.requests == [] and fakes.assembled == []
 
 
-<<<<<<< HEAD
 async def test_an_announced_newer_version_gets_one_more_round_on_that_version(env):
     fakes = FakeDeliverableActivities()
     _, result = await run_month(
@@ -164,7 +163,8 @@ async def test_an_announced_newer_version_gets_one_more_round_on_that_version(en
     # Sections the operator asked to regenerate are requested fresh; the others are not.
     fresh = {r.section_key for r in fakes.requests if r.fresh}
     assert fresh == {"brand_context"}
-=======
+
+
 class BatchingDeliverableFakes(FakeDeliverableActivities):
     """prepare_deliverable batches the month's KPIs; the batch activity records its members."""
 
@@ -204,4 +204,3 @@ async def test_a_batch_of_the_months_kpis_is_one_activity_with_each_members_own_
     assert len(result.sections) == 26
     assert [s.section_key for s in fakes.assembled[0].sections if s.batch_size] == kpis
     assert progress.status == "completed" and progress.count("done") == 26
->>>>>>> batching
