@@ -52,14 +52,14 @@ async def test_tiny_studio_month_reports_every_figure(tmp_path):
     assert set(arms) == {"naive", "optimized", "lower_bound"}
     for kind in studio.KINDS:
         assert arms["optimized"]["by_kind"][kind]["total_tokens"] > 0
-        assert arms["optimized"]["by_kind"][kind]["cost"] < arms["naive"]["by_kind"][kind]["cost"]
-    assert report["lower_bound_ratio"] >= 1.0
+        assert arms["optimized"]["by_kind"][kind]["cost"] < arms["naive"]["by_kind"][kind]["cost"], arms
+    assert report["lower_bound_ratio"] >= 1.0, report
     figures = report["figures"]
-    assert figures["retries"] >= 1 and figures["finished_sections_regenerated_by_retries"] == 0
-    assert figures["repeat_llm_calls"] == 0
-    assert figures["brand_context_written"] < figures["brand_context_needed"]
+    assert figures["retries"] >= 1 and figures["finished_sections_regenerated_by_retries"] == 0, figures
+    assert figures["repeat_llm_calls"] == 0, figures
+    assert figures["brand_context_written"] < figures["brand_context_needed"], figures
     # Ours grows with the new messages only; the naive prompt carries the whole thread.
     per_batch = figures["tokens_per_thread_summary"]
-    assert per_batch["3"]["naive"] > per_batch["1"]["naive"] * 1.5
-    assert per_batch["3"]["ours"] < per_batch["3"]["naive"]
+    assert per_batch["3"]["naive"] > per_batch["1"]["naive"] * 1.5, per_batch
+    assert per_batch["3"]["ours"] < per_batch["3"]["naive"], per_batch
     assert report["naive_earlier_months_prompt_tokens"] > 0
