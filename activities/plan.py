@@ -22,6 +22,8 @@ import asyncpg
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
+from activities.alerts import AlertConfig, AlertNotifier
+from activities.budget_guard import BudgetGuard
 from activities.ledger import Baseline, SectionLedger
 from activities.section_cache import CacheConfig, SectionCache
 from activities.writer import OutputRejected, SectionWriter, Written
@@ -65,6 +67,19 @@ class PlanDependencies:
     free_models: frozenset[str] = field(default_factory=frozenset)
     techniques: Techniques = field(default_factory=Techniques)
     cache: CacheConfig = field(default_factory=CacheConfig)
+    # Budgets and alerts; unset: budgets enforced, alerts logged only (no webhook).
+    guard: BudgetGuard = None  # type: ignore[assignment]
+
+    def __post_init__(self) -> None:
+        if self.guard is None:
+            self.guard = BudgetGuard(self.pool, AlertNotifier(self.pool, AlertConfig()), free_models=self.free_models)
+
+    async def after_document(self) -> None:
+        """Checks made once a document is assembled (the cache hit rate); never fail the document."""
+        try:
+            await self.guard.notifier.check_cache_hit_rate()
+        except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError) as err:
+            log.warning("cache hit rate not checked: %s", err)
 
 
 def idempotency_key(client_id: str, client_version: int, prompt: BuiltPrompt, kind: DocumentKind = KIND) -> str:
@@ -129,6 +144,7 @@ class PlanActivities:
     def __init__(self, deps: PlanDependencies):
         self.deps = deps
         self.cache = SectionCache(deps.pool, deps.llm, deps.cache)
+        self.guard = deps.guard
 
     # -- prepare -------------------------------------------------------------------------
     @activity.defn
@@ -222,7 +238,7 @@ class PlanActivities:
             free_models=self.deps.free_models,
             kind=kind,
         )
-        writer = SectionWriter(self.deps.llm, self.deps.router, ledger, request.client_id)
+        writer = SectionWriter(self.deps.llm, self.deps.router, ledger, request.client_id, self.guard)
         key = idempotency_key(request.client_id, request.client_version, prompt, kind)
         if request.fresh:
             # A fresh answer is other work than the stored one; retries of this run still reuse it.
@@ -356,7 +372,7 @@ class PlanActivities:
             if (hit := await self.cache.exact(db, key, spec)) is not None:
                 await ledger.hit(hit.model, "template", key, counterfactual=False)
                 return hit.content
-            writer = SectionWriter(self.deps.llm, self.deps.router, ledger, client_id)
+            writer = SectionWriter(self.deps.llm, self.deps.router, ledger, client_id, self.guard)
             try:
                 written = await writer.write(
                     spec,
@@ -412,6 +428,7 @@ class PlanActivities:
             markdown=markdown,
             changes=[c.model_dump() for c in changes],
         )
+        await self.deps.after_document()
         return DocumentRef(
             document_id=document.id, version=document.version, markdown_chars=len(markdown), changes=changes
         )

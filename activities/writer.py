@@ -15,11 +15,13 @@ from typing import Any
 from pydantic import ValidationError
 from temporalio.exceptions import ApplicationError
 
+from activities.budget_guard import BudgetGuard
 from activities.ledger import SectionLedger
 from domain.outputs import output_model, schema_name, strict_json_schema
 from domain.sections import SectionSpec
 from llm.client import Completion, LLMClient
 from llm.errors import InvalidModelOutput, LLMError
+from tokenopt import estimate
 from tokenopt.routing import ModelRouter, Tier
 from workflows.models import SectionResult
 
@@ -51,11 +53,20 @@ def as_application_error(err: LLMError) -> ApplicationError:
 
 
 class SectionWriter:
-    def __init__(self, llm: LLMClient, router: ModelRouter, ledger: SectionLedger, client_id: str):
+    def __init__(
+        self,
+        llm: LLMClient,
+        router: ModelRouter,
+        ledger: SectionLedger,
+        client_id: str,
+        guard: BudgetGuard,
+    ):
         self.llm = llm
         self.router = router
         self.ledger = ledger
         self.client_id = client_id
+        # Every call reserves its upper-bound cost against the budgets first.
+        self.guard = guard
 
     async def write(
         self,
@@ -135,20 +146,34 @@ class SectionWriter:
         schema: dict[str, Any],
         operation: str,
     ) -> Completion:
-        try:
-            return await self.llm.complete_json(
-                model=model,
-                messages=messages,
-                schema_name=schema_name(spec.key, spec.schema_version),
-                schema=schema,
-                # Room above the target so a good answer is never cut off.
-                max_completion_tokens=spec.target_tokens * 2,
-                prompt_cache_key=f"client-{self.client_id}",
+        # Room above the target so a good answer is never cut off.
+        max_tokens = spec.target_tokens * 2
+        async with self.guard.spend(
+            client_id=self.client_id,
+            model=model,
+            prompt_tokens=estimate.prompt_tokens(messages, model, schema),
+            max_completion_tokens=max_tokens,
+        ) as spend:
+            try:
+                completion = await self.llm.complete_json(
+                    model=model,
+                    messages=messages,
+                    schema_name=schema_name(spec.key, spec.schema_version),
+                    schema=schema,
+                    max_completion_tokens=max_tokens,
+                    prompt_cache_key=f"client-{self.client_id}",
+                )
+            except LLMError as err:
+                failed = Completion("", model, None, 0, 0, 0, 0)
+                await self.ledger.call(operation, model, failed, success=False, tier=tier.value, error=str(err))
+                raise as_application_error(err) from None
+            spend.settle(
+                completion.prompt_tokens,
+                completion.cached_tokens,
+                completion.completion_tokens,
+                self.ledger.cost(model, completion),
             )
-        except LLMError as err:
-            failed = Completion("", model, None, 0, 0, 0, 0)
-            await self.ledger.call(operation, model, failed, success=False, tier=tier.value, error=str(err))
-            raise as_application_error(err) from None
+            return completion
 
     def _add(self, totals: SectionResult, completion: Completion, model: str) -> None:
         totals.prompt_tokens += completion.prompt_tokens

@@ -12,6 +12,8 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.service import RPCError, RPCStatusCode
 from temporalio.worker import Worker
 
+from activities.alerts import AlertConfig, AlertNotifier
+from activities.budget_guard import BudgetGuard
 from activities.deliverable import DeliverableActivities
 from activities.plan import PlanActivities, PlanDependencies
 from activities.section_cache import CacheConfig
@@ -120,7 +122,15 @@ async def plan_dependencies(settings: Settings, database_url: str, llm: LLMConfi
         timeout=settings.llm_timeout_seconds,
         structured_output=llm.structured_output,
     )
+    guard = BudgetGuard(
+        pool,
+        AlertNotifier(pool, alert_config(settings)),
+        free_models=free,
+        on_pause=settings.budget_on_pause,
+        stale_after_seconds=settings.budget_reservation_ttl_seconds,
+    )
     return PlanDependencies(
+        guard=guard,
         pool=pool,
         llm=client,
         router=router,
@@ -128,6 +138,18 @@ async def plan_dependencies(settings: Settings, database_url: str, llm: LLMConfi
         free_models=free,
         techniques=techniques,
         cache=cache,
+    )
+
+
+def alert_config(settings: Settings) -> AlertConfig:
+    secret = settings.alert_webhook_secret or settings.webhook_secret
+    return AlertConfig(
+        webhook_url=settings.alert_webhook_url,
+        webhook_secret=secret.get_secret_value() if secret else None,
+        timeout_seconds=settings.alert_webhook_timeout_seconds,
+        cache_hit_rate_target=settings.cache_hit_rate_target,
+        cache_window_hours=settings.cache_hit_rate_window_hours,
+        cache_min_sections=settings.cache_hit_rate_min_sections,
     )
 
 
@@ -156,5 +178,6 @@ def build_worker(client: Client, settings: Settings, deps: PlanDependencies) -> 
 
 
 async def close_dependencies(deps: PlanDependencies) -> None:
+    await deps.guard.notifier.drain()  # alerts being delivered
     await deps.llm.close()
     await deps.pool.close()

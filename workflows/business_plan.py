@@ -7,7 +7,7 @@ from temporalio.exceptions import ApplicationError
 
 with workflow.unsafe.imports_passed_through():
     from activities.plan import PlanActivities
-    from workflows.fanout import run_sections, set_status
+    from workflows.fanout import BudgetGate, run_sections, set_status
     from workflows.models import (
         AssembleRequest,
         PlanInputs,
@@ -29,6 +29,7 @@ with workflow.unsafe.imports_passed_through():
 class BusinessPlanWorkflow:
     def __init__(self) -> None:
         self._progress: PlanProgress | None = None
+        self._budget = BudgetGate()
         self._regenerate: set[str] = set()
         # The newest client version announced while running (signal), folded in after a round.
         self._announced_version = 0
@@ -37,6 +38,11 @@ class BusinessPlanWorkflow:
     def client_updated(self, version: int) -> None:
         """A newer client snapshot exists: write it in after the current round, not in a second plan."""
         self._announced_version = max(self._announced_version, version)
+
+    @workflow.signal
+    def budget_resumed(self) -> None:
+        """A paused budget was resumed (`wavelaunch budget resume`): waiting sections run again."""
+        self._budget.resume()
 
     @workflow.query
     def progress(self) -> PlanProgress | None:
@@ -111,7 +117,7 @@ class BusinessPlanWorkflow:
             for progress in self._progress.sections
         ]
         try:
-            return inputs, await run_sections(work, "plan")
+            return inputs, await run_sections(work, "plan", self._progress, self._budget)
         except ApplicationError:
             self._set_status("failed")
             raise

@@ -13,7 +13,7 @@ from temporalio.exceptions import ApplicationError
 with workflow.unsafe.imports_passed_through():
     from activities.deliverable import DeliverableActivities
     from domain.sections import DocumentKind
-    from workflows.fanout import run_sections, set_status
+    from workflows.fanout import BudgetGate, run_sections, set_status
     from workflows.models import (
         DeliverableAssembleRequest,
         DeliverableInputs,
@@ -35,6 +35,12 @@ with workflow.unsafe.imports_passed_through():
 class DeliverableWorkflow:
     def __init__(self) -> None:
         self._progress: DeliverableProgress | None = None
+        self._budget = BudgetGate()
+
+    @workflow.signal
+    def budget_resumed(self) -> None:
+        """A paused budget was resumed (`wavelaunch budget resume`): waiting sections run again."""
+        self._budget.resume()
 
     @workflow.query
     def progress(self) -> DeliverableProgress | None:
@@ -105,7 +111,7 @@ class DeliverableWorkflow:
             )
             work.append((progress, request))
         try:
-            return await run_sections(work, "deliverable")
+            return await run_sections(work, "deliverable", self._progress, self._budget)
         except ApplicationError:
             self._set_status("failed")
             raise
