@@ -108,12 +108,13 @@ async def set_budget(pool: asyncpg.Pool, spec: BudgetSpec) -> BudgetUse:
     spec = spec.check()
     row = await pool.fetchrow(
         """INSERT INTO budgets (scope, client_id, period, token_limit, cost_limit, thresholds, auto_pause)
-           VALUES ($1, $2, $3, coalesce($4, $8), coalesce($5, $9), coalesce($6, $10), coalesce($7, false))
+           VALUES ($1, $2, $3, coalesce($4::bigint, $8::bigint), coalesce($5::numeric, $9::numeric),
+                   coalesce($6::integer[], $10::integer[]), coalesce($7::boolean, false))
            ON CONFLICT (scope, coalesce(client_id, ''), period) DO UPDATE SET
-               token_limit = coalesce($4, budgets.token_limit),
-               cost_limit = coalesce($5, budgets.cost_limit),
-               thresholds = coalesce($6, budgets.thresholds),
-               auto_pause = coalesce($7, budgets.auto_pause),
+               token_limit = coalesce($4::bigint, budgets.token_limit),
+               cost_limit = coalesce($5::numeric, budgets.cost_limit),
+               thresholds = coalesce($6::integer[], budgets.thresholds),
+               auto_pause = coalesce($7::boolean, budgets.auto_pause),
                updated_at = now()
            RETURNING id""",
         spec.scope.value,
