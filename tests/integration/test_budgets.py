@@ -16,8 +16,9 @@ from activities.alerts import AlertConfig, AlertNotifier
 from activities.budget_guard import BudgetGuard
 from domain.budgets import BudgetScope, BudgetSpec, InvalidBudget, Period
 from stack import postgres
-from storage import alerts, budgets, db
+from storage import alerts, budgets, db, usage
 from storage.budgets import BudgetRefused
+from storage.usage import UsageRecord
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -204,3 +205,37 @@ async def test_the_guard_raises_the_budget_errors_workflows_act_on(pool):
             ):
                 pass
         assert err.value.type == "BudgetPaused" and err.value.details[0]["on_pause"] == on_pause
+
+
+async def record_sections(pool: asyncpg.Pool, hits: int, misses: int) -> None:
+    for i in range(hits + misses):
+        tier = "exact" if i < hits else "none"
+        await usage.record(
+            pool, UsageRecord(operation="generate_section", model="m", cache_hit=tier != "none", cache_tier=tier)
+        )
+
+
+def hit_rate_notifier(pool: asyncpg.Pool, target: float) -> AlertNotifier:
+    return AlertNotifier(pool, AlertConfig(cache_hit_rate_target=target, cache_min_sections=10))
+
+
+async def test_a_low_cache_hit_rate_alerts_once_a_day(pool):
+    await pool.execute("TRUNCATE usage_ledger")
+    await record_sections(pool, hits=2, misses=6)
+    assert await hit_rate_notifier(pool, 0.6).check_cache_hit_rate() is None  # 8 requests: too few to judge
+    await record_sections(pool, hits=3, misses=0)
+    alert = await hit_rate_notifier(pool, 0.6).check_cache_hit_rate()
+    assert alert is not None and alert.kind == "cache_hit_rate"
+    assert "cache hit rate 45%" in alert.message and "5 of 11 section requests" in alert.message
+    assert await hit_rate_notifier(pool, 0.6).check_cache_hit_rate() is None  # once per day
+    await pool.execute("DELETE FROM alerts")
+    assert await hit_rate_notifier(pool, 0.4).check_cache_hit_rate() is None  # at or above target: nothing
+
+
+async def test_a_failed_delivery_is_recorded_on_the_alert(pool, unused_tcp_port):
+    alert = await alerts.insert(pool, kind="cache_hit_rate", dedupe_key="k", message="low")
+    notifier = AlertNotifier(pool, AlertConfig(webhook_url=f"http://127.0.0.1:{unused_tcp_port}/", timeout_seconds=2))
+    notifier.raised([alert])
+    await notifier.drain()
+    [stored] = await alerts.recent(pool)
+    assert not stored.delivered and "webhook delivery failed" in stored.delivery_error
