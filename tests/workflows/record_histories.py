@@ -19,6 +19,7 @@ from temporalio.worker import Worker
 
 from domain.sections import Level
 from tests.conftest import venv_binary
+from tests.workflows.test_budget_pause import PausingActivities
 from tests.workflows.test_business_plan import FakeActivities
 from tests.workflows.test_deliverable import FakeDeliverableActivities
 from wavelaunch.runtime import ensure_search_attributes
@@ -35,6 +36,8 @@ CASES = {
         PlanRequest(client_id="c2", level=Level.ESSENTIAL),
     ),
     "business_plan_update_folded_in": (FakeActivities(), PlanRequest(client_id="c3", level=Level.ESSENTIAL)),
+    # One section refused by a paused budget: the wait (its re-check timer fires), then again.
+    "business_plan_budget_paused": (PausingActivities(times=1), PlanRequest(client_id="c5", level=Level.ESSENTIAL)),
 }
 DELIVERABLE_CASES = {
     "deliverable_m2": (FakeDeliverableActivities(), DeliverableRequest(client_id="c4", month=2)),

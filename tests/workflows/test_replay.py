@@ -25,6 +25,7 @@ def test_histories_are_recorded():
         "business_plan_complete",
         "business_plan_section_failed",
         "business_plan_update_folded_in",
+        "business_plan_budget_paused",
         "deliverable_m2",
     } <= names
 
