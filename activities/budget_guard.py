@@ -73,12 +73,16 @@ class BudgetGuard:
         free_models: frozenset[str] = frozenset(),
         on_pause: OnPause = "wait",
         stale_after_seconds: float = 1200.0,
+        reserve_estimate: bool = True,
     ):
         self.pool = pool
         self.notifier = notifier
         self.free_models = free_models
         self.on_pause = on_pause
         self.stale_after_seconds = stale_after_seconds
+        # False only in the budget benchmark's "check only" arm: hold nothing while a call runs,
+        # i.e. check ``used <= limit`` and count the bill afterwards, the way that overshoots.
+        self.reserve_estimate = reserve_estimate
 
     @contextlib.asynccontextmanager
     async def spend(
@@ -95,8 +99,8 @@ class BudgetGuard:
             reservation = await budgets.reserve(
                 self.pool,
                 client_id=client_id,
-                tokens=estimate.tokens,
-                cost=estimate.cost,
+                tokens=estimate.tokens if self.reserve_estimate else 0,
+                cost=estimate.cost if self.reserve_estimate else Decimal(0),
                 stale_after_seconds=self.stale_after_seconds,
             )
         except BudgetRefused as refused:
@@ -114,7 +118,7 @@ class BudgetGuard:
         if spend.tokens is None or spend.cost is None:
             await budgets.release(self.pool, reservation)
             return
-        if spend.tokens > reservation.tokens or spend.cost > reservation.cost:
+        if self.reserve_estimate and (spend.tokens > reservation.tokens or spend.cost > reservation.cost):
             log.warning(
                 "a call billed more than its estimate (%d tokens / $%s against %d / $%s): budgets may overshoot",
                 spend.tokens,

@@ -550,6 +550,39 @@ async def bench_overhead(
     console.print(f"JSON written to {json_file}")
 
 
+@bench_app.command("budget")
+@_run
+async def bench_budget(
+    plans: int = typer.Option(20, "--plans", help="Plans started at once."),
+    tokens: int = typer.Option(20_000, "--tokens", help="The global daily token limit they race for."),
+    level: Level = typer.Option(Level.ESSENTIAL),
+    seconds_per_token: float = typer.Option(0.001, help="Stub generation time per completion token."),
+    concurrency: int = typer.Option(32, help="Sections in flight on the worker."),
+    json_file: Path = typer.Option(Path("bench-results/budget.json"), "--json"),
+) -> None:
+    """The budget race: concurrent plans against a small hard limit; the overshoot, per arm."""
+    from wavelaunch.bench import budget, cost
+
+    result = await budget.run(
+        get_settings(),
+        plans_count=plans,
+        token_limit=tokens,
+        level=level,
+        seconds_per_token=seconds_per_token,
+        concurrency=concurrency,
+    )
+    for arm, r in result["arms"].items():
+        peak = r["committed_peak_tokens"]
+        console.print(
+            f"{arm}: limit {tokens:,}, billed {r['billed_tokens']:,} (overshoot {r['overshoot_tokens']:+,}), "
+            f"committed peak {f'{peak:,}' if peak is not None else '-'}; sections written "
+            f"{r['sections_written']}/{r['sections_requested']}, refused {r['sections_refused']}; "
+            f"plans completed {r['plans_completed']}/{plans}"
+        )
+    cost.write_json(result, json_file)
+    console.print(f"JSON written to {json_file}")
+
+
 # -- demo ----------------------------------------------------------------------------------
 @app.command("demo")
 @_run

@@ -115,7 +115,9 @@ async def plan_dependencies(settings: Settings, database_url: str, llm: LLMConfi
     if cache.embeddings == "endpoint" and techniques.on(Technique.SEMANTIC_CACHE):
         priced.add(cache.embedding_model)
     check_priced(priced, set(free))
-    pool = await db.connect(database_url)
+    # A section holds one connection for its cache lock while it runs and needs another for the
+    # budget, the ledger and storage; fewer connections than that deadlock a busy worker.
+    pool = await db.connect(database_url, max_size=max(10, 2 * settings.worker_max_concurrent_activities + 2))
     client = LLMClient(
         api_key=llm.api_key,
         base_url=llm.base_url,

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 from temporalio import workflow
-from temporalio.exceptions import ApplicationError
+from temporalio.exceptions import ActivityError, ApplicationError
 
 with workflow.unsafe.imports_passed_through():
     from activities.plan import PlanActivities
-    from workflows.fanout import BudgetGate, run_sections, set_status
+    from workflows.fanout import BudgetGate, run_sections, set_status, waits_for_budget
     from workflows.models import (
         AssembleRequest,
         PlanInputs,
@@ -68,19 +68,27 @@ class BusinessPlanWorkflow:
 
         self._set_status("assembling")
         info = workflow.info()
-        document = await workflow.execute_activity_method(
-            PlanActivities.assemble_document,
-            AssembleRequest(
-                client_id=request.client_id,
-                client_version=inputs.client_version,
-                level=request.level,
-                workflow_id=info.workflow_id,
-                run_id=info.run_id,
-                sections=sections,
-            ),
-            start_to_close_timeout=ASSEMBLE_TIMEOUT,
-            retry_policy=STORAGE_RETRY,
-        )
+        while True:
+            try:
+                document = await workflow.execute_activity_method(
+                    PlanActivities.assemble_document,
+                    AssembleRequest(
+                        client_id=request.client_id,
+                        client_version=inputs.client_version,
+                        level=request.level,
+                        workflow_id=info.workflow_id,
+                        run_id=info.run_id,
+                        sections=sections,
+                    ),
+                    start_to_close_timeout=ASSEMBLE_TIMEOUT,
+                    retry_policy=STORAGE_RETRY,
+                )
+                break
+            except ActivityError as err:
+                # The template sections are LLM calls too: a paused budget waits here as well.
+                if not waits_for_budget(err):
+                    raise
+                await self._budget.wait(self._progress, then="assembling")
         self._set_status("completed")
         return PlanResult(
             client_id=request.client_id,

@@ -41,7 +41,8 @@ class BudgetGate:
     def resume(self) -> None:
         self.resumes += 1
 
-    async def wait(self, document: DocumentProgress) -> None:
+    async def wait(self, document: DocumentProgress, then: str = "generating") -> None:
+        """Wait for the signal (or the re-check timeout); ``then``: the status to show after."""
         seen = self.resumes
         self.waiting += 1
         set_status(document, "paused")
@@ -52,7 +53,7 @@ class BudgetGate:
         finally:
             self.waiting -= 1
         if not self.waiting:
-            set_status(document, "generating")
+            set_status(document, then)
 
 
 def waits_for_budget(err: ActivityError) -> bool:

@@ -113,3 +113,34 @@ async def test_configured_to_fail_the_plan_fails_with_the_budget_error(env):
     assert info.value.cause.type == "SectionsFailed"
     assert "3 of 3 sections" in str(info.value.cause) and "budget paused" in str(info.value.cause)
     assert fakes.refusals == 3
+
+
+class PausedTemplateActivities(FakeActivities):
+    """The template call made while assembling is refused once by a paused budget."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.refusals = 0
+
+    @activity.defn(name="assemble_document")
+    async def assemble_document(self, request):
+        if not self.refusals:
+            self.refusals += 1
+            raise ApplicationError("budget paused", {"on_pause": "wait"}, type="BudgetPaused", non_retryable=True)
+        return await super().assemble_document(request)
+
+
+async def test_a_paused_budget_while_assembling_waits_too(env):
+    fakes = PausedTemplateActivities()
+    queue = f"tq-{uuid.uuid4()}"
+    async with worker(env, fakes, queue):
+        handle = await env.client.start_workflow(
+            BusinessPlanWorkflow.run,
+            PlanRequest(client_id="c1", level=Level.ESSENTIAL),
+            id=f"plan-{uuid.uuid4()}",
+            task_queue=queue,
+        )
+        result = await handle.result()
+        progress = await handle.query(BusinessPlanWorkflow.progress)
+    assert fakes.refusals == 1 and len(fakes.assembled) == 1 and result.document.document_id == 7
+    assert len(fakes.generated) == 3 and progress.status == "completed"
