@@ -17,9 +17,11 @@ from temporalio.worker import Worker
 from domain.sections import Level
 from tests.workflows.test_business_plan import FakeActivities
 from tests.workflows.test_business_plan import env as env  # noqa: F401 (the module's time-skipping server)
+from tests.workflows.test_deliverable import FakeDeliverableActivities
 from workflows.business_plan import BusinessPlanWorkflow
+from workflows.deliverable import DeliverableWorkflow
 from workflows.fanout import BUDGET_RESUMED
-from workflows.models import PlanRequest, SectionRequest, SectionResult, SectionStatus
+from workflows.models import DeliverableRequest, PlanRequest, SectionRequest, SectionResult, SectionStatus
 from workflows.shared import BUDGET_RECHECK_AFTER
 
 
@@ -144,3 +146,38 @@ async def test_a_paused_budget_while_assembling_waits_too(env):
         progress = await handle.query(BusinessPlanWorkflow.progress)
     assert fakes.refusals == 1 and len(fakes.assembled) == 1 and result.document.document_id == 7
     assert len(fakes.generated) == 3 and progress.status == "completed"
+
+
+class PausingDeliverableActivities(FakeDeliverableActivities):
+    """Brand Context is refused once by a paused budget; the resume signal lets it run again."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.refusals = 0
+
+    @activity.defn(name="generate_section")
+    async def generate_section(self, request: SectionRequest) -> SectionResult:
+        if not self.refusals:
+            self.refusals += 1
+            raise ApplicationError("budget paused", {"on_pause": "wait"}, type="BudgetPaused", non_retryable=True)
+        return await super().generate_section(request)
+
+
+async def test_a_deliverable_waits_for_the_signal_too(env):
+    fakes = PausingDeliverableActivities()
+    queue = f"tq-{uuid.uuid4()}"
+    async with Worker(env.client, task_queue=queue, workflows=[DeliverableWorkflow], activities=fakes.all()):
+        handle = await env.client.start_workflow(
+            DeliverableWorkflow.run,
+            DeliverableRequest(client_id="c1", month=1),
+            id=f"d-{uuid.uuid4()}",
+            task_queue=queue,
+        )
+        while True:
+            progress = await handle.query(DeliverableWorkflow.progress)
+            if progress is not None and progress.status == "paused":
+                break
+            await asyncio.sleep(0.05)
+        await handle.signal(BUDGET_RESUMED)
+        result = await handle.result()
+    assert fakes.refusals == 1 and len(result.documents) == 5 and len(fakes.requests) == 26
