@@ -200,12 +200,17 @@ async def reserve(
         return None  # the common case: no budget configured costs this one query
     ids, starts = [k["id"] for k in keys], [k["start"] for k in keys]
     try:
+        try:
+            return await _reserve(pool, client_id, ids, starts, tokens, cost)
+        except BudgetRefused as refused:
+            # A crashed worker's reservation may be what holds the limit: give stale ones back, try once more.
+            if refused.paused or not await expire_stale(pool, stale_after_seconds):
+                raise
         return await _reserve(pool, client_id, ids, starts, tokens, cost)
     except BudgetRefused as refused:
-        # A crashed worker's reservation may be what holds the limit: give stale ones back, try once more.
-        if refused.paused or not await expire_stale(pool, stale_after_seconds):
-            raise
-    return await _reserve(pool, client_id, ids, starts, tokens, cost)
+        if not refused.use.paused:  # a refusal at the limit (not an earlier pause) is the 100% alert
+            refused.alerts = [a for a in [await _limit_alert(pool, refused.use)] if a]
+        raise
 
 
 async def _reserve(
@@ -245,7 +250,6 @@ async def _reserve(
                         f"the {use.describe()} would go over its limit ({need}); raise it with `wavelaunch budget set`"
                     )
                 refused = BudgetRefused(message, use=use, paused=use.auto_pause)
-                refused.alerts = [a for a in [await _limit_alert(conn, use)] if a]
                 break
         if refused is None:
             await conn.execute(
@@ -343,10 +347,10 @@ def _dedupe(use: BudgetUse, threshold: int) -> str:
     return f"budget:{use.budget_id}:{use.period_start.isoformat()}:{threshold}"
 
 
-async def _limit_alert(conn: asyncpg.Connection, use: BudgetUse) -> Alert | None:
+async def _limit_alert(db: asyncpg.Pool | asyncpg.Connection, use: BudgetUse) -> Alert | None:
     """A refusal is the limit reached: the 100% alert of the period, if it was not raised yet."""
     return await alerts.insert(
-        conn,
+        db,
         kind="budget_threshold",
         dedupe_key=_dedupe(use, 100),
         message=f"the {use.describe()}: limit reached, calls are " + ("paused" if use.auto_pause else "refused"),
