@@ -16,12 +16,14 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from activities.budget_guard import BudgetGuard
 from activities.ledger import SectionLedger
 from activities.writer import Written, as_application_error, describe_invalid
 from domain.outputs import batch_json_schema, batch_schema_name, output_model
 from domain.sections import SectionSpec
 from llm.client import Completion, LLMClient
 from llm.errors import LLMError
+from tokenopt import estimate
 from tokenopt.batching import completion_budget
 from tokenopt.counting import count_tokens
 from tokenopt.routing import ModelRouter, Tier
@@ -109,25 +111,37 @@ async def write_batch(
     tier: Tier,
     members: list[BatchMember],
     messages: list[dict[str, str]],
+    guard: BudgetGuard,
 ) -> BatchOutcome:
-    """One call answering every member; raises ApplicationError for LLM errors (after recording
-    a failed row per member), else returns the valid members and the problems of the others."""
+    """One call answering every member, its estimate held against the budgets while it runs;
+    raises ApplicationError for LLM errors (after recording a failed row per member), else
+    returns the valid members and the problems of the others."""
     model = router.model_for(tier)
     keys = [m.spec.key for m in members]
-    try:
-        completion = await llm.complete_json(
-            model=model,
-            messages=messages,
-            schema_name=batch_schema_name(),
-            schema=batch_json_schema(keys),
-            max_completion_tokens=completion_budget([m.spec for m in members]),
-            prompt_cache_key=f"client-{client_id}",
-        )
-    except LLMError as err:
-        failed = Completion("", model, None, 0, 0, 0, 0)
-        for m in members:
-            await m.ledger.call(OPERATION, model, failed, success=False, tier=tier.value, error=str(err))
-        raise as_application_error(err) from None
+    schema = batch_json_schema(keys)
+    limit = completion_budget([m.spec for m in members])
+    async with guard.spend(
+        client_id=client_id,
+        model=model,
+        prompt_tokens=estimate.prompt_tokens(messages, model, schema),
+        max_completion_tokens=limit,
+    ) as spend:
+        try:
+            completion = await llm.complete_json(
+                model=model,
+                messages=messages,
+                schema_name=batch_schema_name(),
+                schema=schema,
+                max_completion_tokens=limit,
+                prompt_cache_key=f"client-{client_id}",
+            )
+        except LLMError as err:
+            failed = Completion("", model, None, 0, 0, 0, 0)
+            for m in members:
+                await m.ledger.call(OPERATION, model, failed, success=False, tier=tier.value, error=str(err))
+            raise as_application_error(err) from None
+        cost = members[0].ledger.cost(model, completion)
+        spend.settle(completion.prompt_tokens, completion.cached_tokens, completion.completion_tokens, cost)
 
     contents, problems = _parse(completion, members)
     outcome = BatchOutcome(problems=problems)

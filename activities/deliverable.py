@@ -169,4 +169,5 @@ class DeliverableActivities:
                     markdown_chars=len(markdown),
                 )
             )
+        await self.deps.after_document()
         return refs

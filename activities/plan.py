@@ -26,7 +26,9 @@ import asyncpg
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
+from activities.alerts import AlertConfig, AlertNotifier
 from activities.batch import BatchMember, write_batch
+from activities.budget_guard import BudgetGuard
 from activities.ledger import Baseline, SectionLedger
 from activities.section_cache import CACHE_ERRORS, CacheConfig, SectionCache
 from activities.writer import OutputRejected, SectionWriter, Written
@@ -82,6 +84,19 @@ class PlanDependencies:
     cache: CacheConfig = field(default_factory=CacheConfig)
     # Bulk work may go through the OpenAI Batch API (WAVELAUNCH_BATCH_API); never for a local model.
     batch_api: bool = True
+    # Budgets and alerts; unset: budgets enforced, alerts logged only (no webhook).
+    guard: BudgetGuard = None  # type: ignore[assignment]
+
+    def __post_init__(self) -> None:
+        if self.guard is None:
+            self.guard = BudgetGuard(self.pool, AlertNotifier(self.pool, AlertConfig()), free_models=self.free_models)
+
+    async def after_document(self) -> None:
+        """Checks made once a document is assembled (the cache hit rate); never fail the document."""
+        try:
+            await self.guard.notifier.check_cache_hit_rate()
+        except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError) as err:
+            log.warning("cache hit rate not checked: %s", err)
 
 
 def idempotency_key(client_id: str, client_version: int, prompt: BuiltPrompt, kind: DocumentKind = KIND) -> str:
@@ -146,6 +161,7 @@ class PlanActivities:
     def __init__(self, deps: PlanDependencies):
         self.deps = deps
         self.cache = SectionCache(deps.pool, deps.llm, deps.cache)
+        self.guard = deps.guard
 
     # -- prepare -------------------------------------------------------------------------
     @activity.defn
@@ -262,7 +278,7 @@ class PlanActivities:
         )
         members = [BatchMember(j.spec, j.ledger, j.prompt.estimated_tokens, j.key) for j in jobs]
         outcome = await write_batch(
-            self.deps.llm, self.deps.router, jobs[0].request.client_id, tier, members, prompt.messages
+            self.deps.llm, self.deps.router, jobs[0].request.client_id, tier, members, prompt.messages, self.guard
         )
         for key, problem in outcome.problems.items():
             log.warning("batch member %s invalid (%s); writing it on its own", key, problem)
@@ -396,7 +412,7 @@ class PlanActivities:
             free_models=self.deps.free_models,
             kind=kind,
         )
-        writer = SectionWriter(self.deps.llm, self.deps.router, ledger, request.client_id)
+        writer = SectionWriter(self.deps.llm, self.deps.router, ledger, request.client_id, self.guard)
         key = idempotency_key(request.client_id, request.client_version, prompt, kind)
         if request.fresh:
             # A fresh answer is other work than the stored one; retries of this run still reuse it.
@@ -535,7 +551,7 @@ class PlanActivities:
             if (hit := await self.cache.exact(db, key, spec)) is not None:
                 await ledger.hit(hit.model, "template", key, counterfactual=False)
                 return hit.content
-            writer = SectionWriter(self.deps.llm, self.deps.router, ledger, client_id)
+            writer = SectionWriter(self.deps.llm, self.deps.router, ledger, client_id, self.guard)
             try:
                 written = await writer.write(
                     spec,
@@ -636,6 +652,7 @@ class PlanActivities:
             markdown=markdown,
             changes=[c.model_dump() for c in changes],
         )
+        await self.deps.after_document()
         return DocumentRef(
             document_id=document.id, version=document.version, markdown_chars=len(markdown), changes=changes
         )

@@ -307,7 +307,7 @@ class SummaryActivities:
         operation: str,
         key: str,
     ) -> Written:
-        writer = SectionWriter(self.deps.llm, self.deps.router, ledger, client_id)
+        writer = SectionWriter(self.deps.llm, self.deps.router, ledger, client_id, self.deps.guard)
         try:
             return await writer.write(
                 spec, tier, lambda model: (prompt_for(model).messages, []), operation=operation, cache_key=key

@@ -15,11 +15,13 @@ from typing import Any
 from pydantic import ValidationError
 from temporalio.exceptions import ApplicationError
 
+from activities.budget_guard import BudgetGuard
 from activities.ledger import SectionLedger
 from domain.outputs import output_model, schema_name, strict_json_schema
 from domain.sections import SectionSpec
 from llm.client import Completion, LLMClient
 from llm.errors import InvalidModelOutput, LLMError
+from tokenopt import estimate
 from tokenopt.routing import ModelRouter, Tier
 from workflows.models import SectionResult
 
@@ -62,11 +64,20 @@ def as_application_error(err: LLMError) -> ApplicationError:
 
 
 class SectionWriter:
-    def __init__(self, llm: LLMClient, router: ModelRouter, ledger: SectionLedger, client_id: str):
+    def __init__(
+        self,
+        llm: LLMClient,
+        router: ModelRouter,
+        ledger: SectionLedger,
+        client_id: str,
+        guard: BudgetGuard,
+    ):
         self.llm = llm
         self.router = router
         self.ledger = ledger
         self.client_id = client_id
+        # Every call reserves its upper-bound cost against the budgets first.
+        self.guard = guard
 
     async def write(
         self,
@@ -154,12 +165,26 @@ class SectionWriter:
         messages: list[dict[str, str]],
         operation: str,
     ) -> Completion:
-        try:
-            return await self.llm.complete_json(**self.call_kwargs(spec, model, messages))
-        except LLMError as err:
-            failed = Completion("", model, None, 0, 0, 0, 0)
-            await self.ledger.call(operation, model, failed, success=False, tier=tier.value, error=str(err))
-            raise as_application_error(err) from None
+        kwargs = self.call_kwargs(spec, model, messages)
+        async with self.guard.spend(
+            client_id=self.client_id,
+            model=model,
+            prompt_tokens=estimate.prompt_tokens(messages, model, kwargs["schema"]),
+            max_completion_tokens=kwargs["max_completion_tokens"],
+        ) as spend:
+            try:
+                completion = await self.llm.complete_json(**kwargs)
+            except LLMError as err:
+                failed = Completion("", model, None, 0, 0, 0, 0)
+                await self.ledger.call(operation, model, failed, success=False, tier=tier.value, error=str(err))
+                raise as_application_error(err) from None
+            spend.settle(
+                completion.prompt_tokens,
+                completion.cached_tokens,
+                completion.completion_tokens,
+                self.ledger.cost(model, completion),
+            )
+            return completion
 
     def _add(self, totals: SectionResult, completion: Completion, model: str) -> None:
         totals.prompt_tokens += completion.prompt_tokens

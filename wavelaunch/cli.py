@@ -9,6 +9,7 @@ import logging
 import os
 import sys
 from collections.abc import Callable, Coroutine
+from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any, NoReturn, TypeVar
 
@@ -16,6 +17,7 @@ import typer
 from rich.live import Live
 from temporalio.client import WorkflowFailureError
 
+from domain.budgets import BudgetScope, BudgetSpec, InvalidBudget, Period, parse_thresholds
 from domain.client import InvalidClientRecord
 from domain.sections import DocumentKind, Level, UnknownSection
 from domain.summaries import InvalidMessages
@@ -24,7 +26,15 @@ from storage.clients import UnknownClient
 from storage.messages import UnknownThread
 from tokenopt.pricing import UnknownModelPrice
 from wavelaunch import commands, plans
-from wavelaunch.console import bulk_table, console, log_console, progress_table, usage_table
+from wavelaunch.console import (
+    alerts_table,
+    budgets_table,
+    bulk_table,
+    console,
+    log_console,
+    progress_table,
+    usage_table,
+)
 from wavelaunch.settings import get_settings
 from workflows.business_plan import BusinessPlanWorkflow
 from workflows.deliverable import DeliverableWorkflow
@@ -39,6 +49,10 @@ usage_app = typer.Typer(no_args_is_help=True, help="Tokens and dollars spent, an
 cache_app = typer.Typer(no_args_is_help=True, help="The answer cache: stats and purges.")
 bulk_app = typer.Typer(no_args_is_help=True, help="Bulk regeneration through the OpenAI Batch API (half price).")
 bench_app = typer.Typer(no_args_is_help=True, help="Benchmarks against the local stub (tables + JSON).")
+budget_app = typer.Typer(
+    no_args_is_help=True, help="Budgets per period, global or per client: limits, alert thresholds, auto-pause."
+)
+alerts_app = typer.Typer(no_args_is_help=True, help="Alerts raised: budget thresholds, cache hit rate.")
 app.add_typer(stack_app, name="stack")
 app.add_typer(clients_app, name="clients")
 app.add_typer(plan_app, name="plan")
@@ -48,6 +62,8 @@ app.add_typer(usage_app, name="usage")
 app.add_typer(cache_app, name="cache")
 app.add_typer(bulk_app, name="bulk")
 app.add_typer(bench_app, name="bench")
+app.add_typer(budget_app, name="budget")
+app.add_typer(alerts_app, name="alerts")
 
 T = TypeVar("T")
 
@@ -68,6 +84,7 @@ _USER_ERRORS = (
     UnknownThread,
     commands.UnknownWorkflow,
     plans.UnknownClients,
+    InvalidBudget,
 )
 
 
@@ -460,6 +477,120 @@ async def cache_purge(
     console.print(f"purged {count} cache entries")
 
 
+# -- budgets and alerts -------------------------------------------------------------------
+_GLOBAL = typer.Option(False, "--global", help="The global budgets (every client).")
+_CLIENT = typer.Option(None, "--client", help="This client's budgets.")
+
+
+def _scope(is_global: bool, client: str | None) -> tuple[BudgetScope, str | None]:
+    if is_global == bool(client):
+        raise typer.BadParameter("give either --global or --client ID")
+    return (BudgetScope.GLOBAL, None) if is_global else (BudgetScope.CLIENT, client)
+
+
+def _dollars(value: str | None) -> Decimal | None:
+    if value is None:
+        return None
+    try:
+        return Decimal(value.lstrip("$"))
+    except InvalidOperation:
+        raise InvalidBudget(f"--dollars must be an amount such as 50 or 12.5, got {value!r}") from None
+
+
+@budget_app.command("set")
+@_run
+async def budget_set(
+    is_global: bool = _GLOBAL,
+    client: str | None = _CLIENT,
+    period: Period = typer.Option(..., "--period", help="daily, weekly or monthly (UTC)."),
+    tokens: int | None = typer.Option(None, "--tokens", help="Token limit (new budgets: 1,000,000)."),
+    dollars: str | None = typer.Option(None, "--dollars", help="Dollar limit (new budgets: 50)."),
+    thresholds: str | None = typer.Option(None, "--thresholds", help="Alert at these percentages (50,75,90,100)."),
+    auto_pause: bool | None = typer.Option(
+        None, "--auto-pause/--no-auto-pause", help="Pause the budget at its limit (new budgets: no)."
+    ),
+) -> None:
+    """Create or change a budget; options left out keep their value."""
+    scope, client_id = _scope(is_global, client)
+    spec = BudgetSpec(
+        scope=scope,
+        client_id=client_id,
+        period=period,
+        token_limit=tokens,
+        cost_limit=_dollars(dollars),
+        thresholds=parse_thresholds(thresholds) if thresholds is not None else None,
+        auto_pause=auto_pause,
+    )
+    use = await commands.budget_set(get_settings(), spec)
+    console.print(budgets_table([use]))
+
+
+@budget_app.command("list")
+@_run
+async def budget_list(as_json: bool = typer.Option(False, "--json", help="Machine-readable output.")) -> None:
+    """Every budget in its current period: limits, use, reservations in flight, state."""
+    uses = await commands.budget_list(get_settings())
+    if as_json:
+        print(json.dumps([u.model_dump(mode="json") for u in uses], indent=2))
+    elif uses:
+        console.print(budgets_table(uses))
+    else:
+        console.print("no budgets: LLM calls are not limited (see `wavelaunch budget set --help`)")
+
+
+@budget_app.command("remove")
+@_run
+async def budget_remove(
+    is_global: bool = _GLOBAL,
+    client: str | None = _CLIENT,
+    period: Period | None = typer.Option(None, "--period", help="Only this period (default: all)."),
+) -> None:
+    """Delete budgets (with their counters)."""
+    count = await commands.budget_remove(get_settings(), *_scope(is_global, client), period)
+    console.print(f"removed {count} budget(s)")
+
+
+@budget_app.command("pause")
+@_run
+async def budget_pause(
+    is_global: bool = _GLOBAL,
+    client: str | None = _CLIENT,
+    period: Period | None = typer.Option(None, "--period", help="Only this period (default: all)."),
+) -> None:
+    """Pause budgets until resumed: the calls they cover are refused (workflows wait or fail)."""
+    uses = await commands.budget_pause(get_settings(), *_scope(is_global, client), period)
+    console.print(budgets_table(uses))
+
+
+@budget_app.command("resume")
+@_run
+async def budget_resume(
+    is_global: bool = _GLOBAL,
+    client: str | None = _CLIENT,
+    period: Period | None = typer.Option(None, "--period", help="Only this period (default: all)."),
+) -> None:
+    """Clear the pause and signal every workflow waiting on a paused budget to continue."""
+    uses, signalled = await commands.budget_resume(get_settings(), *_scope(is_global, client), period)
+    console.print(budgets_table(uses))
+    console.print(
+        f"signalled {len(signalled)} waiting workflow(s)" + (f": {', '.join(signalled)}" if signalled else "")
+    )
+
+
+@alerts_app.command("list")
+@_run
+async def alerts_list(
+    as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
+    limit: int = typer.Option(50, "--limit", help="How many, newest first."),
+) -> None:
+    """Budget thresholds crossed and cache hit rates under target, with their webhook delivery."""
+    found = await commands.alerts_list(get_settings(), limit)
+    if as_json:
+        print(json.dumps([a.model_dump(mode="json") for a in found], indent=2))
+    else:
+        console.print(alerts_table(found))
+
+
 # -- benchmarks ----------------------------------------------------------------------------
 @bench_app.command("cost")
 @_run
@@ -628,6 +759,39 @@ async def bench_overhead(
     console.print(
         f"orchestration overhead per plan: mean {o['mean']} s, p50 {o['p50']} s, p95 {o['p95']} s, max {o['max']} s"
     )
+    cost.write_json(result, json_file)
+    console.print(f"JSON written to {json_file}")
+
+
+@bench_app.command("budget")
+@_run
+async def bench_budget(
+    plans: int = typer.Option(20, "--plans", help="Plans started at once."),
+    tokens: int = typer.Option(20_000, "--tokens", help="The global daily token limit they race for."),
+    level: Level = typer.Option(Level.ESSENTIAL),
+    seconds_per_token: float = typer.Option(0.001, help="Stub generation time per completion token."),
+    concurrency: int = typer.Option(32, help="Sections in flight on the worker."),
+    json_file: Path = typer.Option(Path("bench-results/budget.json"), "--json"),
+) -> None:
+    """The budget race: concurrent plans against a small hard limit; the overshoot, per arm."""
+    from wavelaunch.bench import budget, cost
+
+    result = await budget.run(
+        get_settings(),
+        plans_count=plans,
+        token_limit=tokens,
+        level=level,
+        seconds_per_token=seconds_per_token,
+        concurrency=concurrency,
+    )
+    for arm, r in result["arms"].items():
+        peak = r["committed_peak_tokens"]
+        console.print(
+            f"{arm}: limit {tokens:,}, billed {r['billed_tokens']:,} (overshoot {r['overshoot_tokens']:+,}), "
+            f"committed peak {f'{peak:,}' if peak is not None else '-'}; sections written "
+            f"{r['sections_written']}/{r['sections_requested']}, refused {r['sections_refused']}; "
+            f"plans completed {r['plans_completed']}/{plans}"
+        )
     cost.write_json(result, json_file)
     console.print(f"JSON written to {json_file}")
 

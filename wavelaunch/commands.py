@@ -22,12 +22,13 @@ from temporalio.worker import Replayer
 
 import stack
 from domain import deliverables
+from domain.budgets import Alert, BudgetScope, BudgetSpec, BudgetUse, Period
 from domain.client import KNOWN_FIELDS, ClientRecord, InvalidClientRecord, parse_client
 from domain.outputs import in_schema_order
 from domain.render import render_document
 from domain.sections import DocumentKind, Level, sections_using
 from domain.summaries import CLIENT_SUMMARY, THREAD_SUMMARY, InvalidMessages, ThreadInput, parse_threads
-from storage import cache, clients, db, documents, messages, sections, summaries, usage
+from storage import alerts, budgets, cache, clients, db, documents, messages, sections, summaries, usage
 from storage.messages import UnknownThread
 from wavelaunch import plans
 from wavelaunch import summaries as summary_runs
@@ -533,6 +534,49 @@ async def cache_purge(
         return await cache.purge(
             pool, client_id=client_id, kind=kind.value if kind else None, expired_only=expired_only
         )
+
+
+# -- budgets and alerts -------------------------------------------------------------------
+async def budget_set(settings: Settings, spec: BudgetSpec) -> BudgetUse:
+    """Create or change a budget; bad input is refused before anything starts."""
+    spec = spec.check()
+    async with _database(settings) as pool:
+        return await budgets.set_budget(pool, spec)
+
+
+async def budget_list(settings: Settings) -> list[BudgetUse]:
+    async with _database(settings) as pool:
+        await budgets.expire_stale(pool, settings.budget_reservation_ttl_seconds)
+        return await budgets.usage(pool)
+
+
+async def budget_remove(settings: Settings, scope: BudgetScope, client_id: str | None, period: Period | None) -> int:
+    async with _database(settings) as pool:
+        return await budgets.remove(pool, scope, client_id, period)
+
+
+async def budget_pause(
+    settings: Settings, scope: BudgetScope, client_id: str | None, period: Period | None
+) -> list[BudgetUse]:
+    """Pause budgets until resumed: calls they cover are refused (workflows wait or fail)."""
+    async with _database(settings) as pool:
+        return await budgets.set_paused(pool, scope, client_id, period, paused=True)
+
+
+async def budget_resume(
+    settings: Settings, scope: BudgetScope, client_id: str | None, period: Period | None
+) -> tuple[list[BudgetUse], list[str]]:
+    """Clear the pause, then signal every workflow waiting on a paused budget; the budgets and
+    the workflow ids signalled."""
+    async with _database(settings) as pool:
+        resumed = await budgets.set_paused(pool, scope, client_id, period, paused=False)
+    signalled = await plans.resume_paused(await _temporal(settings))
+    return resumed, signalled
+
+
+async def alerts_list(settings: Settings, limit: int) -> list[Alert]:
+    async with _database(settings) as pool:
+        return await alerts.recent(pool, limit)
 
 
 # -- the demo ------------------------------------------------------------------------------

@@ -9,6 +9,7 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
+from domain.budgets import Alert, BudgetUse
 from workflows.models import DeliverableProgress, PlanProgress, SectionStatus, SummaryProgress
 
 # Piped output (CI logs, files) gets a wide table instead of rich's 80-column default.
@@ -19,6 +20,7 @@ log_console = Console(stderr=True, width=None if sys.stderr.isatty() else 170)
 _STATUS_STYLE = {
     SectionStatus.PENDING: "dim",
     SectionStatus.RUNNING: "yellow",
+    SectionStatus.PAUSED: "magenta",
     SectionStatus.DONE: "green",
     SectionStatus.FAILED: "red",
 }
@@ -173,4 +175,36 @@ def bulk_table(progress: Any) -> Table:
     table.add_row("cost", money(progress.cost), style="bold")
     for failure in progress.failed:
         table.add_row("[red]failed[/]", f"[red]{failure[:160]}[/]")
+    return table
+
+
+def budgets_table(uses: list[BudgetUse]) -> Table:
+    """Every budget in its current period: limits, use (settled + reserved), state."""
+    table = Table(title="Budgets (current period, UTC)", title_justify="left")
+    for column in ("id", "scope", "period", "from", "tokens", "dollars", "use", "alerts at", "auto-pause", "state"):
+        table.add_column(column, justify="right" if column in ("tokens", "dollars", "use") else "left")
+    for u in uses:
+        reserved = f" (+{u.tokens_reserved:,} reserved)" if u.tokens_reserved else ""
+        table.add_row(
+            str(u.budget_id),
+            "global" if u.client_id is None else f"client {u.client_id}",
+            u.period.value,
+            f"{u.period_start:%Y-%m-%d}",
+            f"{u.tokens_used:,} / {u.token_limit:,}{reserved}",
+            f"{money(u.cost_used)} / {money(u.cost_limit)}",
+            f"{u.fraction:.0%}",
+            ",".join(f"{t}%" for t in u.thresholds),
+            "yes" if u.auto_pause else "no",
+            "[red]paused[/]" if u.paused else "active",
+        )
+    return table
+
+
+def alerts_table(alerts: list[Alert]) -> Table:
+    table = Table(title="Alerts (newest first)", title_justify="left")
+    for column in ("id", "when (UTC)", "kind", "message", "delivered"):
+        table.add_column(column)
+    for a in alerts:
+        delivered = "yes" if a.delivered else (f"[red]no: {a.delivery_error}[/]" if a.delivery_error else "no")
+        table.add_row(str(a.id), f"{a.created_at:%Y-%m-%d %H:%M}", a.kind, a.message, delivered)
     return table

@@ -177,6 +177,19 @@ async def start_bulk(
     )
 
 
+async def resume_paused(client: Client) -> list[str]:
+    """Signal every running workflow waiting on a paused budget; their ids. A workflow resumed
+    while its budget is still at the limit is refused again and waits again."""
+    from workflows.fanout import BUDGET_RESUMED
+
+    query = f'{sa.STATUS.name} = "paused" AND ExecutionStatus = "Running"'
+    signalled = []
+    async for execution in client.list_workflows(query):
+        await client.get_workflow_handle(execution.id, run_id=execution.run_id).signal(BUDGET_RESUMED)
+        signalled.append(execution.id)
+    return signalled
+
+
 async def watch(
     handle: WorkflowHandle[Any, Any],
     on_progress: Callable[[Any], None],

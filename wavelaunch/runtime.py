@@ -12,6 +12,8 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.service import RPCError, RPCStatusCode
 from temporalio.worker import Worker
 
+from activities.alerts import AlertConfig, AlertNotifier
+from activities.budget_guard import BudgetGuard
 from activities.bulk import BulkActivities
 from activities.deliverable import DeliverableActivities
 from activities.plan import PlanActivities, PlanDependencies
@@ -117,14 +119,24 @@ async def plan_dependencies(settings: Settings, database_url: str, llm: LLMConfi
     if cache.embeddings == "endpoint" and techniques.on(Technique.SEMANTIC_CACHE):
         priced.add(cache.embedding_model)
     check_priced(priced, set(free))
-    pool = await db.connect(database_url)
+    # A section holds one connection for its cache lock while it runs and needs another for the
+    # budget, the ledger and storage; fewer connections than that deadlock a busy worker.
+    pool = await db.connect(database_url, max_size=max(10, 2 * settings.worker_max_concurrent_activities + 2))
     client = LLMClient(
         api_key=llm.api_key,
         base_url=llm.base_url,
         timeout=settings.llm_timeout_seconds,
         structured_output=llm.structured_output,
     )
+    guard = BudgetGuard(
+        pool,
+        AlertNotifier(pool, alert_config(settings)),
+        free_models=free,
+        on_pause=settings.budget_on_pause,
+        stale_after_seconds=settings.budget_reservation_ttl_seconds,
+    )
     return PlanDependencies(
+        guard=guard,
         pool=pool,
         llm=client,
         router=router,
@@ -133,6 +145,18 @@ async def plan_dependencies(settings: Settings, database_url: str, llm: LLMConfi
         techniques=techniques,
         cache=cache,
         batch_api=settings.batch_api,
+    )
+
+
+def alert_config(settings: Settings) -> AlertConfig:
+    secret = settings.alert_webhook_secret or settings.webhook_secret
+    return AlertConfig(
+        webhook_url=settings.alert_webhook_url,
+        webhook_secret=secret.get_secret_value() if secret else None,
+        timeout_seconds=settings.alert_webhook_timeout_seconds,
+        cache_hit_rate_target=settings.cache_hit_rate_target,
+        cache_window_hours=settings.cache_hit_rate_window_hours,
+        cache_min_sections=settings.cache_hit_rate_min_sections,
     )
 
 
@@ -173,5 +197,6 @@ def build_worker(client: Client, settings: Settings, deps: PlanDependencies) -> 
 
 
 async def close_dependencies(deps: PlanDependencies) -> None:
+    await deps.guard.notifier.drain()  # alerts being delivered
     await deps.llm.close()
     await deps.pool.close()

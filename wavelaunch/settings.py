@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
+from typing import Literal
 
 from pydantic import AliasChoices, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -89,6 +90,19 @@ class Settings(BaseSettings):
     # the endpoint is the local model; how often the workflow looks at a batch.
     batch_api: bool = True
     bulk_poll_seconds: int = 60
+    # Budgets: what a workflow does when a budget is paused ("wait" for `budget resume`, or
+    # "fail" with the budget error), and when an unsettled reservation counts as abandoned
+    # (longer than any call can run: SECTION_START_TO_CLOSE is 15 minutes).
+    budget_on_pause: Literal["wait", "fail"] = "wait"
+    budget_reservation_ttl_seconds: float = 1200.0
+    # Alerts (budget thresholds, cache hit rate): POSTed here when set, signed like the CRM's
+    # webhooks with this secret (default: the webhook secret).
+    alert_webhook_url: str | None = None
+    alert_webhook_secret: SecretStr | None = None
+    alert_webhook_timeout_seconds: float = 5.0
+    cache_hit_rate_target: float = 0.6
+    cache_hit_rate_window_hours: float = 24.0
+    cache_hit_rate_min_sections: int = 50
 
     worker_max_concurrent_activities: int = 8
     default_level: str = "complete"

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 from temporalio import workflow
-from temporalio.exceptions import ApplicationError
+from temporalio.exceptions import ActivityError, ApplicationError
 
 with workflow.unsafe.imports_passed_through():
     from activities.plan import PlanActivities
-    from workflows.fanout import run_sections, set_status
+    from workflows.fanout import BudgetGate, run_sections, set_status, waits_for_budget
     from workflows.models import (
         AssembleRequest,
         PlanInputs,
@@ -30,6 +30,7 @@ with workflow.unsafe.imports_passed_through():
 class BusinessPlanWorkflow:
     def __init__(self) -> None:
         self._progress: PlanProgress | None = None
+        self._budget = BudgetGate()
         self._regenerate: set[str] = set()
         # The newest client version announced while running (signal), folded in after a round.
         self._announced_version = 0
@@ -38,6 +39,11 @@ class BusinessPlanWorkflow:
     def client_updated(self, version: int) -> None:
         """A newer client snapshot exists: write it in after the current round, not in a second plan."""
         self._announced_version = max(self._announced_version, version)
+
+    @workflow.signal
+    def budget_resumed(self) -> None:
+        """A paused budget was resumed (`wavelaunch budget resume`): waiting sections run again."""
+        self._budget.resume()
 
     @workflow.query
     def progress(self) -> PlanProgress | None:
@@ -63,19 +69,27 @@ class BusinessPlanWorkflow:
 
         self._set_status("assembling")
         info = workflow.info()
-        document = await workflow.execute_activity_method(
-            PlanActivities.assemble_document,
-            AssembleRequest(
-                client_id=request.client_id,
-                client_version=inputs.client_version,
-                level=request.level,
-                workflow_id=info.workflow_id,
-                run_id=info.run_id,
-                sections=sections,
-            ),
-            start_to_close_timeout=ASSEMBLE_TIMEOUT,
-            retry_policy=STORAGE_RETRY,
-        )
+        while True:
+            try:
+                document = await workflow.execute_activity_method(
+                    PlanActivities.assemble_document,
+                    AssembleRequest(
+                        client_id=request.client_id,
+                        client_version=inputs.client_version,
+                        level=request.level,
+                        workflow_id=info.workflow_id,
+                        run_id=info.run_id,
+                        sections=sections,
+                    ),
+                    start_to_close_timeout=ASSEMBLE_TIMEOUT,
+                    retry_policy=STORAGE_RETRY,
+                )
+                break
+            except ActivityError as err:
+                # The template sections are LLM calls too: a paused budget waits here as well.
+                if not waits_for_budget(err):
+                    raise
+                await self._budget.wait(self._progress, then="assembling")
         self._set_status("completed")
         return PlanResult(
             client_id=request.client_id,
@@ -116,7 +130,7 @@ class BusinessPlanWorkflow:
         # without it. Decided at prepare; the workflow only follows.
         batches = inputs.batches if inputs.batches and workflow.patched(SECTION_BATCHES_PATCH) else []
         try:
-            return inputs, await run_sections(work, "plan", batches)
+            return inputs, await run_sections(work, "plan", batches, self._progress, self._budget)
         except ApplicationError:
             self._set_status("failed")
             raise

@@ -1,10 +1,12 @@
 """The fan-out both document workflows share: one section activity per section (or one per batch
-of sections chosen at prepare), concurrently, with progress kept for the workflow's query.
-Workflow code: deterministic, no I/O."""
+of sections chosen at prepare), concurrently, with progress kept for the workflow's query; a
+section refused by a paused budget waits durably for ``budget_resumed``. Workflow code:
+deterministic, no I/O."""
 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable
 
 from temporalio import workflow
 from temporalio.exceptions import ActivityError, ApplicationError
@@ -20,7 +22,16 @@ with workflow.unsafe.imports_passed_through():
         SectionResult,
         SectionStatus,
     )
-    from workflows.shared import SECTION_HEARTBEAT_TIMEOUT, SECTION_RETRY, SECTION_START_TO_CLOSE, failure_message
+    from workflows.shared import (
+        BUDGET_RECHECK_AFTER,
+        SECTION_HEARTBEAT_TIMEOUT,
+        SECTION_RETRY,
+        SECTION_START_TO_CLOSE,
+        failure_message,
+    )
+
+# The signal `wavelaunch budget resume` sends to every workflow waiting on a paused budget.
+BUDGET_RESUMED = "budget_resumed"
 
 
 def set_status(progress: DocumentProgress, status: str) -> None:
@@ -29,30 +40,102 @@ def set_status(progress: DocumentProgress, status: str) -> None:
     workflow.upsert_search_attributes([sa.STATUS.value_set(status)])
 
 
-async def run_section(progress: SectionProgress, request: SectionRequest) -> SectionResult:
+class BudgetGate:
+    """Where sections refused by a paused budget wait, durably, for the ``budget_resumed`` signal
+    (or a long timeout, after which they try again). Each document workflow holds one."""
+
+    def __init__(self) -> None:
+        self.resumes = 0
+        self.waiting = 0
+
+    def resume(self) -> None:
+        self.resumes += 1
+
+    async def wait(self, document: DocumentProgress, then: str = "generating") -> None:
+        """Wait for the signal (or the re-check timeout); ``then``: the status to show after."""
+        seen = self.resumes
+        self.waiting += 1
+        set_status(document, "paused")
+        try:
+            await workflow.wait_condition(lambda: self.resumes > seen, timeout=BUDGET_RECHECK_AFTER)
+        except TimeoutError:
+            pass  # re-check: the period may have turned, lifting an auto-pause
+        finally:
+            self.waiting -= 1
+        if not self.waiting:
+            set_status(document, then)
+
+
+def waits_for_budget(err: ActivityError) -> bool:
+    """A section refused by a paused budget, with the worker configured to wait (not fail)."""
+    cause = err.cause
+    if not (isinstance(cause, ApplicationError) and cause.type == "BudgetPaused"):
+        return False
+    details = cause.details[0] if cause.details else None
+    return isinstance(details, dict) and details.get("on_pause") == "wait"
+
+
+async def _until_not_paused(
+    call: Callable[[], Awaitable[list[SectionResult]]],
+    members: list[SectionProgress],
+    document: DocumentProgress | None,
+    gate: BudgetGate | None,
+) -> list[SectionResult]:
+    """Run ``call`` (one section or one batch activity), mirroring its outcome into ``members``;
+    refused by a paused budget, it waits at ``gate`` and runs again (only on that error, so
+    recorded histories replay unchanged)."""
+    while True:
+        for progress in members:
+            progress.status = SectionStatus.RUNNING
+        try:
+            results = await call()
+        except ActivityError as err:
+            for progress in members:
+                progress.error = failure_message(err)
+            if gate is not None and document is not None and waits_for_budget(err):
+                for progress in members:
+                    progress.status = SectionStatus.PAUSED
+                await gate.wait(document)
+                continue
+            for progress in members:
+                progress.status = SectionStatus.FAILED
+            raise
+        for progress, result in zip(members, results, strict=True):
+            _done(progress, result)
+        return results
+
+
+async def run_section(
+    progress: SectionProgress,
+    request: SectionRequest,
+    document: DocumentProgress | None = None,
+    gate: BudgetGate | None = None,
+) -> SectionResult:
     """One section activity, its outcome mirrored into ``progress``."""
-    progress.status = SectionStatus.RUNNING
-    try:
-        result = await workflow.execute_activity_method(
-            PlanActivities.generate_section,
-            request,
-            start_to_close_timeout=SECTION_START_TO_CLOSE,
-            heartbeat_timeout=SECTION_HEARTBEAT_TIMEOUT,
-            retry_policy=SECTION_RETRY,
-        )
-    except ActivityError as err:
-        progress.status = SectionStatus.FAILED
-        progress.error = failure_message(err)
-        raise
-    _done(progress, result)
+
+    async def call() -> list[SectionResult]:
+        return [
+            await workflow.execute_activity_method(
+                PlanActivities.generate_section,
+                request,
+                start_to_close_timeout=SECTION_START_TO_CLOSE,
+                heartbeat_timeout=SECTION_HEARTBEAT_TIMEOUT,
+                retry_policy=SECTION_RETRY,
+            )
+        ]
+
+    [result] = await _until_not_paused(call, [progress], document, gate)
     return result
 
 
-async def run_batch(group: list[tuple[SectionProgress, SectionRequest]]) -> list[SectionResult]:
+async def run_batch(
+    group: list[tuple[SectionProgress, SectionRequest]],
+    document: DocumentProgress | None = None,
+    gate: BudgetGate | None = None,
+) -> list[SectionResult]:
     """One batch activity for several sections, its outcome mirrored into each member's progress."""
-    for progress, _ in group:
-        progress.status = SectionStatus.RUNNING
-    try:
+
+    async def call() -> list[SectionResult]:
         result = await workflow.execute_activity_method(
             PlanActivities.generate_section_batch,
             SectionBatchRequest(members=[request for _, request in group]),
@@ -60,17 +143,13 @@ async def run_batch(group: list[tuple[SectionProgress, SectionRequest]]) -> list
             heartbeat_timeout=SECTION_HEARTBEAT_TIMEOUT,
             retry_policy=SECTION_RETRY,
         )
-    except ActivityError as err:
-        for progress, _ in group:
-            progress.status = SectionStatus.FAILED
-            progress.error = failure_message(err)
-        raise
-    for (progress, _), section in zip(group, result.sections, strict=True):
-        _done(progress, section)
-    return result.sections
+        return result.sections
+
+    return await _until_not_paused(call, [progress for progress, _ in group], document, gate)
 
 
 def _done(progress: SectionProgress, result: SectionResult) -> None:
+    progress.error = None
     progress.status = SectionStatus.DONE
     progress.model = result.model
     progress.tokens = result.prompt_tokens + result.completion_tokens
@@ -79,7 +158,11 @@ def _done(progress: SectionProgress, result: SectionResult) -> None:
 
 
 async def run_sections(
-    work: list[tuple[SectionProgress, SectionRequest]], what: str, batches: list[list[str]] | None = None
+    work: list[tuple[SectionProgress, SectionRequest]],
+    what: str,
+    batches: list[list[str]] | None = None,
+    document: DocumentProgress | None = None,
+    gate: BudgetGate | None = None,
 ) -> list[SectionResult]:
     """Every section concurrently (each batch as one activity); after all have finished, fail if
     any failed. Results come in the order of ``work``.
@@ -97,8 +180,8 @@ async def run_sections(
 
     async def run(group: list[tuple[SectionProgress, SectionRequest]]) -> list[SectionResult]:
         if len(group) == 1 and group[0][0].section_key not in batched:
-            return [await run_section(*group[0])]
-        return await run_batch(group)
+            return [await run_section(*group[0], document, gate)]
+        return await run_batch(group, document, gate)
 
     outcomes = await asyncio.gather(*(run(g) for g in groups), return_exceptions=True)
     failed = [

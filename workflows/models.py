@@ -110,6 +110,8 @@ class DocumentRef(BaseModel):
 class SectionStatus(StrEnum):
     PENDING = "pending"
     RUNNING = "running"
+    # Refused by a paused budget; waiting for `budget resume`.
+    PAUSED = "paused"
     DONE = "done"
     FAILED = "failed"
 

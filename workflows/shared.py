@@ -26,6 +26,9 @@ ASSEMBLE_TIMEOUT = timedelta(seconds=60)
 SECTION_START_TO_CLOSE = timedelta(minutes=15)
 SECTION_HEARTBEAT_TIMEOUT = timedelta(seconds=20)
 HEARTBEAT_EVERY_SECONDS = 5.0
+# A section waiting on a paused budget tries again after this even without `budget resume`
+# (an auto-pause lifts when its period ends).
+BUDGET_RECHECK_AFTER = timedelta(hours=1)
 
 # Errors no retry can fix; LLM errors also carry non_retryable themselves.
 FINAL_ERRORS = [

@@ -63,3 +63,20 @@ async def test_tiny_studio_month_reports_every_figure(tmp_path):
     assert per_batch["3"]["naive"] > per_batch["1"]["naive"] * 1.5, per_batch
     assert per_batch["3"]["ours"] < per_batch["3"]["naive"], per_batch
     assert report["naive_earlier_months_prompt_tokens"] > 0
+
+
+async def test_tiny_budget_race_never_goes_over_the_limit_with_reservations(tmp_path):
+    from domain.sections import Level
+    from wavelaunch.bench import budget
+
+    settings = Settings.model_validate({"state_dir": tmp_path})
+    report = await budget.run(
+        settings, plans_count=4, token_limit=6000, level=Level.ESSENTIAL, seconds_per_token=0.0005, concurrency=12
+    )
+    ours = report["arms"]["reserve"]
+    assert 0 < ours["billed_tokens"] <= ours["committed_peak_tokens"] <= 6000
+    assert ours["sections_refused"] > 0 and ours["plans_failed_on_budget"] > 0
+    for arm in report["arms"].values():
+        # The budget counts exactly what the ledger billed.
+        assert arm["billed_tokens"] == arm["ledger_tokens"]
+        assert arm["sections_written"] + arm["sections_refused"] == 12

@@ -31,7 +31,8 @@ def section_body(local: bool = False) -> dict:
         baseline=Baseline(0, "gpt-4.1"),
         free_models=frozenset(),
     )
-    writer = SectionWriter(llm, ModelRouter("gpt-4.1", "gpt-4.1-mini", "gpt-4.1-nano"), ledger, "c1")
+    router = ModelRouter("gpt-4.1", "gpt-4.1-mini", "gpt-4.1-nano")
+    writer = SectionWriter(llm, router, ledger, "c1", None)  # type: ignore[arg-type] - no call is made
     return llm.request_body(**writer.call_kwargs(section("market_analysis"), "gpt-4.1-mini", MESSAGES))
 
 

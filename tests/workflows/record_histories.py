@@ -19,6 +19,7 @@ from temporalio.worker import Worker
 
 from domain.sections import Level
 from tests.conftest import venv_binary
+from tests.workflows.test_budget_pause import PausingActivities
 from tests.workflows.test_bulk import FakeBulkActivities
 from tests.workflows.test_business_plan import BatchingFakes, FakeActivities
 from tests.workflows.test_deliverable import FakeDeliverableActivities
@@ -41,6 +42,8 @@ CASES = {
     "business_plan_update_folded_in": (FakeActivities(), PlanRequest(client_id="c3", level=Level.ESSENTIAL)),
     # The "section-batches" patch: Operations and Team written by one batch activity.
     "business_plan_batched": (BatchingFakes(), PlanRequest(client_id="c5", level=Level.COMPLETE)),
+    # One section refused by a paused budget: the wait (its re-check timer fires), then again.
+    "business_plan_budget_paused": (PausingActivities(times=1), PlanRequest(client_id="c5", level=Level.ESSENTIAL)),
 }
 DELIVERABLE_CASES = {
     "deliverable_m2": (FakeDeliverableActivities(), DeliverableRequest(client_id="c4", month=2)),

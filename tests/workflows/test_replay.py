@@ -28,6 +28,7 @@ def test_histories_are_recorded():
         "business_plan_section_failed",
         "business_plan_update_folded_in",
         "business_plan_batched",
+        "business_plan_budget_paused",
         "deliverable_m2",
         "summary_threads_and_client",
         "bulk_batch_with_fallback",

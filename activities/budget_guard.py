@@ -1,0 +1,132 @@
+"""The one place every LLM call passes through for budgets: reserve the call's upper-bound
+estimate before it, settle the billed usage after it, release it if the call fails.
+
+    async with guard.spend(client_id=..., model=..., prompt_tokens=..., max_completion_tokens=...) as spend:
+        completion = await llm.complete_json(...)
+        spend.settle(prompt_tokens, cached_tokens, completion_tokens, cost)
+
+A refused call raises a non-retryable ApplicationError: ``BudgetPaused`` (the budget has
+auto-pause, or was paused by an operator; its details say whether the workflow should wait for
+``budget resume`` or fail) or ``BudgetExceeded`` (no auto-pause: the call would go over the
+limit).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Literal
+
+import asyncpg
+from temporalio.exceptions import ApplicationError
+
+from activities.alerts import AlertNotifier
+from storage import budgets
+from storage.budgets import BudgetRefused, Reservation
+from tokenopt.estimate import CallEstimate, estimate_call
+
+log = logging.getLogger(__name__)
+
+OnPause = Literal["wait", "fail"]
+
+
+@dataclass
+class Spend:
+    """One call's hold on the budgets; ``settle`` records what the call was billed."""
+
+    estimate: CallEstimate
+    reservation: Reservation | None
+    tokens: int | None = None
+    cost: Decimal | None = None
+
+    def settle(self, prompt_tokens: int, cached_tokens: int, completion_tokens: int, cost: Decimal) -> None:
+        """The call's billed usage (cached prompt tokens are tokens too; their lower price is in
+        ``cost``). Written when the ``spend`` block exits."""
+        del cached_tokens  # counted within prompt_tokens; kept in the signature for the ledger's sake
+        self.tokens = prompt_tokens + completion_tokens
+        self.cost = cost
+
+
+def budget_error(refused: BudgetRefused, on_pause: OnPause) -> ApplicationError:
+    """Temporal's view of a refusal: non-retryable; a pause tells the workflow whether to wait."""
+    if refused.paused:
+        return ApplicationError(
+            f"budget paused: {refused}",
+            {"budget_id": refused.use.budget_id, "on_pause": on_pause},
+            type="BudgetPaused",
+            non_retryable=True,
+        )
+    return ApplicationError(
+        f"budget exceeded: {refused}", {"budget_id": refused.use.budget_id}, type="BudgetExceeded", non_retryable=True
+    )
+
+
+class BudgetGuard:
+    def __init__(
+        self,
+        pool: asyncpg.Pool,
+        notifier: AlertNotifier,
+        *,
+        free_models: frozenset[str] = frozenset(),
+        on_pause: OnPause = "wait",
+        stale_after_seconds: float = 1200.0,
+        reserve_estimate: bool = True,
+    ):
+        self.pool = pool
+        self.notifier = notifier
+        self.free_models = free_models
+        self.on_pause = on_pause
+        self.stale_after_seconds = stale_after_seconds
+        # False only in the budget benchmark's "check only" arm: hold nothing while a call runs,
+        # i.e. check ``used <= limit`` and count the bill afterwards, the way that overshoots.
+        self.reserve_estimate = reserve_estimate
+
+    @contextlib.asynccontextmanager
+    async def spend(
+        self, *, client_id: str | None, model: str, prompt_tokens: int, max_completion_tokens: int
+    ) -> AsyncIterator[Spend]:
+        """Hold the call's estimate for the duration of the block (see the module docstring)."""
+        estimate = estimate_call(
+            model,
+            prompt_tokens=prompt_tokens,
+            max_completion_tokens=max_completion_tokens,
+            free_models=self.free_models,
+        )
+        try:
+            reservation = await budgets.reserve(
+                self.pool,
+                client_id=client_id,
+                tokens=estimate.tokens if self.reserve_estimate else 0,
+                cost=estimate.cost if self.reserve_estimate else Decimal(0),
+                stale_after_seconds=self.stale_after_seconds,
+            )
+        except BudgetRefused as refused:
+            self.notifier.raised(refused.alerts)
+            log.warning("LLM call refused: %s", refused)
+            raise budget_error(refused, self.on_pause) from None
+        spend = Spend(estimate, reservation)
+        try:
+            yield spend
+        finally:
+            if reservation is not None:
+                await self._close(spend, reservation)
+
+    async def _close(self, spend: Spend, reservation: Reservation) -> None:
+        if spend.tokens is None or spend.cost is None:
+            await budgets.release(self.pool, reservation)
+            return
+        if self.reserve_estimate and (spend.tokens > reservation.tokens or spend.cost > reservation.cost):
+            log.warning(
+                "a call billed more than its estimate (%d tokens / $%s against %d / $%s): budgets may overshoot",
+                spend.tokens,
+                spend.cost,
+                reservation.tokens,
+                reservation.cost,
+            )
+        settled = await budgets.settle(self.pool, reservation, tokens=spend.tokens, cost=spend.cost)
+        self.notifier.raised(settled.alerts)
+        for use in settled.paused:
+            log.warning("the %s reached its limit and is paused", use.label())

@@ -1,0 +1,42 @@
+"""What a call may cost at most, before it is made: what a budget reserves.
+
+Prompt tokens are counted with tiktoken (the messages in the chat format, plus the response
+schema, which the provider bills as part of the prompt); the answer is counted at its
+``max_completion_tokens``, and every prompt token at the uncached price. An upper bound, so a
+budget holding it is never exceeded by a call it admitted, except where the estimate is short
+(a tokenizer fallback; see tokenopt.counting).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any
+
+from tokenopt import pricing
+from tokenopt.counting import count_messages, count_tokens
+
+
+@dataclass(frozen=True)
+class CallEstimate:
+    tokens: int
+    cost: Decimal
+
+
+def prompt_tokens(messages: list[dict[str, str]], model: str, schema: dict[str, Any] | None = None) -> int:
+    """The prompt's tokens as billed: the messages, and the JSON schema when one is sent."""
+    total = count_messages(messages, model)
+    if schema is not None:
+        total += count_tokens(json.dumps(schema, separators=(",", ":"), ensure_ascii=False), model)
+    return total
+
+
+def estimate_call(
+    model: str, *, prompt_tokens: int, max_completion_tokens: int, free_models: frozenset[str] = frozenset()
+) -> CallEstimate:
+    """The most a call can bill: its whole prompt uncached and its longest allowed answer."""
+    cost = pricing.cost(
+        model, prompt_tokens=prompt_tokens, completion_tokens=max_completion_tokens, free_models=free_models
+    )
+    return CallEstimate(prompt_tokens + max_completion_tokens, cost)
