@@ -1,4 +1,6 @@
-"""`POST /webhooks/crm`: verify, deduplicate, act, answer within the CRM's 10 s.
+"""The service's one web app: the CRM webhook, the REST API, /metrics and the dashboard.
+
+`POST /webhooks/crm`: verify, deduplicate, act, answer within the CRM's 10 s.
 
 Checks, in order, each refusing with nothing stored or started: the signature (401), the
 timestamp window (401), the JSON envelope (400), then the event's own data (422 with the
@@ -12,13 +14,20 @@ import logging
 from datetime import UTC, datetime
 
 import asyncpg
+import httpx
+from fastapi import FastAPI
+from fastapi.openapi.docs import get_swagger_ui_html
+from fastapi.responses import HTMLResponse
+from fastapi.staticfiles import StaticFiles
+from prometheus_client import CONTENT_TYPE_LATEST
 from pydantic import ValidationError
-from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import JSONResponse
-from starlette.routing import Route
+from starlette.responses import JSONResponse, Response
+from swagger_ui_bundle import swagger_ui_path
 
-from crm import signature
+from crm import dashboard, metrics, signature
+from crm.api import PREFIX, build_router
+from crm.auth import bearer_guard
 from crm.events import Envelope
 from crm.intake import Answer, Intake
 
@@ -45,8 +54,20 @@ async def _remember(pool: asyncpg.Pool, delivery_id: str, event: str, answer: An
     )
 
 
-def create_app(intake: Intake, *, secret: str, max_age_seconds: float) -> Starlette:
+def create_app(intake: Intake, *, secret: str, max_age_seconds: float, api_token: str | None = None) -> FastAPI:
+    """The app; ``api_token`` None means the API needs no token (serve it on 127.0.0.1 only:
+    ``crm.auth.check_bind``)."""
     pool = intake.pool
+    settings = intake.settings
+    app = FastAPI(
+        title="Wavelaunch",
+        summary="Business plans, monthly deliverables and summaries, generated durably and frugally.",
+        version="1",
+        openapi_url=f"{PREFIX}/openapi.json",
+        # FastAPI's own docs pages load their assets from a CDN; ours come from a package (below).
+        docs_url=None,
+        redoc_url=None,
+    )
 
     async def webhook(request: Request) -> JSONResponse:
         body = await request.body()
@@ -80,4 +101,38 @@ def create_app(intake: Intake, *, secret: str, max_age_seconds: float) -> Starle
         await pool.fetchval("SELECT 1")
         return JSONResponse({"status": "ok"})
 
-    return Starlette(routes=[Route("/webhooks/crm", webhook, methods=["POST"]), Route("/healthz", healthz)])
+    async def metrics_text(_: Request) -> Response:
+        # A client per scrape (every 15 s or so): nothing to keep open between scrapes.
+        async with httpx.AsyncClient() as http:
+            return Response(await metrics.exposition(pool, settings, http), media_type=CONTENT_TYPE_LATEST)
+
+    async def docs(_: Request) -> HTMLResponse:
+        return get_swagger_ui_html(
+            openapi_url=f"{PREFIX}/openapi.json",
+            title="Wavelaunch API",
+            swagger_js_url=f"{PREFIX}/docs/assets/swagger-ui-bundle.js",
+            swagger_css_url=f"{PREFIX}/docs/assets/swagger-ui.css",
+            swagger_favicon_url=f"{PREFIX}/docs/assets/favicon-32x32.png",
+            # No validator badge: it would call an external service.
+            swagger_ui_parameters={"validatorUrl": None},
+        )
+
+    async def dashboard_page(_: Request) -> HTMLResponse:
+        return HTMLResponse(dashboard.page())
+
+    async def dashboard_script(_: Request) -> Response:
+        return Response(dashboard.script(), media_type="text/javascript")
+
+    # Outside the OpenAPI document: the webhook is the CRM's (signed, not token-protected), the
+    # rest are pages and probes.
+    app.add_route("/webhooks/crm", webhook, methods=["POST"])
+    app.add_route("/healthz", healthz)
+    app.add_route("/metrics", metrics_text)
+    app.add_route(f"{PREFIX}/docs", docs)
+    app.mount(f"{PREFIX}/docs/assets", StaticFiles(directory=str(swagger_ui_path)), name="swagger-ui")
+    app.add_route("/dashboard", dashboard_page)
+    app.add_route("/dashboard/dashboard.js", dashboard_script)
+    api = build_router(pool, intake.temporal, settings, bearer_guard(api_token))
+    app.include_router(api)
+    app.state.api_router = api  # what the OpenAPI document must list (tests/e2e/test_api_e2e.py)
+    return app

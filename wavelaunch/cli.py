@@ -16,6 +16,7 @@ import typer
 from rich.live import Live
 from temporalio.client import WorkflowFailureError
 
+from crm.auth import MissingApiToken
 from domain.client import InvalidClientRecord
 from domain.sections import DocumentKind, Level, UnknownSection
 from stack.errors import StackError
@@ -23,6 +24,7 @@ from storage.clients import UnknownClient
 from tokenopt.pricing import UnknownModelPrice
 from wavelaunch import commands
 from wavelaunch.console import console, log_console, progress_table, usage_table
+from wavelaunch.runtime import WorkerMetricsUnavailable
 from wavelaunch.settings import get_settings
 
 app = typer.Typer(no_args_is_help=True, help=__doc__, pretty_exceptions_show_locals=False)
@@ -56,6 +58,9 @@ _USER_ERRORS = (
     commands.UnknownFields,
     commands.InvalidMonth,
     commands.UnknownDocument,
+    commands.MissingWebhookSecret,
+    MissingApiToken,
+    WorkerMetricsUnavailable,
 )
 
 
@@ -265,7 +270,7 @@ async def api(
     host: str | None = typer.Option(None, help="Default: WAVELAUNCH_API_HOST (127.0.0.1)."),
     port: int | None = typer.Option(None, help="Default: WAVELAUNCH_API_PORT (8000)."),
 ) -> None:
-    """Serve the CRM's webhooks (POST /webhooks/crm, signed) until Ctrl-C."""
+    """Serve the CRM's webhooks, the REST API (/api/v1), /metrics and the dashboard until Ctrl-C."""
     settings = get_settings()
     await commands.serve_api(settings, host=host or settings.api_host, port=port or settings.api_port)
 

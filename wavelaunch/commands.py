@@ -24,7 +24,7 @@ import stack
 from domain import deliverables
 from domain.client import KNOWN_FIELDS, ClientRecord, InvalidClientRecord, parse_client
 from domain.sections import DocumentKind, Level, sections_using
-from storage import cache, clients, db, documents, sections, usage
+from storage import cache, clients, db, documents, usage
 from wavelaunch import plans
 from wavelaunch.console import console, money, progress_table, usage_table
 from wavelaunch.intake import accept_client
@@ -35,6 +35,7 @@ from wavelaunch.runtime import (
     connect_temporal,
     ensure_search_attributes,
     plan_dependencies,
+    worker_runtime,
 )
 from wavelaunch.settings import Settings
 from workflows.business_plan import BusinessPlanWorkflow
@@ -115,12 +116,16 @@ async def _temporal(settings: Settings) -> Client:
 async def run_worker(settings: Settings) -> None:
     endpoints = await stack.up(settings, with_llm=True)
     assert endpoints.llm is not None
-    client = await connect_temporal(settings, endpoints.temporal_address)
+    client = await connect_temporal(settings, endpoints.temporal_address, runtime=worker_runtime(settings))
     await ensure_search_attributes(client, settings.temporal_namespace)
     deps = await plan_dependencies(settings, endpoints.database_url, LLMConfig.from_endpoint(endpoints.llm))
     try:
         worker = build_worker(client, settings, deps)
         console.print(f"worker on task queue {settings.task_queue!r}; Ctrl-C to stop")
+        if settings.worker_metrics_port:
+            console.print(
+                f"worker metrics on http://{settings.worker_metrics_host}:{settings.worker_metrics_port}/metrics"
+            )
         async with worker:
             await _until_signal()
     finally:
@@ -196,25 +201,6 @@ async def watch_plan(
     return await plans.watch(handle, on_progress)
 
 
-async def document_json(pool: asyncpg.Pool, doc: documents.StoredDocument) -> dict[str, Any]:
-    stored = await sections.get_many(pool, doc.section_ids)
-    return {
-        "client_id": doc.client_id,
-        "kind": doc.kind,
-        "document_key": doc.document_key,
-        "version": doc.version,
-        "level": doc.level,
-        "client_version": doc.client_version,
-        "workflow_id": doc.workflow_id,
-        "created_at": doc.created_at.isoformat(),
-        "changes": doc.changes,
-        "sections": [
-            {"key": stored[i].section_key, "model": stored[i].model, "content": stored[i].content}
-            for i in doc.section_ids
-        ],
-    }
-
-
 async def show_document(settings: Settings, client_id: str, kind: DocumentKind, fmt: str) -> str:
     async with _database(settings) as pool:
         await clients.get(pool, client_id)
@@ -225,7 +211,7 @@ async def show_document(settings: Settings, client_id: str, kind: DocumentKind, 
                 f"run `wavelaunch plan generate {client_id}`"
             )
         if fmt == "json":
-            return json.dumps(await document_json(pool, doc), indent=2)
+            return json.dumps(await documents.as_json(pool, doc), indent=2)
         return doc.markdown
 
 
@@ -289,7 +275,7 @@ async def show_deliverable(settings: Settings, client_id: str, month: int, docum
                 f"run `wavelaunch deliverable generate {client_id} --month {month}`"
             )
         if fmt == "json":
-            return json.dumps([await document_json(pool, doc) for doc in found], indent=2)
+            return json.dumps([await documents.as_json(pool, doc) for doc in found], indent=2)
         return "\n".join(doc.markdown for doc in found)
 
 
@@ -299,20 +285,30 @@ class MissingWebhookSecret(ValueError):
 
 
 async def serve_api(settings: Settings, *, host: str, port: int) -> None:
-    """The CRM webhook endpoint (and /healthz) until Ctrl-C."""
+    """The service's web app until Ctrl-C: the CRM webhook, the REST API (/api/v1), /metrics and
+    the dashboard. Refuses to listen beyond 127.0.0.1 without WAVELAUNCH_API_TOKEN."""
     import uvicorn
 
     from crm.app import create_app
+    from crm.auth import check_bind, token_value
     from crm.intake import Intake
 
     if settings.webhook_secret is None or not settings.webhook_secret.get_secret_value():
         raise MissingWebhookSecret("set WAVELAUNCH_WEBHOOK_SECRET to the CRM's webhook secret")
+    check_bind(settings.api_token, host)
     async with _database(settings) as pool:
         intake = Intake(pool, await _temporal(settings), settings)
         app = create_app(
-            intake, secret=settings.webhook_secret.get_secret_value(), max_age_seconds=settings.webhook_max_age_seconds
+            intake,
+            secret=settings.webhook_secret.get_secret_value(),
+            max_age_seconds=settings.webhook_max_age_seconds,
+            api_token=token_value(settings.api_token),
         )
-        console.print(f"CRM webhooks on http://{host}:{port}/webhooks/crm")
+        base = f"http://{host}:{port}"
+        console.print(f"CRM webhooks on {base}/webhooks/crm")
+        console.print(f"REST API on {base}/api/v1 (docs: {base}/api/v1/docs), metrics on {base}/metrics")
+        token_hint = "?token=<WAVELAUNCH_API_TOKEN>" if settings.api_token else ""
+        console.print(f"dashboard on {base}/dashboard{token_hint}")
         await uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level="warning")).serve()
 
 

@@ -19,7 +19,7 @@ from storage import clients, documents, usage
 from storage.clients import UnknownClient
 from tests.e2e.conftest import section_requests
 from wavelaunch import plans
-from wavelaunch.commands import document_json, sample_client_file
+from wavelaunch.commands import sample_client_file
 from wavelaunch.settings import Settings
 from workflows.business_plan import BusinessPlanWorkflow
 from workflows.models import PlanRequest
@@ -67,7 +67,7 @@ async def test_plan_generates_each_section_once_stores_document_and_usage(pool, 
     assert (
         md.index("### Headline") < md.index("### Overview") < md.index("### Mission") < md.index("### Key objectives")
     )
-    as_json = await document_json(pool, doc)
+    as_json = await documents.as_json(pool, doc)
     for entry in as_json["sections"]:
         output_model(entry["key"]).model_validate(entry["content"])
 
