@@ -16,14 +16,12 @@ from datetime import UTC, datetime
 import asyncpg
 import httpx
 from fastapi import FastAPI
-from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import HTMLResponse
-from fastapi.staticfiles import StaticFiles
+from fastapi_offline import FastAPIOffline
 from prometheus_client import CONTENT_TYPE_LATEST
 from pydantic import ValidationError
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
-from swagger_ui_bundle import swagger_ui_path
 
 from crm import dashboard, metrics, signature
 from crm.api import PREFIX, build_router
@@ -59,14 +57,18 @@ def create_app(intake: Intake, *, secret: str, max_age_seconds: float, api_token
     ``crm.auth.check_bind``)."""
     pool = intake.pool
     settings = intake.settings
-    app = FastAPI(
+    # FastAPI's own docs page loads Swagger UI from a CDN; fastapi-offline serves the same assets
+    # from its package, so the docs work on a closed network.
+    app = FastAPIOffline(
         title="Wavelaunch",
         summary="Business plans, monthly deliverables and summaries, generated durably and frugally.",
         version="1",
         openapi_url=f"{PREFIX}/openapi.json",
-        # FastAPI's own docs pages load their assets from a CDN; ours come from a package (below).
-        docs_url=None,
+        docs_url=f"{PREFIX}/docs",
         redoc_url=None,
+        static_url=f"{PREFIX}/docs/assets",
+        # No validator badge: it would call an outside service.
+        swagger_ui_parameters={"validatorUrl": None},
     )
 
     async def webhook(request: Request) -> JSONResponse:
@@ -106,17 +108,6 @@ def create_app(intake: Intake, *, secret: str, max_age_seconds: float, api_token
         async with httpx.AsyncClient() as http:
             return Response(await metrics.exposition(pool, settings, http), media_type=CONTENT_TYPE_LATEST)
 
-    async def docs(_: Request) -> HTMLResponse:
-        return get_swagger_ui_html(
-            openapi_url=f"{PREFIX}/openapi.json",
-            title="Wavelaunch API",
-            swagger_js_url=f"{PREFIX}/docs/assets/swagger-ui-bundle.js",
-            swagger_css_url=f"{PREFIX}/docs/assets/swagger-ui.css",
-            swagger_favicon_url=f"{PREFIX}/docs/assets/favicon-32x32.png",
-            # No validator badge: it would call an external service.
-            swagger_ui_parameters={"validatorUrl": None},
-        )
-
     async def dashboard_page(_: Request) -> HTMLResponse:
         return HTMLResponse(dashboard.page())
 
@@ -128,8 +119,6 @@ def create_app(intake: Intake, *, secret: str, max_age_seconds: float, api_token
     app.add_route("/webhooks/crm", webhook, methods=["POST"])
     app.add_route("/healthz", healthz)
     app.add_route("/metrics", metrics_text)
-    app.add_route(f"{PREFIX}/docs", docs)
-    app.mount(f"{PREFIX}/docs/assets", StaticFiles(directory=str(swagger_ui_path)), name="swagger-ui")
     app.add_route("/dashboard", dashboard_page)
     app.add_route("/dashboard/dashboard.js", dashboard_script)
     api = build_router(pool, intake.temporal, settings, bearer_guard(api_token))
