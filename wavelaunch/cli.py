@@ -125,9 +125,14 @@ def _parse_sections(value: str | None) -> list[str] | None:
 async def stack_up(
     detach: bool = typer.Option(False, "--detach", "-d", help="Leave it running and return."),
     llm: bool = typer.Option(True, help="Also start (or check) the LLM endpoint."),
+    api: bool = typer.Option(
+        False, "--api", help="Also serve `wavelaunch api` (webhooks, REST API, metrics, dashboard) until Ctrl-C."
+    ),
 ) -> None:
     """Start Temporal (with its Web UI), Postgres and the local LLM if needed."""
-    await commands.stack_up(get_settings(), detach=detach, with_llm=llm)
+    if api and detach:
+        raise typer.BadParameter("--api runs in the foreground; drop --detach (or run `wavelaunch api` on its own)")
+    await commands.stack_up(get_settings(), detach=detach, with_llm=llm, api=api)
 
 
 @stack_app.command("down")

@@ -63,7 +63,11 @@ def _endpoint_table(endpoints: stack.StackEndpoints) -> Table:
     return table
 
 
-async def stack_up(settings: Settings, *, detach: bool, with_llm: bool) -> None:
+async def stack_up(settings: Settings, *, detach: bool, with_llm: bool, api: bool = False) -> None:
+    """Bring the stack up; ``api``: also serve the web app (webhooks, REST API, metrics,
+    dashboard) in this process until Ctrl-C (foreground only)."""
+    if api:
+        check_api_settings(settings, settings.api_host)  # refuse before starting anything
     if detach:
         endpoints = await stack.up(settings, with_llm=with_llm)
         console.print(_endpoint_table(endpoints))
@@ -72,7 +76,10 @@ async def stack_up(settings: Settings, *, detach: bool, with_llm: bool) -> None:
     async with stack.running_stack(settings, with_llm=with_llm) as endpoints:
         console.print(_endpoint_table(endpoints))
         console.print("Press Ctrl-C to stop.")
-        await _until_signal()
+        if api:
+            await serve_api(settings, host=settings.api_host, port=settings.api_port)
+        else:
+            await _until_signal()
 
 
 async def stack_down(settings: Settings) -> None:
@@ -284,18 +291,25 @@ class MissingWebhookSecret(ValueError):
     pass
 
 
+def check_api_settings(settings: Settings, host: str) -> None:
+    """What the web app needs before it starts: the webhook secret, and a token off loopback."""
+    from crm.auth import check_bind
+
+    if settings.webhook_secret is None or not settings.webhook_secret.get_secret_value():
+        raise MissingWebhookSecret("set WAVELAUNCH_WEBHOOK_SECRET to the CRM's webhook secret")
+    check_bind(settings.api_token, host)
+
+
 async def serve_api(settings: Settings, *, host: str, port: int) -> None:
     """The service's web app until Ctrl-C: the CRM webhook, the REST API (/api/v1), /metrics and
     the dashboard. Refuses to listen beyond 127.0.0.1 without WAVELAUNCH_API_TOKEN."""
     import uvicorn
 
     from crm.app import create_app
-    from crm.auth import check_bind, token_value
+    from crm.auth import token_value
     from crm.intake import Intake
 
-    if settings.webhook_secret is None or not settings.webhook_secret.get_secret_value():
-        raise MissingWebhookSecret("set WAVELAUNCH_WEBHOOK_SECRET to the CRM's webhook secret")
-    check_bind(settings.api_token, host)
+    check_api_settings(settings, host)
     async with _database(settings) as pool:
         intake = Intake(pool, await _temporal(settings), settings)
         app = create_app(
