@@ -71,7 +71,9 @@ async def test_plan_generates_each_section_once_stores_document_and_usage(pool, 
     for entry in as_json["sections"]:
         output_model(entry["key"]).model_validate(entry["content"])
 
-    rows = await usage_rows(pool, handle.id)
+    # Template sections (client-independent) may be served from an earlier test's generation.
+    every_section_row = await usage_rows(pool, handle.id)
+    rows = [r for r in every_section_row if r["cache_tier"] != "template"]
     assert len(rows) == len(ESSENTIAL) and all(r["success"] for r in rows)
     # The ledger holds the API's own usage, exactly as the stub billed it.
     billed = sum(r["prompt_tokens"] + r["completion_tokens"] for r in section_requests(stub))
@@ -87,7 +89,7 @@ async def test_plan_generates_each_section_once_stores_document_and_usage(pool, 
     every_row = await pool.fetch("SELECT * FROM usage_ledger WHERE run_id = $1", handle.result_run_id)
     assert report["totals"]["total_tokens"] == sum(r["total_tokens"] for r in every_row) >= result.total_tokens
     assert set(report["by_model"]) == {r["model"] for r in every_row}
-    assert report["by_operation"]["generate_section"]["calls"] == len(ESSENTIAL)
+    assert report["by_operation"]["generate_section"]["calls"] == len(every_section_row)
     assert report["totals"]["saved_cost"] == pytest.approx(
         float(sum(r["baseline_cost"] - r["estimated_cost"] for r in every_row)), abs=1e-9
     )
