@@ -9,8 +9,12 @@ fields at fault). A delivery seen before (``X-Webhook-ID``) gets its first answe
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
 import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 
 import asyncpg
@@ -57,6 +61,18 @@ def create_app(intake: Intake, *, secret: str, max_age_seconds: float, api_token
     ``crm.auth.check_bind``)."""
     pool = intake.pool
     settings = intake.settings
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        # The outbox's sender runs as long as the app: accepted webhooks reach Temporal from here.
+        sender = asyncio.create_task(intake.starts.run(), name="outbox-starter")
+        try:
+            yield
+        finally:
+            sender.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await sender
+
     # FastAPI's own docs page loads Swagger UI from a CDN; fastapi-offline serves the same assets
     # from its package, so the docs work on a closed network.
     app = FastAPIOffline(
@@ -69,6 +85,7 @@ def create_app(intake: Intake, *, secret: str, max_age_seconds: float, api_token
         static_url=f"{PREFIX}/docs/assets",
         # No validator badge: it would call an outside service.
         swagger_ui_parameters={"validatorUrl": None},
+        lifespan=lifespan,
     )
 
     async def webhook(request: Request) -> JSONResponse:

@@ -104,10 +104,10 @@ async def _until_signal() -> None:
 
 # -- connections ---------------------------------------------------------------------------
 @contextlib.asynccontextmanager
-async def _database(settings: Settings) -> AsyncIterator[asyncpg.Pool]:
+async def _database(settings: Settings, *, max_size: int = 4) -> AsyncIterator[asyncpg.Pool]:
     """A migrated pool on DATABASE_URL or on the embedded Postgres (started if needed)."""
     endpoints = await stack.up(settings, with_llm=False)
-    pool = await db.connect(endpoints.database_url, max_size=4)
+    pool = await db.connect(endpoints.database_url, max_size=max_size)
     try:
         yield pool
     finally:
@@ -310,7 +310,8 @@ async def serve_api(settings: Settings, *, host: str, port: int) -> None:
     from crm.intake import Intake
 
     check_api_settings(settings, host)
-    async with _database(settings) as pool:
+    # Concurrent webhooks each hold a connection briefly; the outbox's sender holds one more.
+    async with _database(settings, max_size=10) as pool:
         intake = Intake(pool, await _temporal(settings), settings)
         app = create_app(
             intake,
