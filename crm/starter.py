@@ -32,6 +32,9 @@ from workflows.shared import plan_workflow_id
 log = logging.getLogger(__name__)
 
 BATCH = 200
+# Starts in flight at once: enough to keep Temporal busy, few enough that a burst of starts does
+# not starve the intake (Postgres, the dev server and the API share the machine's cores).
+MAX_CONCURRENT_SENDS = 8
 POLL_SECONDS = 1.0  # rows stored by another API process are picked up within this
 MAX_BACKOFF_SECONDS = 30.0
 # One drainer at a time across API processes, so a workflow's rows are sent in order.
@@ -44,6 +47,7 @@ class Starter:
         self.temporal = temporal
         self.settings = settings
         self._wake = asyncio.Event()
+        self._sending = asyncio.Semaphore(MAX_CONCURRENT_SENDS)
 
     # -- the intake's side: store, wake the loop ------------------------------------------
     async def plan(self, request: PlanRequest, *, announce_version: int | None = None) -> None:
@@ -89,7 +93,8 @@ class Starter:
         ok: list[int] = []
         for row in group:
             try:
-                await self._send(row)
+                async with self._sending:
+                    await self._send(row)
             except Exception as err:  # noqa: BLE001 - any failure keeps the row for the next pass
                 log.warning("could not send %s %s (attempt %d): %s", row.action, row.workflow_id, row.attempts + 1, err)
                 await workflow_starts.mark_failed(self.pool, row.id, f"{type(err).__name__}: {err}")
