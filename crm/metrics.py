@@ -17,7 +17,7 @@ from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from storage import usage
+from storage import usage, workflow_starts
 from wavelaunch.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -136,11 +136,15 @@ async def exposition(pool: asyncpg.Pool, settings: Settings, http: httpx.AsyncCl
     )
     for labels, value in await budget_samples(pool):
         budget.add_metric([labels["budget"], labels["period"]], value)
+    backlog = GaugeMetricFamily(
+        "wavelaunch_outbox_pending", "Accepted webhook starts not yet sent to Temporal (crm/starter.py)."
+    )
+    backlog.add_metric([], await workflow_starts.count_pending(pool))
     worker = await worker_metrics(settings, http)
     up = GaugeMetricFamily("wavelaunch_worker_metrics_up", "1 when the worker's own metrics endpoint answered.")
     up.add_metric([], 1 if worker is not None else 0)
     registry = CollectorRegistry(auto_describe=False)
-    registry.register(_Snapshot([*families, budget, up]))
+    registry.register(_Snapshot([*families, budget, backlog, up]))
     body = generate_latest(registry)
     if worker:
         body += b"# The Temporal SDK's worker metrics\n" + worker.encode()
