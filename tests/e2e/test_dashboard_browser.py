@@ -5,10 +5,14 @@ draws its charts, links to the Web UI, and logs no error and makes no failed or 
 from __future__ import annotations
 
 import asyncio
+import json
+import os
 import shutil
 import socket
+from asyncio.subprocess import PIPE
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
+from pathlib import Path
 
 import pytest
 import uvicorn
@@ -16,6 +20,7 @@ import uvicorn
 from crm.app import create_app
 from crm.intake import Intake
 from storage import usage
+from tests.conftest import venv_binary
 from tests.e2e.test_business_plan_e2e import new_client
 from wavelaunch import plans
 from wavelaunch.console import money
@@ -100,7 +105,24 @@ async def figure(page, element_id: str) -> tuple[str, str]:
     return await el.inner_text(), await el.get_attribute("data-value")
 
 
-async def test_the_dashboard_shows_the_usage_reports_figures(served, browser, pool, client, settings, worker):
+async def cli_usage_report(database_url: str, temporal_env, state_dir: Path) -> dict:
+    """The real CLI, in its own process, on the test's Postgres and Temporal."""
+    env = os.environ | {
+        "DATABASE_URL": database_url,
+        "TEMPORAL_ADDRESS": temporal_env.client.service_client.config.target_host,
+        "WAVELAUNCH_STATE_DIR": str(state_dir),
+    }
+    proc = await asyncio.create_subprocess_exec(
+        venv_binary("wavelaunch"), "usage", "report", "--json", env=env, stdout=PIPE, stderr=PIPE
+    )
+    out, err = await proc.communicate()
+    assert proc.returncode == 0, err.decode()
+    return json.loads(out)
+
+
+async def test_the_dashboard_shows_the_usage_reports_figures(
+    served, browser, pool, client, settings, worker, database_url, temporal_env, tmp_path
+):
     client_id = await new_client(pool)
     for _ in range(2):  # the second run reuses every section: cache hits for the hit-rate chart
         handle = await plans.start_plan(client, settings, PlanRequest(client_id=client_id, level="essential"))
@@ -110,8 +132,9 @@ async def test_the_dashboard_shows_the_usage_reports_figures(served, browser, po
     watch = PageWatch(page, served)
     await page.goto(f"{served}/dashboard?token={TOKEN}")
     await page.wait_for_function("document.body.dataset.state === 'ready'", timeout=30000)
-    # The same function as `wavelaunch usage report --json`, on the same database, after the page read it.
-    report = await usage.report(pool)
+    # What `wavelaunch usage report --json` prints for the same database, after the page read it.
+    report = await cli_usage_report(database_url, temporal_env, tmp_path)
+    assert report["totals"] == json.loads(json.dumps(await usage.report(pool), default=str))["totals"]
     totals = report["totals"]
     documents = await pool.fetchval("SELECT count(*) FROM documents")
 
