@@ -183,11 +183,11 @@ function render(data) {
     link.className = "workflow-link";
     link.target = "_blank";
     link.rel = "noopener";
-    const cells = [link, r.client_id || "", r.document_type || "", r.last_call_at.slice(0, 19).replace("T", " "),
+    const cells = [link, (r.run_id || "").slice(0, 8), r.client_id || "", r.document_type || "", r.last_call_at.slice(0, 19).replace("T", " "),
       fmtInt(r.calls), fmtInt(r.total_tokens), fmtMoney(r.cost), fmtMoney(r.saved_cost)];
     cells.forEach((cell, i) => {
       const td = document.createElement("td");
-      if (i >= 4) td.className = "num";
+      if (i >= 5) td.className = "num";
       if (cell instanceof Node) td.appendChild(cell); else td.textContent = cell;
       tr.appendChild(td);
     });
@@ -196,7 +196,7 @@ function render(data) {
   if (!data.recent.length) {
     const tr = document.createElement("tr");
     const td = document.createElement("td");
-    td.colSpan = 8;
+    td.colSpan = 9;
     td.className = "empty";
     td.textContent = "No generations yet.";
     tr.appendChild(td);
