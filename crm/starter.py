@@ -128,8 +128,8 @@ class Starter:
             self._wake.clear()
             try:
                 _, failed = await self.drain()
-            except (OSError, asyncpg.PostgresError) as err:
-                log.warning("outbox drain failed: %s", err)
+            except Exception:  # noqa: BLE001 - the loop must outlive a bad pass (Postgres restarting, ...)
+                log.exception("outbox drain failed; retrying")
                 failed = 1
             if failed:  # Temporal refuses: wait it out, new rows wait too (they are stored)
                 backoff = min(backoff * 2, MAX_BACKOFF_SECONDS)
