@@ -153,3 +153,26 @@ async def test_client_archived_cancels_after_the_queued_start(crm, intake, pool,
     with pytest.raises(WorkflowFailureError):
         await handle.result()
     assert (await handle.describe()).status == WorkflowExecutionStatus.CANCELED
+
+
+async def test_a_failing_start_holds_back_only_its_own_workflows_later_rows(pool, client, settings):
+    starter = Intake(pool, client, settings).starts
+    tag = uuid.uuid4().hex[:8]
+    rows = [(f"wf-{tag}-a", "no-such-action", {}), (f"wf-{tag}-a", "cancel", {}), (f"wf-{tag}-b", "cancel", {})]
+    await workflow_starts.enqueue(pool, rows)
+    try:
+        sent, failed = await starter.drain()
+        assert (sent, failed) == (1, 1)
+        state = await pool.fetch(
+            "SELECT workflow_id, action, done_at IS NOT NULL AS done, attempts, last_error FROM workflow_starts"
+            " WHERE workflow_id LIKE $1 ORDER BY id",
+            f"wf-{tag}-%",
+        )
+        assert [(r["action"], r["done"], r["attempts"]) for r in state] == [
+            ("no-such-action", False, 1),
+            ("cancel", False, 0),  # waits behind the failed row of the same workflow
+            ("cancel", True, 1),
+        ]
+        assert "no-such-action" in state[0]["last_error"]
+    finally:  # leave no pending row behind: other tests wait for an empty outbox
+        await pool.execute("UPDATE workflow_starts SET done_at = now() WHERE workflow_id LIKE $1", f"wf-{tag}-%")
