@@ -1,4 +1,6 @@
-"""`POST /webhooks/crm`: verify, deduplicate, act, answer within the CRM's 10 s.
+"""The service's one web app: the CRM webhook, the REST API, /metrics and the dashboard.
+
+`POST /webhooks/crm`: verify, deduplicate, act, answer within the CRM's 10 s.
 
 Checks, in order, each refusing with nothing stored or started: the signature (401), the
 timestamp window (401), the JSON envelope (400), then the event's own data (422 with the
@@ -7,18 +9,27 @@ fields at fault). A delivery seen before (``X-Webhook-ID``) gets its first answe
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
 import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 
 import asyncpg
+import httpx
+from fastapi import FastAPI
+from fastapi.responses import HTMLResponse
+from fastapi_offline import FastAPIOffline
+from prometheus_client import CONTENT_TYPE_LATEST
 from pydantic import ValidationError
-from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import JSONResponse
-from starlette.routing import Route
+from starlette.responses import JSONResponse, Response
 
-from crm import signature
+from crm import dashboard, metrics, signature
+from crm.api import PREFIX, build_router
+from crm.auth import bearer_guard
 from crm.events import Envelope
 from crm.intake import Answer, Intake
 
@@ -45,8 +56,37 @@ async def _remember(pool: asyncpg.Pool, delivery_id: str, event: str, answer: An
     )
 
 
-def create_app(intake: Intake, *, secret: str, max_age_seconds: float) -> Starlette:
+def create_app(intake: Intake, *, secret: str, max_age_seconds: float, api_token: str | None = None) -> FastAPI:
+    """The app; ``api_token`` None means the API needs no token (serve it on 127.0.0.1 only:
+    ``crm.auth.check_bind``)."""
     pool = intake.pool
+    settings = intake.settings
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        # The outbox's sender runs as long as the app: accepted webhooks reach Temporal from here.
+        sender = asyncio.create_task(intake.starts.run(), name="outbox-starter")
+        try:
+            yield
+        finally:
+            sender.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await sender
+
+    # FastAPI's own docs page loads Swagger UI from a CDN; fastapi-offline serves the same assets
+    # from its package, so the docs work on a closed network.
+    app = FastAPIOffline(
+        title="Wavelaunch",
+        summary="Business plans, monthly deliverables and summaries, generated durably and frugally.",
+        version="1",
+        openapi_url=f"{PREFIX}/openapi.json",
+        docs_url=f"{PREFIX}/docs",
+        redoc_url=None,
+        static_url=f"{PREFIX}/docs/assets",
+        # No validator badge: it would call an outside service.
+        swagger_ui_parameters={"validatorUrl": None},
+        lifespan=lifespan,
+    )
 
     async def webhook(request: Request) -> JSONResponse:
         body = await request.body()
@@ -80,4 +120,25 @@ def create_app(intake: Intake, *, secret: str, max_age_seconds: float) -> Starle
         await pool.fetchval("SELECT 1")
         return JSONResponse({"status": "ok"})
 
-    return Starlette(routes=[Route("/webhooks/crm", webhook, methods=["POST"]), Route("/healthz", healthz)])
+    async def metrics_text(_: Request) -> Response:
+        # A client per scrape (every 15 s or so): nothing to keep open between scrapes.
+        async with httpx.AsyncClient() as http:
+            return Response(await metrics.exposition(pool, settings, http), media_type=CONTENT_TYPE_LATEST)
+
+    async def dashboard_page(_: Request) -> HTMLResponse:
+        return HTMLResponse(dashboard.page())
+
+    async def dashboard_script(_: Request) -> Response:
+        return Response(dashboard.script(), media_type="text/javascript")
+
+    # Outside the OpenAPI document: the webhook is the CRM's (signed, not token-protected), the
+    # rest are pages and probes.
+    app.add_route("/webhooks/crm", webhook, methods=["POST"])
+    app.add_route("/healthz", healthz)
+    app.add_route("/metrics", metrics_text)
+    app.add_route("/dashboard", dashboard_page)
+    app.add_route("/dashboard/dashboard.js", dashboard_script)
+    api = build_router(pool, intake.temporal, settings, bearer_guard(api_token))
+    app.include_router(api)
+    app.state.api_router = api  # what the OpenAPI document must list (tests/e2e/test_api_e2e.py)
+    return app

@@ -1,7 +1,8 @@
 """Turning one verified CRM event into work: store the client, start or signal workflows.
 
-Every answer is small and fast (the CRM waits 10 s, once): the generation itself runs in
-Temporal. Workflow IDs are deterministic, so a repeated event never starts a second generation.
+Every answer is small and fast (the CRM waits 10 s, once): the work is stored in the outbox
+and answered 202; crm/starter.py sends it to Temporal off the request path. Workflow IDs are
+deterministic, so a repeated event never starts a second generation.
 """
 
 from __future__ import annotations
@@ -13,9 +14,9 @@ from typing import Any
 
 import asyncpg
 from temporalio.client import Client
-from temporalio.service import RPCError
 
 from crm.events import CLIENT_PLAN_EVENTS, KNOWN_EVENTS, Envelope
+from crm.starter import Starter
 from domain.client import InvalidClientRecord, parse_client
 from domain.deliverables import workflow_id as deliverable_workflow_id
 from domain.sections import Level
@@ -55,6 +56,7 @@ class Intake:
         self.pool = pool
         self.temporal = temporal
         self.settings = settings
+        self.starts = Starter(pool, temporal, settings)
 
     async def handle(self, envelope: Envelope) -> Answer:
         event = envelope.event
@@ -82,35 +84,30 @@ class Intake:
         if event == "client.updated" and not changed:
             return Answer(200, {"status": "unchanged", "client_version": stored.version})
         level = Level(self.settings.default_level)
-        # Signal-with-start: a running plan folds the new version in; otherwise a plan starts
-        # (for an update, only the sections whose inputs changed are written: the cache).
-        handle = await plans.start_plan(
-            self.temporal, self.settings, PlanRequest(client_id=record.id, level=level), announce_version=stored.version
-        )
-        body: dict[str, Any] = {"status": "started", "workflow_id": handle.id, "client_version": stored.version}
+        # Signal-with-start (sent by the starter): a running plan folds the new version in;
+        # otherwise a plan starts (for an update, only sections whose inputs changed are written).
+        request = PlanRequest(client_id=record.id, level=level)
+        await self.starts.plan(request, announce_version=stored.version)
         if event == "client.updated":
             # Months being written now follow too; finished months pick it up when next requested.
-            body["signalled"] = await plans.announce_to_deliverables(self.temporal, record.id, stored.version)
-        return Answer(202, body)
+            await self.starts.announce(record.id, stored.version)
+        return Answer(
+            202, {"status": "accepted", "workflow_id": plan_workflow_id(record.id), "client_version": stored.version}
+        )
 
     async def _archived(self, data: dict[str, Any]) -> Answer:
         client_id = str(_client_data(data).get("id") or data.get("clientId") or "")
         if not client_id:
             raise ValueError("client.archived needs data.id or data.clientId")
+        # Through the outbox too, so a cancel never overtakes a start still waiting there.
         ids = [plan_workflow_id(client_id), *(deliverable_workflow_id(client_id, n) for n in range(1, 9))]
-        cancelled = []
-        for workflow_id in ids:
-            try:
-                await self.temporal.get_workflow_handle(workflow_id).cancel()
-                cancelled.append(workflow_id)
-            except RPCError:
-                pass  # not running (or never started): nothing to cancel
-        return Answer(202, {"status": "cancelled", "workflows": cancelled})
+        await self.starts.cancel(ids)
+        return Answer(202, {"status": "cancelling", "workflows": ids})
 
     async def _deliverable(self, data: dict[str, Any]) -> Answer:
         client_id = str(data.get("clientId") or "")
         month = _month(data.get("month"))
         request = DeliverableRequest(client_id=client_id, month=month)
         await plans.check_deliverable(self.pool, request)
-        handle = await plans.start_deliverable(self.temporal, self.settings, request)
-        return Answer(202, {"status": "started", "workflow_id": handle.id})
+        await self.starts.deliverable(request)
+        return Answer(202, {"status": "accepted", "workflow_id": deliverable_workflow_id(client_id, month)})

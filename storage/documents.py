@@ -9,6 +9,8 @@ from typing import Any
 
 import asyncpg
 
+from storage import sections
+
 
 @dataclass(frozen=True)
 class StoredDocument:
@@ -109,6 +111,43 @@ async def latest(
         document_key or kind,
     )
     return StoredDocument(**dict(row)) if row else None
+
+
+async def get(pool: asyncpg.Pool, document_id: int) -> StoredDocument | None:
+    """One stored document version by its id."""
+    row = await pool.fetchrow(f"SELECT {_COLUMNS} FROM documents WHERE id = $1", document_id)
+    return StoredDocument(**dict(row)) if row else None
+
+
+async def list_for_client(pool: asyncpg.Pool, client_id: str) -> list[dict[str, Any]]:
+    """Every document version of the client, without its text: newest first per document."""
+    rows = await pool.fetch(
+        """SELECT id, kind, document_key, version, level, client_version, workflow_id, created_at
+           FROM documents WHERE client_id = $1 ORDER BY kind, document_key, version DESC""",
+        client_id,
+    )
+    return [dict(r) | {"created_at": r["created_at"].isoformat()} for r in rows]
+
+
+async def as_json(pool: asyncpg.Pool, doc: StoredDocument) -> dict[str, Any]:
+    """The document with its sections' structured content (what ``--format json`` prints)."""
+    stored = await sections.get_many(pool, doc.section_ids)
+    return {
+        "id": doc.id,
+        "client_id": doc.client_id,
+        "kind": doc.kind,
+        "document_key": doc.document_key,
+        "version": doc.version,
+        "level": doc.level,
+        "client_version": doc.client_version,
+        "workflow_id": doc.workflow_id,
+        "created_at": doc.created_at.isoformat(),
+        "changes": doc.changes,
+        "sections": [
+            {"key": stored[i].section_key, "model": stored[i].model, "content": stored[i].content}
+            for i in doc.section_ids
+        ],
+    }
 
 
 async def store_digest(pool: asyncpg.Pool, *, client_id: str, month: int, text: str) -> str:

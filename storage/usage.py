@@ -85,10 +85,26 @@ def _row(row: asyncpg.Record) -> dict[str, Any]:
     return out
 
 
+# Groups of the report: name in the output -> SQL expression. Days are UTC calendar days.
+_GROUPS = {
+    "operation": "operation",
+    "model": "model",
+    "client": "client_id",
+    "cache_tier": "cache_tier",
+    "section_key": "section_key",
+    "document_type": "document_type",
+    "day": "to_char(created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD')",
+}
+
+
 async def report(
     pool: asyncpg.Pool, *, client_id: str | None = None, workflow_id: str | None = None, run_id: str | None = None
 ) -> dict[str, Any]:
-    """Totals, and the same figures per operation, model, client and cache tier."""
+    """Totals, and the same figures per operation, model, client, cache tier, section, document
+    type and day (``by_day`` oldest first; the other groups by cost, highest first).
+
+    The one query behind ``wavelaunch usage report --json``, the dashboard and ``/metrics``.
+    """
     where, args = ["true"], []
     if client_id:
         args.append(client_id)
@@ -102,11 +118,42 @@ async def report(
     cond = " AND ".join(where)
     totals = _row(await pool.fetchrow(f"SELECT {_TOTALS} FROM usage_ledger WHERE {cond}", *args))
     out: dict[str, Any] = {"totals": totals}
-    for group in ("operation", "model", "client_id", "cache_tier", "section_key"):
+    for name, expression in _GROUPS.items():
+        order = "key" if name == "day" else "cost DESC, key"
         rows = await pool.fetch(
-            f"SELECT coalesce({group}, '-') AS key, {_TOTALS} FROM usage_ledger WHERE {cond}"
-            f" GROUP BY 1 ORDER BY cost DESC, key",
+            f"SELECT coalesce({expression}, '-') AS key, {_TOTALS} FROM usage_ledger WHERE {cond}"
+            f" GROUP BY 1 ORDER BY {order}",
             *args,
         )
-        out[f"by_{group.removesuffix('_id')}"] = {r["key"]: _row(r) for r in rows}
+        out[f"by_{name}"] = {r["key"]: _row(r) for r in rows}
+    out["cache_hit_rate_by_tier"] = hit_rate_by_tier(out)
+    return out
+
+
+def hit_rate_by_tier(report: dict[str, Any]) -> dict[str, float]:
+    """The share of all ledger rows each cache tier served (the tiers add up to the report's
+    overall ``cache_hit_rate``); ``none`` (a full generation) is not a hit and is left out."""
+    calls = report["totals"]["calls"]
+    return {
+        tier: (row["cache_hits"] / calls if calls else 0.0)
+        for tier, row in report["by_cache_tier"].items()
+        if tier not in ("none", "-")
+    }
+
+
+async def recent_workflows(pool: asyncpg.Pool, *, limit: int = 20) -> list[dict[str, Any]]:
+    """The latest generations (one row per workflow run) with what they cost, newest first."""
+    rows = await pool.fetch(
+        f"""SELECT workflow_id, run_id, min(client_id) AS client_id, min(document_type) AS document_type,
+                   min(created_at) AS started_at, max(created_at) AS last_call_at, {_TOTALS}
+            FROM usage_ledger WHERE workflow_id IS NOT NULL
+            GROUP BY workflow_id, run_id ORDER BY max(created_at) DESC LIMIT $1""",
+        limit,
+    )
+    out = []
+    for r in rows:
+        row = _row(r)
+        row["started_at"] = r["started_at"].isoformat()
+        row["last_call_at"] = r["last_call_at"].isoformat()
+        out.append(row)
     return out

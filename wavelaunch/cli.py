@@ -17,6 +17,7 @@ import typer
 from rich.live import Live
 from temporalio.client import WorkflowFailureError
 
+from crm.auth import MissingApiToken
 from domain.budgets import BudgetScope, BudgetSpec, InvalidBudget, Period, parse_thresholds
 from domain.client import InvalidClientRecord
 from domain.sections import DocumentKind, Level, UnknownSection
@@ -35,6 +36,7 @@ from wavelaunch.console import (
     progress_table,
     usage_table,
 )
+from wavelaunch.runtime import WorkerMetricsUnavailable
 from wavelaunch.settings import get_settings
 from workflows.business_plan import BusinessPlanWorkflow
 from workflows.deliverable import DeliverableWorkflow
@@ -85,6 +87,9 @@ _USER_ERRORS = (
     commands.UnknownWorkflow,
     plans.UnknownClients,
     InvalidBudget,
+    commands.MissingWebhookSecret,
+    MissingApiToken,
+    WorkerMetricsUnavailable,
 )
 
 
@@ -149,9 +154,14 @@ def _parse_sections(value: str | None) -> list[str] | None:
 async def stack_up(
     detach: bool = typer.Option(False, "--detach", "-d", help="Leave it running and return."),
     llm: bool = typer.Option(True, help="Also start (or check) the LLM endpoint."),
+    api: bool = typer.Option(
+        False, "--api", help="Also serve `wavelaunch api` (webhooks, REST API, metrics, dashboard) until Ctrl-C."
+    ),
 ) -> None:
     """Start Temporal (with its Web UI), Postgres and the local LLM if needed."""
-    await commands.stack_up(get_settings(), detach=detach, with_llm=llm)
+    if api and detach:
+        raise typer.BadParameter("--api runs in the foreground; drop --detach (or run `wavelaunch api` on its own)")
+    await commands.stack_up(get_settings(), detach=detach, with_llm=llm, api=api)
 
 
 @stack_app.command("down")
@@ -404,7 +414,7 @@ async def api(
     host: str | None = typer.Option(None, help="Default: WAVELAUNCH_API_HOST (127.0.0.1)."),
     port: int | None = typer.Option(None, help="Default: WAVELAUNCH_API_PORT (8000)."),
 ) -> None:
-    """Serve the CRM's webhooks (POST /webhooks/crm, signed) until Ctrl-C."""
+    """Serve the CRM's webhooks, the REST API (/api/v1), /metrics and the dashboard until Ctrl-C."""
     settings = get_settings()
     await commands.serve_api(settings, host=host or settings.api_host, port=port or settings.api_port)
 
@@ -732,7 +742,8 @@ async def bench_webhooks(
     console.print(
         f"{result['requests']} deliveries at {result['achieved_rate']}/s (target {rate}/s), "
         f"statuses {result['statuses']}: p50 {lat['p50']} ms, p95 {lat['p95']} ms, p99 {lat['p99']} ms, "
-        f"max {lat['max']} ms"
+        f"max {lat['max']} ms; every workflow started {result['all_started_s']} s after the first delivery "
+        f"({result['workflow_starts_per_s']}/s)"
     )
     cost.write_json(result, json_file)
     console.print(f"JSON written to {json_file}")

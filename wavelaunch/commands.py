@@ -28,7 +28,7 @@ from domain.outputs import in_schema_order
 from domain.render import render_document
 from domain.sections import DocumentKind, Level, sections_using
 from domain.summaries import CLIENT_SUMMARY, THREAD_SUMMARY, InvalidMessages, ThreadInput, parse_threads
-from storage import alerts, budgets, cache, clients, db, documents, messages, sections, summaries, usage
+from storage import alerts, budgets, cache, clients, db, documents, messages, summaries, usage
 from storage.messages import UnknownThread
 from wavelaunch import plans
 from wavelaunch import summaries as summary_runs
@@ -41,6 +41,7 @@ from wavelaunch.runtime import (
     connect_temporal,
     ensure_search_attributes,
     plan_dependencies,
+    worker_runtime,
 )
 from wavelaunch.settings import Settings
 from workflows.bulk import BulkRegenerationWorkflow
@@ -76,7 +77,11 @@ def _endpoint_table(endpoints: stack.StackEndpoints) -> Table:
     return table
 
 
-async def stack_up(settings: Settings, *, detach: bool, with_llm: bool) -> None:
+async def stack_up(settings: Settings, *, detach: bool, with_llm: bool, api: bool = False) -> None:
+    """Bring the stack up; ``api``: also serve the web app (webhooks, REST API, metrics,
+    dashboard) in this process until Ctrl-C (foreground only)."""
+    if api:
+        check_api_settings(settings, settings.api_host)  # refuse before starting anything
     if detach:
         endpoints = await stack.up(settings, with_llm=with_llm)
         console.print(_endpoint_table(endpoints))
@@ -85,7 +90,10 @@ async def stack_up(settings: Settings, *, detach: bool, with_llm: bool) -> None:
     async with stack.running_stack(settings, with_llm=with_llm) as endpoints:
         console.print(_endpoint_table(endpoints))
         console.print("Press Ctrl-C to stop.")
-        await _until_signal()
+        if api:
+            await serve_api(settings, host=settings.api_host, port=settings.api_port)
+        else:
+            await _until_signal()
 
 
 async def stack_down(settings: Settings) -> None:
@@ -110,10 +118,10 @@ async def _until_signal() -> None:
 
 # -- connections ---------------------------------------------------------------------------
 @contextlib.asynccontextmanager
-async def _database(settings: Settings) -> AsyncIterator[asyncpg.Pool]:
+async def _database(settings: Settings, *, max_size: int = 4) -> AsyncIterator[asyncpg.Pool]:
     """A migrated pool on DATABASE_URL or on the embedded Postgres (started if needed)."""
     endpoints = await stack.up(settings, with_llm=False)
-    pool = await db.connect(endpoints.database_url, max_size=4)
+    pool = await db.connect(endpoints.database_url, max_size=max_size)
     try:
         yield pool
     finally:
@@ -129,12 +137,16 @@ async def _temporal(settings: Settings) -> Client:
 async def run_worker(settings: Settings) -> None:
     endpoints = await stack.up(settings, with_llm=True)
     assert endpoints.llm is not None
-    client = await connect_temporal(settings, endpoints.temporal_address)
+    client = await connect_temporal(settings, endpoints.temporal_address, runtime=worker_runtime(settings))
     await ensure_search_attributes(client, settings.temporal_namespace)
     deps = await plan_dependencies(settings, endpoints.database_url, LLMConfig.from_endpoint(endpoints.llm))
     try:
         worker = build_worker(client, settings, deps)
         console.print(f"worker on task queue {settings.task_queue!r}; Ctrl-C to stop")
+        if settings.worker_metrics_port:
+            console.print(
+                f"worker metrics on http://{settings.worker_metrics_host}:{settings.worker_metrics_port}/metrics"
+            )
         async with worker:
             await _until_signal()
     finally:
@@ -215,25 +227,6 @@ async def watch_plan(
     return await plans.watch(handle, on_progress)
 
 
-async def document_json(pool: asyncpg.Pool, doc: documents.StoredDocument) -> dict[str, Any]:
-    stored = await sections.get_many(pool, doc.section_ids)
-    return {
-        "client_id": doc.client_id,
-        "kind": doc.kind,
-        "document_key": doc.document_key,
-        "version": doc.version,
-        "level": doc.level,
-        "client_version": doc.client_version,
-        "workflow_id": doc.workflow_id,
-        "created_at": doc.created_at.isoformat(),
-        "changes": doc.changes,
-        "sections": [
-            {"key": stored[i].section_key, "model": stored[i].model, "content": stored[i].content}
-            for i in doc.section_ids
-        ],
-    }
-
-
 async def show_document(settings: Settings, client_id: str, kind: DocumentKind, fmt: str) -> str:
     async with _database(settings) as pool:
         await clients.get(pool, client_id)
@@ -244,7 +237,7 @@ async def show_document(settings: Settings, client_id: str, kind: DocumentKind, 
                 f"run `wavelaunch plan generate {client_id}`"
             )
         if fmt == "json":
-            return json.dumps(await document_json(pool, doc), indent=2)
+            return json.dumps(await documents.as_json(pool, doc), indent=2)
         return doc.markdown
 
 
@@ -325,7 +318,7 @@ async def show_deliverable(settings: Settings, client_id: str, month: int, docum
                 f"run `wavelaunch deliverable generate {client_id} --month {month}`"
             )
         if fmt == "json":
-            return json.dumps([await document_json(pool, doc) for doc in found], indent=2)
+            return json.dumps([await documents.as_json(pool, doc) for doc in found], indent=2)
         return "\n".join(doc.markdown for doc in found)
 
 
@@ -484,21 +477,39 @@ class MissingWebhookSecret(ValueError):
     pass
 
 
-async def serve_api(settings: Settings, *, host: str, port: int) -> None:
-    """The CRM webhook endpoint (and /healthz) until Ctrl-C."""
-    import uvicorn
-
-    from crm.app import create_app
-    from crm.intake import Intake
+def check_api_settings(settings: Settings, host: str) -> None:
+    """What the web app needs before it starts: the webhook secret, and a token off loopback."""
+    from crm.auth import check_bind
 
     if settings.webhook_secret is None or not settings.webhook_secret.get_secret_value():
         raise MissingWebhookSecret("set WAVELAUNCH_WEBHOOK_SECRET to the CRM's webhook secret")
-    async with _database(settings) as pool:
+    check_bind(settings.api_token, host)
+
+
+async def serve_api(settings: Settings, *, host: str, port: int) -> None:
+    """The service's web app until Ctrl-C: the CRM webhook, the REST API (/api/v1), /metrics and
+    the dashboard. Refuses to listen beyond 127.0.0.1 without WAVELAUNCH_API_TOKEN."""
+    import uvicorn
+
+    from crm.app import create_app
+    from crm.auth import token_value
+    from crm.intake import Intake
+
+    check_api_settings(settings, host)
+    # Concurrent webhooks each hold a connection briefly; the outbox's sender holds one more.
+    async with _database(settings, max_size=10) as pool:
         intake = Intake(pool, await _temporal(settings), settings)
         app = create_app(
-            intake, secret=settings.webhook_secret.get_secret_value(), max_age_seconds=settings.webhook_max_age_seconds
+            intake,
+            secret=settings.webhook_secret.get_secret_value(),
+            max_age_seconds=settings.webhook_max_age_seconds,
+            api_token=token_value(settings.api_token),
         )
-        console.print(f"CRM webhooks on http://{host}:{port}/webhooks/crm")
+        base = f"http://{host}:{port}"
+        console.print(f"CRM webhooks on {base}/webhooks/crm")
+        console.print(f"REST API on {base}/api/v1 (docs: {base}/api/v1/docs), metrics on {base}/metrics")
+        token_hint = "?token=<WAVELAUNCH_API_TOKEN>" if settings.api_token else ""
+        console.print(f"dashboard on {base}/dashboard{token_hint}")
         await uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level="warning")).serve()
 
 

@@ -9,6 +9,7 @@ from temporalio.api.enums.v1 import IndexedValueType
 from temporalio.api.operatorservice.v1 import AddSearchAttributesRequest, ListSearchAttributesRequest
 from temporalio.client import Client, TLSConfig
 from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.runtime import PrometheusConfig, Runtime, TelemetryConfig
 from temporalio.service import RPCError, RPCStatusCode
 from temporalio.worker import Worker
 
@@ -61,8 +62,28 @@ class LLMConfig:
         )
 
 
-async def connect_temporal(settings: Settings, address: str | None = None) -> Client:
-    """A Temporal client with the pydantic data converter (client, worker and replayer alike)."""
+class WorkerMetricsUnavailable(RuntimeError):
+    pass
+
+
+def worker_runtime(settings: Settings) -> Runtime | None:
+    """A Temporal runtime serving the SDK's worker metrics (Prometheus) on
+    ``WAVELAUNCH_WORKER_METRICS_HOST:PORT``; None (the default runtime) when the port is 0."""
+    if not settings.worker_metrics_port:
+        return None
+    address = f"{settings.worker_metrics_host}:{settings.worker_metrics_port}"
+    try:
+        return Runtime(telemetry=TelemetryConfig(metrics=PrometheusConfig(bind_address=address)))
+    except ValueError as err:
+        raise WorkerMetricsUnavailable(
+            f"cannot serve worker metrics on {address} ({err}); another worker may hold the port: "
+            "set WAVELAUNCH_WORKER_METRICS_PORT to a free port, or 0 to not serve them"
+        ) from None
+
+
+async def connect_temporal(settings: Settings, address: str | None = None, *, runtime: Runtime | None = None) -> Client:
+    """A Temporal client with the pydantic data converter (client, worker and replayer alike);
+    ``runtime``: the worker's, for its metrics (``worker_runtime``)."""
     api_key = settings.temporal_api_key.get_secret_value() if settings.temporal_api_key else None
     return await Client.connect(
         address or settings.effective_temporal_address(),
@@ -70,6 +91,7 @@ async def connect_temporal(settings: Settings, address: str | None = None) -> Cl
         data_converter=pydantic_data_converter,
         tls=TLSConfig() if settings.temporal_tls or api_key else False,
         api_key=api_key,
+        runtime=runtime,
     )
 
 

@@ -85,6 +85,14 @@ class Settings(BaseSettings):
     webhook_max_age_seconds: float = 300.0
     api_host: str = "127.0.0.1"
     api_port: int = 8000
+    # Bearer token for /api/v1 and the dashboard's data. Unset: the API serves 127.0.0.1 only,
+    # without authentication (crm/auth.py refuses any other bind address).
+    api_token: SecretStr | None = None
+
+    # The Temporal SDK's own worker metrics (Prometheus text): the worker serves them on
+    # host:port, and the API's /metrics appends them when reachable. Port 0: not served.
+    worker_metrics_host: str = "127.0.0.1"
+    worker_metrics_port: int = 9464
 
     # Bulk regeneration: through the OpenAI Batch API (half price, within 24 h) unless false or
     # the endpoint is the local model; how often the workflow looks at a batch.

@@ -13,7 +13,6 @@ from domain.sections import Level, resolve_sections
 from storage import documents
 from tests.e2e.conftest import make_settings, requested_sections, section_requests
 from tests.e2e.test_business_plan_e2e import new_client, run_plan
-from wavelaunch.commands import document_json
 from wavelaunch.runtime import close_dependencies, plan_dependencies
 from workflows.business_plan import BusinessPlanWorkflow
 from workflows.models import PlanRequest, SectionBatchRequest, SectionRequest
@@ -48,7 +47,7 @@ async def test_a_complete_plan_writes_its_small_low_priority_sections_in_one_req
     assert {s.section_key: s.batch_size for s in result.sections if s.batch_size} == dict.fromkeys(BATCH, 2)
     doc = await documents.latest(pool, client_id, "business_plan")
     assert doc is not None and "## Operations Plan" in doc.markdown and "## Team Structure" in doc.markdown
-    as_json = await document_json(pool, doc)
+    as_json = await documents.as_json(pool, doc)
     assert [e["key"] for e in as_json["sections"]] == COMPLETE
     for entry in as_json["sections"]:
         output_model(entry["key"]).model_validate(entry["content"])

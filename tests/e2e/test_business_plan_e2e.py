@@ -19,7 +19,7 @@ from storage import clients, documents, usage
 from storage.clients import UnknownClient
 from tests.e2e.conftest import section_requests
 from wavelaunch import plans
-from wavelaunch.commands import document_json, sample_client_file
+from wavelaunch.commands import sample_client_file
 from wavelaunch.settings import Settings
 from workflows.business_plan import BusinessPlanWorkflow
 from workflows.models import PlanRequest
@@ -75,11 +75,13 @@ async def test_plan_generates_each_section_once_stores_document_and_usage(pool, 
     assert (
         md.index("### Headline") < md.index("### Overview") < md.index("### Mission") < md.index("### Key objectives")
     )
-    as_json = await document_json(pool, doc)
+    as_json = await documents.as_json(pool, doc)
     for entry in as_json["sections"]:
         output_model(entry["key"]).model_validate(entry["content"])
 
-    rows = await usage_rows(pool, handle.id)
+    # Template sections (client-independent) may be served from an earlier test's generation.
+    every_section_row = await usage_rows(pool, handle.id)
+    rows = [r for r in every_section_row if r["cache_tier"] != "template"]
     assert len(rows) == len(ESSENTIAL) and all(r["success"] for r in rows)
     # The ledger holds the API's own usage, exactly as the stub billed it.
     billed = sum(r["prompt_tokens"] + r["completion_tokens"] for r in section_requests(stub))
@@ -95,9 +97,7 @@ async def test_plan_generates_each_section_once_stores_document_and_usage(pool, 
     every_row = await pool.fetch("SELECT * FROM usage_ledger WHERE run_id = $1", handle.result_run_id)
     assert report["totals"]["total_tokens"] == sum(r["total_tokens"] for r in every_row) >= result.total_tokens
     assert set(report["by_model"]) == {r["model"] for r in every_row}
-    # Plus the template's row when an earlier test had already written it (a template-tier hit).
-    template_hits = sum(1 for r in every_row if r["cache_tier"] == "template")
-    assert report["by_operation"]["generate_section"]["calls"] == len(ESSENTIAL) + template_hits
+    assert report["by_operation"]["generate_section"]["calls"] == len(every_section_row)
     assert report["totals"]["saved_cost"] == pytest.approx(
         float(sum(r["baseline_cost"] - r["estimated_cost"] for r in every_row)), abs=1e-9
     )

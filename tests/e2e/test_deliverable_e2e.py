@@ -14,7 +14,7 @@ from storage import clients, documents
 from tests.e2e.conftest import requested_sections, section_requests
 from tests.e2e.test_business_plan_e2e import new_client
 from wavelaunch import plans
-from wavelaunch.commands import InvalidMonth, UnknownFields, check_month, document_json, regenerate_deliverable
+from wavelaunch.commands import InvalidMonth, UnknownFields, check_month, regenerate_deliverable
 from wavelaunch.intake import accept_client
 from workflows.deliverable import DeliverableWorkflow
 from workflows.models import DeliverableRequest
@@ -75,7 +75,7 @@ async def test_months_one_and_two_share_brand_context_and_build_on_a_digest(
         stored = await documents.latest(pool, client_id, "deliverable", document_key=doc.key)
         assert stored is not None and stored.version == 1 and stored.level == "m1"
         assert f"# {doc.title}" in stored.markdown and "## Brand Context" in stored.markdown
-        as_json = await document_json(pool, stored)
+        as_json = await documents.as_json(pool, stored)
         assert [s["key"] for s in as_json["sections"]] == [s.key for s in deliverables.document_sections(doc.key)]
         for entry in as_json["sections"]:
             output_model(entry["key"]).model_validate(entry["content"])

@@ -9,26 +9,36 @@ from datetime import UTC, datetime, timedelta
 
 import httpx
 import pytest
-from temporalio.client import WorkflowExecutionStatus
+from temporalio.client import WorkflowExecutionStatus, WorkflowFailureError
 
 from crm import signature
 from crm.app import create_app
 from crm.intake import Intake
-from storage import clients
+from storage import clients, workflow_starts
 from storage.clients import UnknownClient
 from tests.e2e.test_business_plan_e2e import new_client
 from wavelaunch.commands import sample_client_file
 from workflows.business_plan import BusinessPlanWorkflow
 from workflows.deliverable import DeliverableWorkflow
+from workflows.models import PlanRequest
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(120)]
 SECRET = "whsec-test"
 
 
 @pytest.fixture
-async def crm(pool, client, settings, worker):
-    app = create_app(Intake(pool, client, settings), secret=SECRET, max_age_seconds=300)
-    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://crm.test") as http:
+def intake(pool, client, settings):
+    return Intake(pool, client, settings)
+
+
+@pytest.fixture
+async def crm(intake, worker):
+    """The app with its lifespan (the outbox's sender runs), through an ASGI transport."""
+    app = create_app(intake, secret=SECRET, max_age_seconds=300)
+    async with (
+        app.router.lifespan_context(app),
+        httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://crm.test") as http,
+    ):
         yield http
 
 
@@ -50,13 +60,16 @@ def record(**changes) -> dict:
     return data | {"id": f"crm{uuid.uuid4().hex[:10]}"} | changes
 
 
-async def test_client_created_starts_one_plan_and_a_redelivery_starts_nothing(crm, pool, client):
+async def test_client_created_starts_one_plan_and_a_redelivery_starts_nothing(crm, intake, pool, client):
     data = record()
     body, headers = delivery("client.created", data)
     first = await crm.post("/webhooks/crm", content=body, headers=headers)
     assert first.status_code == 202 and first.json()["workflow_id"] == f"plan-{data['id']}"
     again = await crm.post("/webhooks/crm", content=body, headers=headers)
     assert again.status_code == 202 and again.json() == first.json()
+    # Accepted into the outbox once; the starter sends it to Temporal.
+    assert await pool.fetchval("SELECT count(*) FROM workflow_starts WHERE workflow_id = $1", f"plan-{data['id']}") == 1
+    await intake.starts.idle()
     handle = client.get_workflow_handle(f"plan-{data['id']}")
     await handle.result()
     runs = [w async for w in client.list_workflows(f"WorkflowId = 'plan-{data['id']}'")]
@@ -85,6 +98,7 @@ async def test_bad_deliveries_are_refused_and_store_nothing(crm, pool, tamper, s
     with pytest.raises(UnknownClient):
         await clients.get(pool, data["id"])
     assert await pool.fetchval("SELECT count(*) FROM webhook_deliveries WHERE id = $1", headers["X-Webhook-ID"]) == 0
+    assert await pool.fetchval("SELECT count(*) FROM workflow_starts WHERE workflow_id = $1", f"plan-{data['id']}") == 0
 
 
 async def test_unknown_events_are_acknowledged_and_ignored(crm):
@@ -93,16 +107,18 @@ async def test_unknown_events_are_acknowledged_and_ignored(crm):
     assert answer.status_code == 200 and answer.json()["status"] == "ignored"
 
 
-async def test_client_updated_regenerates_only_what_changed(crm, pool, client, stub):
+async def test_client_updated_regenerates_only_what_changed(crm, intake, pool, client, stub):
     client_id = await new_client(pool)
     current = (await clients.get(pool, client_id)).record.wire()
     body, headers = delivery("client.created", current)
     await crm.post("/webhooks/crm", content=body, headers=headers)
+    await intake.starts.idle()
     await client.get_workflow_handle(f"plan-{client_id}").result()
     stub.reset()
     body, headers = delivery("client.updated", current | {"emergingCompetitors": "A brand-new rival."})
     answer = await crm.post("/webhooks/crm", content=body, headers=headers)
     assert answer.status_code == 202 and answer.json()["client_version"] == 2
+    await intake.starts.idle()
     result = await client.get_workflow_handle_for(BusinessPlanWorkflow.run, f"plan-{client_id}").result()
     assert [s.section_key for s in result.sections if s.cache_tier == "none"] == ["competitive_landscape"]
 
@@ -122,9 +138,15 @@ async def test_client_updated_reaches_a_running_deliverable(crm, pool, client, s
         await asyncio.sleep(0.1)
     body, headers = delivery("client.updated", current | {"brandValues": "Honesty, craft and calm."})
     answer = await crm.post("/webhooks/crm", content=body, headers=headers)
-    assert answer.status_code == 202 and answer.json()["signalled"] == [month]
+    assert answer.status_code == 202
+    # The announcement goes through the outbox to the running month, which folds version 2 in.
     result = await client.get_workflow_handle_for(DeliverableWorkflow.run, month).result()
     assert result.client_version == 2
+    sent = await pool.fetchval(
+        "SELECT done_at IS NOT NULL FROM workflow_starts WHERE action = 'announce' AND workflow_id = $1",
+        f"deliverables-{client_id}",
+    )
+    assert sent
 
 
 async def test_deliverable_with_a_bad_month_is_refused(crm, pool):
@@ -132,3 +154,53 @@ async def test_deliverable_with_a_bad_month_is_refused(crm, pool):
     body, headers = delivery("deliverable.created", {"clientId": client_id, "month": 9})
     answer = await crm.post("/webhooks/crm", content=body, headers=headers)
     assert answer.status_code == 422 and "1–8" in answer.json()["errors"][0]
+
+
+async def test_an_accepted_start_survives_a_restart_of_the_api(pool, client, settings, worker):
+    """The outbox row is committed before the 202: an app that stops before sending it leaves
+    it for the next app to send (no event lost), and sending twice starts one workflow."""
+    client_id = await new_client(pool)
+    await Intake(pool, client, settings).starts.plan(PlanRequest(client_id=client_id, level="essential"))
+    assert await workflow_starts.count_pending(pool) >= 1  # nothing drained it: the "crash"
+    restarted = Intake(pool, client, settings)
+    app = create_app(restarted, secret=SECRET, max_age_seconds=300)
+    async with app.router.lifespan_context(app):
+        await restarted.starts.idle()
+    await client.get_workflow_handle(f"plan-{client_id}").result()
+    runs = [w async for w in client.list_workflows(f"WorkflowId = 'plan-{client_id}'")]
+    assert len(runs) == 1
+
+
+async def test_client_archived_cancels_after_the_queued_start(crm, intake, pool, client):
+    data = record()
+    for event in ("client.created", "client.archived"):
+        body, headers = delivery(event, data)
+        assert (await crm.post("/webhooks/crm", content=body, headers=headers)).status_code == 202
+    await intake.starts.idle()
+    handle = client.get_workflow_handle(f"plan-{data['id']}")
+    with pytest.raises(WorkflowFailureError):
+        await handle.result()
+    assert (await handle.describe()).status == WorkflowExecutionStatus.CANCELED
+
+
+async def test_a_failing_start_holds_back_only_its_own_workflows_later_rows(pool, client, settings):
+    starter = Intake(pool, client, settings).starts
+    tag = uuid.uuid4().hex[:8]
+    rows = [(f"wf-{tag}-a", "no-such-action", {}), (f"wf-{tag}-a", "cancel", {}), (f"wf-{tag}-b", "cancel", {})]
+    await workflow_starts.enqueue(pool, rows)
+    try:
+        sent, failed = await starter.drain()
+        assert (sent, failed) == (1, 1)
+        state = await pool.fetch(
+            "SELECT workflow_id, action, done_at IS NOT NULL AS done, attempts, last_error FROM workflow_starts"
+            " WHERE workflow_id LIKE $1 ORDER BY id",
+            f"wf-{tag}-%",
+        )
+        assert [(r["action"], r["done"], r["attempts"]) for r in state] == [
+            ("no-such-action", False, 1),
+            ("cancel", False, 0),  # waits behind the failed row of the same workflow
+            ("cancel", True, 1),
+        ]
+        assert "no-such-action" in state[0]["last_error"]
+    finally:  # leave no pending row behind: other tests wait for an empty outbox
+        await pool.execute("UPDATE workflow_starts SET done_at = now() WHERE workflow_id LIKE $1", f"wf-{tag}-%")

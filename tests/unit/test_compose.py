@@ -204,6 +204,26 @@ def test_api_healthcheck_probes_the_port_it_serves(services: dict[str, dict[str,
     assert any(str(mapping).endswith(f":{port}") for mapping in api["ports"]), api["ports"]
 
 
+def test_api_publishes_its_port_and_requires_a_token(services: dict[str, dict[str, Any]]) -> None:
+    """The api listens on 0.0.0.0 in its container, where it refuses to start without a token."""
+    api = services["api"]
+    command = api["command"]
+    assert command[command.index("--host") + 1] == "0.0.0.0"
+    token = environment(api)["WAVELAUNCH_API_TOKEN"]
+    assert token is not None and token.startswith("${WAVELAUNCH_API_TOKEN:?"), "the token comes from the host, required"
+    port = command[command.index("--port") + 1]
+    assert any(str(mapping).endswith(f":{port}") for mapping in api["ports"])
+
+
+def test_api_reaches_the_workers_own_metrics(services: dict[str, dict[str, Any]]) -> None:
+    worker_env, api_env = environment(services["worker"]), environment(services["api"])
+    port = worker_env["WAVELAUNCH_WORKER_METRICS_PORT"]
+    assert worker_env["WAVELAUNCH_WORKER_METRICS_HOST"] == "0.0.0.0"  # reachable from the api container
+    assert api_env["WAVELAUNCH_WORKER_METRICS_HOST"] == "worker"
+    assert api_env["WAVELAUNCH_WORKER_METRICS_PORT"] == port
+    assert port in [str(p) for p in services["worker"].get("expose", [])]
+
+
 def test_compose_config_is_valid() -> None:
     """``docker compose config`` validates the file (no daemon needed); skipped without it."""
     candidates = [["docker", "compose"], ["docker-compose"]]
@@ -217,7 +237,7 @@ def test_compose_config_is_valid() -> None:
             break
     if binary is None:
         pytest.skip("no Docker Compose v2 here")
-    env = {**os.environ, "OPENAI_API_KEY": "sk-compose-config-check"}
+    env = {**os.environ, "OPENAI_API_KEY": "sk-compose-config-check", "WAVELAUNCH_API_TOKEN": "config-check"}
     result = subprocess.run(
         [*binary, "-f", str(COMPOSE_FILE), "--profile", "api", "config", "--quiet"],
         capture_output=True,

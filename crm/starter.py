@@ -1,0 +1,153 @@
+"""Sending the intake's accepted work to Temporal, off the request path.
+
+The CRM waits 10 s, once. Starting a workflow takes ~11 ms on the dev server and its SQLite store
+takes ~70 starts a second at most, while Postgres takes a thousand inserts a second; so the webhook
+stores the start in the outbox (``storage.workflow_starts``), answers 202, and this starter sends
+the rows to Temporal as fast as Temporal takes them: oldest first, concurrently across workflows,
+in order within one workflow (a start, then a cancel, must not swap). The row is committed before
+the 202, so an accepted event survives a crash; a row sent twice (crash between the start and the
+mark) is harmless, since every start is idempotent (deterministic id, USE_EXISTING).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections import defaultdict
+from typing import Any
+
+import asyncpg
+from temporalio.client import Client
+from temporalio.service import RPCError
+
+from domain.deliverables import workflow_id as deliverable_workflow_id
+from storage import workflow_starts
+from storage.workflow_starts import PendingStart
+from wavelaunch import plans
+from wavelaunch.settings import Settings
+from workflows.models import DeliverableRequest, PlanRequest
+from workflows.shared import plan_workflow_id
+
+log = logging.getLogger(__name__)
+
+BATCH = 200
+# Starts in flight at once: enough to keep Temporal busy, few enough that a burst of starts does
+# not starve the intake (Postgres, the dev server and the API share the machine's cores).
+MAX_CONCURRENT_SENDS = 8
+POLL_SECONDS = 1.0  # rows stored by another API process are picked up within this
+MAX_BACKOFF_SECONDS = 30.0
+# One drainer at a time across API processes, so a workflow's rows are sent in order.
+_DRAIN_LOCK = 0x57_41_56_45  # arbitrary, fixed
+
+
+class Starter:
+    def __init__(self, pool: asyncpg.Pool, temporal: Client, settings: Settings):
+        self.pool = pool
+        self.temporal = temporal
+        self.settings = settings
+        self._wake = asyncio.Event()
+        self._sending = asyncio.Semaphore(MAX_CONCURRENT_SENDS)
+
+    # -- the intake's side: store, wake the loop ------------------------------------------
+    async def plan(self, request: PlanRequest, *, announce_version: int | None = None) -> None:
+        payload = {"request": request.model_dump(mode="json"), "announce_version": announce_version}
+        await self._enqueue([(plan_workflow_id(request.client_id), "plan", payload)])
+
+    async def deliverable(self, request: DeliverableRequest) -> None:
+        payload = {"request": request.model_dump(mode="json")}
+        await self._enqueue([(deliverable_workflow_id(request.client_id, request.month), "deliverable", payload)])
+
+    async def announce(self, client_id: str, version: int) -> None:
+        """Tell the client's running deliverables about ``version`` (they fold it in)."""
+        payload = {"client_id": client_id, "version": version}
+        await self._enqueue([(f"deliverables-{client_id}", "announce", payload)])
+
+    async def cancel(self, workflow_ids: list[str]) -> None:
+        await self._enqueue([(workflow_id, "cancel", {}) for workflow_id in workflow_ids])
+
+    async def _enqueue(self, rows: list[tuple[str, str, dict[str, Any]]]) -> None:
+        await workflow_starts.enqueue(self.pool, rows)
+        self._wake.set()
+
+    # -- the sending side ------------------------------------------------------------------
+    async def drain(self) -> tuple[int, int]:
+        """One pass: send every pending row; returns (sent, failed). Another process draining
+        (it holds the lock) makes this a no-op."""
+        sent = failed = 0
+        async with self.pool.acquire() as conn:
+            if not await conn.fetchval("SELECT pg_try_advisory_lock($1)", _DRAIN_LOCK):
+                return 0, 0
+            try:
+                while rows := await workflow_starts.pending(conn, limit=BATCH):
+                    by_workflow: dict[str, list[PendingStart]] = defaultdict(list)
+                    for row in rows:
+                        by_workflow[row.workflow_id].append(row)
+                    outcomes = await asyncio.gather(*(self._send_in_order(group) for group in by_workflow.values()))
+                    done = [start_id for ok, _ in outcomes for start_id in ok]
+                    await workflow_starts.mark_done(self.pool, done)
+                    sent += len(done)
+                    failed += sum(bad for _, bad in outcomes)
+                    if failed:
+                        break  # Temporal is unwell: the loop backs off before the next pass
+            finally:
+                await conn.execute("SELECT pg_advisory_unlock($1)", _DRAIN_LOCK)
+        return sent, failed
+
+    async def _send_in_order(self, group: list[PendingStart]) -> tuple[list[int], int]:
+        ok: list[int] = []
+        for row in group:
+            try:
+                async with self._sending:
+                    await self._send(row)
+            except Exception as err:  # noqa: BLE001 - any failure keeps the row for the next pass
+                log.warning("could not send %s %s (attempt %d): %s", row.action, row.workflow_id, row.attempts + 1, err)
+                await workflow_starts.mark_failed(self.pool, row.id, f"{type(err).__name__}: {err}")
+                return ok, 1  # the rest of this workflow's rows wait: their order matters
+            ok.append(row.id)
+        return ok, 0
+
+    async def _send(self, row: PendingStart) -> None:
+        if row.action == "plan":
+            request = PlanRequest.model_validate(row.request["request"])
+            await plans.start_plan(
+                self.temporal, self.settings, request, announce_version=row.request.get("announce_version")
+            )
+        elif row.action == "deliverable":
+            await plans.start_deliverable(
+                self.temporal, self.settings, DeliverableRequest.model_validate(row.request["request"])
+            )
+        elif row.action == "announce":
+            await plans.announce_to_deliverables(self.temporal, row.request["client_id"], row.request["version"])
+        elif row.action == "cancel":
+            try:
+                await self.temporal.get_workflow_handle(row.workflow_id).cancel()
+            except RPCError:
+                pass  # not running (or never started): nothing to cancel
+        else:
+            raise ValueError(f"unknown outbox action {row.action!r}")
+
+    async def run(self) -> None:
+        """Drain now, then whenever the intake stores a row (or every POLL_SECONDS), backing off
+        while Temporal refuses; until cancelled."""
+        backoff = POLL_SECONDS / 2
+        while True:
+            self._wake.clear()
+            try:
+                _, failed = await self.drain()
+            except Exception:  # noqa: BLE001 - the loop must outlive a bad pass (Postgres restarting, ...)
+                log.exception("outbox drain failed; retrying")
+                failed = 1
+            if failed:  # Temporal refuses: wait it out, new rows wait too (they are stored)
+                backoff = min(backoff * 2, MAX_BACKOFF_SECONDS)
+                await asyncio.sleep(backoff)
+                continue
+            backoff = POLL_SECONDS
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), timeout=POLL_SECONDS)
+
+    async def idle(self, every: float = 0.05) -> None:
+        """Return once every stored row has been sent (tests and benchmarks wait on this)."""
+        while await workflow_starts.count_pending(self.pool):
+            self._wake.set()
+            await asyncio.sleep(every)

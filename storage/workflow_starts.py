@@ -1,0 +1,50 @@
+"""The webhook intake's outbox: workflow starts waiting to be sent to Temporal."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import asyncpg
+
+
+@dataclass(frozen=True)
+class PendingStart:
+    id: int
+    workflow_id: str
+    action: str
+    request: dict[str, Any]
+    attempts: int
+
+
+async def enqueue(pool: asyncpg.Pool, rows: list[tuple[str, str, dict[str, Any]]]) -> None:
+    """Store (workflow_id, action, request) rows, in this order, in one transaction."""
+    async with pool.acquire() as conn, conn.transaction():
+        await conn.executemany("INSERT INTO workflow_starts (workflow_id, action, request) VALUES ($1, $2, $3)", rows)
+
+
+async def pending(conn: asyncpg.Connection | asyncpg.Pool, *, limit: int) -> list[PendingStart]:
+    """The oldest rows not yet sent."""
+    rows = await conn.fetch(
+        "SELECT id, workflow_id, action, request, attempts FROM workflow_starts"
+        " WHERE done_at IS NULL ORDER BY id LIMIT $1",
+        limit,
+    )
+    return [PendingStart(**dict(r)) for r in rows]
+
+
+async def count_pending(pool: asyncpg.Pool) -> int:
+    return await pool.fetchval("SELECT count(*) FROM workflow_starts WHERE done_at IS NULL")
+
+
+async def mark_done(pool: asyncpg.Pool, ids: list[int]) -> None:
+    if ids:
+        await pool.execute(
+            "UPDATE workflow_starts SET done_at = now(), attempts = attempts + 1 WHERE id = ANY($1)", ids
+        )
+
+
+async def mark_failed(pool: asyncpg.Pool, start_id: int, error: str) -> None:
+    await pool.execute(
+        "UPDATE workflow_starts SET attempts = attempts + 1, last_error = $2 WHERE id = $1", start_id, error[:1000]
+    )
