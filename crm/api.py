@@ -18,13 +18,16 @@ from temporalio.service import RPCError, RPCStatusCode
 
 from crm.dashboard import dashboard_data
 from domain.sections import Level, UnknownSection
-from storage import clients, documents
+from domain.summaries import ThreadInput
+from storage import clients, documents, messages
 from storage.clients import UnknownClient
 from wavelaunch import plans
+from wavelaunch import summaries as summary_runs
 from wavelaunch.settings import Settings
 from workflows.business_plan import BusinessPlanWorkflow
 from workflows.deliverable import DeliverableWorkflow
-from workflows.models import DeliverableRequest, PlanRequest
+from workflows.models import DeliverableRequest, PlanRequest, SummaryRequest
+from workflows.summary import SummaryWorkflow
 
 PREFIX = "/api/v1"
 # A progress query on a workflow no worker serves would wait; the status answer must not.
@@ -32,6 +35,7 @@ QUERY_TIMEOUT = timedelta(seconds=3)
 _PROGRESS_QUERIES = {
     "BusinessPlanWorkflow": BusinessPlanWorkflow.progress,
     "DeliverableWorkflow": DeliverableWorkflow.progress,
+    "SummaryWorkflow": SummaryWorkflow.progress,
 }
 
 
@@ -45,6 +49,15 @@ class PlanStart(BaseModel):
 class DeliverableStart(BaseModel):
     client_id: str = Field(min_length=1)
     month: int = Field(ge=1, le=8, description="Month of the programme, 1–8 (M1–M8).")
+
+
+class SummaryStart(BaseModel):
+    client_id: str = Field(min_length=1)
+    thread_ids: list[str] | None = Field(default=None, description="Only these threads; default: every thread.")
+    include_client_summary: bool = True
+    threads: list[ThreadInput] = Field(
+        default_factory=list, description="New messages to store first (idempotent by message id)."
+    )
 
 
 class Started(BaseModel):
@@ -135,13 +148,25 @@ def build_router(pool: asyncpg.Pool, temporal: Client, settings: Settings, guard
         handle = await plans.start_deliverable(temporal, settings, deliverable)
         return started(request, handle.id, handle.result_run_id)
 
-    # -- POST /api/v1/summaries: TO BE WIRED BY THE LEAD --------------------------------------
-    # SummaryWorkflow is built on another branch. Add the route here, shaped like the two above:
-    # a request model (client_id, ...), the branch's check function (422 / 404, nothing started),
-    # its start function (deterministic workflow id, USE_EXISTING), then
-    # `return started(request, handle.id, handle.result_run_id)` with status_code=202; and add
-    # "SummaryWorkflow": SummaryWorkflow.progress to _PROGRESS_QUERIES if it has that query.
-    # tests/e2e/test_api_e2e.py::test_openapi_lists_every_route then covers it automatically.
+    @router.post("/summaries", status_code=202, response_model=Started, tags=["generation"])
+    async def start_summary(body: SummaryStart, request: Request) -> Started:
+        """Store any new messages, then bring the client's thread summaries up to date (from the
+        new messages only) and write the client summary (or join the run in progress)."""
+        summary = SummaryRequest(
+            client_id=body.client_id, thread_ids=body.thread_ids, include_client_summary=body.include_client_summary
+        )
+        try:
+            await clients.get(pool, body.client_id)
+            if body.thread_ids:
+                known = {*await messages.thread_ids(pool, body.client_id), *(t.thread_id for t in body.threads)}
+                if missing := [t for t in body.thread_ids if t not in known]:
+                    raise unprocessable("thread_ids", f"client {body.client_id!r} has no thread(s) {missing}")
+            await summary_runs.append_threads(pool, body.client_id, body.threads)
+            await summary_runs.check_summary(pool, summary)
+        except UnknownClient as err:
+            raise _not_found(str(err)) from None
+        handle = await summary_runs.start_summary(temporal, settings, summary)
+        return started(request, handle.id, handle.result_run_id)
 
     @router.get("/workflows/{workflow_id}", response_model=WorkflowStatus, tags=["generation"])
     async def workflow_status(workflow_id: str) -> WorkflowStatus:

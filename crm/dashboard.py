@@ -13,31 +13,49 @@ from typing import Any
 
 import asyncpg
 
-from storage import usage
+from storage import alerts as stored_alerts
+from storage import budgets, usage
 from wavelaunch.settings import Settings
 
 RECENT_GENERATIONS = 20
 
 
 async def budget_status(pool: asyncpg.Pool) -> list[dict[str, Any]]:
-    """Budgets and how much of each is used: TO BE WIRED BY THE LEAD.
+    """Every budget in its current period and how much of it is used (settled + reserved):
+    one gauge each on the page, and ``wavelaunch_budget_use_ratio`` in /metrics."""
+    out = []
+    for use in await budgets.usage(pool):
+        name = "global" if use.client_id is None else f"client {use.client_id}"
+        out.append(
+            {
+                "budget_id": use.budget_id,
+                "budget": name,
+                "period": use.period.value.upper(),
+                "period_start": use.period_start.isoformat(),
+                "token_limit": use.token_limit,
+                "tokens_used": use.tokens_used,
+                "tokens_reserved": use.tokens_reserved,
+                "cost_limit": float(use.cost_limit),
+                "cost_used": float(use.cost_used),
+                "use_ratio": round(use.fraction, 4),
+                "paused": use.paused,
+            }
+        )
+    return out
 
-    Another branch builds budgets. Return one dict per budget and period, e.g.
-    ``{"budget": "global", "period": "DAILY", "token_limit": 1000000, "tokens_used": 1234,
-    "cost_limit": 50.0, "cost_used": 0.12, "use_ratio": 0.0024}`` (``use_ratio``: the larger of
-    the token and cost ratios). The page draws one gauge per entry, an empty state for [].
-    ``crm.metrics.budget_samples`` should read the same function.
-    """
-    return []
 
-
-async def alerts(pool: asyncpg.Pool) -> list[dict[str, Any]]:
-    """Budget alerts (50/75/90/100%) and other operator alerts: TO BE WIRED BY THE LEAD.
-
-    One dict per alert, newest first, e.g. ``{"at": "<ISO 8601>", "level": "warning",
-    "message": "DAILY budget at 75%"}``; the page lists them, an empty state for [].
-    """
-    return []
+async def alerts(pool: asyncpg.Pool, limit: int = 20) -> list[dict[str, Any]]:
+    """The newest alerts (budget thresholds, cache hit rate), newest first."""
+    return [
+        {
+            "at": a.created_at.isoformat(),
+            "level": "critical" if (a.threshold or 0) >= 100 else "warning",
+            "kind": a.kind,
+            "message": a.message,
+            "delivered": a.delivered,
+        }
+        for a in await stored_alerts.recent(pool, limit=limit)
+    ]
 
 
 async def dashboard_data(pool: asyncpg.Pool, settings: Settings) -> dict[str, Any]:

@@ -17,6 +17,7 @@ from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from crm.dashboard import budget_status
 from storage import usage, workflow_starts
 from wavelaunch.settings import Settings
 
@@ -31,13 +32,9 @@ _LLM_CALL = "request_duration_ms IS NOT NULL AND NOT (cache_hit AND operation = 
 
 
 async def budget_samples(pool: asyncpg.Pool) -> list[tuple[dict[str, str], float]]:
-    """``wavelaunch_budget_use_ratio`` samples: TO BE WIRED BY THE LEAD.
-
-    Another branch builds budgets. Return one ``({"budget": name, "period": "DAILY"|"WEEKLY"|
-    "MONTHLY"}, use_ratio)`` per budget and period (use_ratio: used / limit, the larger of the
-    token and cost ratios), e.g. from ``crm.dashboard.budget_status``.
-    """
-    return []
+    """``wavelaunch_budget_use_ratio`` samples: one per budget in its current period (the larger
+    of the token and dollar shares used, reservations included), as the dashboard's gauges."""
+    return [({"budget": b["budget"], "period": b["period"]}, b["use_ratio"]) for b in await budget_status(pool)]
 
 
 async def _ledger_families(pool: asyncpg.Pool) -> list[Metric]:

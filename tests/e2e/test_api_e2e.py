@@ -14,8 +14,10 @@ from temporalio.service import RPCError
 from temporalio.worker import Worker
 
 from crm.app import create_app
+from crm.dashboard import budget_status
 from crm.intake import Intake
-from storage import documents, usage
+from domain.budgets import BudgetScope, BudgetSpec, Period
+from storage import budgets, documents, usage
 from tests.e2e.conftest import make_settings
 from tests.e2e.test_business_plan_e2e import new_client
 from wavelaunch.runtime import connect_temporal, worker_runtime
@@ -147,6 +149,9 @@ def samples(text: str) -> dict[str, list]:
 
 async def test_metrics_add_up_to_the_usage_report(http, pool, client, worker, settings):
     client_id = await new_client(pool)
+    # A roomy budget of this client's, so the budget gauge family has a sample to check.
+    daily = BudgetSpec(scope=BudgetScope.CLIENT, client_id=client_id, period=Period.DAILY, token_limit=10_000_000)
+    await budgets.set_budget(pool, daily)
     for _ in range(2):  # the second run reuses every section: cache hits
         await http.post("/api/v1/plans", json={"client_id": client_id, "level": "essential"}, headers=AUTH)
         await client.get_workflow_handle(f"plan-{client_id}").result()
@@ -173,7 +178,12 @@ async def test_metrics_add_up_to_the_usage_report(http, pool, client, worker, se
     )
     assert calls > 0
     assert sum(s.value for s in found["wavelaunch_llm_request_duration_seconds_count"]) == calls
-    assert "wavelaunch_budget_use_ratio" not in found  # no budgets yet: the family has no samples
+    gauges = {(g.labels["budget"], g.labels["period"]): g.value for g in found["wavelaunch_budget_use_ratio"]}
+    expected = {(b["budget"], b["period"]): b["use_ratio"] for b in await budget_status(pool)}
+    assert gauges == pytest.approx(expected)
+    mine = gauges[(f"client {client_id}", "DAILY")]
+    assert 0 < mine < 0.01  # this plan's tokens over a 10M-token day
+    await budgets.remove(pool, BudgetScope.CLIENT, client_id, None)
     assert found["wavelaunch_worker_metrics_up"][0].value == 0  # no worker metrics on this port
     assert found["wavelaunch_outbox_pending"][0].value == await pool.fetchval(
         "SELECT count(*) FROM workflow_starts WHERE done_at IS NULL"
@@ -213,3 +223,37 @@ async def test_a_deliverable_started_through_the_api_runs(http, pool, client, wo
     status = (await http.get(f"/api/v1/workflows/{handle.id}", headers=AUTH)).json()
     assert status["status"] in ("running", "completed") and status["workflow_type"] == "DeliverableWorkflow"
     await handle.terminate("the test needs only the start")
+
+
+async def test_a_summary_started_through_the_api_stores_the_messages_first(http, pool, client, worker):
+    client_id = await new_client(pool)
+    thread = {
+        "thread_id": "launch",
+        "messages": [
+            {
+                "id": "m1",
+                "author": "client",
+                "text": "Can we move the shoot to Thursday?",
+                "sent_at": "2026-11-02T09:00:00Z",
+            },
+            {"id": "m2", "author": "studio", "text": "Yes, Thursday at ten works.", "sent_at": "2026-11-02T09:05:00Z"},
+        ],
+    }
+    body = {"client_id": client_id, "threads": [thread]}
+    answer = await http.post("/api/v1/summaries", json=body, headers=AUTH)
+    assert answer.status_code == 202, answer.text
+    assert answer.json()["workflow_id"] == f"summary-{client_id}"
+    result = await client.get_workflow_handle(answer.json()["workflow_id"]).result()
+    assert [t["thread_id"] for t in result["threads"]] == ["launch"] and result["client"] is not None
+    status = (await http.get(f"/api/v1/workflows/summary-{client_id}", headers=AUTH)).json()
+    assert status["workflow_type"] == "SummaryWorkflow" and status["progress"]["status"] == "completed"
+
+    unknown_thread = await http.post(
+        "/api/v1/summaries", json={"client_id": client_id, "thread_ids": ["nope"]}, headers=AUTH
+    )
+    assert unknown_thread.status_code == 422 and unknown_thread.json()["detail"][0]["loc"][-1] == "thread_ids"
+    bad_message = {"client_id": client_id, "threads": [{"thread_id": "x", "messages": [{"id": "m1"}]}]}
+    assert (await http.post("/api/v1/summaries", json=bad_message, headers=AUTH)).status_code == 422
+    nobody = await http.post("/api/v1/summaries", json={"client_id": "nobody-at-all"}, headers=AUTH)
+    assert nobody.status_code == 404
+    assert await pool.fetchval("SELECT count(*) FROM message_threads WHERE client_id = $1", client_id) == 1

@@ -18,8 +18,10 @@ import pytest
 import uvicorn
 
 from crm.app import create_app
+from crm.dashboard import budget_status
 from crm.intake import Intake
-from storage import usage
+from domain.budgets import BudgetScope, BudgetSpec, Period
+from storage import budgets, usage
 from tests.conftest import venv_binary
 from tests.e2e.test_business_plan_e2e import new_client
 from wavelaunch import plans
@@ -124,6 +126,11 @@ async def test_the_dashboard_shows_the_usage_reports_figures(
     served, browser, pool, client, settings, worker, database_url, temporal_env, tmp_path
 ):
     client_id = await new_client(pool)
+    # This client's budget: a gauge, and (alerting at 1%) an alert when its plan crosses it.
+    daily = BudgetSpec(
+        scope=BudgetScope.CLIENT, client_id=client_id, period=Period.DAILY, token_limit=100_000, thresholds=[1]
+    )
+    await budgets.set_budget(pool, daily)
     for _ in range(2):  # the second run reuses every section: cache hits for the hit-rate chart
         handle = await plans.start_plan(client, settings, PlanRequest(client_id=client_id, level="essential"))
         await handle.result()
@@ -167,9 +174,14 @@ async def test_the_dashboard_shows_the_usage_reports_figures(
         for r in await page.locator('#kind-chart svg rect[data-series="ours"]').all()
     }
     assert kinds["business_plan"] == pytest.approx(report["by_document_type"]["business_plan"]["cost"])
-    # Budgets and alerts are not wired yet: their panels show an empty state.
-    assert "No budgets" in await page.locator("#budgets").inner_text()
-    assert "No alerts" in await page.locator("#alerts").inner_text()
+    # One gauge per budget, showing its use; the threshold alert is listed.
+    shown = await budget_status(pool)
+    await budgets.remove(pool, BudgetScope.CLIENT, client_id, None)
+    mine = next(b for b in shown if b["budget"] == f"client {client_id}")
+    gauge = page.locator(f'#budgets svg[data-value="{mine["use_ratio"]}"]')
+    assert await gauge.count() >= 1 and mine["use_ratio"] > 0.01
+    assert f"client {client_id}" in await page.locator("#budgets").inner_text()
+    assert f"client {client_id}" in await page.locator("#alerts").inner_text()
 
     # Recent generations link to the Temporal Web UI.
     links = {await a.inner_text(): await a.get_attribute("href") for a in await page.locator("a.workflow-link").all()}
