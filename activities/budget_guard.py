@@ -17,6 +17,7 @@ import contextlib
 import logging
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Literal
 
@@ -130,3 +131,38 @@ class BudgetGuard:
         self.notifier.raised(settled.alerts)
         for use in settled.paused:
             log.warning("the %s reached its limit and is paused", use.label())
+
+    # -- Batch API submissions: held while the batch runs, settled when it is collected ---------
+    async def hold_batch(self, estimates: dict[str, CallEstimate], *, hold_hours: float) -> dict[str, int]:
+        """Reserve each client's share of a batch (the sum of its lines' estimates) for up to
+        ``hold_hours``; client id -> reservation id (clients no budget applies to are left out).
+        All or nothing: a refusal gives back what was held and raises the budget error."""
+        until = datetime.now(UTC) + timedelta(hours=hold_hours)
+        held: dict[str, Reservation] = {}
+        try:
+            for client_id, estimate in sorted(estimates.items()):
+                reservation = await budgets.reserve(
+                    self.pool,
+                    client_id=client_id,
+                    tokens=estimate.tokens,
+                    cost=estimate.cost,
+                    stale_after_seconds=self.stale_after_seconds,
+                    hold_until=until,
+                )
+                if reservation is not None:
+                    held[client_id] = reservation
+        except BudgetRefused as refused:
+            for reservation in held.values():
+                await budgets.release(self.pool, reservation)
+            self.notifier.raised(refused.alerts)
+            log.warning("batch refused: %s", refused)
+            raise budget_error(refused, self.on_pause) from None
+        return {client_id: r.id for client_id, r in held.items()}
+
+    async def settle_batch(self, holds: dict[str, int], billed: dict[str, tuple[int, Decimal]]) -> None:
+        """Replace each client's hold with what its lines billed (nothing billed: given back)."""
+        for client_id, reservation_id in holds.items():
+            reservation = await budgets.reservation(self.pool, reservation_id)
+            tokens, cost = billed.get(client_id, (0, Decimal(0)))
+            settled = await budgets.settle(self.pool, reservation, tokens=tokens, cost=cost)
+            self.notifier.raised(settled.alerts)

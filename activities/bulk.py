@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import hashlib
 import logging
+from decimal import Decimal
+from typing import Any
 
 from openai.types.chat import ChatCompletion
 from pydantic import ValidationError
@@ -24,8 +26,10 @@ from domain.sections import DocumentKind, UnknownSection, resolve_sections
 from llm import batch_api
 from llm.client import Completion
 from llm.errors import InvalidModelOutput, LLMError
-from storage import bulk, clients
+from storage import budgets, bulk, clients
 from storage.clients import UnknownClient
+from tokenopt import estimate
+from tokenopt.estimate import CallEstimate
 from workflows.models import (
     BatchState,
     BulkClient,
@@ -42,6 +46,8 @@ DIRECT = "direct"
 # The batch's metadata key that finds it again after a crash between create and record.
 REF_KEY = "wavelaunch_ref"
 OPERATION = "batch_section"
+# A batch's budget hold lives through the provider's 24-hour completion window, with a margin.
+BATCH_HOLD_HOURS = 25.0
 
 
 def _final(kind: str, message: str) -> ApplicationError:
@@ -170,6 +176,7 @@ class BulkActivities:
                         data = batch_api.build_jsonl([batch_api.BatchLine(i.custom_id, i.body) for i in items])
                     except ValueError as err:
                         raise _final("BatchTooLarge", str(err)) from None
+                    await self._hold(conn, ref, items)
                     file_id = await batch_api.upload(llm, data, f"wavelaunch-{ref}.jsonl")
                     status = await batch_api.create(llm, file_id, {REF_KEY: ref, "workflow_id": row.workflow_id})
                     log.info("batch %s submitted: %d requests", status.id, len(items))
@@ -300,8 +307,43 @@ class BulkActivities:
             totals.cost += cost
             totals.baseline_cost += job.ledger.baseline.cost(completion.completion_tokens)
             totals.stored += 1
+        await self._settle(ref)
         await bulk.mark_collected(pool, ref)
         return totals
+
+    # -- budgets -----------------------------------------------------------------------------
+    async def _hold(self, conn: Any, ref: str, items: list[bulk.BulkItem]) -> None:
+        """Hold the batch's estimate against each client's budgets (and the global ones) until it
+        is collected; a refusal submits nothing and fails the bulk with the budget error. A retry
+        after a crash finds the holds already made."""
+        if await budgets.holds(conn, ref):
+            return
+        per_client: dict[str, CallEstimate] = {}
+        for item in items:
+            line = estimate.estimate_body(item.body, free_models=self.deps.free_models, batch=True)
+            held = per_client.get(item.client_id, CallEstimate(0, Decimal(0)))
+            per_client[item.client_id] = CallEstimate(held.tokens + line.tokens, held.cost + line.cost)
+        reserved = await self.deps.guard.hold_batch(per_client, hold_hours=BATCH_HOLD_HOURS)
+        await budgets.record_holds(conn, ref, reserved)
+
+    async def _settle(self, ref: str) -> None:
+        """Settle the batch's holds with what its lines billed, client by client (from the ledger)."""
+        held = await budgets.holds(self.deps.pool, ref)
+        if not held:
+            return
+        rows = await self.deps.pool.fetch(
+            """SELECT i.client_id, coalesce(sum(u.prompt_tokens + u.completion_tokens), 0) AS tokens,
+                      coalesce(sum(u.estimated_cost), 0) AS cost
+               FROM bulk_items i
+               JOIN bulk_requests b ON b.ref = i.ref
+               JOIN usage_ledger u ON u.operation = $2 AND u.client_id = i.client_id
+                    AND u.cache_key = i.custom_id AND u.created_at >= b.created_at
+               WHERE i.ref = $1 GROUP BY i.client_id""",
+            ref,
+            OPERATION,
+        )
+        billed = {r["client_id"]: (int(r["tokens"]), Decimal(r["cost"])) for r in rows}
+        await self.deps.guard.settle_batch(held, billed)
 
     # -- the direct way ----------------------------------------------------------------------
     @activity.defn

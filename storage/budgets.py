@@ -186,11 +186,18 @@ async def peak(pool: asyncpg.Pool, budget_id: int) -> tuple[int, Decimal]:
 
 # -- reserve, settle, release --------------------------------------------------------------------
 async def reserve(
-    pool: asyncpg.Pool, *, client_id: str | None, tokens: int, cost: Decimal, stale_after_seconds: float = 1200.0
+    pool: asyncpg.Pool,
+    *,
+    client_id: str | None,
+    tokens: int,
+    cost: Decimal,
+    stale_after_seconds: float = 1200.0,
+    hold_until: datetime | None = None,
 ) -> Reservation | None:
     """Hold ``tokens``/``cost`` against every budget that applies to ``client_id``; None when no
     budget applies. Raises BudgetRefused (nothing reserved) when a budget is paused or the call
-    would take one over its limit; a budget with auto-pause is paused then."""
+    would take one over its limit; a budget with auto-pause is paused then. ``hold_until``: a
+    hold that outlives ``stale_after_seconds`` on purpose (a Batch API submission)."""
     keys = await pool.fetch(
         "SELECT id, budget_period_start(period, now()) AS start FROM budgets"
         " WHERE scope = 'global' OR client_id = $1 ORDER BY id",
@@ -201,12 +208,12 @@ async def reserve(
     ids, starts = [k["id"] for k in keys], [k["start"] for k in keys]
     try:
         try:
-            return await _reserve(pool, client_id, ids, starts, tokens, cost)
+            return await _reserve(pool, client_id, ids, starts, tokens, cost, hold_until)
         except BudgetRefused as refused:
             # A crashed worker's reservation may be what holds the limit: give stale ones back, try once more.
             if refused.paused or not await expire_stale(pool, stale_after_seconds):
                 raise
-        return await _reserve(pool, client_id, ids, starts, tokens, cost)
+        return await _reserve(pool, client_id, ids, starts, tokens, cost, hold_until)
     except BudgetRefused as refused:
         if not refused.use.paused:  # a refusal at the limit (not an earlier pause) is the 100% alert
             refused.alerts = [a for a in [await _limit_alert(pool, refused.use)] if a]
@@ -214,7 +221,13 @@ async def reserve(
 
 
 async def _reserve(
-    pool: asyncpg.Pool, client_id: str | None, ids: list[int], starts: list[datetime], tokens: int, cost: Decimal
+    pool: asyncpg.Pool,
+    client_id: str | None,
+    ids: list[int],
+    starts: list[datetime],
+    tokens: int,
+    cost: Decimal,
+    hold_until: datetime | None = None,
 ) -> Reservation:
     refused: BudgetRefused | None = None
     async with pool.acquire() as conn, conn.transaction():
@@ -264,13 +277,14 @@ async def _reserve(
                 cost,
             )
             reservation_id = await conn.fetchval(
-                """INSERT INTO budget_reservations (client_id, budget_ids, period_starts, tokens, cost)
-                   VALUES ($1, $2, $3, $4, $5) RETURNING id""",
+                """INSERT INTO budget_reservations (client_id, budget_ids, period_starts, tokens, cost, hold_until)
+                   VALUES ($1, $2, $3, $4, $5, $6) RETURNING id""",
                 client_id,
                 ids,
                 starts,
                 tokens,
                 cost,
+                hold_until,
             )
     if refused is not None:
         raise refused  # after the commit: an auto-pause and its alert are kept
@@ -282,6 +296,16 @@ async def settle(pool: asyncpg.Pool, reservation: Reservation, *, tokens: int, c
     of thresholds now reached and auto-pause budgets now at their limit. A reservation expired
     meanwhile (a slow call, not a dead worker) still counts its use."""
     return await _close(pool, reservation, "settled", tokens, cost)
+
+
+async def reservation(pool: asyncpg.Pool, reservation_id: int) -> Reservation:
+    """A reservation by id (to settle one made by another activity: a Batch API hold)."""
+    row = await pool.fetchrow(
+        "SELECT id, budget_ids, period_starts, tokens, cost FROM budget_reservations WHERE id = $1", reservation_id
+    )
+    if row is None:
+        raise LookupError(f"no budget reservation {reservation_id}")
+    return Reservation(row["id"], list(row["budget_ids"]), list(row["period_starts"]), row["tokens"], row["cost"])
 
 
 async def release(pool: asyncpg.Pool, reservation: Reservation) -> None:
@@ -364,7 +388,8 @@ async def expire_stale(pool: asyncpg.Pool, older_than_seconds: float = 1200.0) -
     async with pool.acquire() as conn, conn.transaction():
         stale = await conn.fetch(
             """SELECT id, budget_ids, period_starts, tokens, cost FROM budget_reservations
-               WHERE state = 'reserved' AND created_at < now() - make_interval(secs => $1)
+               WHERE state = 'reserved'
+                 AND coalesce(hold_until, created_at + make_interval(secs => $1)) < now()
                ORDER BY id FOR UPDATE SKIP LOCKED""",
             older_than_seconds,
         )
@@ -394,3 +419,18 @@ async def expire_stale(pool: asyncpg.Pool, older_than_seconds: float = 1200.0) -
         )
     log.warning("released %d stale budget reservation(s) older than %.0f s", len(stale), older_than_seconds)
     return len(stale)
+
+
+# -- Batch API holds -------------------------------------------------------------------------------
+async def record_holds(conn: asyncpg.Connection, ref: str, holds: dict[str, int]) -> None:
+    """Tie a bulk request set's holds (client id -> reservation id) to it."""
+    await conn.executemany(
+        "INSERT INTO bulk_budget_holds (ref, client_id, reservation_id) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
+        [(ref, client_id, reservation_id) for client_id, reservation_id in holds.items()],
+    )
+
+
+async def holds(db: asyncpg.Pool | asyncpg.Connection, ref: str) -> dict[str, int]:
+    """The holds of a bulk request set: client id -> reservation id."""
+    rows = await db.fetch("SELECT client_id, reservation_id FROM bulk_budget_holds WHERE ref = $1", ref)
+    return {r["client_id"]: r["reservation_id"] for r in rows}

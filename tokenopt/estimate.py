@@ -33,10 +33,36 @@ def prompt_tokens(messages: list[dict[str, str]], model: str, schema: dict[str, 
 
 
 def estimate_call(
-    model: str, *, prompt_tokens: int, max_completion_tokens: int, free_models: frozenset[str] = frozenset()
+    model: str,
+    *,
+    prompt_tokens: int,
+    max_completion_tokens: int,
+    free_models: frozenset[str] = frozenset(),
+    batch: bool = False,
 ) -> CallEstimate:
-    """The most a call can bill: its whole prompt uncached and its longest allowed answer."""
+    """The most a call can bill: its whole prompt uncached and its longest allowed answer
+    (``batch``: at the Batch API's price)."""
     cost = pricing.cost(
-        model, prompt_tokens=prompt_tokens, completion_tokens=max_completion_tokens, free_models=free_models
+        model,
+        prompt_tokens=prompt_tokens,
+        completion_tokens=max_completion_tokens,
+        free_models=free_models,
+        batch=batch,
     )
     return CallEstimate(prompt_tokens + max_completion_tokens, cost)
+
+
+def estimate_body(
+    body: dict[str, Any], *, free_models: frozenset[str] = frozenset(), batch: bool = False
+) -> CallEstimate:
+    """:func:`estimate_call` for a chat-completion request body (a Batch API line)."""
+    model = body["model"]
+    schema = (body.get("response_format") or {}).get("json_schema", {}).get("schema")
+    limit = body.get("max_completion_tokens") or body.get("max_tokens") or 0
+    return estimate_call(
+        model,
+        prompt_tokens=prompt_tokens(body["messages"], model, schema),
+        max_completion_tokens=limit,
+        free_models=free_models,
+        batch=batch,
+    )

@@ -4,13 +4,15 @@ and the stub's Batch API (files, batches, output files) through the official `op
 from __future__ import annotations
 
 import asyncio
+from datetime import timedelta
 from decimal import Decimal
 
 import pytest
 from temporalio.client import WorkflowFailureError
 
+from domain.budgets import BudgetScope, BudgetSpec, Period
 from domain.sections import Level, resolve_sections
-from storage import documents
+from storage import budgets, documents
 from tests.e2e.conftest import make_settings, section_requests
 from tests.e2e.test_business_plan_e2e import new_client, run_plan
 from tokenopt import pricing
@@ -165,3 +167,49 @@ async def test_cancelling_a_waiting_bulk_cancels_its_batch(pool, client, setting
     assert batch["status"] == "cancelling"
     assert section_requests(stub) == []
     assert await rows(pool, handle.id, "batch_section") == []
+
+
+async def test_a_batch_holds_its_estimate_against_the_budgets_and_settles_what_it_billed(
+    pool, client, settings, stub, worker
+):
+    ids = [await new_client(pool), await new_client(pool)]
+    roomy = BudgetSpec(scope=BudgetScope.CLIENT, client_id=ids[0], period=Period.DAILY, token_limit=1_000_000)
+    await budgets.set_budget(pool, roomy)
+    try:
+        handle, result = await run_bulk(client, settings, ids)
+        [(ref, reservation_id)] = await pool.fetch(
+            "SELECT h.ref, h.reservation_id FROM bulk_budget_holds h JOIN bulk_requests b ON b.ref = h.ref"
+            " WHERE b.workflow_id = $1",
+            handle.id,
+        )
+        held = await pool.fetchrow("SELECT * FROM budget_reservations WHERE id = $1", reservation_id)
+        billed = await pool.fetchrow(
+            "SELECT sum(prompt_tokens + completion_tokens) AS tokens, sum(estimated_cost) AS cost FROM usage_ledger"
+            " WHERE workflow_id = $1 AND operation = 'batch_section' AND client_id = $2",
+            handle.id,
+            ids[0],
+        )
+        # Held for the batch's lifetime (not a direct call's 20 minutes), at least what it billed,
+        # then settled with exactly the client's billed lines.
+        assert held["hold_until"] > held["created_at"] + timedelta(hours=24)
+        assert held["state"] == "settled" and held["tokens"] >= billed["tokens"] > 0
+        assert held["tokens_actual"] == billed["tokens"] and held["cost_actual"] == billed["cost"]
+        [use] = [u for u in await budgets.usage(pool) if u.client_id == ids[0]]
+        assert use.tokens_reserved == 0 and use.tokens_used == billed["tokens"]
+    finally:
+        await budgets.remove(pool, BudgetScope.CLIENT, ids[0], None)
+
+
+async def test_a_batch_over_budget_is_refused_before_anything_is_submitted(pool, client, settings, stub, worker):
+    ids = [await new_client(pool)]
+    tight = BudgetSpec(scope=BudgetScope.CLIENT, client_id=ids[0], period=Period.DAILY, token_limit=100)
+    await budgets.set_budget(pool, tight)
+    try:
+        with pytest.raises(WorkflowFailureError) as failed:
+            await run_bulk(client, settings, ids)
+        assert "budget" in str(failed.value.cause.cause).lower()
+        assert stub.batches() == [] and section_requests(stub) == []
+        [use] = [u for u in await budgets.usage(pool) if u.client_id == ids[0]]
+        assert use.tokens_reserved == 0 and use.tokens_used == 0  # nothing left held
+    finally:
+        await budgets.remove(pool, BudgetScope.CLIENT, ids[0], None)
