@@ -510,7 +510,9 @@ async def serve_api(settings: Settings, *, host: str, port: int) -> None:
         console.print(f"REST API on {base}/api/v1 (docs: {base}/api/v1/docs), metrics on {base}/metrics")
         token_hint = "?token=<WAVELAUNCH_API_TOKEN>" if settings.api_token else ""
         console.print(f"dashboard on {base}/dashboard{token_hint}")
-        await uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level="warning")).serve()
+        # No access log: the dashboard's first request may carry the API token in its query string.
+        config = uvicorn.Config(app, host=host, port=port, log_level="warning", access_log=False)
+        await uvicorn.Server(config).serve()
 
 
 # -- retry and replay ----------------------------------------------------------------------
