@@ -20,7 +20,7 @@ from rich.table import Table
 from domain.client import parse_client
 from domain.sections import Level
 from llm.stub_server import StubServer
-from storage import cache, db
+from storage import db
 from wavelaunch import plans
 from wavelaunch.bench import cost
 from wavelaunch.bench.workload import workload_v1
@@ -99,8 +99,7 @@ async def run(base: Settings, *, clients: int = 3, months: int = 2, seed: int = 
             pool = await db.connect(endpoints.database_url)
             try:
                 for arm in ARMS:
-                    stub.reset()  # no arm sees another's provider prefix cache...
-                    await cache.purge(pool)  # ... nor its template entries
+                    await cost.fresh_arm(stub, pool)
                     results[arm] = await _arm(arm, records, months, stub, base, endpoints, tag)
             finally:
                 await pool.close()

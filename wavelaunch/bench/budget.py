@@ -26,9 +26,9 @@ from domain.budgets import BudgetScope, BudgetSpec, Period
 from domain.client import parse_client
 from domain.sections import Level, resolve_sections
 from llm.stub_server import StubServer
-from storage import budgets, cache, db
+from storage import budgets, db
 from wavelaunch import plans
-from wavelaunch.bench.cost import STUB_KEY, bench_stack, llm_config
+from wavelaunch.bench.cost import STUB_KEY, bench_stack, fresh_arm, llm_config
 from wavelaunch.bench.workload import make_clients
 from wavelaunch.intake import accept_client
 from wavelaunch.runtime import build_worker, close_dependencies, connect_temporal, ensure_search_attributes
@@ -63,8 +63,7 @@ async def run(
                             "budget_on_pause": "fail",
                         }
                     )
-                    stub.reset()
-                    await cache.purge(pool)  # every arm writes its templates itself
+                    await fresh_arm(stub, pool)  # every arm writes its templates itself
                     arms[arm] = await _arm(
                         arm, settings, endpoints.temporal_address, endpoints.database_url, pool, stub,
                         prefix=f"{tag}-{arm}-", plans_count=plans_count, token_limit=token_limit, level=level,

@@ -277,6 +277,19 @@ async def bench_stack(base: Settings) -> AsyncIterator[stack.StackEndpoints]:
         yield endpoints
 
 
+def arm_settings(base: Settings, arm: str, tag: str) -> Settings:
+    """An arm's settings on its own task queue: ``optimized`` with every technique on,
+    ``no_<technique>`` with that one off (an unknown name fails when the worker starts)."""
+    off = [] if arm == "optimized" else [arm.removeprefix("no_")]
+    return base.model_copy(update={"disabled_techniques": off, "task_queue": f"bench-{tag}-{arm}"})
+
+
+async def fresh_arm(stub: StubServer, pool: asyncpg.Pool) -> None:
+    """No arm sees another's provider prefix cache, nor its client-independent template entries."""
+    stub.reset()
+    await cache.purge(pool)
+
+
 async def run(workload: Workload, base: Settings, arms: list[str] | None = None) -> dict[str, Any]:
     """Every arm over ``workload``; returns the report (also the JSON written to disk)."""
     tag = f"b{uuid.uuid4().hex[:6]}"
@@ -291,10 +304,8 @@ async def run(workload: Workload, base: Settings, arms: list[str] | None = None)
                 for arm in wanted:
                     if arm == "naive":
                         continue
-                    off = [] if arm == "optimized" else [arm.removeprefix("no_")]
-                    settings = base.model_copy(update={"disabled_techniques": off, "task_queue": f"bench-{tag}-{arm}"})
-                    stub.reset()  # no arm sees another's provider prefix cache...
-                    await cache.purge(pool)  # ... nor its client-independent template entries
+                    settings = arm_settings(base, arm, tag)
+                    await fresh_arm(stub, pool)
                     log.info("arm %s ...", arm)
                     results[arm] = await run_optimized(arm, workload, stub, settings, endpoints, pool, tag)
                     if arm == "optimized":

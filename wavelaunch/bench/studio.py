@@ -31,12 +31,12 @@ from domain.client import parse_client
 from domain.sections import Level, resolve_sections
 from domain.summaries import CLIENT_SUMMARY, THREAD_SUMMARY, Author, NewMessage, ThreadInput, ThreadMessage
 from llm.stub_server import TARGET_HEADER, StubServer
-from storage import cache, db
+from storage import db
 from tokenopt import naive, pricing
 from tokenopt.counting import count_tokens
 from tokenopt.routing import ModelRouter, tier_for
 from wavelaunch import plans
-from wavelaunch.bench.cost import STUB_KEY, Totals, bench_stack, llm_config
+from wavelaunch.bench.cost import STUB_KEY, Totals, arm_settings, bench_stack, fresh_arm, llm_config
 from wavelaunch.bench.workload import Event, EventKind, Workload
 from wavelaunch.intake import accept_client
 from wavelaunch.runtime import (
@@ -454,10 +454,8 @@ async def run(workload: Workload, base: Settings, arms: list[str]) -> dict[str, 
                 for arm in arms:
                     if arm == "naive":
                         continue
-                    off = [] if arm == "optimized" else [arm.removeprefix("no_")]
-                    settings = base.model_copy(update={"disabled_techniques": off, "task_queue": f"studio-{tag}-{arm}"})
-                    stub.reset()
-                    await cache.purge(pool)
+                    settings = arm_settings(base, arm, tag)
+                    await fresh_arm(stub, pool)
                     log.info("arm %s ...", arm)
                     totals, figs, bound = await run_ours(arm, workload, stub, settings, endpoints, pool, tag)
                     results[arm], figures[arm] = totals, figs
