@@ -191,31 +191,21 @@ class BulkActivities:
     @activity.defn
     async def poll_batch(self, ref: str) -> BatchState:
         """One look at the batch (the workflow waits between looks with a durable timer)."""
-        row = await bulk.get(self.deps.pool, ref)
-        if row.batch_id is None:
-            raise _final("EmptyBatch", f"bulk request set {ref} has no batch yet")
-        try:
-            status = await batch_api.retrieve(self.deps.llm, row.batch_id)
-        except LLMError as err:
-            raise as_application_error(err) from None
-        await bulk.set_status(
-            self.deps.pool,
-            ref,
-            status=status.status,
-            output_file_id=status.output_file_id,
-            error_file_id=status.error_file_id,
-        )
-        return _state(status)
+        return await self._batch_call(ref, batch_api.retrieve)
 
     @activity.defn
     async def cancel_batch(self, ref: str) -> BatchState:
         """Cancel the set's batch (the bulk workflow was cancelled); answers already written
         are still billed by the provider, the rest is not."""
+        return await self._batch_call(ref, batch_api.cancel)
+
+    async def _batch_call(self, ref: str, call: Any) -> BatchState:
+        """``call(llm, batch_id)`` on the set's batch; its status recorded, its state returned."""
         row = await bulk.get(self.deps.pool, ref)
         if row.batch_id is None:
-            raise _final("EmptyBatch", f"bulk request set {ref} has no batch")
+            raise _final("EmptyBatch", f"bulk request set {ref} has no batch yet")
         try:
-            status = await batch_api.cancel(self.deps.llm, row.batch_id)
+            status = await call(self.deps.llm, row.batch_id)
         except LLMError as err:
             raise as_application_error(err) from None
         await bulk.set_status(
