@@ -152,7 +152,7 @@ def _done(progress: SectionProgress, result: SectionResult) -> None:
     progress.error = None
     progress.status = SectionStatus.DONE
     progress.model = result.model
-    progress.tokens = result.prompt_tokens + result.completion_tokens
+    progress.tokens = result.total_tokens
     progress.cost = result.cost
     progress.cache_tier = result.cache_tier
 

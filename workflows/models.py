@@ -58,11 +58,12 @@ class SectionBatchRequest(BaseModel):
     members: list[SectionRequest]
 
 
-class SectionResult(BaseModel):
-    section_key: str
-    section_id: int
+class CallFigures(BaseModel):
+    """What one unit of work spent (a section, a summary), and what the naive way would have."""
+
     model: str
     tier: str
+    # The tier that served it: "none" (written now), "stored", "exact", "semantic", "template".
     cache_tier: str = "none"
     prompt_tokens: int = 0
     cached_tokens: int = 0
@@ -71,9 +72,18 @@ class SectionResult(BaseModel):
     baseline_tokens: int = 0
     baseline_cost: Decimal = Decimal(0)
     duration_ms: int = 0
-    # Calls the section took part in (a batch call counts once for each of its members).
+    # Calls it took part in (a batch call counts once for each of its members).
     llm_calls: int = 0
     escalated: bool = False
+
+    @property
+    def total_tokens(self) -> int:
+        return self.prompt_tokens + self.completion_tokens
+
+
+class SectionResult(CallFigures):
+    section_key: str
+    section_id: int
     # Members of the batch call that wrote the section; 0 when it was written on its own.
     batch_size: int = 0
     compression_steps: list[str] = Field(default_factory=list)
@@ -158,7 +168,7 @@ class PlanResult(BaseModel):
 
     @property
     def total_tokens(self) -> int:
-        return sum(s.prompt_tokens + s.completion_tokens for s in self.sections)
+        return sum(s.total_tokens for s in self.sections)
 
     @property
     def total_cost(self) -> Decimal:
@@ -226,7 +236,7 @@ class DeliverableResult(BaseModel):
 
     @property
     def total_tokens(self) -> int:
-        return sum(s.prompt_tokens + s.completion_tokens for s in self.sections)
+        return sum(s.total_tokens for s in self.sections)
 
     @property
     def total_cost(self) -> Decimal:
@@ -258,29 +268,11 @@ class ClientSummaryRequest(BaseModel):
     client_version: int | None = None
 
 
-class SummaryFigures(BaseModel):
-    """What one summary activity spent, and what the naive way would have spent for it."""
+class SummaryFigures(CallFigures):
+    """What one summary activity spent (cache_tier "stored": nothing new since the last summary)."""
 
     summary_id: int
     version: int
-    model: str
-    tier: str
-    # "stored" (nothing new since the last summary), "exact" (the same request within its TTL)
-    # or "none" (summarised now).
-    cache_tier: str = "none"
-    prompt_tokens: int = 0
-    cached_tokens: int = 0
-    completion_tokens: int = 0
-    cost: Decimal = Decimal(0)
-    baseline_tokens: int = 0
-    baseline_cost: Decimal = Decimal(0)
-    duration_ms: int = 0
-    llm_calls: int = 0
-    escalated: bool = False
-
-    @property
-    def total_tokens(self) -> int:
-        return self.prompt_tokens + self.completion_tokens
 
 
 class ThreadSummaryResult(SummaryFigures):
