@@ -17,7 +17,6 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 
-import asyncpg
 import httpx
 from fastapi import FastAPI
 from fastapi.responses import HTMLResponse
@@ -38,22 +37,6 @@ log = logging.getLogger(__name__)
 
 def _answer(answer: Answer) -> JSONResponse:
     return JSONResponse(answer.body, status_code=answer.status)
-
-
-async def _seen(pool: asyncpg.Pool, delivery_id: str) -> Answer | None:
-    row = await pool.fetchrow("SELECT status_code, response FROM webhook_deliveries WHERE id = $1", delivery_id)
-    return Answer(row["status_code"], row["response"]) if row else None
-
-
-async def _remember(pool: asyncpg.Pool, delivery_id: str, event: str, answer: Answer) -> None:
-    await pool.execute(
-        "INSERT INTO webhook_deliveries (id, event, status_code, response) VALUES ($1, $2, $3, $4)"
-        " ON CONFLICT (id) DO NOTHING",
-        delivery_id,
-        event,
-        answer.status,
-        answer.body,
-    )
 
 
 def create_app(intake: Intake, *, secret: str, max_age_seconds: float, api_token: str | None = None) -> FastAPI:
@@ -103,16 +86,11 @@ def create_app(intake: Intake, *, secret: str, max_age_seconds: float, api_token
         delivery_id = request.headers.get("x-webhook-id")
         if not delivery_id:
             return JSONResponse({"status": "rejected", "errors": ["missing X-Webhook-ID"]}, status_code=400)
-        if (first := await _seen(pool, delivery_id)) is not None:
-            return _answer(first)
         try:
             envelope = Envelope.model_validate(json.loads(body))
         except (ValueError, ValidationError) as err:
             return JSONResponse({"status": "rejected", "errors": [f"malformed event: {err}"[:500]]}, status_code=400)
-        answer = await intake.handle(envelope)
-        if answer.status < 400:
-            # Refusals are not remembered: the CRM may resend a corrected delivery.
-            await _remember(pool, delivery_id, envelope.event, answer)
+        answer = await intake.handle(envelope, delivery_id)
         log.info("webhook %s %s -> %d %s", delivery_id, envelope.event, answer.status, answer.body.get("status"))
         return _answer(answer)
 

@@ -20,7 +20,9 @@ from crm.starter import Starter
 from domain.client import InvalidClientRecord, parse_client
 from domain.deliverables import workflow_id as deliverable_workflow_id
 from domain.sections import Level
+from storage import webhook_deliveries
 from storage.clients import UnknownClient
+from storage.db import DB
 from wavelaunch import plans
 from wavelaunch.intake import accept_client
 from wavelaunch.settings import Settings
@@ -34,6 +36,11 @@ log = logging.getLogger(__name__)
 class Answer:
     status: int
     body: dict[str, Any]
+
+
+class _Refused(Exception):  # noqa: N818 - control flow: rolls the delivery's transaction back
+    def __init__(self, answer: Answer):
+        self.answer = answer
 
 
 def _client_data(data: dict[str, Any]) -> dict[str, Any]:
@@ -58,27 +65,46 @@ class Intake:
         self.settings = settings
         self.starts = Starter(pool, temporal, settings)
 
-    async def handle(self, envelope: Envelope) -> Answer:
+    async def handle(self, envelope: Envelope, delivery_id: str) -> Answer:
+        """One verified delivery, in one transaction: its id is claimed first (a redelivery, even
+        a concurrent one, gets the first answer), the snapshot and the outbox rows are stored,
+        the answer is recorded, and all of it commits at once. A refusal rolls it all back:
+        nothing is stored, and the CRM may send a corrected delivery under the same id."""
+        async with self.pool.acquire() as conn:
+            try:
+                async with conn.transaction():
+                    if (first := await webhook_deliveries.claim(conn, delivery_id, envelope.event)) is not None:
+                        return Answer(*first)
+                    answer = await self._dispatch(conn, envelope)
+                    if answer.status >= 400:
+                        raise _Refused(answer)
+                    await webhook_deliveries.answer(conn, delivery_id, answer.status, answer.body)
+            except _Refused as refused:
+                return refused.answer
+        self.starts.wake()  # committed: the starter sends the new rows now
+        return answer
+
+    async def _dispatch(self, conn: DB, envelope: Envelope) -> Answer:
         event = envelope.event
         if event not in KNOWN_EVENTS:
             log.info("ignoring unknown CRM event %r", event)
             return Answer(200, {"status": "ignored", "reason": f"unknown event {event!r}"})
         try:
             if event in CLIENT_PLAN_EVENTS or event == "client.updated":
-                return await self._client_event(event, envelope.data)
+                return await self._client_event(conn, event, envelope.data)
             if event == "client.archived":
-                return await self._archived(envelope.data)
+                return await self._archived(conn, envelope.data)
             if event == "deliverable.created":
-                return await self._deliverable(envelope.data)
+                return await self._deliverable(conn, envelope.data)
         except InvalidClientRecord as err:
             return Answer(422, {"status": "rejected", "errors": err.problems})
         except (ValueError, UnknownClient) as err:
             return Answer(422, {"status": "rejected", "errors": [str(err)]})
         return Answer(200, {"status": "ignored", "reason": f"{event} needs no work here"})
 
-    async def _client_event(self, event: str, data: dict[str, Any]) -> Answer:
+    async def _client_event(self, conn: DB, event: str, data: dict[str, Any]) -> Answer:
         record = parse_client(_client_data(data))
-        stored, changed = await accept_client(self.pool, record)
+        stored, changed = await accept_client(conn, record)
         if record.status.value != "ACTIVE":
             return Answer(202, {"status": "stored", "client_version": stored.version})
         if event == "client.updated" and not changed:
@@ -87,27 +113,27 @@ class Intake:
         # Signal-with-start (sent by the starter): a running plan folds the new version in;
         # otherwise a plan starts (for an update, only sections whose inputs changed are written).
         request = PlanRequest(client_id=record.id, level=level)
-        await self.starts.plan(request, announce_version=stored.version)
+        await self.starts.plan(request, announce_version=stored.version, db=conn)
         if event == "client.updated":
             # Months being written now follow too; finished months pick it up when next requested.
-            await self.starts.announce(record.id, stored.version)
+            await self.starts.announce(record.id, stored.version, db=conn)
         return Answer(
             202, {"status": "accepted", "workflow_id": plan_workflow_id(record.id), "client_version": stored.version}
         )
 
-    async def _archived(self, data: dict[str, Any]) -> Answer:
+    async def _archived(self, conn: DB, data: dict[str, Any]) -> Answer:
         client_id = str(_client_data(data).get("id") or data.get("clientId") or "")
         if not client_id:
             raise ValueError("client.archived needs data.id or data.clientId")
         # Through the outbox too, so a cancel never overtakes a start still waiting there.
         ids = [plan_workflow_id(client_id), *(deliverable_workflow_id(client_id, n) for n in range(1, 9))]
-        await self.starts.cancel(ids)
+        await self.starts.cancel(ids, db=conn)
         return Answer(202, {"status": "cancelling", "workflows": ids})
 
-    async def _deliverable(self, data: dict[str, Any]) -> Answer:
+    async def _deliverable(self, conn: DB, data: dict[str, Any]) -> Answer:
         client_id = str(data.get("clientId") or "")
         month = _month(data.get("month"))
         request = DeliverableRequest(client_id=client_id, month=month)
-        await plans.check_deliverable(self.pool, request)
-        await self.starts.deliverable(request)
+        await plans.check_deliverable(conn, request)
+        await self.starts.deliverable(request, db=conn)
         return Answer(202, {"status": "accepted", "workflow_id": deliverable_workflow_id(client_id, month)})

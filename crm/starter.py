@@ -23,6 +23,7 @@ from temporalio.service import RPCError
 
 from domain.deliverables import workflow_id as deliverable_workflow_id
 from storage import workflow_starts
+from storage.db import DB
 from storage.workflow_starts import PendingStart
 from wavelaunch import plans
 from wavelaunch.settings import Settings
@@ -53,24 +54,32 @@ class Starter:
         self._sending = asyncio.Semaphore(MAX_CONCURRENT_SENDS)
 
     # -- the intake's side: store, wake the loop ------------------------------------------
-    async def plan(self, request: PlanRequest, *, announce_version: int | None = None) -> None:
+    # Given ``db``, a connection in a transaction, the rows join it and the caller calls wake()
+    # once it commits; otherwise they are committed here and sent at once.
+    async def plan(self, request: PlanRequest, *, announce_version: int | None = None, db: DB | None = None) -> None:
         payload = {"request": request.model_dump(mode="json"), "announce_version": announce_version}
-        await self._enqueue([(plan_workflow_id(request.client_id), "plan", payload)])
+        await self._enqueue([(plan_workflow_id(request.client_id), "plan", payload)], db)
 
-    async def deliverable(self, request: DeliverableRequest) -> None:
+    async def deliverable(self, request: DeliverableRequest, *, db: DB | None = None) -> None:
         payload = {"request": request.model_dump(mode="json")}
-        await self._enqueue([(deliverable_workflow_id(request.client_id, request.month), "deliverable", payload)])
+        workflow_id = deliverable_workflow_id(request.client_id, request.month)
+        await self._enqueue([(workflow_id, "deliverable", payload)], db)
 
-    async def announce(self, client_id: str, version: int) -> None:
+    async def announce(self, client_id: str, version: int, *, db: DB | None = None) -> None:
         """Tell the client's running deliverables about ``version`` (they fold it in)."""
         payload = {"client_id": client_id, "version": version}
-        await self._enqueue([(f"deliverables-{client_id}", "announce", payload)])
+        await self._enqueue([(f"deliverables-{client_id}", "announce", payload)], db)
 
-    async def cancel(self, workflow_ids: list[str]) -> None:
-        await self._enqueue([(workflow_id, "cancel", {}) for workflow_id in workflow_ids])
+    async def cancel(self, workflow_ids: list[str], *, db: DB | None = None) -> None:
+        await self._enqueue([(workflow_id, "cancel", {}) for workflow_id in workflow_ids], db)
 
-    async def _enqueue(self, rows: list[tuple[str, str, dict[str, Any]]]) -> None:
-        await workflow_starts.enqueue(self.pool, rows)
+    async def _enqueue(self, rows: list[tuple[str, str, dict[str, Any]]], db: DB | None) -> None:
+        await workflow_starts.enqueue(self.pool if db is None else db, rows)
+        if db is None:
+            self.wake()
+
+    def wake(self) -> None:
+        """Send what is stored now, without waiting for the next poll."""
         self._wake.set()
 
     # -- the sending side ------------------------------------------------------------------
@@ -101,8 +110,8 @@ class Starter:
         ok: list[int] = []
         for row in group:
             try:
-                async with self._sending:
-                    await asyncio.wait_for(self._send(row), SEND_TIMEOUT_SECONDS)
+                async with self._sending, asyncio.timeout(SEND_TIMEOUT_SECONDS):
+                    await self._send(row)
             except Exception as err:  # noqa: BLE001 - any failure keeps the row for the next pass
                 reason = (
                     f"no answer from Temporal within {SEND_TIMEOUT_SECONDS:.0f} s"
@@ -152,8 +161,11 @@ class Starter:
                 await asyncio.sleep(backoff)
                 continue
             backoff = POLL_SECONDS
+            # asyncio.timeout, not wait_for: on 3.11 wait_for can swallow a cancel that lands as
+            # the wake fires, and the app's shutdown then waits on this loop forever.
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), timeout=POLL_SECONDS)
+                async with asyncio.timeout(POLL_SECONDS):
+                    await self._wake.wait()
 
     async def idle(self, within: float = 60.0, every: float = 0.05) -> None:
         """Return once every stored row has been sent (tests and benchmarks wait on this); after
@@ -163,5 +175,5 @@ class Starter:
             if asyncio.get_running_loop().time() > deadline:
                 oldest = await workflow_starts.pending(self.pool, limit=1)
                 raise TimeoutError(f"outbox not drained after {within:.0f} s; oldest waiting: {oldest}")
-            self._wake.set()
+            self.wake()
             await asyncio.sleep(every)

@@ -725,7 +725,8 @@ class StubState:
         if wake is None:
             return
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(wake.wait(), timeout=seconds)
+            async with asyncio.timeout(seconds):  # not wait_for: it can swallow a cancel on 3.11
+                await wake.wait()
 
     def _wake_event(self) -> asyncio.Event | None:
         loop = asyncio.get_running_loop()

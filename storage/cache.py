@@ -22,9 +22,10 @@ from typing import Any, Literal
 import asyncpg
 from asyncpg.pool import PoolConnectionProxy
 
+from storage.db import DB, connection
+
 log = logging.getLogger(__name__)
 
-DB = asyncpg.Pool | asyncpg.Connection | PoolConnectionProxy
 Tier = Literal["exact", "template"]
 EMBEDDING_DIM = 256
 # Candidates fetched by the index before the closest one is picked: with the relaxed iterative
@@ -81,15 +82,6 @@ def _vector(embedding: Sequence[float]) -> str:
     if not all(math.isfinite(x) for x in values):
         raise ValueError("embedding has a NaN or infinite component")
     return "[" + ",".join(map(repr, values)) + "]"
-
-
-@contextlib.asynccontextmanager
-async def _connection(db: DB) -> AsyncIterator[asyncpg.Connection | PoolConnectionProxy]:
-    if isinstance(db, asyncpg.Pool):
-        async with db.acquire() as conn:
-            yield conn
-    else:
-        yield db
 
 
 # -- exact lookups ----------------------------------------------------------------------------
@@ -229,7 +221,7 @@ async def put(
         raise ValueError("template entries have no client_id; exact entries must have one")
     if max_entries < 1:
         raise ValueError("max_entries must be at least 1")
-    async with _connection(pool) as conn, conn.transaction():  # one commit, one WAL flush
+    async with connection(pool) as conn, conn.transaction():  # one commit, one WAL flush
         await conn.execute(
             _PUT,
             key,
@@ -299,7 +291,7 @@ async def find_similar(
     filter has matched, so a selective filter does not starve the index scan.
     """
     vector = _vector(embedding)
-    async with _connection(pool) as conn, conn.transaction():
+    async with connection(pool) as conn, conn.transaction():
         await conn.execute("SET LOCAL hnsw.iterative_scan = relaxed_order")
         row = await conn.fetchrow(
             _FIND_SIMILAR, vector, client_id, document_kind, section_key, schema_version, threshold
@@ -345,7 +337,7 @@ async def invalidate(pool: DB, *, client_id: str, section_keys: Sequence[str]) -
     # counters, so waiting here could close a cycle). Skipping is safe: an entry's key includes
     # the inputs it was made from, so an old-input entry can never be an exact hit for new
     # inputs, and the semantic tier serves nothing as is whose section's fields changed.
-    async with _connection(pool) as conn, conn.transaction():
+    async with connection(pool) as conn, conn.transaction():
         status = await conn.execute(
             """UPDATE cache_entries SET stale = true WHERE key = ANY(ARRAY(
                    SELECT key FROM cache_entries
@@ -385,7 +377,7 @@ async def stats(pool: DB) -> dict[str, Any]:
     hits (``cache_hit``), hit rate (hits / calls in that group; in the total, the overall rate),
     share of all calls, and saved tokens and dollars (baseline minus actual).
     """
-    async with _connection(pool) as conn:
+    async with connection(pool) as conn:
         totals = await conn.fetchrow(
             """SELECT count(*) AS total,
                       count(*) FILTER (WHERE expires_at <= now()) AS expired,

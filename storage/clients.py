@@ -7,6 +7,7 @@ from dataclasses import dataclass
 import asyncpg
 
 from domain.client import ClientRecord
+from storage.db import DB, connection
 
 
 @dataclass(frozen=True)
@@ -29,13 +30,13 @@ class UnknownClient(LookupError):
         self.client_id = client_id
 
 
-async def upsert(pool: asyncpg.Pool, record: ClientRecord) -> tuple[StoredClient, bool]:
+async def upsert(db: DB, record: ClientRecord) -> tuple[StoredClient, bool]:
     """Store ``record`` as the client's next version unless it equals the current one.
 
     Returns the stored snapshot and whether a new version was written.
     """
     digest = record.content_hash()
-    async with pool.acquire() as conn, conn.transaction():
+    async with connection(db) as conn, conn.transaction():
         row = await conn.fetchrow("SELECT current_version FROM clients WHERE id = $1 FOR UPDATE", record.id)
         if row is not None:
             current = await conn.fetchrow(
@@ -71,7 +72,7 @@ async def upsert(pool: asyncpg.Pool, record: ClientRecord) -> tuple[StoredClient
         return StoredClient(record, version, digest, changed), True
 
 
-async def get(pool: asyncpg.Pool, client_id: str, version: int | None = None) -> StoredClient:
+async def get(pool: DB, client_id: str, version: int | None = None) -> StoredClient:
     """The client's snapshot at ``version`` (default: current); UnknownClient if absent."""
     if version is None:
         row = await pool.fetchrow(

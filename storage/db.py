@@ -2,16 +2,33 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
+from collections.abc import AsyncIterator
 from importlib import resources
 
 import asyncpg
+from asyncpg.pool import PoolConnectionProxy
 
 log = logging.getLogger(__name__)
 
 # Any constant works; it only has to be the same for every process that migrates.
 _MIGRATION_LOCK = 0x57A7E_0001
+
+
+# What storage functions take: the pool, or a connection whose transaction the call joins.
+DB = asyncpg.Pool | asyncpg.Connection | PoolConnectionProxy
+
+
+@contextlib.asynccontextmanager
+async def connection(db: DB) -> AsyncIterator[asyncpg.Connection | PoolConnectionProxy]:
+    """A connection from the pool, or the connection given (so a caller's transaction spans the call)."""
+    if isinstance(db, asyncpg.Pool):
+        async with db.acquire() as conn:
+            yield conn
+    else:
+        yield db
 
 
 async def _init_connection(conn: asyncpg.Connection) -> None:

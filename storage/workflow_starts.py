@@ -7,6 +7,8 @@ from typing import Any
 
 import asyncpg
 
+from storage.db import DB, connection
+
 
 @dataclass(frozen=True)
 class PendingStart:
@@ -18,9 +20,10 @@ class PendingStart:
     last_error: str | None = None
 
 
-async def enqueue(pool: asyncpg.Pool, rows: list[tuple[str, str, dict[str, Any]]]) -> None:
-    """Store (workflow_id, action, request) rows, in this order, in one transaction."""
-    async with pool.acquire() as conn, conn.transaction():
+async def enqueue(db: DB, rows: list[tuple[str, str, dict[str, Any]]]) -> None:
+    """Store (workflow_id, action, request) rows, in this order, in one transaction (or in the
+    caller's, given its connection)."""
+    async with connection(db) as conn, conn.transaction():
         await conn.executemany("INSERT INTO workflow_starts (workflow_id, action, request) VALUES ($1, $2, $3)", rows)
 
 

@@ -22,6 +22,7 @@ from activities.deliverable import month_level
 from domain import deliverables
 from domain.sections import DocumentKind, resolve_sections
 from storage import clients
+from storage.db import DB
 from wavelaunch.settings import Settings
 from workflows import search_attributes as sa
 from workflows.bulk import BulkRegenerationWorkflow
@@ -78,7 +79,7 @@ def check_month(month: int) -> None:
     deliverables.month(month)
 
 
-async def check_deliverable(pool: asyncpg.Pool, request: DeliverableRequest) -> None:
+async def check_deliverable(pool: DB, request: DeliverableRequest) -> None:
     """Refuse a bad month or an unknown client before anything starts (and before any LLM call)."""
     check_month(request.month)
     await clients.get(pool, request.client_id, request.client_version)

@@ -78,6 +78,19 @@ async def test_client_created_starts_one_plan_and_a_redelivery_starts_nothing(cr
     assert (await clients.get(pool, data["id"])).version == 1
 
 
+async def test_a_delivery_sent_twice_at_once_is_handled_once(crm, intake, pool):
+    """The CRM may resend while the first attempt is still being handled: the second waits on
+    the first's claim of the X-Webhook-ID and gets its answer; one snapshot, one start."""
+    data = record()
+    body, headers = delivery("client.created", data)
+    answers = await asyncio.gather(*(crm.post("/webhooks/crm", content=body, headers=headers) for _ in range(2)))
+    assert [a.status_code for a in answers] == [202, 202]
+    assert answers[0].json() == answers[1].json()
+    assert await pool.fetchval("SELECT count(*) FROM client_snapshots WHERE client_id = $1", data["id"]) == 1
+    assert await pool.fetchval("SELECT count(*) FROM workflow_starts WHERE workflow_id = $1", f"plan-{data['id']}") == 1
+    await intake.starts.idle()
+
+
 @pytest.mark.parametrize(
     "tamper, status",
     [("signature", 401), ("stale", 401), ("malformed", 400), ("invalid record", 422)],
@@ -227,3 +240,15 @@ async def test_a_send_that_hangs_gives_up_keeps_its_row_and_idle_says_which(pool
             await starter.idle(within=0.3)
     finally:  # leave no pending row behind: other tests wait for an empty outbox
         await pool.execute("UPDATE workflow_starts SET done_at = now() WHERE workflow_id = $1", workflow_id)
+
+
+async def test_the_starter_stops_when_cancelled_as_it_is_woken(pool, client, settings):
+    """The app's shutdown cancels the starter; a wake landing in the same instant (every
+    delivery wakes it) must not swallow the cancel, or the shutdown waits forever."""
+    starter = Intake(pool, client, settings).starts
+    running = asyncio.create_task(starter.run())
+    await asyncio.sleep(0.3)  # past its first drain, waiting to be woken
+    starter.wake()
+    running.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await asyncio.wait_for(running, 5)
