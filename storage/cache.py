@@ -22,7 +22,7 @@ from typing import Any, Literal
 import asyncpg
 from asyncpg.pool import PoolConnectionProxy
 
-from storage.db import DB, connection
+from storage.db import DB, connection, transaction
 
 log = logging.getLogger(__name__)
 
@@ -337,7 +337,7 @@ async def invalidate(pool: DB, *, client_id: str, section_keys: Sequence[str]) -
     # counters, so waiting here could close a cycle). Skipping is safe: an entry's key includes
     # the inputs it was made from, so an old-input entry can never be an exact hit for new
     # inputs, and the semantic tier serves nothing as is whose section's fields changed.
-    async with connection(pool) as conn, conn.transaction():
+    async with transaction(pool) as conn:
         status = await conn.execute(
             """UPDATE cache_entries SET stale = true WHERE key = ANY(ARRAY(
                    SELECT key FROM cache_entries

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import asyncpg
 
 from domain.client import ClientRecord
-from storage.db import DB, connection
+from storage.db import DB, transaction
 
 
 @dataclass(frozen=True)
@@ -36,7 +36,7 @@ async def upsert(db: DB, record: ClientRecord) -> tuple[StoredClient, bool]:
     Returns the stored snapshot and whether a new version was written.
     """
     digest = record.content_hash()
-    async with connection(db) as conn, conn.transaction():
+    async with transaction(db) as conn:
         row = await conn.fetchrow("SELECT current_version FROM clients WHERE id = $1 FOR UPDATE", record.id)
         if row is not None:
             current = await conn.fetchrow(

@@ -31,6 +31,18 @@ async def connection(db: DB) -> AsyncIterator[asyncpg.Connection | PoolConnectio
         yield db
 
 
+@contextlib.asynccontextmanager
+async def transaction(db: DB) -> AsyncIterator[asyncpg.Connection | PoolConnectionProxy]:
+    """A transaction of its own, or, given a connection already in one, the caller's (no
+    savepoint: two round trips saved on the webhook's path; the caller commits or rolls back)."""
+    async with connection(db) as conn:
+        if conn.is_in_transaction():
+            yield conn
+        else:
+            async with conn.transaction():
+                yield conn
+
+
 async def _init_connection(conn: asyncpg.Connection) -> None:
     # jsonb columns come back as Python objects, not strings.
     await conn.set_type_codec("jsonb", encoder=json.dumps, decoder=json.loads, schema="pg_catalog")

@@ -7,7 +7,7 @@ from typing import Any
 
 import asyncpg
 
-from storage.db import DB, connection
+from storage.db import DB, transaction
 
 
 @dataclass(frozen=True)
@@ -23,7 +23,7 @@ class PendingStart:
 async def enqueue(db: DB, rows: list[tuple[str, str, dict[str, Any]]]) -> None:
     """Store (workflow_id, action, request) rows, in this order, in one transaction (or in the
     caller's, given its connection)."""
-    async with connection(db) as conn, conn.transaction():
+    async with transaction(db) as conn:
         await conn.executemany("INSERT INTO workflow_starts (workflow_id, action, request) VALUES ($1, $2, $3)", rows)
 
 

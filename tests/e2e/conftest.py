@@ -157,4 +157,3 @@ async def closed_runs(client: Client, workflow_id: str, within: float = 10.0) ->
         if settled or asyncio.get_running_loop().time() > deadline:
             return runs
         await asyncio.sleep(0.1)
-
