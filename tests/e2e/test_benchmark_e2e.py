@@ -80,3 +80,14 @@ async def test_tiny_budget_race_never_goes_over_the_limit_with_reservations(tmp_
         # The budget counts exactly what the ledger billed.
         assert arm["billed_tokens"] == arm["ledger_tokens"]
         assert arm["sections_written"] + arm["sections_refused"] == 12
+
+
+async def test_tiny_webhook_bench_answers_every_delivery_and_sends_every_start(tmp_path):
+    from wavelaunch.bench import webhooks
+
+    settings = Settings.model_validate({"state_dir": tmp_path})
+    report = await webhooks.run(settings, requests=30, rate=30)
+    assert report["statuses"] == {202: 30}, report
+    assert report["starts_sent"] == 30, report
+    latency = report["latency_ms"]
+    assert 0 < latency["p50"] <= latency["p95"] <= latency["max"] < 10_000, report
