@@ -14,13 +14,13 @@ from datetime import timedelta
 
 from temporalio import workflow
 from temporalio.common import SearchAttributePair, TypedSearchAttributes
-from temporalio.exceptions import ApplicationError, ChildWorkflowError, WorkflowAlreadyStartedError
+from temporalio.exceptions import ActivityError, ApplicationError, ChildWorkflowError, WorkflowAlreadyStartedError
 
 with workflow.unsafe.imports_passed_through():
     from activities.bulk import BATCH, BulkActivities
     from workflows import search_attributes as sa
     from workflows.business_plan import BusinessPlanWorkflow
-    from workflows.fanout import run_section
+    from workflows.fanout import BudgetGate, run_section, set_status, waits_for_budget
     from workflows.models import (
         BatchState,
         BulkCollected,
@@ -47,18 +47,32 @@ with workflow.unsafe.imports_passed_through():
     )
 
 
+# Histories from before bulk work waited on a paused budget failed at the refusal instead.
+BUDGET_WAIT_PATCH = "bulk-budget-wait"
+
+
 @workflow.defn
 class BulkRegenerationWorkflow:
     def __init__(self) -> None:
         self._progress = BulkProgress()
+        self._budget = BudgetGate()
 
     @workflow.query
     def progress(self) -> BulkProgress:
         return self._progress
 
+    @workflow.signal
+    def budget_resumed(self) -> None:
+        """A paused budget was resumed (`wavelaunch budget resume`): a refused submission or
+        fallback section tries again."""
+        self._budget.resume()
+
     def _set_status(self, status: str) -> None:
-        self._progress.status = status
-        workflow.upsert_search_attributes([sa.STATUS.value_set(status)])
+        set_status(self._progress, status)
+
+    def _gate(self) -> BudgetGate | None:
+        """Where work refused by a paused budget waits (WAVELAUNCH_BUDGET_ON_PAUSE=wait)."""
+        return self._budget if workflow.patched(BUDGET_WAIT_PATCH) else None
 
     @workflow.run
     async def run(self, request: BulkRequest) -> BulkResult:
@@ -81,12 +95,7 @@ class BulkRegenerationWorkflow:
             batch = None
             if prepared.mode == BATCH and prepared.to_generate:
                 self._set_status("submitting")
-                batch = await workflow.execute_activity_method(
-                    BulkActivities.submit_batch,
-                    prepared.ref,
-                    start_to_close_timeout=BATCH_SUBMIT_TIMEOUT,
-                    retry_policy=BATCH_RETRY,
-                )
+                batch = await self._submit(prepared)
                 self._show_batch(batch)
 
         if batch is not None:
@@ -126,6 +135,23 @@ class BulkRegenerationWorkflow:
             direct_cost=self._progress.direct_cost,
             documents=self._progress.documents,
         )
+
+    async def _submit(self, prepared: BulkPrepared) -> BatchState:
+        """Submit the batch. Refused by a paused budget (all or nothing: nothing was submitted or
+        held), wait for ``budget_resumed`` and submit again, or fail, as configured."""
+        while True:
+            try:
+                return await workflow.execute_activity_method(
+                    BulkActivities.submit_batch,
+                    prepared.ref,
+                    start_to_close_timeout=BATCH_SUBMIT_TIMEOUT,
+                    retry_policy=BATCH_RETRY,
+                )
+            except ActivityError as err:
+                gate = self._gate() if waits_for_budget(err) else None
+                if gate is None:
+                    raise
+                await gate.wait(self._progress, then="submitting")
 
     async def _wait(self, request: BulkRequest, prepared: BulkPrepared, batch: BatchState) -> BatchState:
         """Durable timers between polls until the batch is done; continue as new when the wait
@@ -175,7 +201,10 @@ class BulkRegenerationWorkflow:
         self._set_status("generating")
         self._progress.fallback = len(requests)
         work = [(SectionProgress(section_key=r.section_key), r) for r in requests]
-        results = await asyncio.gather(*(run_section(p, r) for p, r in work), return_exceptions=True)
+        gate = self._gate()
+        results = await asyncio.gather(
+            *(run_section(p, r, self._progress, gate) for p, r in work), return_exceptions=True
+        )
         failed: set[str] = set()
         for (progress, request), result in zip(work, results, strict=True):
             if isinstance(result, SectionResult):

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
+from typing import Protocol
 
 from temporalio import workflow
 from temporalio.exceptions import ActivityError, ApplicationError
@@ -34,8 +35,14 @@ with workflow.unsafe.imports_passed_through():
 BUDGET_RESUMED = "budget_resumed"
 
 
-def set_status(progress: DocumentProgress, status: str) -> None:
-    """Record a document workflow's status for its query and for the Web UI's filter."""
+class Statused(Protocol):
+    """A workflow's progress (a document's, or the bulk regeneration's): what its status is."""
+
+    status: str
+
+
+def set_status(progress: Statused, status: str) -> None:
+    """Record a workflow's status for its query and for the Web UI's filter."""
     progress.status = status
     workflow.upsert_search_attributes([sa.STATUS.value_set(status)])
 
@@ -51,7 +58,7 @@ class BudgetGate:
     def resume(self) -> None:
         self.resumes += 1
 
-    async def wait(self, document: DocumentProgress, then: str = "generating") -> None:
+    async def wait(self, document: Statused, then: str = "generating") -> None:
         """Wait for the signal (or the re-check timeout); ``then``: the status to show after."""
         seen = self.resumes
         self.waiting += 1
@@ -78,7 +85,7 @@ def waits_for_budget(err: ActivityError) -> bool:
 async def _until_not_paused(
     call: Callable[[], Awaitable[list[SectionResult]]],
     members: list[SectionProgress],
-    document: DocumentProgress | None,
+    document: Statused | None,
     gate: BudgetGate | None,
 ) -> list[SectionResult]:
     """Run ``call`` (one section or one batch activity), mirroring its outcome into ``members``;
@@ -108,7 +115,7 @@ async def _until_not_paused(
 async def run_section(
     progress: SectionProgress,
     request: SectionRequest,
-    document: DocumentProgress | None = None,
+    document: Statused | None = None,
     gate: BudgetGate | None = None,
 ) -> SectionResult:
     """One section activity, its outcome mirrored into ``progress``."""

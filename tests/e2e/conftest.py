@@ -99,6 +99,18 @@ def llm_config(stub: StubServer) -> LLMConfig:
 
 
 @pytest.fixture
+def external(settings: Settings, temporal_env: WorkflowEnvironment, database_url: str, tmp_path: Path) -> Settings:
+    """The same settings, pointed at the running parts the way an operator's shell running the
+    CLI would be."""
+    return make_settings(
+        task_queue=settings.task_queue,
+        state_dir=tmp_path,
+        TEMPORAL_ADDRESS=temporal_env.client.service_client.config.target_host,
+        DATABASE_URL=database_url,
+    )
+
+
+@pytest.fixture
 async def worker(
     temporal_env: WorkflowEnvironment, settings: Settings, database_url: str, llm_config: LLMConfig
 ) -> AsyncIterator[Worker]:

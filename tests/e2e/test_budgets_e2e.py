@@ -45,16 +45,6 @@ async def running_worker(client: Client, database_url: str, llm_config, **overri
 
 
 @pytest.fixture
-def external(temporal_env, database_url, tmp_path):
-    """Settings pointed at the running parts, as an operator's shell running the CLI would be."""
-    return make_settings(
-        state_dir=tmp_path,
-        TEMPORAL_ADDRESS=temporal_env.client.service_client.config.target_host,
-        DATABASE_URL=database_url,
-    )
-
-
-@pytest.fixture
 def receiver() -> Iterator[tuple[str, list[tuple[dict[str, str], bytes]]]]:
     """A local HTTP endpoint recording every POST (headers, raw body)."""
     received: list[tuple[dict[str, str], bytes]] = []

@@ -8,16 +8,17 @@ from datetime import timedelta
 from decimal import Decimal
 
 import pytest
-from temporalio.client import WorkflowFailureError
+from temporalio.client import WorkflowExecutionStatus, WorkflowFailureError
 
 from domain.budgets import BudgetScope, BudgetSpec, Period
 from domain.sections import Level, resolve_sections
 from storage import budgets, documents
-from tests.e2e.conftest import make_settings, section_requests
+from tests.e2e.conftest import finished, make_settings, section_requests
 from tests.e2e.test_business_plan_e2e import new_client, run_plan
 from tokenopt import pricing
-from wavelaunch import plans
+from wavelaunch import commands, plans
 from wavelaunch.runtime import build_worker, close_dependencies, plan_dependencies
+from workflows.bulk import BulkRegenerationWorkflow
 from workflows.models import BulkRequest, PlanRequest
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(180)]
@@ -211,5 +212,36 @@ async def test_a_batch_over_budget_is_refused_before_anything_is_submitted(pool,
         assert stub.batches() == [] and section_requests(stub) == []
         [use] = [u for u in await budgets.usage(pool) if u.client_id == ids[0]]
         assert use.tokens_reserved == 0 and use.tokens_used == 0  # nothing left held
+    finally:
+        await budgets.remove(pool, BudgetScope.CLIENT, ids[0], None)
+
+
+async def test_a_batch_refused_by_a_paused_budget_waits_and_resume_submits_it(
+    pool, client, settings, stub, worker, external
+):
+    ids = [await new_client(pool)]
+    paused = BudgetSpec(
+        scope=BudgetScope.CLIENT, client_id=ids[0], period=Period.DAILY, token_limit=100, auto_pause=True
+    )
+    await budgets.set_budget(pool, paused)
+    try:
+        request = BulkRequest(client_ids=ids, level=Level.ESSENTIAL, poll_seconds=1)
+        handle = await plans.start_bulk(client, settings, request)
+        while (progress := await handle.query(BulkRegenerationWorkflow.progress)).status != "paused":
+            assert progress.status in ("starting", "preparing", "submitting"), progress
+            assert (await handle.describe()).status == WorkflowExecutionStatus.RUNNING, "it should wait, not fail"
+            await asyncio.sleep(0.2)
+        # Waiting, not retrying: nothing submitted, nothing held, the budget paused.
+        assert stub.batches() == []
+        [use] = [u for u in await budgets.usage(pool) if u.client_id == ids[0]]
+        assert use.paused and use.tokens_reserved == 0
+
+        await commands.budget_set(external, paused.model_copy(update={"token_limit": 1_000_000}))
+        signalled: list[str] = []
+        while handle.id not in signalled:  # the paused status may take a moment to be searchable
+            _, signalled = await commands.budget_resume(external, BudgetScope.CLIENT, ids[0], None)
+        result = await finished(handle)
+        assert result.stored_from_batch == len(ESSENTIAL) and len(stub.batches()) == 1
+        assert (await handle.query(BulkRegenerationWorkflow.progress)).status == "completed"
     finally:
         await budgets.remove(pool, BudgetScope.CLIENT, ids[0], None)

@@ -6,23 +6,12 @@ import pytest
 from temporalio.client import WorkflowFailureError
 
 from domain.sections import Level
-from tests.e2e.conftest import make_settings, section_requests
+from tests.e2e.conftest import section_requests
 from tests.e2e.test_business_plan_e2e import new_client, run_plan
 from wavelaunch import commands, plans
 from workflows.models import DeliverableRequest, PlanRequest
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(120)]
-
-
-@pytest.fixture
-def external(settings, temporal_env, database_url, tmp_path):
-    """The same settings, pointed at the running parts the way an operator's shell would be."""
-    return make_settings(
-        task_queue=settings.task_queue,
-        state_dir=tmp_path,
-        TEMPORAL_ADDRESS=temporal_env.client.service_client.config.target_host,
-        DATABASE_URL=database_url,
-    )
 
 
 async def test_retry_generates_only_what_failed_and_refuses_a_success(pool, client, settings, stub, worker, external):

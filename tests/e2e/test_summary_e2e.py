@@ -15,7 +15,6 @@ from llm.stub_server import StubServer
 from storage import messages, summaries
 from storage.clients import UnknownClient
 from storage.messages import UnknownThread
-from tests.e2e.conftest import make_settings
 from tests.e2e.test_business_plan_e2e import new_client
 from wavelaunch import commands
 from wavelaunch.commands import sample_messages_file
@@ -179,17 +178,6 @@ async def test_unknown_client_or_thread_is_refused_with_a_clear_error(pool, clie
 
 async def usage_rows(pool: asyncpg.Pool, client_id: str) -> list[asyncpg.Record]:
     return await pool.fetch("SELECT * FROM usage_ledger WHERE client_id = $1 ORDER BY id", client_id)
-
-
-@pytest.fixture
-def external(settings, temporal_env, database_url, tmp_path):
-    """The same settings, pointed at the running parts the way an operator's shell would be."""
-    return make_settings(
-        task_queue=settings.task_queue,
-        state_dir=tmp_path,
-        TEMPORAL_ADDRESS=temporal_env.client.service_client.config.target_host,
-        DATABASE_URL=database_url,
-    )
 
 
 async def test_summary_commands_store_the_file_run_and_show(pool, stub, worker, external, tmp_path):

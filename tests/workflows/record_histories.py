@@ -57,6 +57,11 @@ BULK_CASES = {
         FakeBulkActivities(polls_to_complete=3),
         BulkRequest(client_ids=["c5", "c6"], level=Level.ESSENTIAL, poll_seconds=60),
     ),
+    # The "bulk-budget-wait" patch: the submission refused by a paused budget once, waited out.
+    "bulk_budget_paused": (
+        FakeBulkActivities(polls_to_complete=1, refused_submits=1),
+        BulkRequest(client_ids=["c5", "c6"], level=Level.ESSENTIAL, poll_seconds=60),
+    ),
 }
 # Signal-with-start for the cases that announce a newer client version.
 SIGNALS = {"business_plan_update_folded_in": 5}

@@ -10,7 +10,7 @@ import pytest
 from temporalio import activity
 from temporalio.client import WorkflowFailureError
 from temporalio.contrib.pydantic import pydantic_data_converter
-from temporalio.exceptions import CancelledError
+from temporalio.exceptions import ApplicationError, CancelledError
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
@@ -46,8 +46,17 @@ class FakeBulkActivities:
     """Two clients, six sections to write; the batch completes after ``polls_to_complete`` looks
     and answers all but ``failed`` lines."""
 
-    def __init__(self, *, mode: str = "batch", polls_to_complete: int = 3, failed: int = 1, to_generate: int = 6):
+    def __init__(
+        self,
+        *,
+        mode: str = "batch",
+        polls_to_complete: int = 3,
+        failed: int = 1,
+        to_generate: int = 6,
+        refused_submits: int = 0,
+    ):
         self.mode = mode
+        self.refused_submits = refused_submits  # submissions refused by a paused budget first
         self.polls_to_complete = polls_to_complete
         self.failed = failed
         self.to_generate = to_generate
@@ -70,6 +79,14 @@ class FakeBulkActivities:
 
     @activity.defn(name="submit_batch")
     async def submit_batch(self, ref: str) -> BatchState:
+        if self.refused_submits:
+            self.refused_submits -= 1
+            raise ApplicationError(
+                "budget paused: the daily budget of client c1 is paused",
+                {"budget_id": 1, "on_pause": "wait"},
+                type="BudgetPaused",
+                non_retryable=True,
+            )
         self.submitted += 1
         return BatchState(batch_id="batch-1", status="validating", total=self.to_generate)
 
@@ -198,3 +215,16 @@ async def test_cancelling_the_bulk_while_it_waits_cancels_its_batch(env):
         progress = await handle.query(BulkRegenerationWorkflow.progress)
     assert fakes.cancelled == 1 and fakes.collected == 0
     assert progress.status == "cancelled"
+
+
+async def test_a_submission_refused_by_a_paused_budget_waits_then_submits_once(env):
+    fakes = FakeBulkActivities(refused_submits=2)
+    started = await env.get_current_time()
+    _, result, progress, _ = await run(
+        env, fakes, BulkRequest(client_ids=["c1", "c2"], level=Level.ESSENTIAL, poll_seconds=60)
+    )
+    # Two refusals, each waited out durably (the hourly re-check, skipped by the server), then
+    # one batch: the refusals submitted and held nothing.
+    assert fakes.refused_submits == 0 and fakes.submitted == 1 and fakes.collected == 1
+    assert (await env.get_current_time() - started).total_seconds() >= 2 * 3600
+    assert result.batch_id == "batch-1" and progress.status == "completed"

@@ -32,6 +32,7 @@ def test_histories_are_recorded():
         "deliverable_m2",
         "summary_threads_and_client",
         "bulk_batch_with_fallback",
+        "bulk_budget_paused",
     } <= names
 
 
