@@ -1,7 +1,9 @@
 """Raising alerts: logged, and POSTed to the operators' webhook signed as the CRM signs its own.
 
-Delivery happens in the background, off the LLM call's path; its outcome is recorded on the
-alert, and a failed delivery never fails a generation.
+Delivery happens in the background, off the LLM call's path; a transient failure (no answer, a
+timeout, 429 or 5xx) is retried with exponential backoff under the same X-Webhook-ID (so the
+receiver can drop a repeat); the outcome is recorded on the alert, and a failed delivery never
+fails a generation.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from datetime import UTC, datetime
 
 import asyncpg
 import httpx
+from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt, wait_exponential
 
 from crm import signature
 from domain.budgets import Alert
@@ -27,6 +30,8 @@ class AlertConfig:
     webhook_url: str | None = None
     webhook_secret: str | None = None
     timeout_seconds: float = 5.0
+    attempts: int = 4  # tries per alert, transient failures only
+    retry_base_seconds: float = 1.0  # backoff: 1 s, 2 s, 4 s, ... (at most 30 s)
     # The cache hit rate the studio expects over recent section requests, and the window.
     cache_hit_rate_target: float = 0.6
     cache_window_hours: float = 24.0
@@ -47,6 +52,22 @@ def webhook_request(alert: Alert, secret: str | None) -> tuple[bytes, dict[str, 
     if secret:
         headers["X-Webhook-Signature"] = signature.sign(body, secret)
     return body, headers
+
+
+class _Undelivered(Exception):
+    def __init__(self, message: str, *, transient: bool):
+        super().__init__(message)
+        self.transient = transient
+
+
+async def _post(http: httpx.AsyncClient, url: str, body: bytes, headers: dict[str, str]) -> None:
+    try:
+        answer = await http.post(url, content=body, headers=headers)
+    except httpx.HTTPError as err:  # no answer, or too slow: may work next time
+        raise _Undelivered(f"webhook delivery failed: {type(err).__name__}: {err}", transient=True) from None
+    if answer.status_code >= 300:
+        transient = answer.status_code == 429 or answer.status_code >= 500
+        raise _Undelivered(f"webhook answered {answer.status_code}: {answer.text[:200]}", transient=transient)
 
 
 class AlertNotifier:
@@ -70,15 +91,24 @@ class AlertNotifier:
         assert self.config.webhook_url
         body, headers = webhook_request(alert, self.config.webhook_secret)
         error: str | None = None
+        retrying = AsyncRetrying(
+            stop=stop_after_attempt(max(1, self.config.attempts)),
+            wait=wait_exponential(multiplier=self.config.retry_base_seconds, max=30),
+            retry=retry_if_exception(lambda err: isinstance(err, _Undelivered) and err.transient),
+            before_sleep=lambda state: log.info(
+                "alert #%d: attempt %d failed (%s); retrying", alert.id, state.attempt_number, state.outcome.exception()
+            ),
+            reraise=True,
+        )
         try:
             async with httpx.AsyncClient(timeout=self.config.timeout_seconds) as http:
-                answer = await http.post(self.config.webhook_url, content=body, headers=headers)
-            if answer.status_code >= 300:
-                error = f"webhook answered {answer.status_code}: {answer.text[:200]}"
-        except httpx.HTTPError as err:
-            error = f"webhook delivery failed: {type(err).__name__}: {err}"
-        if error:
-            log.warning("alert #%d not delivered: %s", alert.id, error)
+                async for attempt in retrying:
+                    with attempt:
+                        await _post(http, self.config.webhook_url, body, headers)
+        except _Undelivered as err:
+            error = str(err)
+            tries = retrying.statistics.get("attempt_number", 1)
+            log.warning("alert #%d not delivered after %d attempt(s): %s", alert.id, tries, error)
         try:
             await alerts.mark_delivery(self.pool, alert.id, error)
         except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError) as err:

@@ -176,6 +176,7 @@ def alert_config(settings: Settings) -> AlertConfig:
         webhook_url=settings.alert_webhook_url,
         webhook_secret=secret.get_secret_value() if secret else None,
         timeout_seconds=settings.alert_webhook_timeout_seconds,
+        attempts=settings.alert_webhook_attempts,
         cache_hit_rate_target=settings.cache_hit_rate_target,
         cache_window_hours=settings.cache_hit_rate_window_hours,
         cache_min_sections=settings.cache_hit_rate_min_sections,

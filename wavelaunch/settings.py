@@ -108,6 +108,7 @@ class Settings(BaseSettings):
     alert_webhook_url: str | None = None
     alert_webhook_secret: SecretStr | None = None
     alert_webhook_timeout_seconds: float = 5.0
+    alert_webhook_attempts: int = Field(4, ge=1)  # tries per alert; transient failures only
     cache_hit_rate_target: float = 0.6
     cache_hit_rate_window_hours: float = 24.0
     cache_hit_rate_min_sections: int = 50

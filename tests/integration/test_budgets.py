@@ -4,8 +4,11 @@ settle/release, stale reservations expire, thresholds alert once, auto-pause, th
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+import contextlib
+import threading
+from collections.abc import AsyncIterator, Iterator
 from decimal import Decimal
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import asyncpg
@@ -232,10 +235,59 @@ async def test_a_low_cache_hit_rate_alerts_once_a_day(pool):
     assert await hit_rate_notifier(pool, 0.4).check_cache_hit_rate() is None  # at or above target: nothing
 
 
-async def test_a_failed_delivery_is_recorded_on_the_alert(pool, unused_tcp_port):
+def quick_retries(url: str) -> AlertConfig:
+    return AlertConfig(webhook_url=url, timeout_seconds=2, attempts=3, retry_base_seconds=0.01)
+
+
+@contextlib.contextmanager
+def scripted_receiver(statuses: list[int]) -> Iterator[tuple[str, list[str]]]:
+    """A local endpoint answering POSTs with ``statuses`` in turn (then 204); yields its URL and
+    the X-Webhook-ID of every POST it received."""
+    seen: list[str] = []
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:  # noqa: N802 (http.server's naming)
+            self.rfile.read(int(self.headers["Content-Length"]))
+            seen.append(self.headers["X-Webhook-ID"])
+            self.send_response(statuses[len(seen) - 1] if len(seen) <= len(statuses) else 204)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}/alerts", seen
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+async def deliver_one(pool: asyncpg.Pool, config: AlertConfig):
     alert = await alerts.insert(pool, kind="cache_hit_rate", dedupe_key="k", message="low")
-    notifier = AlertNotifier(pool, AlertConfig(webhook_url=f"http://127.0.0.1:{unused_tcp_port}/", timeout_seconds=2))
+    notifier = AlertNotifier(pool, config)
     notifier.raised([alert])
     await notifier.drain()
     [stored] = await alerts.recent(pool)
+    return alert, stored
+
+
+async def test_a_failed_delivery_is_retried_then_recorded_on_the_alert(pool, unused_tcp_port):
+    _, stored = await deliver_one(pool, quick_retries(f"http://127.0.0.1:{unused_tcp_port}/"))
     assert not stored.delivered and "webhook delivery failed" in stored.delivery_error
+
+
+async def test_a_transient_refusal_is_retried_under_the_same_delivery_id(pool):
+    with scripted_receiver([503, 429]) as (url, seen):
+        alert, stored = await deliver_one(pool, quick_retries(url))
+    assert seen == [f"alert_{alert.id}"] * 3
+    assert stored.delivered and stored.delivery_error is None
+
+
+async def test_a_client_error_is_not_retried(pool):
+    with scripted_receiver([400]) as (url, seen):
+        _, stored = await deliver_one(pool, quick_retries(url))
+    assert len(seen) == 1
+    assert not stored.delivered and "webhook answered 400" in stored.delivery_error
