@@ -11,7 +11,6 @@ from storage import documents
 from tests.e2e.conftest import requested_sections, section_requests
 from tests.e2e.test_business_plan_e2e import new_client, run_plan
 from tests.e2e.test_cache_e2e import update_client
-from tests.e2e.test_retry_replay_e2e import external  # noqa: F401 (fixture)
 from wavelaunch import commands
 from workflows.models import PlanRequest
 
