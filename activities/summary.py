@@ -25,7 +25,7 @@ from activities.section_cache import SectionCache
 from activities.writer import OutputRejected, SectionWriter, Written
 from domain.cache_policy import policy
 from domain.sections import DocumentKind, SectionSpec
-from domain.summaries import CLIENT_SUMMARY, THREAD_SUMMARY
+from domain.summaries import CLIENT_SUMMARY, THREAD_SUMMARY, ThreadMessage
 from storage import clients, messages, summaries
 from storage.clients import StoredClient, UnknownClient
 from storage.messages import UnknownThread
@@ -39,6 +39,7 @@ from tokenopt.summary_prompts import (
     build_thread_prompt,
     client_inputs,
     client_inputs_hash,
+    next_step,
 )
 from tokenopt.techniques import Technique
 from workflows.models import (
@@ -119,6 +120,31 @@ class SummaryActivities:
         tier = self._tier(spec)
         known = _known(client)
         previous = latest.content if latest else None
+        steps: list[ThreadSummaryResult] = []
+        async with _heartbeating():
+            while new:
+                step = next_step(new, model=self.deps.router.model_for(tier), known=known)
+                result, previous = await self._thread_step(request, ledger, tier, known, previous, after, step)
+                steps.append(result)
+                after, new = step[-1].seq, new[len(step) :]
+                # The naive way reads the whole thread in one call: its baseline goes on the first step.
+                ledger = self._ledger(request.client_id, spec, 0)
+        return _combined(steps)
+
+    async def _thread_step(
+        self,
+        request: ThreadSummaryRequest,
+        ledger: SectionLedger,
+        tier: Tier,
+        known: tuple[str, ...],
+        previous: dict[str, Any] | None,
+        after: int,
+        new: list[ThreadMessage],
+    ) -> tuple[ThreadSummaryResult, dict[str, Any]]:
+        """Fold ``new`` (the messages after seq ``after``) into ``previous`` and store the summary
+        through the last of them; its figures and content."""
+        spec = THREAD_SUMMARY
+        pool = self.deps.pool
 
         def prompt_for(model: str) -> BuiltPrompt:
             return build_thread_prompt(request.thread_id, previous, new, model=model, known=known)
@@ -141,11 +167,11 @@ class SummaryActivities:
                 completion_tokens=completion_tokens,
             )
 
-        async with _heartbeating(), self._exact_scope(spec, ekey) as (db, exact_on):
+        async with self._exact_scope(spec, ekey) as (db, exact_on):
             if exact_on and (hit := await self.cache.exact(db, ekey, spec)) is not None:
                 stored = await store(hit.content, hit.model, 0, 0)
                 saved = await ledger.hit(hit.model, "exact", ekey, operation="summarize_thread")
-                return ThreadSummaryResult(
+                result = ThreadSummaryResult(
                     thread_id=request.thread_id,
                     summary_id=stored.id,
                     version=stored.version,
@@ -157,12 +183,13 @@ class SummaryActivities:
                     baseline_tokens=ledger.baseline.prompt_tokens + spec.target_tokens,
                     baseline_cost=saved,
                 )
+                return result, hit.content
             written = await self._write(ledger, request.client_id, spec, tier, prompt_for, "summarize_thread", ekey)
             figures = written.result
             stored = await store(written.content, figures.model, figures.prompt_tokens, figures.completion_tokens)
             if exact_on:
                 await self._cache_put(db, ekey, request.client_id, spec, written, prompt)
-        return ThreadSummaryResult(
+        result = ThreadSummaryResult(
             thread_id=request.thread_id,
             summary_id=stored.id,
             version=stored.version,
@@ -170,6 +197,7 @@ class SummaryActivities:
             new_messages=len(new),
             **_figures(written),
         )
+        return result, written.content
 
     # -- the client ----------------------------------------------------------------------------
     @activity.defn
@@ -333,6 +361,35 @@ class SummaryActivities:
             cost=written.result.cost,
             embedding=None,
         )
+
+
+def _combined(steps: list[ThreadSummaryResult]) -> ThreadSummaryResult:
+    """One result for a summary written in steps: the last step's summary, every step's spend."""
+    if len(steps) == 1:
+        return steps[0]
+    last = steps[-1]
+    summed = {
+        field: sum(getattr(step, field) for step in steps)
+        for field in (
+            "new_messages",
+            "prompt_tokens",
+            "cached_tokens",
+            "completion_tokens",
+            "cost",
+            "baseline_tokens",
+            "baseline_cost",
+            "duration_ms",
+            "llm_calls",
+        )
+    }
+    written_now = any(step.cache_tier == "none" for step in steps)
+    return last.model_copy(
+        update={
+            **summed,
+            "cache_tier": "none" if written_now else last.cache_tier,
+            "escalated": any(step.escalated for step in steps),
+        }
+    )
 
 
 def _figures(written: Written) -> dict[str, Any]:

@@ -16,7 +16,7 @@ from typing import Any
 from domain.sections import SectionSpec
 from domain.summaries import CLIENT_SUMMARY, THREAD_SUMMARY, ThreadMessage
 from tokenopt.budget import LONG_FIELD_CHARS
-from tokenopt.counting import count_messages
+from tokenopt.counting import count_messages, count_tokens
 from tokenopt.projection import normalise, project, truncate_sentences
 from tokenopt.prompts import BuiltPrompt, approx_words
 from tokenopt.redaction import redact
@@ -24,6 +24,10 @@ from tokenopt.redaction import redact
 SUMMARY_PROMPT_VERSION = 1
 # One message's text in a prompt: enough for any real message, bounded for a pasted wall of text.
 MESSAGE_CHARS = 1500
+# A thread summarised for the first time (or after a long gap) is read in steps of at most this
+# many tokens of messages, each folded into the summary so far, so no prompt outgrows a small
+# model's window however long the thread. A usual update (a few new messages) is one step.
+THREAD_STEP_TOKENS = 6000
 
 THREAD_SYSTEM = (
     "Summarise a message thread between a creator brand (the client) and its studio.\n"
@@ -54,6 +58,26 @@ def message_line(message: ThreadMessage, known: Iterable[str] = ()) -> str:
     """One message as a prompt line: ``#seq author YYYY-MM-DD: text`` (redacted, one line)."""
     text = truncate_sentences(normalise(message.text) or "", MESSAGE_CHARS)
     return f"#{message.seq} {message.author.value} {message.sent_at:%Y-%m-%d}: {redact(text, known)}"
+
+
+def next_step(
+    messages: Sequence[ThreadMessage],
+    *,
+    model: str,
+    known: Iterable[str] = (),
+    max_tokens: int = THREAD_STEP_TOKENS,
+) -> list[ThreadMessage]:
+    """The leading messages whose prompt lines fit in ``max_tokens`` (always at least one)."""
+    known = tuple(known)
+    step: list[ThreadMessage] = []
+    used = 0
+    for message in messages:
+        tokens = count_tokens(message_line(message, known), model)
+        if step and used + tokens > max_tokens:
+            break
+        step.append(message)
+        used += tokens
+    return step
 
 
 def build_thread_prompt(

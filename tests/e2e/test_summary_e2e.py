@@ -16,6 +16,8 @@ from storage import messages, summaries
 from storage.clients import UnknownClient
 from storage.messages import UnknownThread
 from tests.e2e.test_business_plan_e2e import new_client
+from tokenopt.counting import count_tokens
+from tokenopt.summary_prompts import THREAD_STEP_TOKENS
 from wavelaunch import commands
 from wavelaunch.commands import sample_messages_file
 from wavelaunch.summaries import append_threads, check_summary, start_summary
@@ -217,3 +219,29 @@ async def test_summary_commands_store_the_file_run_and_show(pool, stub, worker, 
     markdown = await commands.show_summary(external, client_id, "content-plan", "md")
     assert "## Thread content-plan (v1, messages 1–3)" in markdown and "Client summary" not in markdown
     assert "### Action items" in markdown
+
+
+async def test_a_long_first_thread_is_read_in_steps_each_folded_into_the_summary(pool, client, settings, stub, worker):
+    client_id = await new_client(pool)
+    # ~400 tokens a message: 60 of them are far more than one step reads.
+    wall = "We went through the packaging proofs, sample order, pricing and launch plan once more. " * 20
+    await messages.append_messages(pool, client_id, "t1", [message(n, f"{n}: {wall}") for n in range(1, 61)])
+
+    _, result = await run(client, settings, SummaryRequest(client_id=client_id, thread_ids=["t1"]))
+    [thread] = result.threads
+    steps = calls(stub, "thread_summary")
+    assert len(steps) >= 3, len(steps)
+    assert (thread.through_seq, thread.new_messages, thread.llm_calls) == (60, 60, len(steps))
+    # Each step fits the step size, and every step after the first starts from the summary so far.
+    assert all(count_tokens(user_text(r)) < THREAD_STEP_TOKENS + 500 for r in steps)
+    assert "PREVIOUS" not in user_text(steps[0]) and all("PREVIOUS" in user_text(r) for r in steps[1:])
+    read = [n for r in steps for n in range(1, 61) if f"#{n} " in user_text(r)]
+    assert read == list(range(1, 61))  # every message read once, in order
+    rows = await pool.fetch(
+        "SELECT baseline_prompt_tokens FROM usage_ledger WHERE client_id = $1 AND operation = 'summarize_thread'"
+        " ORDER BY id",
+        client_id,
+    )
+    # The naive way would read the thread in one call: its prompt is counted once, on the first step.
+    assert len(rows) == len(steps) and rows[0]["baseline_prompt_tokens"] > 0
+    assert [r["baseline_prompt_tokens"] for r in rows[1:]] == [0] * (len(rows) - 1)

@@ -22,7 +22,13 @@ from tokenopt.counting import count_messages, count_tokens
 from tokenopt.naive import naive_summary_messages, naive_summary_tokens
 from tokenopt.redaction import redact
 from tokenopt.routing import Tier, tier_for
-from tokenopt.summary_prompts import build_client_prompt, build_thread_prompt, client_inputs_hash, message_line
+from tokenopt.summary_prompts import (
+    build_client_prompt,
+    build_thread_prompt,
+    client_inputs_hash,
+    message_line,
+    next_step,
+)
 from wavelaunch.commands import load_records, sample_client_file
 
 START = datetime(2026, 3, 1, 9, 0, tzinfo=UTC)
@@ -190,3 +196,13 @@ def test_a_messages_file_is_refused_whole_with_every_problem():
         assert expected in problems
     with pytest.raises(InvalidMessages, match="expected a JSON list"):
         parse_threads("nope")
+
+
+def test_a_step_takes_the_leading_messages_that_fit_and_never_none():
+    lines = [msg(n, "word " * 100) for n in range(1, 11)]
+    one = count_tokens(message_line(lines[0]), "gpt-4.1-nano")
+    step = next_step(lines, model="gpt-4.1-nano", max_tokens=3 * one + 1)
+    assert [m.seq for m in step] == [1, 2, 3]
+    assert [m.seq for m in next_step(lines, model="gpt-4.1-nano")] == list(range(1, 11))  # a usual update: one step
+    # A single message larger than a step is still read (alone), never skipped.
+    assert [m.seq for m in next_step(lines, model="gpt-4.1-nano", max_tokens=5)] == [1]
