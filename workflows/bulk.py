@@ -20,7 +20,7 @@ with workflow.unsafe.imports_passed_through():
     from activities.bulk import BATCH, BulkActivities
     from workflows import search_attributes as sa
     from workflows.business_plan import BusinessPlanWorkflow
-    from workflows.fanout import BudgetGate, run_section, set_status, waits_for_budget
+    from workflows.fanout import BudgetGate, WaitsOnBudget, run_section, set_status, waits_for_budget
     from workflows.models import (
         BatchState,
         BulkCollected,
@@ -52,20 +52,14 @@ BUDGET_WAIT_PATCH = "bulk-budget-wait"
 
 
 @workflow.defn
-class BulkRegenerationWorkflow:
+class BulkRegenerationWorkflow(WaitsOnBudget):
     def __init__(self) -> None:
+        super().__init__()
         self._progress = BulkProgress()
-        self._budget = BudgetGate()
 
     @workflow.query
     def progress(self) -> BulkProgress:
         return self._progress
-
-    @workflow.signal
-    def budget_resumed(self) -> None:
-        """A paused budget was resumed (`wavelaunch budget resume`): a refused submission or
-        fallback section tries again."""
-        self._budget.resume()
 
     def _set_status(self, status: str) -> None:
         set_status(self._progress, status)

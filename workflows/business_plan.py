@@ -7,7 +7,7 @@ from temporalio.exceptions import ActivityError, ApplicationError
 
 with workflow.unsafe.imports_passed_through():
     from activities.plan import PlanActivities
-    from workflows.fanout import BudgetGate, run_sections, set_status, waits_for_budget
+    from workflows.fanout import FollowsClientUpdates, run_sections, set_status, waits_for_budget
     from workflows.models import (
         AssembleRequest,
         PlanInputs,
@@ -27,23 +27,10 @@ with workflow.unsafe.imports_passed_through():
 
 
 @workflow.defn
-class BusinessPlanWorkflow:
+class BusinessPlanWorkflow(FollowsClientUpdates):
     def __init__(self) -> None:
+        super().__init__()
         self._progress: PlanProgress | None = None
-        self._budget = BudgetGate()
-        self._regenerate: set[str] = set()
-        # The newest client version announced while running (signal), folded in after a round.
-        self._announced_version = 0
-
-    @workflow.signal
-    def client_updated(self, version: int) -> None:
-        """A newer client snapshot exists: write it in after the current round, not in a second plan."""
-        self._announced_version = max(self._announced_version, version)
-
-    @workflow.signal
-    def budget_resumed(self) -> None:
-        """A paused budget was resumed (`wavelaunch budget resume`): waiting sections run again."""
-        self._budget.resume()
 
     @workflow.query
     def progress(self) -> PlanProgress | None:

@@ -12,7 +12,7 @@ from temporalio.exceptions import ApplicationError
 
 with workflow.unsafe.imports_passed_through():
     from activities.deliverable import DeliverableActivities, section_request
-    from workflows.fanout import BudgetGate, run_sections, set_status
+    from workflows.fanout import FollowsClientUpdates, run_sections, set_status
     from workflows.models import (
         DeliverableAssembleRequest,
         DeliverableInputs,
@@ -31,23 +31,10 @@ with workflow.unsafe.imports_passed_through():
 
 
 @workflow.defn
-class DeliverableWorkflow:
+class DeliverableWorkflow(FollowsClientUpdates):
     def __init__(self) -> None:
+        super().__init__()
         self._progress: DeliverableProgress | None = None
-        self._regenerate: set[str] = set()
-        # The newest client version announced while running (signal), folded in after a round.
-        self._announced_version = 0
-        self._budget = BudgetGate()
-
-    @workflow.signal
-    def client_updated(self, version: int) -> None:
-        """A newer client snapshot exists: write it in after the current round, not in a second run."""
-        self._announced_version = max(self._announced_version, version)
-
-    @workflow.signal
-    def budget_resumed(self) -> None:
-        """A paused budget was resumed (`wavelaunch budget resume`): waiting sections run again."""
-        self._budget.resume()
 
     @workflow.query
     def progress(self) -> DeliverableProgress | None:

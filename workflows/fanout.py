@@ -73,6 +73,34 @@ class BudgetGate:
             set_status(document, then)
 
 
+class WaitsOnBudget:
+    """A workflow whose work a paused budget can hold: the gate it waits at, and the signal
+    (``budget_resumed``, sent by `wavelaunch budget resume`) that opens it."""
+
+    def __init__(self) -> None:
+        self._budget = BudgetGate()
+
+    @workflow.signal
+    def budget_resumed(self) -> None:
+        """A paused budget was resumed: the work it refused runs again."""
+        self._budget.resume()
+
+
+class FollowsClientUpdates(WaitsOnBudget):
+    """A document workflow: it also folds in a newer client snapshot announced while it runs."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._regenerate: set[str] = set()
+        # The newest client version announced while running (signal), folded in after a round.
+        self._announced_version = 0
+
+    @workflow.signal
+    def client_updated(self, version: int) -> None:
+        """A newer client snapshot exists: write it in after the current round, not in a second run."""
+        self._announced_version = max(self._announced_version, version)
+
+
 def waits_for_budget(err: ActivityError) -> bool:
     """A section refused by a paused budget, with the worker configured to wait (not fail)."""
     cause = err.cause
