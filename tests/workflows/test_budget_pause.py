@@ -16,7 +16,6 @@ from temporalio.worker import Worker
 
 from domain.sections import Level
 from tests.workflows.test_business_plan import FakeActivities
-from tests.workflows.test_business_plan import env as env  # noqa: F401 (the module's time-skipping server)
 from tests.workflows.test_deliverable import FakeDeliverableActivities
 from workflows.business_plan import BusinessPlanWorkflow
 from workflows.deliverable import DeliverableWorkflow

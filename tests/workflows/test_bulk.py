@@ -9,15 +9,12 @@ from decimal import Decimal
 import pytest
 from temporalio import activity
 from temporalio.client import WorkflowFailureError
-from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.exceptions import ApplicationError, CancelledError
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
 from domain.sections import Level, resolve_sections
-from tests.conftest import venv_binary
 from tests.workflows.test_business_plan import FakeActivities
-from wavelaunch.runtime import ensure_search_attributes
 from workflows.bulk import BulkRegenerationWorkflow
 from workflows.business_plan import BusinessPlanWorkflow
 from workflows.models import (
@@ -30,16 +27,6 @@ from workflows.models import (
 )
 
 ESSENTIAL = [s.key for s in resolve_sections(Level.ESSENTIAL)]
-
-
-@pytest.fixture(scope="module")
-async def env():
-    async with await WorkflowEnvironment.start_time_skipping(
-        data_converter=pydantic_data_converter,
-        test_server_existing_path=venv_binary("temporal-test-server"),
-    ) as env:
-        await ensure_search_attributes(env.client, "default")
-        yield env
 
 
 class FakeBulkActivities:

@@ -8,14 +8,11 @@ from decimal import Decimal
 import pytest
 from temporalio import activity
 from temporalio.client import WorkflowFailureError
-from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.exceptions import ApplicationError
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
 from domain.sections import Level, resolve_sections
-from tests.conftest import venv_binary
-from wavelaunch.runtime import ensure_search_attributes
 from workflows.business_plan import BusinessPlanWorkflow
 from workflows.models import (
     AssembleRequest,
@@ -27,16 +24,6 @@ from workflows.models import (
     SectionRequest,
     SectionResult,
 )
-
-
-@pytest.fixture(scope="module")
-async def env():
-    async with await WorkflowEnvironment.start_time_skipping(
-        data_converter=pydantic_data_converter,
-        test_server_existing_path=venv_binary("temporal-test-server"),
-    ) as env:
-        await ensure_search_attributes(env.client, "default")
-        yield env
 
 
 class FakeActivities:

@@ -9,15 +9,12 @@ from decimal import Decimal
 import pytest
 from temporalio import activity
 from temporalio.client import WorkflowFailureError
-from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.exceptions import ApplicationError
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
 from domain import deliverables
 from domain.sections import DocumentKind
-from tests.conftest import venv_binary
-from wavelaunch.runtime import ensure_search_attributes
 from workflows.deliverable import DeliverableWorkflow
 from workflows.models import (
     DeliverableAssembleRequest,
@@ -29,16 +26,6 @@ from workflows.models import (
     SectionRequest,
     SectionResult,
 )
-
-
-@pytest.fixture(scope="module")
-async def env():
-    async with await WorkflowEnvironment.start_time_skipping(
-        data_converter=pydantic_data_converter,
-        test_server_existing_path=venv_binary("temporal-test-server"),
-    ) as env:
-        await ensure_search_attributes(env.client, "default")
-        yield env
 
 
 class FakeDeliverableActivities:

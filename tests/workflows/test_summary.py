@@ -9,13 +9,10 @@ from decimal import Decimal
 import pytest
 from temporalio import activity
 from temporalio.client import WorkflowFailureError
-from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.exceptions import ApplicationError
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
-from tests.conftest import venv_binary
-from wavelaunch.runtime import ensure_search_attributes
 from workflows.models import (
     ClientSummaryRequest,
     ClientSummaryResult,
@@ -28,16 +25,6 @@ from workflows.models import (
 from workflows.summary import SummaryWorkflow
 
 THREADS = {"c1": ["t1", "t2", "t3"]}
-
-
-@pytest.fixture(scope="module")
-async def env():
-    async with await WorkflowEnvironment.start_time_skipping(
-        data_converter=pydantic_data_converter,
-        test_server_existing_path=venv_binary("temporal-test-server"),
-    ) as env:
-        await ensure_search_attributes(env.client, "default")
-        yield env
 
 
 class FakeSummaryActivities:
