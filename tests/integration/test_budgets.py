@@ -6,10 +6,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import threading
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from decimal import Decimal
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from pathlib import Path
 
 import asyncpg
 import pytest
@@ -18,29 +17,11 @@ from temporalio.exceptions import ApplicationError
 from activities.alerts import AlertConfig, AlertNotifier
 from activities.budget_guard import BudgetGuard
 from domain.budgets import BudgetScope, BudgetSpec, InvalidBudget, Period
-from stack import postgres
-from storage import alerts, budgets, db, usage
+from storage import alerts, budgets, usage
 from storage.budgets import BudgetRefused
 from storage.usage import UsageRecord
 
 pytestmark = pytest.mark.timeout(120)
-
-
-@pytest.fixture(scope="module")
-async def database_url(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[str]:
-    pgdata: Path = tmp_path_factory.mktemp("budgets") / "pgdata"
-    server = await postgres.start(pgdata)
-    try:
-        yield server.database_url
-    finally:
-        postgres.stop(pgdata)
-
-
-@pytest.fixture(scope="module")
-async def pool(database_url: str) -> AsyncIterator[asyncpg.Pool]:
-    pool = await db.connect(database_url, min_size=2, max_size=20)
-    yield pool
-    await pool.close()
 
 
 @pytest.fixture(autouse=True)

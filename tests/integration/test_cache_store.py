@@ -8,40 +8,20 @@ import hashlib
 import math
 import random
 import time
-from collections.abc import AsyncIterator
 from datetime import timedelta
 from decimal import Decimal
-from pathlib import Path
 from typing import Any
 
 import asyncpg
 import pytest
 
-from stack import postgres
-from storage import cache, db, sections, usage
+from storage import cache, sections, usage
 from storage.usage import UsageRecord
 
 pytestmark = pytest.mark.timeout(120)
 
 DIM = cache.EMBEDDING_DIM
 DAY = timedelta(days=1)
-
-
-@pytest.fixture(scope="module")
-async def database_url(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[str]:
-    pgdata: Path = tmp_path_factory.mktemp("cache-store") / "pgdata"
-    server = await postgres.start(pgdata)
-    try:
-        yield server.database_url
-    finally:
-        postgres.stop(pgdata)
-
-
-@pytest.fixture(scope="module")
-async def pool(database_url: str) -> AsyncIterator[asyncpg.Pool]:
-    pool = await db.connect(database_url, min_size=2, max_size=10)
-    yield pool
-    await pool.close()
 
 
 @pytest.fixture(autouse=True)
