@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from decimal import Decimal
 from enum import StrEnum
+from typing import TYPE_CHECKING
 
 from pydantic import BaseModel, Field
 
@@ -159,12 +160,12 @@ class PlanProgress(DocumentProgress):
     level: Level
 
 
-class PlanResult(BaseModel):
-    client_id: str
-    client_version: int
-    level: Level
-    document: DocumentRef
-    sections: list[SectionResult]
+class SectionTotals:
+    """What a document run spent, from its sections (mixed into the result models, which own
+    the field: declared here it would move to the front of their JSON)."""
+
+    if TYPE_CHECKING:
+        sections: list[SectionResult]
 
     @property
     def total_tokens(self) -> int:
@@ -173,6 +174,14 @@ class PlanResult(BaseModel):
     @property
     def total_cost(self) -> Decimal:
         return sum((s.cost for s in self.sections), Decimal(0))
+
+
+class PlanResult(SectionTotals, BaseModel):
+    client_id: str
+    client_version: int
+    level: Level
+    document: DocumentRef
+    sections: list[SectionResult]
 
 
 # -- deliverables ----------------------------------------------------------------------------
@@ -227,20 +236,12 @@ class DeliverableProgress(DocumentProgress):
         return f"m{self.month}"
 
 
-class DeliverableResult(BaseModel):
+class DeliverableResult(SectionTotals, BaseModel):
     client_id: str
     client_version: int
     month: int
     documents: list[DeliverableDocumentRef]
     sections: list[SectionResult]
-
-    @property
-    def total_tokens(self) -> int:
-        return sum(s.total_tokens for s in self.sections)
-
-    @property
-    def total_cost(self) -> Decimal:
-        return sum((s.cost for s in self.sections), Decimal(0))
 
 
 # -- summaries -------------------------------------------------------------------------------
