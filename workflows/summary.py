@@ -8,6 +8,7 @@ nothing) -> summarize_client (from the thread summaries, never raw messages).
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 from temporalio import workflow
 from temporalio.exceptions import ActivityError, ApplicationError
@@ -108,36 +109,30 @@ class SummaryWorkflow:
         )
 
     async def _thread(self, progress: SectionProgress, request: ThreadSummaryRequest) -> ThreadSummaryResult:
-        progress.status = SectionStatus.RUNNING
-        try:
-            result = await workflow.execute_activity_method(
-                SummaryActivities.summarize_thread,
-                request,
-                start_to_close_timeout=SECTION_START_TO_CLOSE,
-                heartbeat_timeout=SECTION_HEARTBEAT_TIMEOUT,
-                retry_policy=SECTION_RETRY,
-            )
-        except ActivityError as err:
-            progress.status = SectionStatus.FAILED
-            progress.error = failure_message(err)
-            raise
-        _done(progress, result)
-        return result
+        return await _tracked(progress, SummaryActivities.summarize_thread, request)
 
     async def _client(self, progress: SectionProgress, request: ClientSummaryRequest) -> ClientSummaryResult:
-        progress.status = SectionStatus.RUNNING
         try:
-            result = await workflow.execute_activity_method(
-                SummaryActivities.summarize_client,
-                request,
-                start_to_close_timeout=SECTION_START_TO_CLOSE,
-                heartbeat_timeout=SECTION_HEARTBEAT_TIMEOUT,
-                retry_policy=SECTION_RETRY,
-            )
-        except ActivityError as err:
-            progress.status = SectionStatus.FAILED
-            progress.error = failure_message(err)
+            return await _tracked(progress, SummaryActivities.summarize_client, request)
+        except ActivityError:
             self._set_status("failed")
             raise
-        _done(progress, result)
-        return result
+
+
+async def _tracked(progress: SectionProgress, activity_method: Any, request: Any) -> Any:
+    """One summary activity, its outcome mirrored into its progress row."""
+    progress.status = SectionStatus.RUNNING
+    try:
+        result = await workflow.execute_activity_method(
+            activity_method,
+            request,
+            start_to_close_timeout=SECTION_START_TO_CLOSE,
+            heartbeat_timeout=SECTION_HEARTBEAT_TIMEOUT,
+            retry_policy=SECTION_RETRY,
+        )
+    except ActivityError as err:
+        progress.status = SectionStatus.FAILED
+        progress.error = failure_message(err)
+        raise
+    _done(progress, result)
+    return result
