@@ -13,7 +13,7 @@ never from raw messages, and only when one of them changed.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 from temporalio import activity
@@ -99,25 +99,20 @@ class SummaryActivities:
         ledger = self._ledger(
             request.client_id, spec, naive_summary_tokens({request.thread_id: thread}, None, self._naive)
         )
+        tier = self._tier(spec)
 
         if not new:
             assert latest is not None
-            saved = await ledger.hit(
-                latest.model, "stored", f"thread:{request.thread_id}@{after}", operation="summarize_thread"
-            )
+            key = f"thread:{request.thread_id}@{after}"
+            figures = await _reused(ledger, tier, latest.model, "stored", key, "summarize_thread")
             return ThreadSummaryResult(
                 thread_id=request.thread_id,
                 summary_id=latest.id,
                 version=latest.version,
                 through_seq=latest.through_seq,
-                model=latest.model,
-                tier=self._tier(spec).value,
-                cache_tier="stored",
-                baseline_tokens=ledger.baseline.prompt_tokens + spec.target_tokens,
-                baseline_cost=saved,
+                **figures,
             )
 
-        tier = self._tier(spec)
         known = _known(client)
         previous = latest.content if latest else None
         steps: list[ThreadSummaryResult] = []
@@ -149,9 +144,6 @@ class SummaryActivities:
         def prompt_for(model: str) -> BuiltPrompt:
             return build_thread_prompt(request.thread_id, previous, new, model=model, known=known)
 
-        prompt = prompt_for(self.deps.router.model_for(tier))
-        ekey = self._key(request.client_id, spec, f"{request.thread_id}:{after}-{new[-1].seq}", prompt, tier)
-
         async def store(content: dict[str, Any], model: str, prompt_tokens: int, completion_tokens: int) -> Any:
             return await summaries.store_thread(
                 pool,
@@ -167,37 +159,19 @@ class SummaryActivities:
                 completion_tokens=completion_tokens,
             )
 
-        async with self._exact_scope(spec, ekey) as (db, exact_on):
-            if exact_on and (hit := await self.cache.exact(db, ekey, spec)) is not None:
-                stored = await store(hit.content, hit.model, 0, 0)
-                saved = await ledger.hit(hit.model, "exact", ekey, operation="summarize_thread")
-                result = ThreadSummaryResult(
-                    thread_id=request.thread_id,
-                    summary_id=stored.id,
-                    version=stored.version,
-                    through_seq=stored.through_seq,
-                    new_messages=len(new),
-                    model=hit.model,
-                    tier=tier.value,
-                    cache_tier="exact",
-                    baseline_tokens=ledger.baseline.prompt_tokens + spec.target_tokens,
-                    baseline_cost=saved,
-                )
-                return result, hit.content
-            written = await self._write(ledger, request.client_id, spec, tier, prompt_for, "summarize_thread", ekey)
-            figures = written.result
-            stored = await store(written.content, figures.model, figures.prompt_tokens, figures.completion_tokens)
-            if exact_on:
-                await self._cache_put(db, ekey, request.client_id, spec, written, prompt)
+        scope = f"{request.thread_id}:{after}-{new[-1].seq}"
+        stored, figures, content = await self._serve(
+            ledger, request.client_id, spec, tier, prompt_for, scope, store, "summarize_thread"
+        )
         result = ThreadSummaryResult(
             thread_id=request.thread_id,
             summary_id=stored.id,
             version=stored.version,
             through_seq=stored.through_seq,
             new_messages=len(new),
-            **_figures(written),
+            **figures,
         )
-        return result, written.content
+        return result, content
 
     # -- the client ----------------------------------------------------------------------------
     @activity.defn
@@ -218,25 +192,15 @@ class SummaryActivities:
 
         latest = await summaries.latest_client(pool, request.client_id)
         if latest is not None and latest.inputs_hash == inputs_hash:
-            saved = await ledger.hit(latest.model, "stored", f"client:{inputs_hash}", operation="summarize_client")
+            figures = await _reused(ledger, tier, latest.model, "stored", f"client:{inputs_hash}", "summarize_client")
             return ClientSummaryResult(
-                summary_id=latest.id,
-                version=latest.version,
-                thread_summary_ids=latest.thread_summary_ids,
-                model=latest.model,
-                tier=tier.value,
-                cache_tier="stored",
-                baseline_tokens=ledger.baseline.prompt_tokens + spec.target_tokens,
-                baseline_cost=saved,
+                summary_id=latest.id, version=latest.version, thread_summary_ids=latest.thread_summary_ids, **figures
             )
 
         contents = [(t.thread_id, t.content) for t in threads]
 
         def prompt_for(model: str) -> BuiltPrompt:
             return build_client_prompt(record, contents, model=model, known=known)
-
-        prompt = prompt_for(self.deps.router.model_for(tier))
-        ekey = self._key(request.client_id, spec, "client", prompt, tier)
 
         async def store(content: dict[str, Any], model: str, prompt_tokens: int, completion_tokens: int) -> Any:
             return await summaries.store_client(
@@ -253,30 +217,39 @@ class SummaryActivities:
                 completion_tokens=completion_tokens,
             )
 
-        async with _heartbeating(), self._exact_scope(spec, ekey) as (db, exact_on):
+        async with _heartbeating():
+            stored, figures, _ = await self._serve(
+                ledger, request.client_id, spec, tier, prompt_for, "client", store, "summarize_client"
+            )
+        return ClientSummaryResult(summary_id=stored.id, version=stored.version, thread_summary_ids=ids, **figures)
+
+    # -- shared --------------------------------------------------------------------------------
+    async def _serve(
+        self,
+        ledger: SectionLedger,
+        client_id: str,
+        spec: SectionSpec,
+        tier: Tier,
+        prompt_for: Callable[[str], BuiltPrompt],
+        scope: str,
+        store: Callable[[dict[str, Any], str, int, int], Awaitable[Any]],
+        operation: str,
+    ) -> tuple[Any, dict[str, Any], dict[str, Any]]:
+        """A summary from the exact cache, or written now (and cached), then put away by
+        ``store``; the stored row, its figures for the result model, and its content."""
+        prompt = prompt_for(self.deps.router.model_for(tier))
+        ekey = self._key(client_id, spec, scope, prompt, tier)
+        async with self._exact_scope(spec, ekey) as (db, exact_on):
             if exact_on and (hit := await self.cache.exact(db, ekey, spec)) is not None:
                 stored = await store(hit.content, hit.model, 0, 0)
-                saved = await ledger.hit(hit.model, "exact", ekey, operation="summarize_client")
-                return ClientSummaryResult(
-                    summary_id=stored.id,
-                    version=stored.version,
-                    thread_summary_ids=ids,
-                    model=hit.model,
-                    tier=tier.value,
-                    cache_tier="exact",
-                    baseline_tokens=ledger.baseline.prompt_tokens + spec.target_tokens,
-                    baseline_cost=saved,
-                )
-            written = await self._write(ledger, request.client_id, spec, tier, prompt_for, "summarize_client", ekey)
+                return stored, await _reused(ledger, tier, hit.model, "exact", ekey, operation), hit.content
+            written = await self._write(ledger, client_id, spec, tier, prompt_for, operation, ekey)
             figures = written.result
             stored = await store(written.content, figures.model, figures.prompt_tokens, figures.completion_tokens)
             if exact_on:
-                await self._cache_put(db, ekey, request.client_id, spec, written, prompt)
-        return ClientSummaryResult(
-            summary_id=stored.id, version=stored.version, thread_summary_ids=ids, **_figures(written)
-        )
+                await self._cache_put(db, ekey, client_id, spec, written, prompt)
+        return stored, _figures(written), written.content
 
-    # -- shared --------------------------------------------------------------------------------
     @property
     def _naive(self) -> str:
         return self.deps.naive_model
@@ -361,6 +334,21 @@ class SummaryActivities:
             cost=written.result.cost,
             embedding=None,
         )
+
+
+async def _reused(
+    ledger: SectionLedger, tier: Tier, model: str, cache_tier: str, key: str, operation: str
+) -> dict[str, Any]:
+    """A summary served without a call (stored, or an exact hit): its usage row (what the naive
+    way would have spent) and its figures for the result model."""
+    saved = await ledger.hit(model, cache_tier, key, operation=operation)
+    return dict(
+        model=model,
+        tier=tier.value,
+        cache_tier=cache_tier,
+        baseline_tokens=ledger.baseline.prompt_tokens + ledger.spec.target_tokens,
+        baseline_cost=saved,
+    )
 
 
 def _combined(steps: list[ThreadSummaryResult]) -> ThreadSummaryResult:
