@@ -8,14 +8,14 @@ import json
 import logging
 import os
 import sys
-from collections.abc import Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any, NoReturn, TypeVar
 
 import typer
 from rich.live import Live
-from temporalio.client import WorkflowFailureError
+from temporalio.client import WorkflowFailureError, WorkflowHandle
 
 from crm.auth import MissingApiToken
 from domain.budgets import BudgetScope, BudgetSpec, InvalidBudget, Period, parse_thresholds
@@ -37,7 +37,7 @@ from wavelaunch.console import (
     usage_table,
 )
 from wavelaunch.runtime import WorkerMetricsUnavailable
-from wavelaunch.settings import get_settings
+from wavelaunch.settings import Settings, get_settings
 from workflows.business_plan import BusinessPlanWorkflow
 from workflows.deliverable import DeliverableWorkflow
 
@@ -149,6 +149,22 @@ def _rich_handler() -> logging.Handler:
     return RichHandler(console=log_console, show_path=False, show_time=False, markup=False)
 
 
+def _announce(settings: Settings, handle: WorkflowHandle[Any, Any], what: str = "workflow") -> None:
+    console.print(f"{what} [bold]{handle.id}[/]: {settings.workflow_url(handle.id)}")
+
+
+async def _with_progress(
+    watch: Callable[[Callable[[Any], None]], Awaitable[T]],
+    *,
+    table: Callable[[Any], Any] = progress_table,
+    refresh: int = 4,
+) -> T:
+    """Wait for a workflow's result (``watch`` calls back with its progress), showing the
+    progress as a live table."""
+    with Live(console=console, refresh_per_second=refresh) as live:
+        return await watch(lambda progress: live.update(table(progress)))
+
+
 def _plain_handler() -> logging.Handler:
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
@@ -238,11 +254,10 @@ async def plan_generate(
     """Generate (or join the running generation of) a client's business plan."""
     settings = get_settings()
     handle = await commands.start_plan(settings, client_id, level, _parse_sections(sections))
-    console.print(f"workflow [bold]{handle.id}[/]: {settings_url(handle.id)}")
+    _announce(settings, handle)
     if not wait:
         return
-    with Live(console=console, refresh_per_second=4) as live:
-        result = await commands.watch_plan(handle, lambda p: live.update(progress_table(p)))
+    result = await _with_progress(functools.partial(commands.watch_plan, handle))
     _print_result(client_id, result)
 
 
@@ -267,15 +282,10 @@ async def plan_regenerate(
     """A new plan version: only sections whose inputs changed (or that read --fields) are written."""
     settings = get_settings()
     handle = await commands.regenerate_plan(settings, client_id, _parse_sections(fields), level)
-    console.print(f"workflow [bold]{handle.id}[/]: {settings.workflow_url(handle.id)}")
+    _announce(settings, handle)
     if wait:
-        with Live(console=console, refresh_per_second=4) as live:
-            result = await commands.watch_plan(handle, lambda p: live.update(progress_table(p)))
+        result = await _with_progress(functools.partial(commands.watch_plan, handle))
         _print_result(client_id, result)
-
-
-def settings_url(workflow_id: str) -> str:
-    return get_settings().workflow_url(workflow_id)
 
 
 @plan_app.command("show")
@@ -301,11 +311,10 @@ async def deliverable_generate(
     """Generate (or join the running generation of) month N's five deliverable documents."""
     settings = get_settings()
     handle = await commands.start_deliverable(settings, client_id, month)
-    console.print(f"workflow [bold]{handle.id}[/]: {settings.workflow_url(handle.id)}")
+    _announce(settings, handle)
     if not wait:
         return
-    with Live(console=console, refresh_per_second=4) as live:
-        result = await commands.watch_deliverable(handle, lambda p: live.update(progress_table(p)))
+    result = await _with_progress(functools.partial(commands.watch_deliverable, handle))
     _print_month(client_id, result)
 
 
@@ -331,10 +340,9 @@ async def deliverable_regenerate(
     """A new version of month N's documents: only sections whose inputs changed (or that read --fields) are written."""
     settings = get_settings()
     handle = await commands.regenerate_deliverable(settings, client_id, month, _parse_sections(fields))
-    console.print(f"workflow [bold]{handle.id}[/]: {settings.workflow_url(handle.id)}")
+    _announce(settings, handle)
     if wait:
-        with Live(console=console, refresh_per_second=4) as live:
-            result = await commands.watch_deliverable(handle, lambda p: live.update(progress_table(p)))
+        result = await _with_progress(functools.partial(commands.watch_deliverable, handle))
         _print_month(client_id, result)
 
 
@@ -367,11 +375,10 @@ async def summary_generate(
     """Bring a client's thread summaries up to date (new messages only), then its client summary."""
     settings = get_settings()
     handle = await commands.start_summary(settings, client_id, thread, messages, client_summary)
-    console.print(f"workflow [bold]{handle.id}[/]: {settings.workflow_url(handle.id)}")
+    _announce(settings, handle)
     if not wait:
         return
-    with Live(console=console, refresh_per_second=4) as live:
-        result = await commands.watch_summary(handle, lambda p: live.update(progress_table(p)))
+    result = await _with_progress(functools.partial(commands.watch_summary, handle))
     console.print(
         f"{len(result.threads)} thread(s), {result.llm_calls} LLM call(s), {result.total_tokens:,} tokens, "
         f"${float(result.total_cost):.4f} (the naive way: {result.baseline_tokens:,} tokens); "
@@ -413,12 +420,11 @@ async def bulk_regenerate(
     handle = await commands.start_bulk(
         settings, None if all_clients else client, level, poll_seconds=poll_seconds, workflow_id=workflow_id
     )
-    console.print(f"workflow [bold]{handle.id}[/]: {settings.workflow_url(handle.id)}")
+    _announce(settings, handle)
     if not wait:
         console.print(f"follow it with `wavelaunch bulk status {handle.id}`")
         return
-    with Live(console=console, refresh_per_second=2) as live:
-        result = await commands.watch_bulk(handle, lambda p: live.update(bulk_table(p)))
+    result = await _with_progress(functools.partial(commands.watch_bulk, handle), table=bulk_table, refresh=2)
     console.print()
     via = f"batch {result.batch_id}" if result.batch_id else "direct calls"
     console.print(
@@ -457,11 +463,10 @@ async def retry(workflow_id: str, wait: bool = typer.Option(True, "--wait/--no-w
     """Run a failed plan or month again; finished sections are reused, only the rest is generated."""
     settings = get_settings()
     handle = await commands.retry_workflow(settings, workflow_id)
-    console.print(f"new run of [bold]{handle.id}[/]: {settings.workflow_url(handle.id)}")
+    _announce(settings, handle, "new run of")
     if wait:
         query = DeliverableWorkflow.progress if handle.id.startswith("deliverable-") else BusinessPlanWorkflow.progress
-        with Live(console=console, refresh_per_second=4) as live:
-            result = await plans.watch(handle, lambda p: live.update(progress_table(p)), query=query)
+        result = await _with_progress(lambda on_progress: plans.watch(handle, on_progress, query=query))
         reused = sum(1 for s in result.sections if s.cache_tier != "none")
         console.print(f"{reused} of {len(result.sections)} sections reused, {result.total_tokens:,} tokens")
 
