@@ -9,7 +9,7 @@ import uuid
 import pytest
 from temporalio import activity
 from temporalio.api.enums.v1 import EventType
-from temporalio.client import WorkflowFailureError
+from temporalio.client import WorkflowFailureError, WorkflowHandle
 from temporalio.exceptions import ApplicationError
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
@@ -56,16 +56,20 @@ def worker(env: WorkflowEnvironment, fakes: FakeActivities, queue: str) -> Worke
     )
 
 
+async def start_plan(env: WorkflowEnvironment, queue: str) -> WorkflowHandle:
+    return await env.client.start_workflow(
+        BusinessPlanWorkflow.run,
+        PlanRequest(client_id="c1", level=Level.ESSENTIAL),
+        id=f"plan-{uuid.uuid4()}",
+        task_queue=queue,
+    )
+
+
 async def test_paused_sections_wait_for_the_signal_then_run_again(env):
     fakes = PausingActivities()
     queue = f"tq-{uuid.uuid4()}"
     async with worker(env, fakes, queue):
-        handle = await env.client.start_workflow(
-            BusinessPlanWorkflow.run,
-            PlanRequest(client_id="c1", level=Level.ESSENTIAL),
-            id=f"plan-{uuid.uuid4()}",
-            task_queue=queue,
-        )
+        handle = await start_plan(env, queue)
         while True:
             progress = await handle.query(BusinessPlanWorkflow.progress)
             if progress and progress.status == "paused" and progress.count(SectionStatus.PAUSED) == 3:
@@ -84,12 +88,7 @@ async def test_without_a_signal_a_paused_section_tries_again_after_the_recheck_t
     fakes = PausingActivities(times=1)
     queue = f"tq-{uuid.uuid4()}"
     async with worker(env, fakes, queue):
-        handle = await env.client.start_workflow(
-            BusinessPlanWorkflow.run,
-            PlanRequest(client_id="c1", level=Level.ESSENTIAL),
-            id=f"plan-{uuid.uuid4()}",
-            task_queue=queue,
-        )
+        handle = await start_plan(env, queue)
         result = await handle.result()  # the time-skipping server fires the timer at once
     assert fakes.refusals == 1 and len(result.sections) == 3
     history = await handle.fetch_history()
@@ -103,12 +102,7 @@ async def test_configured_to_fail_the_plan_fails_with_the_budget_error(env):
     fakes = PausingActivities(on_pause="fail")
     queue = f"tq-{uuid.uuid4()}"
     async with worker(env, fakes, queue):
-        handle = await env.client.start_workflow(
-            BusinessPlanWorkflow.run,
-            PlanRequest(client_id="c1", level=Level.ESSENTIAL),
-            id=f"plan-{uuid.uuid4()}",
-            task_queue=queue,
-        )
+        handle = await start_plan(env, queue)
         with pytest.raises(WorkflowFailureError) as info:
             await handle.result()
     assert info.value.cause.type == "SectionsFailed"
@@ -135,12 +129,7 @@ async def test_a_paused_budget_while_assembling_waits_too(env):
     fakes = PausedTemplateActivities()
     queue = f"tq-{uuid.uuid4()}"
     async with worker(env, fakes, queue):
-        handle = await env.client.start_workflow(
-            BusinessPlanWorkflow.run,
-            PlanRequest(client_id="c1", level=Level.ESSENTIAL),
-            id=f"plan-{uuid.uuid4()}",
-            task_queue=queue,
-        )
+        handle = await start_plan(env, queue)
         result = await handle.result()
         progress = await handle.query(BusinessPlanWorkflow.progress)
     assert fakes.refusals == 1 and len(fakes.assembled) == 1 and result.document.document_id == 7
