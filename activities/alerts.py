@@ -20,7 +20,7 @@ from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt, wait
 
 from crm import signature
 from domain.budgets import Alert
-from storage import alerts
+from storage import alerts, usage
 
 log = logging.getLogger(__name__)
 
@@ -122,18 +122,16 @@ class AlertNotifier:
     async def check_cache_hit_rate(self) -> Alert | None:
         """Alert (once a day) when the hit rate over recent section requests is under target.
 
-        Sections served count once each (successful rows of the section operations); a hit is
-        any section not written by a full generation (stored, exact, semantic, template).
+        Requests and hits as storage.usage defines them (a hit: served with no model call).
         Fewer than ``cache_min_sections`` requests in the window say nothing yet.
         """
         c = self.config
         row = await self.pool.fetchrow(
-            """SELECT count(*) AS served,
-                      count(*) FILTER (WHERE coalesce(cache_tier, 'none') <> 'none') AS hits,
-                      to_char(now() AT TIME ZONE 'UTC', 'YYYY-MM-DD') AS day
-               FROM usage_ledger
-               WHERE created_at > now() - make_interval(hours => $1::int) AND success
-                 AND operation IN ('generate_section', 'revise_section')""",
+            f"""SELECT count(*) AS served,
+                       count(*) FILTER (WHERE {usage.HIT}) AS hits,
+                       to_char(now() AT TIME ZONE 'UTC', 'YYYY-MM-DD') AS day
+                FROM usage_ledger
+                WHERE created_at > now() - make_interval(hours => $1::int) AND {usage.REQUEST}""",
             round(c.cache_window_hours),
         )
         if row["served"] < c.cache_min_sections:

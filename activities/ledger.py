@@ -90,12 +90,17 @@ class SectionLedger:
         escalated: bool = False,
         steps: list[str] | None = None,
         batch: bool = False,
+        counterfactual_completion_tokens: int | None = None,
     ) -> Decimal:
         """One billed call (``batch``: a Batch API line, at the batch price). Only a successful
         answer has a naive counterfactual: the naive way would not have made our failed calls,
-        so they count fully against us."""
+        so they count fully against us. ``counterfactual_completion_tokens``: what the naive way
+        would have written instead when it is not this answer (a patch replaces a whole section)."""
         cost = self.cost(model, completion, batch=batch)
-        baseline_cost = self.baseline.cost(completion.completion_tokens) if success else Decimal(0)
+        naive_completion = completion.completion_tokens
+        if counterfactual_completion_tokens is not None:
+            naive_completion = counterfactual_completion_tokens
+        baseline_cost = self.baseline.cost(naive_completion) if success else Decimal(0)
         await usage.record(
             self.pool,
             self._record(
@@ -105,7 +110,8 @@ class SectionLedger:
                 cached_prompt_tokens=completion.cached_tokens,
                 completion_tokens=completion.completion_tokens,
                 estimated_cost=cost,
-                cache_hit=cache_tier != "none",
+                # A hit is a section served with no model call; a billed call never is one.
+                cache_hit=False,
                 cache_tier=cache_tier,
                 cache_key=cache_key,
                 request_duration_ms=completion.duration_ms,
@@ -115,7 +121,7 @@ class SectionLedger:
                 escalated=escalated,
                 compression_steps=steps or [],
                 baseline_prompt_tokens=self.baseline.prompt_tokens if success else 0,
-                baseline_completion_tokens=completion.completion_tokens if success else 0,
+                baseline_completion_tokens=naive_completion if success else 0,
                 baseline_cost=baseline_cost,
             ),
         )
@@ -127,13 +133,15 @@ class SectionLedger:
         cache_tier: str,
         cache_key: str,
         *,
+        completion_tokens: int,
         counterfactual: bool = True,
         operation: str = "generate_section",
     ) -> Decimal:
-        """A section served without a call: zero tokens, the whole counterfactual saved.
-        Regenerating it would have produced the catalogue target. ``counterfactual=False`` for
-        content the naive way never wrote (templates): nothing is claimed as saved."""
-        baseline_cost = self.baseline.cost(self.spec.target_tokens) if counterfactual else Decimal(0)
+        """A section served without a call: zero tokens, the whole counterfactual saved. The
+        naive way would have written it again at the size the served answer really has
+        (``completion_tokens``), not the catalogue's target. ``counterfactual=False`` when the
+        naive way would not have written it either: nothing is claimed as saved."""
+        baseline_cost = self.baseline.cost(completion_tokens) if counterfactual else Decimal(0)
         await usage.record(
             self.pool,
             self._record(
@@ -145,7 +153,7 @@ class SectionLedger:
                 request_duration_ms=0,
                 success=True,
                 baseline_prompt_tokens=self.baseline.prompt_tokens if counterfactual else 0,
-                baseline_completion_tokens=self.spec.target_tokens if counterfactual else 0,
+                baseline_completion_tokens=completion_tokens if counterfactual else 0,
                 baseline_cost=baseline_cost,
             ),
         )

@@ -3,9 +3,13 @@
 A section is served by the first tier that can, cheapest first:
 1. stored: this client version's section was already written (a retry, a replay, a repeat);
 2. exact: the same request (same inputs, model and versions, same client) within its TTL;
-3. semantic: a near-identical request of the same client and section, revised by a cheap model
-   (never when numbers, dates, names or negations differ);
-4. a full generation, whose answer then feeds the tiers above.
+3. semantic: an earlier answer of the same client, section, prompt and schema versions and model
+   written from the same inputs (served as is), or from inputs that differ in a few facts:
+4. patch: that answer revised by an RFC 6902 JSON Patch for the changed facts (tokenopt.patches),
+   on the section's own model, falling back to a full rewrite when the patch fails;
+5. a full generation, whose answer then feeds the tiers above.
+
+What a section reads is tokenopt.reads: its keys, invalidation and the semantic guard all ask it.
 
 Small low-priority sections of one document that no tier above serves may share one call
 (``generate_section_batch``; tokenopt.batching decides at prepare): each member is still served
@@ -31,13 +35,12 @@ from activities.batch import BatchMember, write_batch
 from activities.budget_guard import BudgetGuard
 from activities.ledger import Baseline, SectionLedger
 from activities.section_cache import CACHE_ERRORS, CacheConfig, SectionCache
-from activities.writer import OutputRejected, SectionWriter, Written
+from activities.writer import AnswerForm, OutputRejected, SectionWriter, Written, patch_parser
 from domain import deliverables
 from domain.cache_policy import policy
-from domain.outputs import in_schema_order
+from domain.outputs import SectionPatch, in_schema_order, patch_schema_name, strict_json_schema
 from domain.render import render_document
 from domain.sections import DocumentKind, SectionSpec, UnknownSection, resolve_sections, section
-from domain.templates import BUSINESS_PLAN_TEMPLATES, fill
 from llm.client import LOCAL_MAX_TOKENS, LLMClient
 from storage import cache as cache_store
 from storage import clients, documents, sections
@@ -46,15 +49,11 @@ from storage.clients import StoredClient, UnknownClient, diff_fields
 from tokenopt.batching import MAX_BATCH_COMPLETION_TOKENS, Candidate, choose_batches
 from tokenopt.budget import BudgetExceeded
 from tokenopt.cache_keys import exact_key
-from tokenopt.prompts import (
-    PROMPT_VERSION,
-    BuiltPrompt,
-    build_batch_prompt,
-    build_revision_prompt,
-    build_section_prompt,
-)
-from tokenopt.routing import ModelRouter, Tier, tier_for
-from tokenopt.semantic import changed_fields, facts_match, inputs_text
+from tokenopt.estimate import answer_tokens
+from tokenopt.patches import allowance, build_patch_prompt, field_changes
+from tokenopt.prompts import BuiltPrompt, build_batch_prompt, build_section_prompt
+from tokenopt.reads import PROMPT_VERSION, reads
+from tokenopt.routing import ModelRouter, Tier
 from tokenopt.techniques import Technique, Techniques
 from workflows.models import (
     AssembleRequest,
@@ -205,19 +204,15 @@ class PlanActivities:
             return stored
 
         async with _heartbeating():
-            exact_on, semantic_on = self._cache_tiers(job)
-            if not (exact_on or semantic_on):
+            exact_on, semantic_on, patch_on = self._cache_tiers(job)
+            if not (exact_on or semantic_on or patch_on):
                 return (await self._generate(job))[0]
             ekey = self._exact_key(job)
             async with self.cache.single_flight(ekey) as db:
                 if exact_on and (hit := await self._exact(db, job, ekey)) is not None:
                     return hit
-                found, vector = (
-                    await self.cache.similar(db, request.client_id, job.kind, job.spec, job.prompt.inputs, job.ledger)
-                    if semantic_on
-                    else (None, None)
-                )
-                written = await self._semantic(job, *found) if found else None
+                base, vector = await self._base(db, job, semantic_on, patch_on)
+                written = await self._from_base(job, base, serve=semantic_on, patch=patch_on) if base else None
                 if written is None:
                     result, content = await self._generate(job)
                 else:
@@ -291,17 +286,26 @@ class PlanActivities:
         existing = await sections.find(self.deps.pool, job.key)
         if existing is None:
             return None
-        saved = await job.ledger.hit(existing.model, "stored", job.key, counterfactual=job.request.reuse_saves)
+        saved = await job.ledger.hit(
+            existing.model,
+            "stored",
+            job.key,
+            completion_tokens=answer_tokens(existing.content, existing.model),
+            counterfactual=job.request.reuse_saves,
+        )
         return self._served(job, existing.id, existing.model, "stored", saved)
 
-    def _cache_tiers(self, job: _Job) -> tuple[bool, bool]:
-        """(exact tier on, semantic tier on) for this section."""
+    def _cache_tiers(self, job: _Job) -> tuple[bool, bool, bool]:
+        """(exact tier on, semantic tier on, patch tier on) for this section."""
         rules = policy(job.kind, job.spec.key)
         exact_on = self._on(Technique.EXACT_CACHE) and rules.cacheable
-        # The semantic tier compares client fields only; a section reading a context (earlier
-        # months) must not be served from an answer written on another context.
-        semantic_on = self._on(Technique.SEMANTIC_CACHE) and rules.cacheable and rules.semantic and not job.context
-        return exact_on, semantic_on
+        # Earlier answers are compared by the client fields they were written from; a section
+        # reading a context (earlier months) is never served or patched from an answer written
+        # on another context.
+        earlier = rules.cacheable and not job.context
+        semantic_on = self._on(Technique.SEMANTIC_CACHE) and earlier and rules.semantic
+        patch_on = self._on(Technique.PATCHES) and earlier and rules.patchable
+        return exact_on, semantic_on, patch_on
 
     async def _exact(self, db: Any, job: _Job, ekey: str) -> SectionResult | None:
         """The exact tier: the same request within its TTL, stored under this section's key."""
@@ -309,7 +313,7 @@ class PlanActivities:
         if hit is None:
             return None
         section_id = await self._store(job, hit.content, hit.model)
-        saved = await job.ledger.hit(hit.model, "exact", ekey)
+        saved = await job.ledger.hit(hit.model, "exact", ekey, completion_tokens=hit.completion_tokens)
         return self._served(job, section_id, hit.model, "exact", saved)
 
     async def _put(
@@ -341,8 +345,8 @@ class PlanActivities:
     async def section_batches(self, requests: list[SectionRequest], *, context: str = "") -> list[list[str]]:
         """Which of a document's sections to write together (tokenopt.batching decides), among
         those no stored or cached answer can serve: a section with a stored answer, a live exact
-        entry, or (where its semantic tier is on) any entry of this client to revise, is left to
-        its own tiers.
+        entry, or (where its semantic or patch tier is on) an earlier answer of this client to
+        serve or patch, is left to its own tiers.
         ``context`` is the text the sections that read one would carry (a deliverable's digest)."""
         if not self._on(Technique.BATCHING):
             return []
@@ -358,9 +362,12 @@ class PlanActivities:
             record = job.client.record.wire()
             if self._on(Technique.REUSE) and await sections.find(self.deps.pool, job.key) is not None:
                 continue
-            exact_on, semantic_on = self._cache_tiers(job)
-            if (exact_on or semantic_on) and await self.cache.could_serve(
-                self._exact_key(job), request.client_id, job.kind, job.spec, exact=exact_on, semantic=semantic_on
+            exact_on, semantic_on, patch_on = self._cache_tiers(job)
+            if (exact_on or semantic_on or patch_on) and await self.cache.could_serve(
+                self._exact_key(job),
+                self._scope(job),
+                exact=exact_on,
+                earlier=semantic_on or patch_on,
             ):
                 continue
             candidates.append(Candidate(job.spec, job.tier, job.prompt, job.context))
@@ -399,7 +406,7 @@ class PlanActivities:
         except UnknownClient as err:
             raise _final("UnknownClient", err) from None
         context = await self._context(request) if context is None else self._reads_context(request, context)
-        tier = tier_for(spec.key) if self._on(Technique.ROUTING) else Tier.PREMIUM
+        tier = reads(kind, spec, self.deps.techniques).tier
         try:
             prompt = self._prompt(client, spec, self.deps.router.model_for(tier), kind, context)
         except BudgetExceeded as err:
@@ -472,36 +479,79 @@ class PlanActivities:
             raise _final("InvalidModelOutput", err) from None
         return await self._finish(job, written)
 
-    async def _semantic(
-        self, job: _Job, entry: CacheEntry, similarity: float
+    def _scope(self, job: _Job) -> cache_store.Scope:
+        """Whose earlier answers may stand in for this section: the same client, document kind,
+        section, prompt and schema versions, and model (its routing tier's)."""
+        return cache_store.Scope(
+            client_id=job.request.client_id,
+            document_kind=job.kind.value,
+            section_key=job.spec.key,
+            schema_version=job.spec.schema_version,
+            prompt_version=PROMPT_VERSION,
+            model=self.deps.router.model_for(job.tier),
+        )
+
+    async def _base(
+        self, db: Any, job: _Job, semantic_on: bool, patch_on: bool
+    ) -> tuple[CacheEntry | None, list[float] | None]:
+        """The earlier answer to serve or patch, and the query's embedding when one was made: the
+        nearest by its inputs (semantic tier), else the latest (patch tier)."""
+        scope = self._scope(job)
+        vector = None
+        if semantic_on:
+            found, vector = await self.cache.similar(db, scope, job.spec, job.prompt.inputs, job.ledger)
+            if found is not None:
+                return found[0], vector
+        if patch_on:
+            return await self.cache.latest(db, scope, job.spec), vector
+        return None, vector
+
+    async def _from_base(
+        self, job: _Job, entry: CacheEntry, *, serve: bool, patch: bool
     ) -> tuple[SectionResult, dict[str, Any]] | None:
-        """A near-identical earlier answer of this client and section, revised by the economy
-        model (or served as is when nothing the section reads changed). None: generate in full."""
-        if not facts_match(inputs_text(entry.inputs), inputs_text(job.prompt.inputs)):
-            log.debug("semantic candidate for %s rejected: facts differ (similarity %.3f)", job.spec.key, similarity)
-            return None
-        delta = changed_fields(entry.inputs, job.prompt.inputs)
-        if not entry.stale and not set(delta) & set(job.spec.fields):
+        """``entry`` served as is when it was written from exactly what the section reads now (and
+        no client update since marked it stale), else patched for the facts that changed; None:
+        write the section in full."""
+        changes = field_changes(entry.inputs, job.prompt.inputs)
+        if serve and not changes and not entry.stale:
             section_id = await self._store(job, entry.content, entry.model)
-            saved = await job.ledger.hit(entry.model, "semantic", entry.key)
+            saved = await job.ledger.hit(entry.model, "semantic", entry.key, completion_tokens=entry.completion_tokens)
             return self._served(job, section_id, entry.model, "semantic", saved), entry.content
+        if not patch or not changes:
+            return None
+        model = self.deps.router.model_for(job.tier)
+        full = entry.completion_tokens or answer_tokens(entry.content, model)
+        limit = allowance(changes, job.prompt.inputs, full, model)
+        if limit is None:
+            log.info("%s: %d changed field(s) need a rewrite, not a patch", job.spec.key, len(changes))
+            return None
+        form = AnswerForm(
+            schema_name=patch_schema_name(),
+            schema=strict_json_schema(SectionPatch),
+            max_completion_tokens=limit,
+            parse=patch_parser(job.spec, entry.content),
+            counterfactual_completion_tokens=full,
+        )
 
         def messages_for(model: str) -> tuple[list[dict[str, str]], list[str]]:
-            return build_revision_prompt(job.spec, entry.content, delta, model=model, kind=job.kind).messages, []
+            prompt = build_patch_prompt(job.spec, entry.content, changes, model=model, limit=limit, kind=job.kind)
+            return prompt.messages, []
 
         try:
             written = await job.writer.write(
                 job.spec,
-                Tier.ECONOMY,
+                job.tier,  # the section's own model: a patch is not a cheaper section
                 messages_for,
-                operation="revise_section",
-                cache_tier="semantic",
+                operation="patch_section",
+                cache_tier="patch",
                 cache_key=entry.key,
                 attempts=1,
+                form=form,
             )
-        except OutputRejected:
-            return None  # a failed revision falls back to a full generation
-        written.result.cache_tier = "semantic"
+        except OutputRejected as err:
+            log.info("%s: patch rejected (%s); writing it in full", job.spec.key, err)
+            return None
+        written.result.cache_tier = "patch"
         return await self._finish(job, written)
 
     async def _finish(self, job: _Job, written: Written) -> tuple[SectionResult, dict[str, Any]]:
@@ -532,52 +582,6 @@ class PlanActivities:
             baseline_tokens=job.ledger.baseline.prompt_tokens + job.spec.target_tokens,
             baseline_cost=baseline_cost,
         )
-
-    async def _template(self, spec: SectionSpec, client_id: str) -> dict[str, Any]:
-        """Client-independent boilerplate: written once per template version (one call, on the
-        cheapest model), then served from the template tier to every client."""
-        model = self.deps.router.model_for(Tier.ECONOMY)
-        key = hashlib.sha256(
-            f"template|{KIND}|{spec.key}|v{spec.schema_version}|p{PROMPT_VERSION}|{model}".encode()
-        ).hexdigest()
-        ledger = SectionLedger(
-            self.deps.pool,
-            client_id=client_id,
-            spec=spec,
-            baseline=Baseline(0, self.deps.naive_model),
-            free_models=self.deps.free_models,
-        )
-        async with self.cache.single_flight(key) as db:
-            if (hit := await self.cache.exact(db, key, spec)) is not None:
-                await ledger.hit(hit.model, "template", key, counterfactual=False)
-                return hit.content
-            writer = SectionWriter(self.deps.llm, self.deps.router, ledger, client_id, self.guard)
-            try:
-                written = await writer.write(
-                    spec,
-                    Tier.ECONOMY,
-                    lambda m: (build_section_prompt({}, spec, model=m).messages, []),
-                    operation="generate_template",
-                    cache_key=key,
-                )
-            except OutputRejected as err:
-                raise _final("InvalidModelOutput", err) from None
-            await self.cache.put(
-                db,
-                key=key,
-                client_id=None,
-                kind=KIND,
-                spec=spec,
-                prompt_version=PROMPT_VERSION,
-                section_id=None,
-                content=written.content,
-                inputs={},
-                model=written.result.model,
-                completion_tokens=written.result.completion_tokens,
-                cost=written.result.cost,
-                embedding=None,
-            )
-            return written.content
 
     # -- the bulk path (activities.bulk): the same job, prompt, key and storage --------------
     async def section_job(self, request: SectionRequest) -> _Job:
@@ -635,9 +639,6 @@ class PlanActivities:
         # Sections arrive in catalogue order (resolve_sections), which is the reading order.
         ordered = [(section(s.section_key), stored_sections[s.section_id]) for s in request.sections]
         parts = [(spec.title, in_schema_order(spec.key, stored.content)) for spec, stored in ordered]
-        for spec in BUSINESS_PLAN_TEMPLATES:
-            content = await self._template(spec, request.client_id)
-            parts.append((spec.title, fill(content, client.record.wire())))
         markdown = render_document(title, parts)
         changes = await self._changes(request, client, {spec.key: stored for spec, stored in ordered})
         document = await documents.store(
@@ -676,7 +677,7 @@ class PlanActivities:
             if key not in before:
                 out.append(SectionChange(section_key=key, reason="new"))
             elif before[key].content != now.content:
-                fields = sorted(changed_fields & set(section(key).fields))
+                fields = sorted(changed_fields & set(reads(KIND, section(key), self.deps.techniques).fields))
                 reason = "inputs changed" if fields else "regenerated"
                 out.append(SectionChange(section_key=key, reason=reason, fields=fields))
         return out

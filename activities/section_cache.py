@@ -1,4 +1,4 @@
-"""The cache hierarchy as the generate activity sees it: exact, then semantic.
+"""The cache hierarchy as the generate activity sees it: exact, then earlier answers (semantic, patch).
 
 A cache problem never fails a plan: a failed lookup or store is a miss with a warning, and the
 section is generated in full.
@@ -89,27 +89,34 @@ class SectionCache:
             log.warning("exact cache lookup failed (%s); treating as a miss", err)
             return None
 
-    async def could_serve(
-        self, key: str, client_id: str, kind: DocumentKind, spec: SectionSpec, *, exact: bool, semantic: bool
-    ) -> bool:
+    async def could_serve(self, key: str, scope: cache.Scope, *, exact: bool, earlier: bool) -> bool:
         """Whether a tier might serve the section (a planning question, nothing is touched): a
-        live exact entry under ``key``, or with ``semantic`` any entry of this client and section
-        to revise. A broken cache serves nothing."""
+        live exact entry under ``key``, or with ``earlier`` any entry in ``scope`` to serve or
+        patch. A broken cache serves nothing."""
         try:
-            if exact and await cache.has_live(self.pool, key, schema_version=spec.schema_version):
+            if exact and await cache.has_live(self.pool, key, schema_version=scope.schema_version):
                 return True
-            return semantic and bool(
-                await cache.candidates(
-                    self.pool,
-                    client_id=client_id,
-                    document_kind=kind.value,
-                    section_key=spec.key,
-                    schema_version=spec.schema_version,
-                )
-            )
+            return earlier and bool(await cache.candidates(self.pool, scope))
         except CACHE_ERRORS as err:
             log.warning("cache lookup failed (%s); treating as empty", err)
             return False
+
+    async def latest(self, db: Any, scope: cache.Scope, spec: SectionSpec) -> CacheEntry | None:
+        """The latest valid entry in ``scope`` (a patch's base), or None."""
+        try:
+            entry = await cache.latest_in_scope(db, scope)
+        except CACHE_ERRORS as err:
+            log.warning("cache lookup failed (%s); treating as a miss", err)
+            return None
+        return entry if entry is not None and self._valid(entry, spec) else None
+
+    @staticmethod
+    def _valid(entry: CacheEntry, spec: SectionSpec) -> bool:
+        try:
+            output_model(spec.key).model_validate(entry.content)
+        except ValueError:
+            return False  # an incompatible entry is never used, not even as a base
+        return True
 
     async def _embed(self, text: str, ledger: SectionLedger) -> list[float] | None:
         if self.config.embeddings == "hashing":
@@ -125,20 +132,16 @@ class SectionCache:
     async def similar(
         self,
         db: Any,
-        client_id: str,
-        kind: DocumentKind,
+        scope: cache.Scope,
         spec: SectionSpec,
         inputs: dict[str, str],
         ledger: SectionLedger,
     ) -> tuple[tuple[CacheEntry, float] | None, list[float] | None]:
-        """The closest earlier answer of this client and section with its similarity (or None),
-        and the query's embedding (None when none was made). Embeddings are made lazily: only
-        when there is an entry to compare with, so a first generation never pays for one."""
-        scope = dict(
-            client_id=client_id, document_kind=kind.value, section_key=spec.key, schema_version=spec.schema_version
-        )
+        """The closest earlier answer in ``scope`` with its similarity (or None), and the query's
+        embedding (None when none was made). Embeddings are made lazily: only when there is an
+        entry to compare with, so a first generation never pays for one."""
         try:
-            found_any = await cache.candidates(db, **scope)
+            found_any = await cache.candidates(db, scope)
             if not found_any:
                 return None, None
             query = await self._embed(inputs_text(inputs), ledger)
@@ -147,15 +150,12 @@ class SectionCache:
             for key, entry_inputs, embedded in found_any:
                 if not embedded and (vector := await self._embed(inputs_text(entry_inputs), ledger)) is not None:
                     await cache.set_embedding(db, key, vector)
-            found = await cache.find_similar(db, **scope, embedding=query, threshold=self.config.semantic_threshold)
+            found = await cache.find_similar(db, scope, embedding=query, threshold=self.config.semantic_threshold)
         except CACHE_ERRORS as err:
             log.warning("semantic cache lookup failed (%s); treating as a miss", err)
             return None, None
-        if found is not None:
-            try:
-                output_model(spec.key).model_validate(found[0].content)
-            except ValueError:
-                found = None  # an incompatible entry is never used, not even as a base
+        if found is not None and not self._valid(found[0], spec):
+            found = None
         return found, query
 
     async def put(

@@ -29,6 +29,7 @@ from domain.summaries import CLIENT_SUMMARY, THREAD_SUMMARY, ThreadMessage
 from storage import clients, messages, summaries
 from storage.clients import StoredClient, UnknownClient
 from storage.messages import UnknownThread
+from tokenopt import estimate
 from tokenopt.cache_keys import exact_key
 from tokenopt.naive import naive_summary_tokens
 from tokenopt.prompts import BuiltPrompt
@@ -104,7 +105,7 @@ class SummaryActivities:
         if not new:
             assert latest is not None
             key = f"thread:{request.thread_id}@{after}"
-            figures = await _reused(ledger, tier, latest.model, "stored", key, "summarize_thread")
+            figures = await _reused(ledger, tier, latest.model, "stored", key, "summarize_thread", latest.content)
             return ThreadSummaryResult(
                 thread_id=request.thread_id,
                 summary_id=latest.id,
@@ -192,7 +193,9 @@ class SummaryActivities:
 
         latest = await summaries.latest_client(pool, request.client_id)
         if latest is not None and latest.inputs_hash == inputs_hash:
-            figures = await _reused(ledger, tier, latest.model, "stored", f"client:{inputs_hash}", "summarize_client")
+            figures = await _reused(
+                ledger, tier, latest.model, "stored", f"client:{inputs_hash}", "summarize_client", latest.content
+            )
             return ClientSummaryResult(
                 summary_id=latest.id, version=latest.version, thread_summary_ids=latest.thread_summary_ids, **figures
             )
@@ -242,7 +245,8 @@ class SummaryActivities:
         async with self._exact_scope(spec, ekey) as (db, exact_on):
             if exact_on and (hit := await self.cache.exact(db, ekey, spec)) is not None:
                 stored = await store(hit.content, hit.model, 0, 0)
-                return stored, await _reused(ledger, tier, hit.model, "exact", ekey, operation), hit.content
+                reused = await _reused(ledger, tier, hit.model, "exact", ekey, operation, hit.content)
+                return stored, reused, hit.content
             written = await self._write(ledger, client_id, spec, tier, prompt_for, operation, ekey)
             figures = written.result
             stored = await store(written.content, figures.model, figures.prompt_tokens, figures.completion_tokens)
@@ -337,16 +341,23 @@ class SummaryActivities:
 
 
 async def _reused(
-    ledger: SectionLedger, tier: Tier, model: str, cache_tier: str, key: str, operation: str
+    ledger: SectionLedger,
+    tier: Tier,
+    model: str,
+    cache_tier: str,
+    key: str,
+    operation: str,
+    content: dict[str, Any],
 ) -> dict[str, Any]:
     """A summary served without a call (stored, or an exact hit): its usage row (what the naive
-    way would have spent) and its figures for the result model."""
-    saved = await ledger.hit(model, cache_tier, key, operation=operation)
+    way would have spent writing ``content`` again) and its figures for the result model."""
+    tokens = estimate.answer_tokens(content, model)
+    saved = await ledger.hit(model, cache_tier, key, operation=operation, completion_tokens=tokens)
     return dict(
         model=model,
         tier=tier.value,
         cache_tier=cache_tier,
-        baseline_tokens=ledger.baseline.prompt_tokens + ledger.spec.target_tokens,
+        baseline_tokens=ledger.baseline.prompt_tokens + tokens,
         baseline_cost=saved,
     )
 

@@ -17,11 +17,12 @@ from temporalio.exceptions import ApplicationError
 
 from activities.budget_guard import BudgetGuard
 from activities.ledger import SectionLedger
-from domain.outputs import output_model, schema_name, strict_json_schema
+from domain.outputs import SectionPatch, output_model, schema_name, strict_json_schema
 from domain.sections import SectionSpec
 from llm.client import Completion, LLMClient
 from llm.errors import InvalidModelOutput, LLMError
 from tokenopt import estimate
+from tokenopt.patches import PatchRejected, apply_patch
 from tokenopt.routing import ModelRouter, Tier
 from workflows.models import SectionResult
 
@@ -30,6 +31,20 @@ MAX_OUTPUT_ATTEMPTS = 3
 
 class OutputRejected(Exception):
     """Every attempt returned output that does not match the section's schema."""
+
+
+@dataclass(frozen=True)
+class AnswerForm:
+    """What a call asks the model for and how its answer is read, when it is not the section
+    itself (a patch of it)."""
+
+    schema_name: str
+    schema: dict[str, Any]
+    max_completion_tokens: int
+    # The answer's content from a finished completion; raises InvalidModelOutput.
+    parse: Callable[[Completion], dict[str, Any]]
+    # What the naive way would have written instead: the whole section.
+    counterfactual_completion_tokens: int
 
 
 @dataclass
@@ -55,6 +70,25 @@ def parse_answer(spec: SectionSpec, completion: Completion) -> dict[str, Any]:
         return output_model(spec.key).model_validate_json(completion.content).model_dump(mode="json")
     except ValidationError as err:
         raise InvalidModelOutput(describe_invalid(err)) from None
+
+
+def patch_parser(spec: SectionSpec, current: dict[str, Any]) -> Callable[[Completion], dict[str, Any]]:
+    """How a patch answer is read: a valid patch, applied to ``current``, giving a valid section
+    that replaces at most half of it; raises InvalidModelOutput saying what is wrong."""
+
+    def parse(completion: Completion) -> dict[str, Any]:
+        if completion.finish_reason == "length":
+            raise InvalidModelOutput("patch cut off at max_completion_tokens")
+        try:
+            patch = SectionPatch.model_validate_json(completion.content)
+            patched = apply_patch(current, patch)
+            return output_model(spec.key).model_validate(patched).model_dump(mode="json")
+        except ValidationError as err:
+            raise InvalidModelOutput(describe_invalid(err)) from None
+        except PatchRejected as err:
+            raise InvalidModelOutput(str(err)) from None
+
+    return parse
 
 
 def as_application_error(err: LLMError) -> ApplicationError:
@@ -89,23 +123,26 @@ class SectionWriter:
         cache_tier: str = "none",
         cache_key: str | None = None,
         attempts: int = MAX_OUTPUT_ATTEMPTS,
+        form: AnswerForm | None = None,
     ) -> Written:
         """Call the model until it returns valid JSON for ``spec`` (at most ``attempts`` answers).
 
         ``messages_for(model)`` builds the prompt for the model in use (and names the compression
         steps applied). Raises ApplicationError for LLM errors and OutputRejected when every
-        answer was invalid; each call is a usage row either way.
+        answer was invalid; each call is a usage row either way. ``form`` asks for something other
+        than the section (a patch), read by its own parser.
         """
+        counterfactual = form.counterfactual_completion_tokens if form else None
         totals = SectionResult(section_key=spec.key, section_id=0, model="", tier=tier.value, cache_tier=cache_tier)
         problems: list[str] = []
         for attempt in range(1, attempts + 1):
             model = self.router.model_for(tier)
             messages, steps = messages_for(model)
             totals.compression_steps = steps
-            completion = await self._call(spec, model, tier, messages, operation)
+            completion = await self._call(spec, model, tier, messages, operation, form)
             self._add(totals, completion, model)
             try:
-                content = parse_answer(spec, completion)
+                content = form.parse(completion) if form else parse_answer(spec, completion)
             except InvalidModelOutput as err:
                 problem = str(err)
                 problems.append(f"attempt {attempt} ({model}): {problem}")
@@ -135,27 +172,36 @@ class SectionWriter:
                 cache_key=cache_key,
                 escalated=totals.escalated,
                 steps=steps,
+                counterfactual_completion_tokens=counterfactual,
             )
             totals.model, totals.tier = model, tier.value
-            totals.baseline_tokens = self.ledger.baseline.prompt_tokens + completion.completion_tokens
-            totals.baseline_cost = self.ledger.baseline.cost(completion.completion_tokens)
+            naive_completion = completion.completion_tokens if counterfactual is None else counterfactual
+            totals.baseline_tokens = self.ledger.baseline.prompt_tokens + naive_completion
+            totals.baseline_cost = self.ledger.baseline.cost(naive_completion)
             return Written(content, totals)
         raise OutputRejected(
             f"section {spec.key}: the model returned invalid JSON {attempts} times (" + "; ".join(problems) + ")"
         )
 
-    def call_kwargs(self, spec: SectionSpec, model: str, messages: list[dict[str, str]]) -> dict[str, Any]:
+    def call_kwargs(
+        self, spec: SectionSpec, model: str, messages: list[dict[str, str]], form: AnswerForm | None = None
+    ) -> dict[str, Any]:
         """What a section's call asks for: the model, the prompt, the strict schema, the limit and
         the client's prompt cache key (``LLMClient.complete_json`` and ``request_body`` take it)."""
-        return {
-            "model": model,
-            "messages": messages,
-            "schema_name": schema_name(spec.key, spec.schema_version),
-            "schema": strict_json_schema(output_model(spec.key)),
-            # Room above the target so a good answer is never cut off.
-            "max_completion_tokens": spec.target_tokens * 2,
-            "prompt_cache_key": f"client-{self.client_id}",
-        }
+        if form is not None:
+            answer = {
+                "schema_name": form.schema_name,
+                "schema": form.schema,
+                "max_completion_tokens": form.max_completion_tokens,
+            }
+        else:
+            answer = {
+                "schema_name": schema_name(spec.key, spec.schema_version),
+                "schema": strict_json_schema(output_model(spec.key)),
+                # Room above the target so a good answer is never cut off.
+                "max_completion_tokens": spec.target_tokens * 2,
+            }
+        return {"model": model, "messages": messages, **answer, "prompt_cache_key": f"client-{self.client_id}"}
 
     async def _call(
         self,
@@ -164,8 +210,9 @@ class SectionWriter:
         tier: Tier,
         messages: list[dict[str, str]],
         operation: str,
+        form: AnswerForm | None = None,
     ) -> Completion:
-        kwargs = self.call_kwargs(spec, model, messages)
+        kwargs = self.call_kwargs(spec, model, messages, form)
         async with self.guard.spend(
             client_id=self.client_id,
             model=model,

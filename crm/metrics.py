@@ -26,9 +26,8 @@ log = logging.getLogger(__name__)
 WORKER_SCRAPE_TIMEOUT = 0.5  # seconds: a scrape must not hang on a worker that is gone
 # LLM latency buckets, milliseconds (a section answer takes seconds; an embedding, less).
 LATENCY_BUCKETS_MS = (100, 250, 500, 1000, 2500, 5000, 10000, 20000, 40000, 60000, 120000, 300000)
-# An LLM call is a row with a duration that is not a reuse (reuses are logged as
-# generate_section hits with 0 ms; a semantic revision is a hit that did call the model).
-_LLM_CALL = "request_duration_ms IS NOT NULL AND NOT (cache_hit AND operation = 'generate_section')"
+# An LLM call is a row with a duration that is not a reuse (storage.usage defines hits).
+_LLM_CALL = f"request_duration_ms IS NOT NULL AND NOT ({usage.HIT})"
 
 
 async def budget_samples(pool: asyncpg.Pool) -> list[tuple[dict[str, str], float]]:
@@ -73,12 +72,15 @@ async def _ledger_families(pool: asyncpg.Pool) -> list[Metric]:
     saved_cost.add_metric([], totals["saved_cost"])
     hit_ratio = GaugeMetricFamily(
         "wavelaunch_cache_hit_ratio",
-        "Share of all ledger rows served by each cache tier (the tiers add up to the overall hit rate).",
+        "Share of the sections and summaries served that each cache tier served with no model call"
+        " (the tiers add up to the overall hit rate).",
         labels=["tier"],
     )
     for tier, ratio in usage.hit_rate_by_tier(report).items():
         hit_ratio.add_metric([tier], ratio)
-    overall = GaugeMetricFamily("wavelaunch_cache_hit_ratio_overall", "Share of all ledger rows that were cache hits.")
+    overall = GaugeMetricFamily(
+        "wavelaunch_cache_hit_ratio_overall", "Share of the sections and summaries served with no model call."
+    )
     overall.add_metric([], totals["cache_hit_rate"])
     return [tokens, cost, saved_tokens, saved_cost, hit_ratio, overall, await _latency(pool)]
 

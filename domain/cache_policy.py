@@ -16,8 +16,10 @@ from domain.sections import DocumentKind
 @dataclass(frozen=True)
 class CachePolicy:
     cacheable: bool = True
-    # Near-identical inputs may be served from a similar entry (revised by a cheap model).
+    # An earlier answer written from the same inputs under another prompt may be served.
     semantic: bool = True
+    # A few changed facts may be patched into the earlier answer instead of a rewrite.
+    patchable: bool = True
     reason: str = ""
 
 

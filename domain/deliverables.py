@@ -559,11 +559,6 @@ def month_sections(n: int) -> tuple[SectionSpec, ...]:
     return (*shared, *(s for s in seen.values() if s.key not in SHARED_KINDS))
 
 
-def month_sections_using(n: int, fields: set[str]) -> list[SectionSpec]:
-    """Month ``n``'s sections whose inputs include any of ``fields`` (differential regeneration)."""
-    return [s for s in month_sections(n) if fields.intersection(s.fields)]
-
-
 def tier_name(key: str) -> TierName:
     """Routing tier name of a deliverable section key or kind key."""
     kind_key = key if key in _KINDS else kind_of(key)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import copy
 from collections.abc import Sequence
 from functools import lru_cache
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, create_model
 
@@ -122,10 +122,6 @@ class TeamStructure(_Out):
     partners: list[str]
 
 
-class TemplateText(_Out):
-    paragraphs: list[str]
-
-
 SECTION_OUTPUTS: dict[str, type[_Out]] = {
     "executive_summary": ExecutiveSummary,
     "market_analysis": MarketAnalysis,
@@ -135,13 +131,11 @@ SECTION_OUTPUTS: dict[str, type[_Out]] = {
     "financial_projections": FinancialProjections,
     "operations_plan": OperationsPlan,
     "team_structure": TeamStructure,
-    # Template sections (domain.templates).
-    "disclaimer": TemplateText,
 }
 
 
 def output_model(section_key: str) -> type[BaseModel]:
-    """The output model of a business-plan (or template) section, of a summary kind, else of a
+    """The output model of a business-plan section, of a summary kind, else of a
     deliverable section key (by its kind); raises domain.sections.UnknownSection for keys none knows."""
     if section_key in SECTION_OUTPUTS:
         return SECTION_OUTPUTS[section_key]
@@ -217,3 +211,27 @@ def batch_json_schema(section_keys: Sequence[str]) -> dict[str, Any]:
     if not defs:
         schema.pop("$defs", None)
     return schema
+
+
+# A revision of a stored section answered as an RFC 6902 JSON Patch (tokenopt.patches): only
+# what the changed facts touch is written. Values are strings: sections are text leaves and
+# lists of text, and a strict schema cannot say "any JSON" (a list of objects is rewritten).
+PATCH_SCHEMA_KEY = "section_patch"
+PATCH_SCHEMA_VERSION = 1
+
+
+class PatchOperation(_Out):
+    op: Literal["replace", "add", "remove"]
+    # A JSON Pointer into the stored section, e.g. /overview or /trends/2 or /trends/- (append).
+    path: str
+    # The new text ("" for remove).
+    value: str
+
+
+class SectionPatch(_Out):
+    operations: list[PatchOperation]
+
+
+def patch_schema_name() -> str:
+    """The name a patch's schema is sent with (the stub recognises patches by it)."""
+    return f"{PATCH_SCHEMA_KEY}_v{PATCH_SCHEMA_VERSION}"

@@ -27,6 +27,11 @@ class Level(StrEnum):
         return {Level.ESSENTIAL: 2, Level.STANDARD: 3, Level.COMPLETE: 5}[self]
 
 
+# Fields every section of a client reads: the brand's identity, in the stable client block of
+# every prompt (tokenopt.prompts), so a change to either touches every section (tokenopt.reads).
+CORE_FIELDS = ("brandName", "industryNiche")
+
+
 @dataclass(frozen=True)
 class SectionSpec:
     key: str
@@ -34,7 +39,8 @@ class SectionSpec:
     priority: int
     target_tokens: int
     purpose: str
-    # CRM field names (camelCase) this section reads; nothing else reaches its prompt.
+    # CRM field names (camelCase) this section reads beside CORE_FIELDS; nothing else reaches
+    # its prompt (tokenopt.reads is the whole dependency set).
     fields: tuple[str, ...]
     schema_version: int = 1
 
@@ -174,8 +180,3 @@ def resolve_sections(level: Level, only: list[str] | None = None) -> list[Sectio
     if not only:
         return sections_for_level(level)
     return [section(key) for key in dict.fromkeys(only)]
-
-
-def sections_using(fields: set[str]) -> list[SectionSpec]:
-    """Sections whose inputs include any of ``fields`` (differential regeneration, cache)."""
-    return [s for s in BUSINESS_PLAN_SECTIONS if fields.intersection(s.fields)]

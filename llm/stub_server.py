@@ -45,7 +45,7 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from domain import deliverables, summaries
-from domain.outputs import BATCH_SCHEMA_KEY
+from domain.outputs import BATCH_SCHEMA_KEY, PATCH_SCHEMA_KEY
 from domain.sections import UnknownSection, section
 from llm.stub_batches import ROUTES as BATCH_ROUTES
 from llm.stub_batches import BatchStore, parse_batch_fault
@@ -498,6 +498,8 @@ def generate_content(request: ChatRequest, target: int) -> str:
     rng = random.Random(_seed(request))
     if request.batch_members and request.schema is not None:
         return _batch_content(request, rng)
+    if request.section == PATCH_SCHEMA_KEY:
+        return _patch_content(request, rng)
     if request.response_type == "json_schema" and request.schema is not None:
         builder = _InstanceBuilder(request.schema, rng)
         tree = builder.build(request.schema)
@@ -523,6 +525,59 @@ def _batch_content(request: ChatRequest, rng: random.Random, broken: str | None 
             text = json.dumps("(the model lost track of this section)")
         parts.append(f"{json.dumps(key)}: {text}")
     return "{" + ", ".join(parts) + "}"
+
+
+# A patch fills this share of the request's max_completion_tokens: the figure is set by what the
+# caller allows, never by the stub answering short.
+PATCH_FILL = 0.9
+_CURRENT = re.compile(r"CURRENT\n(?P<doc>.*?)\nCHANGED\n", re.DOTALL)
+
+
+def _text_leaves(node: Any, path: str = "") -> list[tuple[str, str]]:
+    """(JSON Pointer, text) of a document's text leaves, in document order."""
+    if isinstance(node, str):
+        return [(path, node)]
+    if isinstance(node, dict):
+        items = node.items()
+    elif isinstance(node, list):
+        items = enumerate(node)
+    else:
+        return []
+    out: list[tuple[str, str]] = []
+    for key, value in items:
+        escaped = str(key).replace("~", "~0").replace("/", "~1")
+        out += _text_leaves(value, f"{path}/{escaped}")
+    return out
+
+
+def _patch_content(request: ChatRequest, rng: random.Random) -> str:
+    """A patch request's answer: each of the CURRENT document's text leaves in turn rewritten at
+    its own length (``replace``), until the operations are ``PATCH_FILL`` of
+    ``max_completion_tokens`` long, so they apply and validate. Without a readable CURRENT the
+    operations name a path that is not there."""
+    budget = int((request.max_tokens or DEFAULT_TARGET_TOKENS) * PATCH_FILL)
+    match = _CURRENT.search("\n".join(text for _, text in request.messages))
+    try:
+        current = json.loads(match.group("doc")) if match else None
+    except json.JSONDecodeError:
+        current = None
+    leaves = _text_leaves(current) or [("/not-in-the-document", "text")]
+    operations: list[dict[str, str]] = []
+
+    def dump() -> str:
+        return json.dumps({"operations": operations}, ensure_ascii=False)
+
+    while count_tokens(dump(), request.model) < budget and len(operations) < len(leaves):
+        path, text = leaves[len(operations)]
+        size = max(1, count_tokens(text, request.model))
+        operations.append({"op": "replace", "path": path, "value": " ".join(_words(rng, size))})
+    while operations and count_tokens(dump(), request.model) > budget:
+        words = operations[-1]["value"].split()
+        if len(words) > 1:
+            operations[-1]["value"] = " ".join(words[:-1])
+        else:
+            operations.pop()
+    return dump()
 
 
 def batch_target_tokens(members: Sequence[str]) -> int:

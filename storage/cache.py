@@ -22,6 +22,7 @@ from typing import Any, Literal
 import asyncpg
 from asyncpg.pool import PoolConnectionProxy
 
+from storage import usage
 from storage.db import DB, connection, transaction
 
 log = logging.getLogger(__name__)
@@ -247,24 +248,51 @@ async def put(
 
 
 # -- semantic lookups -------------------------------------------------------------------------
-def _similar_sql(client_predicate: str = "client_id = $2") -> str:
+@dataclass(frozen=True)
+class Scope:
+    """Whose earlier answers may stand in for a section: one client's answers to one section under
+    the same prompt and schema versions and model. Never another client's, never a template."""
+
+    client_id: str
+    document_kind: str
+    section_key: str
+    schema_version: int
+    prompt_version: int
+    model: str
+
+    def args(self) -> tuple[Any, ...]:
+        return (
+            self.client_id,
+            self.document_kind,
+            self.section_key,
+            self.schema_version,
+            self.prompt_version,
+            self.model,
+        )
+
+
+# $1..$6 are a Scope's args.
+_IN_SCOPE = """client_id = $1 AND document_kind = $2 AND section_key = $3 AND tier = 'exact'
+      AND schema_version = $4 AND prompt_version = $5 AND model = $6 AND expires_at > now()"""
+
+
+def _similar_sql(client_predicate: str = "client_id = $1") -> str:
     """The semantic lookup. ``client_predicate`` exists for the benchmark, which swaps in an
     expression the scope btree cannot serve, to time the HNSW path alone."""
+    scope = _IN_SCOPE.replace("client_id = $1", client_predicate, 1)
     return f"""
 WITH candidates AS MATERIALIZED (
-    SELECT key, embedding <=> $1::text::vector AS distance
+    SELECT key, embedding <=> $7::text::vector AS distance
     FROM cache_entries
-    WHERE {client_predicate} AND document_kind = $3 AND section_key = $4 AND tier = 'exact'
-      AND schema_version = $5 AND expires_at > now() AND embedding IS NOT NULL
-      AND jsonb_typeof(content) = 'object'
-    ORDER BY embedding <=> $1::text::vector
+    WHERE {scope} AND embedding IS NOT NULL AND jsonb_typeof(content) = 'object'
+    ORDER BY embedding <=> $7::text::vector
     LIMIT {SIMILAR_CANDIDATES}
 ), best AS (
     SELECT key, distance FROM candidates ORDER BY distance LIMIT 1
 )
 UPDATE cache_usage u SET hits = u.hits + 1, last_used_at = now()
 FROM best b JOIN cache_entries e ON e.key = b.key
-WHERE u.key = b.key AND 1 - b.distance >= $6
+WHERE u.key = b.key AND 1 - b.distance >= $8
 RETURNING {_E_COLUMNS}, u.last_used_at, u.hits, 1 - b.distance AS similarity
 """
 
@@ -273,18 +301,10 @@ _FIND_SIMILAR = _similar_sql()
 
 
 async def find_similar(
-    pool: DB,
-    *,
-    client_id: str,
-    document_kind: str,
-    section_key: str,
-    schema_version: int,
-    embedding: Sequence[float],
-    threshold: float,
+    pool: DB, scope: Scope, *, embedding: Sequence[float], threshold: float
 ) -> tuple[CacheEntry, float] | None:
-    """The live exact entry of this client and section closest to ``embedding`` by cosine
-    similarity, with that similarity, when it is at least ``threshold`` (its hits and last use
-    updated); else None. Never another client's entry, never a template.
+    """The live exact entry in ``scope`` closest to ``embedding`` by cosine similarity, with that
+    similarity, when it is at least ``threshold`` (its hits and last use updated); else None.
 
     The planner picks the scope btree (exact, for the usual few entries per client and section)
     or the HNSW index; for the latter the iterative scan keeps reading the graph until the scope
@@ -293,27 +313,28 @@ async def find_similar(
     vector = _vector(embedding)
     async with connection(pool) as conn, conn.transaction():
         await conn.execute("SET LOCAL hnsw.iterative_scan = relaxed_order")
-        row = await conn.fetchrow(
-            _FIND_SIMILAR, vector, client_id, document_kind, section_key, schema_version, threshold
-        )
+        row = await conn.fetchrow(_FIND_SIMILAR, *scope.args(), vector, threshold)
     if row is None:
         return None
     return _entry(row), float(row["similarity"])
 
 
-async def candidates(
-    pool: DB, *, client_id: str, document_kind: str, section_key: str, schema_version: int
-) -> list[tuple[str, dict[str, Any], bool]]:
-    """Live entries a semantic lookup could find, stale ones included: (key, inputs, embedded?).
-    Lets the caller skip embedding when there is nothing to compare with."""
+async def latest_in_scope(pool: DB, scope: Scope) -> CacheEntry | None:
+    """The most recently written live entry in ``scope`` (the base a patch revises)."""
+    row = await pool.fetchrow(
+        f"""SELECT {_E_COLUMNS}, u.last_used_at, u.hits FROM cache_entries e JOIN cache_usage u USING (key)
+            WHERE {_IN_SCOPE} AND jsonb_typeof(e.content) = 'object' ORDER BY e.created_at DESC LIMIT 1""",
+        *scope.args(),
+    )
+    return _entry(row) if row is not None else None
+
+
+async def candidates(pool: DB, scope: Scope) -> list[tuple[str, dict[str, Any], bool]]:
+    """Live entries in ``scope`` a semantic lookup could find, stale ones included: (key, inputs,
+    embedded?). Lets the caller skip embedding when there is nothing to compare with."""
     rows = await pool.fetch(
-        """SELECT key, inputs::text AS inputs, embedding IS NOT NULL AS embedded FROM cache_entries
-           WHERE client_id = $1 AND document_kind = $2 AND section_key = $3 AND tier = 'exact'
-             AND schema_version = $4 AND expires_at > now()""",
-        client_id,
-        document_kind,
-        section_key,
-        schema_version,
+        f"SELECT key, inputs::text AS inputs, embedding IS NOT NULL AS embedded FROM cache_entries WHERE {_IN_SCOPE}",
+        *scope.args(),
     )
     return [(r["key"], json.loads(r["inputs"]), r["embedded"]) for r in rows]
 
@@ -391,16 +412,15 @@ async def stats(pool: DB) -> dict[str, Any]:
         by_kind = await conn.fetch("SELECT document_kind AS k, count(*) AS n FROM cache_entries GROUP BY 1 ORDER BY 1")
         counters = await conn.fetch("SELECT name, value FROM cache_counters ORDER BY name")
         ledger = await conn.fetch(
-            """SELECT coalesce(cache_tier, 'none') AS tier,
-                      count(*) AS calls,
-                      count(*) FILTER (WHERE cache_hit) AS hits,
-                      coalesce(sum(saved_tokens), 0) AS saved_tokens,
-                      coalesce(sum(saved_cost), 0) AS saved_cost
-               FROM usage_ledger
-               -- One row per section served: hits, revisions and generations that succeeded
-               -- (failed attempts and embedding calls are costs, not requests).
-               WHERE success AND operation IN ('generate_section', 'generate_section_batch', 'revise_section')
-               GROUP BY 1 ORDER BY 1"""
+            f"""SELECT coalesce(cache_tier, 'none') AS tier,
+                       count(*) AS calls,
+                       count(*) FILTER (WHERE {usage.HIT}) AS hits,
+                       coalesce(sum(saved_tokens), 0) AS saved_tokens,
+                       coalesce(sum(saved_cost), 0) AS saved_cost
+                FROM usage_ledger
+                -- One row per section or summary served (storage.usage defines reuse once).
+                WHERE {usage.REQUEST}
+                GROUP BY 1 ORDER BY 1"""
         )
     all_calls = sum(r["calls"] for r in ledger)
 

@@ -62,10 +62,29 @@ async def record(pool: asyncpg.Pool, usage: UsageRecord) -> None:
     )
 
 
-_TOTALS = """
+# Reuse, defined once for `cache stats`, /metrics, the dashboard and the hit-rate alert:
+# - a request is a section or summary served: a successful row of an operation that serves one
+#   (failed attempts and embeddings are costs, not requests);
+# - a hit is a request served with no model call (stored, exact; semantic when served as is).
+#   A patch or a full generation is a billed call and never a hit, whatever its cache tier; rows
+#   written before this definition that billed tokens do not count either.
+SERVING_OPERATIONS = (
+    "generate_section",
+    "generate_section_batch",
+    "batch_section",
+    "patch_section",
+    "revise_section",
+    "summarize_thread",
+    "summarize_client",
+)
+REQUEST = f"success AND operation IN ({', '.join(repr(o) for o in SERVING_OPERATIONS)})"
+HIT = f"{REQUEST} AND cache_hit AND total_tokens = 0"
+
+_TOTALS = f"""
     count(*) AS calls,
     count(*) FILTER (WHERE NOT success) AS failures,
-    count(*) FILTER (WHERE cache_hit) AS cache_hits,
+    count(*) FILTER (WHERE {REQUEST}) AS requests,
+    count(*) FILTER (WHERE {HIT}) AS cache_hits,
     coalesce(sum(prompt_tokens), 0) AS prompt_tokens,
     coalesce(sum(cached_prompt_tokens), 0) AS cached_prompt_tokens,
     coalesce(sum(completion_tokens), 0) AS completion_tokens,
@@ -80,8 +99,8 @@ _TOTALS = """
 
 def _row(row: asyncpg.Record) -> dict[str, Any]:
     out = {k: (float(v) if isinstance(v, Decimal) else v) for k, v in dict(row).items()}
-    calls = out.get("calls") or 0
-    out["cache_hit_rate"] = (out["cache_hits"] / calls) if calls else 0.0
+    requests = out.get("requests") or 0
+    out["cache_hit_rate"] = (out["cache_hits"] / requests) if requests else 0.0
     return out
 
 
@@ -131,13 +150,13 @@ async def report(
 
 
 def hit_rate_by_tier(report: dict[str, Any]) -> dict[str, float]:
-    """The share of all ledger rows each cache tier served (the tiers add up to the report's
-    overall ``cache_hit_rate``); ``none`` (a full generation) is not a hit and is left out."""
-    calls = report["totals"]["calls"]
+    """The share of all requests each cache tier served without a call (the tiers add up to the
+    report's overall ``cache_hit_rate``); tiers that only bill (none, patch) are left out."""
+    requests = report["totals"]["requests"]
     return {
-        tier: (row["cache_hits"] / calls if calls else 0.0)
+        tier: (row["cache_hits"] / requests if requests else 0.0)
         for tier, row in report["by_cache_tier"].items()
-        if tier not in ("none", "-")
+        if row["cache_hits"]
     }
 
 

@@ -66,3 +66,9 @@ def estimate_body(
         free_models=free_models,
         batch=batch,
     )
+
+
+def answer_tokens(content: dict[str, Any], model: str) -> int:
+    """What writing ``content`` again would take: its compact JSON's tokens (a reuse is credited
+    with the stored answer's real size, not the catalogue's target)."""
+    return count_tokens(json.dumps(content, separators=(",", ":"), ensure_ascii=False), model)

@@ -13,18 +13,14 @@ import hashlib
 import json
 from dataclasses import dataclass, field
 
-from domain.sections import DocumentKind, SectionSpec
+from domain.sections import CORE_FIELDS, DocumentKind, SectionSpec
 from tokenopt import budget
 from tokenopt.budget import BudgetExceeded, Step
 from tokenopt.counting import count_messages, count_tokens
 from tokenopt.naive import PERSONA
-from tokenopt.projection import full_record, project, truncate_sentences
+from tokenopt.projection import project, truncate_sentences
+from tokenopt.reads import SectionReads, reads
 from tokenopt.techniques import Technique, Techniques
-
-PROMPT_VERSION = 3
-
-# Fields every section of a client shares; they sit in the stable client block.
-CORE_FIELDS = ("brandName", "industryNiche")
 
 CONSTRAINTS = (
     "JSON per the schema.",
@@ -69,35 +65,33 @@ def approx_words(target_tokens: int) -> int:
 
 
 def section_inputs(
-    record: dict[str, object], spec: SectionSpec, techniques: Techniques
+    record: dict[str, object],
+    spec: SectionSpec,
+    techniques: Techniques,
+    kind: DocumentKind = DocumentKind.BUSINESS_PLAN,
 ) -> tuple[dict[str, str], dict[str, str]]:
-    """(core, own): the shared identity block and the section's own fields."""
-    core = project(record, CORE_FIELDS)
-    if techniques.on(Technique.CONTEXT_COMPRESSION):
-        own = project(record, [f for f in spec.fields if f not in CORE_FIELDS])
-    else:
-        own = {k: v for k, v in full_record(record).items() if k not in CORE_FIELDS}
-    return core, own
+    """(core, own): the shared identity block and the section's own fields, as tokenopt.reads
+    says the section reads them."""
+    read = reads(kind, spec, techniques)
+    return project(record, CORE_FIELDS), project(record, read.own_fields)
 
 
 def input_hash(
-    spec: SectionSpec, core: dict[str, str], own: dict[str, str], techniques: Techniques, context: str = ""
+    read: SectionReads, core: dict[str, str], own: dict[str, str], techniques: Techniques, context: str = ""
 ) -> str:
+    """Hash of the whole dependency set with its values: equal hashes mean the same work."""
     fields: dict[str, object] = {
-        "section": spec.key,
-        "schema": spec.schema_version,
-        "prompt": PROMPT_VERSION,
+        "section": read.section_key,
+        "schema": read.schema_version,
+        "prompt": read.prompt_version,
+        "tier": read.tier.value,
         "techniques": techniques.fingerprint(),
         "inputs": {**core, **own},
     }
     if context:
         # Earlier months' digest: a section is not reused once what it builds on changed.
         fields["context"] = context
-    payload = json.dumps(
-        fields,
-        sort_keys=True,
-        separators=(",", ":"),
-    )
+    payload = json.dumps(fields, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(payload.encode()).hexdigest()
 
 
@@ -178,8 +172,8 @@ def build_section_prompt(
     before any call is made. The context is already bounded by its producer and compression
     cannot shorten it, so its tokens are allowed on top of the section's budget.
     """
-    core, own = section_inputs(record, spec, techniques)
-    digest = input_hash(spec, core, own, techniques, context)
+    core, own = section_inputs(record, spec, techniques, kind)
+    digest = input_hash(reads(kind, spec, techniques), core, own, techniques, context)
     examples = EXAMPLES.get(spec.key, ())
     short = False
     messages = _render(spec, core, own, techniques, examples, short, context, kind)
@@ -259,7 +253,7 @@ def build_batch_prompt(
     core: dict[str, str] = {}
     owns: list[dict[str, str]] = []
     for spec in specs:
-        member_core, own = section_inputs(record, spec, techniques)
+        member_core, own = section_inputs(record, spec, techniques, kind)
         core.update(member_core)
         owns.append(own)
     readers: dict[str, int] = {}

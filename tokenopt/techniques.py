@@ -15,7 +15,8 @@ class Technique(StrEnum):
     BUDGET_COMPRESSION = "budget_compression"  # shrink prompts over 40% of the section budget
     REUSE = "reuse"  # a finished section of the same client version is never generated again
     EXACT_CACHE = "exact_cache"  # the same request (same inputs, model, versions) within its TTL
-    SEMANTIC_CACHE = "semantic_cache"  # a near-identical request: revise the cached answer cheaply
+    SEMANTIC_CACHE = "semantic_cache"  # the same inputs under another prompt: the nearest earlier answer
+    PATCHES = "patches"  # a few changed facts: a JSON Patch of the stored answer, not a rewrite
     BATCHING = "batching"  # small low-priority sections of one document share one call
 
 

@@ -26,10 +26,12 @@ from domain.budgets import Alert, BudgetScope, BudgetSpec, BudgetUse, Period
 from domain.client import KNOWN_FIELDS, ClientRecord, InvalidClientRecord, parse_client
 from domain.outputs import in_schema_order
 from domain.render import render_document
-from domain.sections import DocumentKind, Level, sections_using
+from domain.sections import DocumentKind, Level
 from domain.summaries import CLIENT_SUMMARY, THREAD_SUMMARY, InvalidMessages, ThreadInput, parse_threads
 from storage import alerts, budgets, cache, clients, db, documents, messages, summaries, usage
 from storage.messages import UnknownThread
+from tokenopt.reads import month_sections_reading, plan_sections_reading
+from tokenopt.techniques import Techniques
 from wavelaunch import plans
 from wavelaunch import summaries as summary_runs
 from wavelaunch.console import console, money, progress_table, usage_table
@@ -215,7 +217,8 @@ async def regenerate_plan(
         current = await clients.get(pool, client_id)
         latest = await documents.latest(pool, client_id, DocumentKind.BUSINESS_PLAN.value)
     chosen = level or (Level(latest.level) if latest and latest.level else Level.COMPLETE)
-    forced = [s.key for s in sections_using(set(fields))] if fields else []
+    techniques = Techniques.without(settings.disabled_techniques)
+    forced = [s.key for s in plan_sections_reading(fields, techniques)] if fields else []
     request = PlanRequest(client_id=client_id, level=chosen, regenerate=forced)
     client = await _temporal(settings)
     return await plans.start_plan(client, settings, request, announce_version=current.version)
@@ -279,7 +282,8 @@ async def regenerate_deliverable(
     fresh answer for every section of the month reading them."""
     check_month(month)
     check_fields(fields)
-    forced = [s.key for s in deliverables.month_sections_using(month, set(fields))] if fields else []
+    techniques = Techniques.without(settings.disabled_techniques)
+    forced = [s.key for s in month_sections_reading(month, fields, techniques)] if fields else []
     request = DeliverableRequest(client_id=client_id, month=month, regenerate=forced)
     async with _database(settings) as pool:
         await plans.check_deliverable(pool, request)

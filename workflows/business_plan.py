@@ -73,7 +73,8 @@ class BusinessPlanWorkflow(FollowsClientUpdates):
                 )
                 break
             except ActivityError as err:
-                # The template sections are LLM calls too: a paused budget waits here as well.
+                # A paused budget refusing the assembly (workers before the template tier was
+                # dropped made a model call here) waits as a section does.
                 if not waits_for_budget(err):
                     raise
                 await self._budget.wait(self._progress, then="assembling")

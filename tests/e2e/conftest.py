@@ -19,7 +19,6 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
-from domain.templates import BUSINESS_PLAN_TEMPLATES
 from llm.stub_server import StubServer
 from stack import postgres
 from storage import db
@@ -128,12 +127,9 @@ def client(temporal_env: WorkflowEnvironment) -> Client:
     return temporal_env.client
 
 
-TEMPLATE_KEYS = frozenset(spec.key for spec in BUSINESS_PLAN_TEMPLATES)
-
-
 def section_requests(stub: StubServer) -> list[dict]:
-    """The stub's chat requests for plan sections (not the once-per-version template calls)."""
-    return [r for r in stub.requests() if r["section"] not in TEMPLATE_KEYS]
+    """The stub's chat requests (sections, batches, patches)."""
+    return stub.requests()
 
 
 def requested_sections(stub: StubServer) -> list[str]:

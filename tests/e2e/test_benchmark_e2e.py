@@ -28,7 +28,8 @@ async def test_tiny_cost_benchmark_measures_every_arm(tmp_path):
     assert report["cost_ratio"] == pytest.approx(optimized["cost"] / naive["cost"], rel=1e-3)
     assert report["lower_bound_ratio"] >= 1.0
     # Routing off moves dollars, not tokens; reuse off moves both.
-    assert arms["no_routing"]["total_tokens"] == optimized["total_tokens"]
+    # (A patch's filler text is drawn per model by the stub: a few tokens apart at most.)
+    assert arms["no_routing"]["total_tokens"] == pytest.approx(optimized["total_tokens"], rel=1e-3)
     assert arms["no_routing"]["cost"] > optimized["cost"]
     assert arms["no_reuse"]["total_tokens"] >= optimized["total_tokens"]
     assert optimized["hit_rate"] > 0 and "stored" not in arms["no_reuse"]["served_by_tier"]

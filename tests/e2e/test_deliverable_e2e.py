@@ -13,6 +13,7 @@ from llm.client import LLMClient
 from storage import clients, documents
 from tests.e2e.conftest import requested_sections, section_requests
 from tests.e2e.test_business_plan_e2e import new_client
+from tokenopt.reads import month_sections_reading
 from wavelaunch import plans
 from wavelaunch.commands import InvalidMonth, UnknownFields, check_month, regenerate_deliverable
 from wavelaunch.intake import accept_client
@@ -146,7 +147,7 @@ async def test_a_client_update_rewrites_only_the_month_sections_reading_changed_
     record[changed] = "A rounded geometric sans, friendly at small sizes"
     _, was_changed = await accept_client(pool, parse_client(record))
     assert was_changed
-    readers = {s.key for s in deliverables.month_sections_using(1, {changed})}
+    readers = {s.key for s in month_sections_reading(1, {changed})}
     assert readers and len(readers) < 26
 
     stub.reset()
@@ -173,7 +174,7 @@ async def test_regenerate_with_fields_forces_the_readers_and_refuses_unknown_fie
         await regenerate_deliverable(settings, client_id, 1, ["notAField"])
     with pytest.raises(InvalidMonth):
         await regenerate_deliverable(settings, client_id, 9, ["brandValues"])
-    forced = {s.key for s in deliverables.month_sections_using(1, {"brandValues"})}
+    forced = {s.key for s in month_sections_reading(1, {"brandValues"})}
     assert forced
     stub.reset()
     handle = await plans.start_deliverable(

@@ -134,7 +134,7 @@ async def test_client_updated_regenerates_only_what_changed(crm, intake, pool, c
     assert answer.status_code == 202 and answer.json()["client_version"] == 2
     await intake.starts.idle()
     result = await finished(client.get_workflow_handle_for(BusinessPlanWorkflow.run, f"plan-{client_id}"))
-    assert [s.section_key for s in result.sections if s.cache_tier == "none"] == ["competitive_landscape"]
+    assert [s.section_key for s in result.sections if s.llm_calls > 0] == ["competitive_landscape"]
 
 
 async def test_client_updated_reaches_a_running_deliverable(crm, pool, client, stub):

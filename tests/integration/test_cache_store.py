@@ -63,6 +63,8 @@ async def put(
     content: dict[str, Any] | None = None,
     cost: str = "0.00125",
     section_id: int | None = None,
+    prompt_version: int = 3,
+    model: str = "gpt-4.1-mini",
 ) -> int:
     return await cache.put(
         pool,
@@ -72,11 +74,11 @@ async def put(
         document_kind=kind,
         section_key=section,
         schema_version=schema_version,
-        prompt_version=3,
+        prompt_version=prompt_version,
         section_id=section_id,
         content=content if content is not None else {"title": key[:8], "body": "text"},
         inputs={"niche": "fitness", "followers": 12000},
-        model="gpt-4.1-mini",
+        model=model,
         completion_tokens=420,
         cost=Decimal(cost),
         ttl=ttl,
@@ -135,15 +137,7 @@ async def test_expired_entry_misses(pool: asyncpg.Pool, ttl: timedelta) -> None:
     k = key_of("expired", ttl)
     await put(pool, k, ttl=ttl, embedding=unit(1))
     assert await cache.get_exact(pool, k, schema_version=1) is None
-    found = await cache.find_similar(
-        pool,
-        client_id="c1",
-        document_kind="business_plan",
-        section_key="executive_summary",
-        schema_version=1,
-        embedding=unit(1),
-        threshold=0.5,
-    )
+    found = await similar(pool, "c1", unit(1), threshold=0.5)
     assert found is None
     assert await pool.fetchval("SELECT hits FROM cache_usage WHERE key = $1", k) == 0
 
@@ -278,14 +272,33 @@ async def similar(
     pool: Any, client_id: str, embedding: list[float], **kw: Any
 ) -> tuple[cache.CacheEntry, float] | None:
     return await cache.find_similar(
-        pool,
+        pool, scope(client_id, **kw), embedding=embedding, threshold=kw.get("threshold", 0.9)
+    )
+
+
+def scope(client_id: str, **kw: Any) -> cache.Scope:
+    return cache.Scope(
         client_id=client_id,
         document_kind=kw.get("kind", "business_plan"),
         section_key=kw.get("section", "executive_summary"),
         schema_version=kw.get("schema_version", 1),
-        embedding=embedding,
-        threshold=kw.get("threshold", 0.9),
+        prompt_version=kw.get("prompt_version", 3),
+        model=kw.get("model", "gpt-4.1-mini"),
     )
+
+
+async def test_earlier_answers_under_another_prompt_version_or_model_are_never_candidates(pool: asyncpg.Pool) -> None:
+    v = random_unit(random.Random(9))
+    await put(pool, key_of("pv", 1), client_id="client-v", embedding=v, prompt_version=2)
+    await put(pool, key_of("pv", 2), client_id="client-v", embedding=v, model="gpt-4.1-nano")
+    assert await similar(pool, "client-v", v, threshold=-1.0) is None
+    assert await cache.latest_in_scope(pool, scope("client-v")) is None
+    assert await cache.candidates(pool, scope("client-v")) == []
+    await put(pool, key_of("pv", 3), client_id="client-v", embedding=v)
+    found = await similar(pool, "client-v", v, threshold=-1.0)
+    assert found is not None and found[0].key == key_of("pv", 3)
+    latest = await cache.latest_in_scope(pool, scope("client-v"))
+    assert latest is not None and latest.key == key_of("pv", 3)
 
 
 async def test_find_similar_never_crosses_tenants(pool: asyncpg.Pool) -> None:
@@ -354,8 +367,8 @@ async def test_find_similar_isolated_among_many(pool: asyncpg.Pool) -> None:
 
     # The HNSW path alone (the scope btree made unusable), as the benchmark times it: without the
     # iterative scan the filter discards every candidate the graph search returns.
-    sql = cache._similar_sql("client_id || '' = $2")
-    args = (cache._vector(v), "target", "business_plan", "executive_summary", 1, 0.5)
+    sql = cache._similar_sql("client_id || '' = $1")
+    args = (*scope("target").args(), cache._vector(v), 0.5)
     for iterative, expected in (("off", None), ("relaxed_order", key_of("mine"))):
         async with pool.acquire() as conn, conn.transaction():
             await conn.execute(f"SET LOCAL hnsw.iterative_scan = {iterative}")

@@ -86,13 +86,3 @@ def test_hashing_embedding_ranks_near_duplicates_above_unrelated_text():
 def test_changed_fields_is_the_delta():
     assert changed_fields({"a": "1", "b": "2"}, {"a": "1", "b": "3", "c": "4"}) == {"b": "3", "c": "4"}
     assert inputs_text({"b": "2", "a": "1"}) == "a: 1\nb: 2"
-
-
-def test_template_fill_uses_the_brand_or_the_creators_name():
-    from domain.templates import fill
-
-    content = {"paragraphs": ["{brand} reviews this plan monthly.", "No placeholder."]}
-    filled = fill(content, {"brandName": "Glide"})
-    assert filled == {"paragraphs": ["Glide reviews this plan monthly.", "No placeholder."]}
-    assert fill(content, {"fullName": "Maya Okafor"})["paragraphs"][0].startswith("Maya Okafor reviews")
-    assert fill(content, {})["paragraphs"][0].startswith("the brand reviews")

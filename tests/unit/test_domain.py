@@ -15,8 +15,8 @@ from domain.sections import (
     UnknownSection,
     resolve_sections,
     section,
-    sections_using,
 )
+from tokenopt.reads import plan_sections_reading
 from wavelaunch.commands import sample_client_file
 
 
@@ -68,7 +68,7 @@ def test_every_catalogue_field_is_a_crm_field_and_email_is_never_mapped():
     for spec in BUSINESS_PLAN_SECTIONS:
         assert set(spec.fields) <= KNOWN_FIELDS, spec.key
         assert "email" not in spec.fields
-    assert {s.key for s in sections_using({"emergingCompetitors"})} == {"competitive_landscape"}
+    assert {s.key for s in plan_sections_reading({"emergingCompetitors"})} == {"competitive_landscape"}
 
 
 def test_strict_schemas_close_every_object_and_require_every_property():

@@ -9,12 +9,14 @@ from decimal import Decimal
 
 import pytest
 
+from domain.client import PERSONAL_FIELDS
 from domain.sections import BUSINESS_PLAN_SECTIONS, Level, resolve_sections, section
 from tokenopt import budget, naive, pricing
 from tokenopt.budget import BudgetExceeded
 from tokenopt.counting import count_tokens
 from tokenopt.projection import project, truncate_sentences
 from tokenopt.prompts import build_section_prompt
+from tokenopt.reads import ALL_FIELDS
 from tokenopt.routing import ModelRouter, Tier, tier_for
 from tokenopt.techniques import Techniques
 from wavelaunch.commands import sample_client_file
@@ -93,8 +95,10 @@ def test_budget_compression_fires_in_order_and_records_its_steps():
 
 
 def test_prompt_still_over_budget_fails_before_any_call():
-    # Forty distinct long extra fields: summarised to 240 characters each, still far too many.
-    record = RECORD | {f"extra{i}": f"Note {i}: " + "detail " * 200 for i in range(40)}
+    # Every mapped field long and distinct: summarised to 240 characters each, still far too many.
+    # (Unmapped extra fields never reach a prompt, compression or not.)
+    long_text = [f for f in ALL_FIELDS if f not in PERSONAL_FIELDS and f not in ("age", "country", "preferredFont")]
+    record = RECORD | {f: f"Note {i}: " + "detail " * 200 for i, f in enumerate(long_text)}
     with pytest.raises(BudgetExceeded, match="team_structure"):
         build_section_prompt(
             record,
@@ -110,7 +114,8 @@ def test_repeated_values_become_references():
     # The whole record is far over this small section's threshold, so every step runs.
     built = build_section_prompt(record, spec, model="gpt-4.1", techniques=Techniques.without(["context_compression"]))
     assert "reference_repeats" in built.compression_steps
-    assert "(same as scalingGoals)" in built.messages[1]["content"]
+    # Fields are sent in a fixed order (tokenopt.reads), so the first of the two is longTermVision.
+    assert "scalingGoals: (same as longTermVision)" in built.messages[1]["content"]
 
 
 def test_truncation_cuts_at_sentence_boundaries():

@@ -136,12 +136,17 @@ async def _timed(calls: Sequence[Callable[[], Awaitable[Any]]]) -> tuple[list[fl
     return samples, results
 
 
+def _scope_of(client_id: str, section: str) -> cache.Scope:
+    """The lookup scope of the bench's entries (prompt version 1, one model)."""
+    return cache.Scope(client_id, KIND, section, schema_version=1, prompt_version=1, model="gpt-4.1-mini")
+
+
 async def _hnsw_only(pool: asyncpg.Pool, vector: list[float], client_id: str, section: str) -> str | None:
     """The semantic lookup with the scope btree unusable: served by the HNSW index."""
-    sql = cache._similar_sql("client_id || '' = $2")
+    sql = cache._similar_sql("client_id || '' = $1")
     async with pool.acquire() as conn, conn.transaction():
         await conn.execute("SET LOCAL hnsw.iterative_scan = relaxed_order; SET LOCAL enable_sort = off")
-        row = await conn.fetchrow(sql, cache._vector(vector), client_id, KIND, section, 1, THRESHOLD)
+        row = await conn.fetchrow(sql, *_scope_of(client_id, section).args(), cache._vector(vector), THRESHOLD)
     return row["key"] if row else None
 
 
@@ -151,7 +156,7 @@ async def _plan_access(pool: asyncpg.Pool, vector: list[float], client_id: str, 
         await conn.execute("SET LOCAL hnsw.iterative_scan = relaxed_order")
         plan = await conn.fetchval(
             "EXPLAIN (FORMAT JSON) " + cache._similar_sql(),
-            cache._vector(vector), client_id, KIND, section, 1, THRESHOLD,
+            *_scope_of(client_id, section).args(), cache._vector(vector), THRESHOLD,
         )  # fmt: skip
     found: list[str] = []
 
@@ -184,10 +189,7 @@ async def _measure(pool: asyncpg.Pool, seed: int, size: int, lookups: int, rng: 
     ]
 
     def similar(vector: list[float], client: str, section: str) -> Callable[[], Awaitable[Any]]:
-        return lambda: cache.find_similar(
-            pool, client_id=client, document_kind=KIND, section_key=section, schema_version=1,
-            embedding=vector, threshold=THRESHOLD,
-        )  # fmt: skip
+        return lambda: cache.find_similar(pool, _scope_of(client, section), embedding=vector, threshold=THRESHOLD)
 
     def exact(key: str) -> Callable[[], Awaitable[Any]]:
         return lambda: cache.get_exact(pool, key, schema_version=1)
