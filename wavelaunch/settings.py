@@ -97,6 +97,11 @@ class Settings(BaseSettings):
     # without authentication (crm/auth.py refuses any other bind address).
     api_token: SecretStr | None = None
 
+    # /metrics: client ids in labels only when an operator opts in (they identify people); when
+    # set, scrapes need `Authorization: Bearer <metrics_token>` (unset: no token, as before).
+    metrics_client_labels: bool = False
+    metrics_token: SecretStr | None = None
+
     # The Temporal SDK's own worker metrics (Prometheus text): the worker serves them on
     # host:port, and the API's /metrics appends them when reachable. Port 0: not served.
     worker_metrics_host: str = "127.0.0.1"
