@@ -28,7 +28,7 @@ from starlette.responses import JSONResponse, Response
 
 from crm import dashboard, metrics, signature
 from crm.api import PREFIX, build_router
-from crm.auth import bearer_guard
+from crm.auth import bearer_guard, bearer_matches, bearer_token, token_value
 from crm.events import Envelope
 from crm.intake import Answer, Intake
 
@@ -44,6 +44,7 @@ def create_app(intake: Intake, *, secret: str, max_age_seconds: float, api_token
     ``crm.auth.check_bind``)."""
     pool = intake.pool
     settings = intake.settings
+    metrics_token = token_value(settings.metrics_token)
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
@@ -98,7 +99,15 @@ def create_app(intake: Intake, *, secret: str, max_age_seconds: float, api_token
         await pool.fetchval("SELECT 1")
         return JSONResponse({"status": "ok"})
 
-    async def metrics_text(_: Request) -> Response:
+    async def metrics_text(request: Request) -> Response:
+        if metrics_token is not None and not bearer_matches(
+            bearer_token(request.headers.get("authorization")), metrics_token
+        ):
+            return JSONResponse(
+                {"detail": "missing or wrong metrics token: send `Authorization: Bearer <WAVELAUNCH_METRICS_TOKEN>`"},
+                status_code=401,
+                headers={"WWW-Authenticate": "Bearer"},
+            )
         # A client per scrape (every 15 s or so): nothing to keep open between scrapes.
         async with httpx.AsyncClient() as http:
             return Response(await metrics.exposition(pool, settings, http), media_type=CONTENT_TYPE_LATEST)

@@ -1,7 +1,8 @@
-"""The API token: a bearer token on every /api/v1 route and on the dashboard's data.
+"""Bearer tokens: the API token on every /api/v1 route and on the dashboard's data, and the
+optional metrics token on /metrics.
 
-Without a configured token the API serves the loopback interface only (a developer's machine);
-anything reachable from elsewhere must have one.
+Without a configured API token the API serves the loopback interface only (a developer's
+machine); anything reachable from elsewhere must have one.
 """
 
 from __future__ import annotations
@@ -35,20 +36,29 @@ def check_bind(token: SecretStr | None, host: str) -> None:
         )
 
 
+def bearer_matches(given: str | None, expected: str) -> bool:
+    """Whether ``given`` (the token a request sent) is ``expected``, compared in constant time."""
+    return hmac.compare_digest((given or "").encode(), expected.encode())
+
+
+def bearer_token(authorization: str | None) -> str | None:
+    """The token of an ``Authorization: Bearer <token>`` header, else None."""
+    scheme, _, token = (authorization or "").partition(" ")
+    return token.strip() if scheme.lower() == "bearer" else None
+
+
 _bearer = HTTPBearer(auto_error=False, description="WAVELAUNCH_API_TOKEN")
 
 
 def bearer_guard(token: str | None) -> Callable[..., Awaitable[None]]:
     """A FastAPI dependency: 401 unless the request carries ``Authorization: Bearer <token>``
     (compared in constant time). ``None``: no token configured, every request passes."""
-    expected = token.encode() if token else None
 
     # HTTPBearer also declares the scheme in the OpenAPI document ("Authorize" in the docs page).
     async def require_token(credentials: HTTPAuthorizationCredentials | None = Depends(_bearer)) -> None:
-        if expected is None:
+        if not token:
             return
-        given = credentials.credentials.encode() if credentials else b""
-        if not hmac.compare_digest(given, expected):
+        if not bearer_matches(credentials.credentials if credentials else None, token):
             raise HTTPException(
                 status.HTTP_401_UNAUTHORIZED,
                 detail="missing or wrong API token: send `Authorization: Bearer <WAVELAUNCH_API_TOKEN>`",

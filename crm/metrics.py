@@ -4,6 +4,9 @@ The ledger is the truth (every call and reuse is a row), so the counters are sum
 than in-process counters that would reset with each API restart and miss the workers' calls.
 The Temporal SDK's own worker metrics (its Prometheus endpoint, ``WAVELAUNCH_WORKER_METRICS_*``)
 are appended when the worker answers; a worker that is down is not an error here.
+
+No label names a client unless ``WAVELAUNCH_METRICS_CLIENT_LABELS`` is on: a client id points at
+a person, and scrapes end up in systems with looser access than the CRM's.
 """
 
 from __future__ import annotations
@@ -30,10 +33,23 @@ LATENCY_BUCKETS_MS = (100, 250, 500, 1000, 2500, 5000, 10000, 20000, 40000, 6000
 _LLM_CALL = f"request_duration_ms IS NOT NULL AND NOT ({usage.HIT})"
 
 
-async def budget_samples(pool: asyncpg.Pool) -> list[tuple[dict[str, str], float]]:
+CLIENT_BUDGETS = "client"  # the budget label of per-client budgets taken together
+
+
+async def budget_samples(pool: asyncpg.Pool, *, client_labels: bool = False) -> list[tuple[dict[str, str], float]]:
     """``wavelaunch_budget_use_ratio`` samples: one per budget in its current period (the larger
-    of the token and dollar shares used, reservations included), as the dashboard's gauges."""
-    return [({"budget": b["budget"], "period": b["period"]}, b["use_ratio"]) for b in await budget_status(pool)]
+    of the token and dollar shares used, reservations included), as the dashboard's gauges.
+    Without ``client_labels``, per-client budgets are one sample per period, ``budget="client"``:
+    the highest share any client has used, which is what an alert on a limit needs."""
+    samples: list[tuple[dict[str, str], float]] = []
+    highest: dict[str, float] = {}
+    for b in await budget_status(pool):
+        if b["budget"] == "global" or client_labels:
+            samples.append(({"budget": b["budget"], "period": b["period"]}, b["use_ratio"]))
+        else:
+            highest[b["period"]] = max(highest.get(b["period"], 0.0), b["use_ratio"])
+    samples += [({"budget": CLIENT_BUDGETS, "period": p}, ratio) for p, ratio in sorted(highest.items())]
+    return samples
 
 
 async def _ledger_families(pool: asyncpg.Pool) -> list[Metric]:
@@ -131,9 +147,12 @@ async def exposition(pool: asyncpg.Pool, settings: Settings, http: httpx.AsyncCl
     """The whole /metrics body: our families, then the worker's when it answers."""
     families = await _ledger_families(pool)
     budget = GaugeMetricFamily(
-        "wavelaunch_budget_use_ratio", "Share of each budget used in its current period.", labels=["budget", "period"]
+        "wavelaunch_budget_use_ratio",
+        'Share of each budget used in its current period; budget="client": the most used client budget '
+        "(each client's own with WAVELAUNCH_METRICS_CLIENT_LABELS).",
+        labels=["budget", "period"],
     )
-    for labels, value in await budget_samples(pool):
+    for labels, value in await budget_samples(pool, client_labels=settings.metrics_client_labels):
         budget.add_metric([labels["budget"], labels["period"]], value)
     backlog = GaugeMetricFamily(
         "wavelaunch_outbox_pending", "Accepted webhook starts not yet sent to Temporal (crm/starter.py)."

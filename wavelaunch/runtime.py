@@ -21,6 +21,7 @@ from activities.plan import PlanActivities, PlanDependencies
 from activities.section_cache import CacheConfig
 from activities.summary import SummaryActivities
 from llm.client import LLMClient
+from llm.timeouts import LOCAL_SECONDS_PER_TOKEN, REMOTE_SECONDS_PER_TOKEN, CallTimeouts
 from stack.manager import LLMEndpoint
 from storage import db
 from tokenopt.pricing import check_priced
@@ -47,6 +48,8 @@ class LLMConfig:
     structured_output: str = "json_schema"
     # Where semantic-cache embeddings come from: the endpoint's model, or offline hashing.
     embeddings: str = "endpoint"
+    # How fast the endpoint writes, for call timeouts (WAVELAUNCH_LLM_TIMEOUT_PER_TOKEN_SECONDS wins).
+    seconds_per_output_token: float = REMOTE_SECONDS_PER_TOKEN
 
     @classmethod
     def from_endpoint(cls, endpoint: LLMEndpoint) -> LLMConfig:
@@ -59,6 +62,7 @@ class LLMConfig:
             free_models=frozenset({endpoint.model_override}) if local and endpoint.model_override else frozenset(),
             structured_output="json_object" if local else "json_schema",
             embeddings="hashing" if local else "endpoint",
+            seconds_per_output_token=LOCAL_SECONDS_PER_TOKEN if local else REMOTE_SECONDS_PER_TOKEN,
         )
 
 
@@ -147,7 +151,7 @@ async def plan_dependencies(settings: Settings, database_url: str, llm: LLMConfi
     client = LLMClient(
         api_key=llm.api_key,
         base_url=llm.base_url,
-        timeout=settings.llm_timeout_seconds,
+        timeouts=call_timeouts(settings, llm),
         structured_output=llm.structured_output,
     )
     guard = BudgetGuard(
@@ -167,6 +171,15 @@ async def plan_dependencies(settings: Settings, database_url: str, llm: LLMConfi
         techniques=techniques,
         cache=cache,
         batch_api=settings.batch_api,
+    )
+
+
+def call_timeouts(settings: Settings, llm: LLMConfig) -> CallTimeouts:
+    per_token = settings.llm_timeout_per_token_seconds
+    return CallTimeouts(
+        base_seconds=settings.llm_timeout_base_seconds,
+        seconds_per_output_token=llm.seconds_per_output_token if per_token is None else per_token,
+        max_seconds=settings.llm_timeout_seconds,
     )
 
 

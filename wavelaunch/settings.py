@@ -14,6 +14,8 @@ from typing import Literal
 from pydantic import AliasChoices, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from workflows.shared import SECTION_START_TO_CLOSE
+
 
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="WAVELAUNCH_", extra="ignore")
@@ -49,7 +51,13 @@ class Settings(BaseSettings):
     openai_base_url: str | None = Field(
         default=None, validation_alias=AliasChoices("OPENAI_BASE_URL", "WAVELAUNCH_OPENAI_BASE_URL")
     )
-    llm_timeout_seconds: float = 300.0
+    # One call's timeout (llm.timeouts): base + per output token allowed, at most the cap. The cap
+    # stays under the section activity's start-to-close, so a hung call fails as a retryable
+    # LLMTimeout rather than the whole attempt timing out. Per token unset: 0.05 s (OpenAI-
+    # compatible endpoints), 0.25 s for the local model.
+    llm_timeout_seconds: float = Field(300.0, gt=0, lt=SECTION_START_TO_CLOSE.total_seconds())
+    llm_timeout_base_seconds: float = Field(30.0, gt=0)
+    llm_timeout_per_token_seconds: float | None = Field(None, ge=0)
     local_llm_port: int = 8088
     local_llm_threads: int = 2
     local_llm_context: int = 8192
@@ -88,6 +96,11 @@ class Settings(BaseSettings):
     # Bearer token for /api/v1 and the dashboard's data. Unset: the API serves 127.0.0.1 only,
     # without authentication (crm/auth.py refuses any other bind address).
     api_token: SecretStr | None = None
+
+    # /metrics: client ids in labels only when an operator opts in (they identify people); when
+    # set, scrapes need `Authorization: Bearer <metrics_token>` (unset: no token, as before).
+    metrics_client_labels: bool = False
+    metrics_token: SecretStr | None = None
 
     # The Temporal SDK's own worker metrics (Prometheus text): the worker serves them on
     # host:port, and the API's /metrics appends them when reachable. Port 0: not served.

@@ -179,15 +179,61 @@ async def test_metrics_add_up_to_the_usage_report(http, pool, client, worker, se
     assert calls > 0
     assert sum(s.value for s in found["wavelaunch_llm_request_duration_seconds_count"]) == calls
     gauges = {(g.labels["budget"], g.labels["period"]): g.value for g in found["wavelaunch_budget_use_ratio"]}
-    expected = {(b["budget"], b["period"]): b["use_ratio"] for b in await budget_status(pool)}
-    assert gauges == pytest.approx(expected)
-    mine = gauges[(f"client {client_id}", "DAILY")]
+    assert gauges == pytest.approx(expected_budget_gauges(await budget_status(pool)))
+    mine = next(b["use_ratio"] for b in await budget_status(pool) if b["budget"] == f"client {client_id}")
     assert 0 < mine < 0.01  # this plan's tokens over a 10M-token day
+    assert gauges[("client", "DAILY")] >= mine  # client budgets: the most used one, no client named
     await budgets.remove(pool, BudgetScope.CLIENT, client_id, None)
     assert found["wavelaunch_worker_metrics_up"][0].value == 0  # no worker metrics on this port
     assert found["wavelaunch_outbox_pending"][0].value == await pool.fetchval(
         "SELECT count(*) FROM workflow_starts WHERE done_at IS NULL"
     )
+
+
+def expected_budget_gauges(status: list[dict]) -> dict[tuple[str, str], float]:
+    """Global budgets one by one; client budgets as one gauge per period, the highest share."""
+    out = {(b["budget"], b["period"]): b["use_ratio"] for b in status if b["budget"] == "global"}
+    for b in status:
+        if b["budget"] != "global":
+            key = ("client", b["period"])
+            out[key] = max(out.get(key, 0.0), b["use_ratio"])
+    return out
+
+
+async def client_ids_in(text: str, pool) -> list[str]:
+    return [r["id"] for r in await pool.fetch("SELECT id FROM clients") if r["id"] in text]
+
+
+async def test_metrics_name_no_client_unless_an_operator_opts_in(http, pool, client):
+    client_id = await new_client(pool)
+    await budgets.set_budget(pool, BudgetSpec(scope=BudgetScope.CLIENT, client_id=client_id, period=Period.WEEKLY))
+    try:
+        default = (await http.get("/metrics")).text
+        assert f"client {client_id}" in {b["budget"] for b in await budget_status(pool)}
+        assert await client_ids_in(default, pool) == []
+        assert ("client", "WEEKLY") in {
+            (g.labels["budget"], g.labels["period"]) for g in samples(default)["wavelaunch_budget_use_ratio"]
+        }
+        opted = make_app(pool, client, make_settings(metrics_client_labels=True))
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=opted), base_url="http://api.test") as scrape:
+            named = (await scrape.get("/metrics")).text
+        assert client_id in await client_ids_in(named, pool)
+        gauges = {(g.labels["budget"], g.labels["period"]) for g in samples(named)["wavelaunch_budget_use_ratio"]}
+        assert (f"client {client_id}", "WEEKLY") in gauges and ("client", "WEEKLY") not in gauges
+    finally:
+        await budgets.remove(pool, BudgetScope.CLIENT, client_id, None)
+
+
+async def test_a_metrics_token_guards_the_scrape(pool, client):
+    app = make_app(pool, client, make_settings(metrics_token="scrape-secret"))
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://api.test") as scrape:
+        for headers in ({}, {"Authorization": "Bearer wrong"}, AUTH, {"Authorization": "scrape-secret"}):
+            refused = await scrape.get("/metrics", headers=headers)
+            assert refused.status_code == 401, headers
+            assert refused.headers["www-authenticate"] == "Bearer"
+            assert "wavelaunch_" not in refused.text
+        allowed = await scrape.get("/metrics", headers={"Authorization": "Bearer scrape-secret"})
+        assert allowed.status_code == 200 and "wavelaunch_tokens_total" in allowed.text
 
 
 def free_port() -> int:

@@ -7,7 +7,7 @@ from fastapi import HTTPException
 from fastapi.security import HTTPAuthorizationCredentials
 from pydantic import SecretStr
 
-from crm.auth import MissingApiToken, bearer_guard, check_bind, token_value
+from crm.auth import MissingApiToken, bearer_guard, bearer_matches, bearer_token, check_bind, token_value
 
 
 @pytest.mark.parametrize("token", [None, SecretStr(""), SecretStr("   ")])
@@ -36,3 +36,13 @@ async def test_the_guard_wants_exactly_the_token():
             await guard(wrong)
         assert refused.value.status_code == 401
     await bearer_guard(None)(None)  # no token configured: loopback-only mode lets every request in
+
+
+def test_the_metrics_token_is_read_from_a_bearer_header_only():
+    assert bearer_token("Bearer s3cret") == "s3cret"
+    assert bearer_token("bearer  s3cret ") == "s3cret"
+    for header in (None, "", "s3cret", "Basic s3cret", "Bearers3cret"):
+        assert bearer_token(header) is None
+    assert bearer_matches("s3cret", "s3cret")
+    for wrong in (None, "", "s3cre", "s3cret2", "S3CRET"):
+        assert not bearer_matches(wrong, "s3cret")
