@@ -598,7 +598,8 @@ class Tool(_Out):
 
 
 class Kpi(_Out):
-    name: str
+    # Later months keep the same KPIs by name (the digest carries names whole): short is cheap.
+    name: str = Field(description="at most 5 words")
     definition: str
     target: str
     cadence: str

@@ -41,7 +41,9 @@ BUSINESS_PLAN_NEEDS: dict[str, Needs] = {
     # The products and the problems they solve.
     "product_services": Needs(("brandName", "productCategories", "otherProductIdeas", "keyPainPoints")),
     # Where the audience is reached and in what voice.
-    "marketing_strategy": Needs(("brandName", "targetAudience", "currentChannels", "brandPersonality", "growthStrategies")),
+    "marketing_strategy": Needs(
+        ("brandName", "targetAudience", "currentChannels", "brandPersonality", "growthStrategies")
+    ),
     # Revenue from the products in the market, scaled to the goals and dates.
     "financial_projections": Needs(("productCategories", "country", "scalingGoals", "specificDeadlines")),
     # Making and shipping the products, on the dates.
