@@ -593,7 +593,8 @@ class Tool(_Out):
 
 
 class Kpi(_Out):
-    name: str
+    # Later months keep the same KPIs by name (the digest carries names whole): short is cheap.
+    name: str = Field(description="at most 5 words")
     definition: str
     target: str
     cadence: str
@@ -653,18 +654,21 @@ def output_model_for(key: str) -> type[_Out]:
 
 
 # -- digest of earlier months ------------------------------------------------------------------
-# Arithmetic first: 7 earlier months are 35 documents, and ~1,200 tokens is ~34 tokens a
-# document, less than a title plus three 8-word decisions plus two KPI names. So the digest has
-# per-item bounds (a month or two fit whole) and one token budget for the whole text, met by
-# trimming the oldest months first (_TRIM_STAGES) and, only if that is not enough (text dense
-# with figures), dropping the oldest documents. The month just before is trimmed last: it is
-# what the next month builds on directly.
-DIGEST_TOKEN_BUDGET = 1200
+# What later months must receive (domain.needs: the decisions and KPI names of every earlier
+# month) sets the size. The strategy's schema asks for 3-5 decisions of at most 8 words, so one
+# document is a title, up to five decisions whole and the KPI names no earlier document carried
+# (KPIs repeat from document to document; a name is a fact once): about 50-70 tokens, some
+# 1,700-2,500 for the 35 documents before M8. The budget leaves room for that; trimming the
+# oldest months first (_TRIM_STAGES) and then dropping the oldest documents is the guard for
+# answers that ignore the schema's limits, not the everyday path. The month just before is
+# trimmed last: it is what the next month builds on directly.
+DIGEST_TOKEN_BUDGET = 2800
 MAX_DECISIONS = 5
 MIN_DECISIONS = 3  # kept while the budget allows
-DECISION_CHARS = 56
-MAX_KPIS = 3
-KPI_CHARS = 32
+# Eight words fit whole (a clipped decision loses its tail).
+DECISION_CHARS = 80
+MAX_KPIS = 6
+KPI_CHARS = 48
 MAX_DIGEST_DOCUMENTS = (LAST_MONTH - 1) * 5
 
 # Which outputs the digest reads, per kind: decisions from the strategy (topped up from the
@@ -734,9 +738,11 @@ def _strings(value: Any) -> list[str]:
     return [v for v in value if isinstance(v, str) and v.strip()] if isinstance(value, list) else []
 
 
-def _pick(candidates: list[str], limit: int, max_chars: int) -> list[str]:
+def _pick(candidates: list[str], limit: int, max_chars: int, seen: set[str] | None = None) -> list[str]:
+    """Up to ``limit`` distinct clipped items; ``seen`` (shared across documents) skips items
+    an earlier document already carries."""
     picked: list[str] = []
-    seen: set[str] = set()
+    seen = set() if seen is None else seen
     for text in candidates:
         clipped = clip(text, max_chars)
         if clipped and clipped.casefold() not in seen:
@@ -811,6 +817,7 @@ def build_digest(
     """
     month(n)
     docs: list[DigestDocument] = []
+    kpis_seen: set[str] = set()
     for m in MONTHS[: n - 1]:
         for doc in m.documents:
             strategy = sections.get(section_key(doc.key, "framework_strategy")) or {}
@@ -822,7 +829,7 @@ def build_digest(
                 DECISION_CHARS,
             )
             names = [k.get("name") for k in kpis.get("kpis") or [] if isinstance(k, Mapping)]
-            kpi_names = _pick(_strings(names), MAX_KPIS, KPI_CHARS)
+            kpi_names = _pick(_strings(names), MAX_KPIS, KPI_CHARS, kpis_seen)
             if decisions or kpi_names:
                 docs.append(
                     DigestDocument(key=doc.key, month=m.number, title=doc.title, decisions=decisions, kpis=kpi_names)

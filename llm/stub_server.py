@@ -343,6 +343,12 @@ class _Leaf:
 
     words: list[str]
     prose: bool = False
+    # From the schema's "at most N words" (e.g. a digest's decisions): padding never grows it past.
+    max_words: int | None = None
+
+    @property
+    def full(self) -> bool:
+        return self.max_words is not None and len(self.words) >= self.max_words
 
     def render(self) -> str:
         if not self.prose:
@@ -383,7 +389,10 @@ class _InstanceBuilder:
             return {name: self.build(sub, depth + 1) for name, sub in props.items()}
         if kind == "array":
             count = self._array_length(node, depth)
-            return [self.build(node.get("items", {}), depth + 1) for _ in range(count)]
+            items = self._resolve(node.get("items", {}))
+            if (limit := _word_limit(node)) is not None and "description" not in items:
+                items = {**items, "description": f"at most {limit} words"}  # "each at most N words"
+            return [self.build(items, depth + 1) for _ in range(count)]
         if kind == "string":
             return self._string(node)
         if kind == "integer":
@@ -405,7 +414,9 @@ class _InstanceBuilder:
     def _string(self, node: _JSON) -> Any:
         if node.get("format") in _FORMATTED_STRINGS:
             return _FORMATTED_STRINGS[node["format"]]
-        leaf = _Leaf(_words(self._rng, self._rng.randint(2, 4)))
+        limit = _word_limit(node)
+        words = _words(self._rng, self._rng.randint(2, 4))
+        leaf = _Leaf(words[:limit] if limit else words, max_words=limit)
         self.leaves.append(leaf)
         return leaf
 
@@ -428,6 +439,15 @@ class _InstanceBuilder:
                 raise BadRequest(f"unresolvable $ref {ref!r}")
             node = node[part]
         return node
+
+
+_WORD_LIMIT = re.compile(r"at most (\d+) words")
+
+
+def _word_limit(node: _JSON) -> int | None:
+    """The "at most N words" a schema node's description asks for, as a real model would honour."""
+    match = _WORD_LIMIT.search(str(node.get("description") or ""))
+    return max(1, int(match.group(1))) if match else None
 
 
 def _prefer_non_null(options: list[Any]) -> Any:
@@ -466,13 +486,28 @@ def _pad(tree: Any, leaves: list[_Leaf], target: int, model: str, rng: random.Ra
         if diff == 0 or not leaves:
             break
         if diff > 0:
-            for i in range(diff):
-                leaves[(cursor + i) % len(leaves)].words.append(rng.choice(FILLER_WORDS))
-            cursor = (cursor + diff) % len(leaves)
+            cursor = _grow(leaves, diff, cursor, rng)
+            if cursor is None:
+                break  # every leaf is at its word limit
         elif not _shrink(leaves, -diff):
             break
         text = _dump(tree, raw_text)
     return text
+
+
+def _grow(leaves: list[_Leaf], n: int, cursor: int, rng: random.Random) -> int | None:
+    """Add ``n`` words round-robin from ``cursor``, skipping leaves at their word limit; the
+    next cursor, or None when no leaf can grow."""
+    added = 0
+    while added < n:
+        if all(leaf.full for leaf in leaves):
+            return None
+        leaf = leaves[cursor % len(leaves)]
+        cursor = (cursor + 1) % len(leaves)
+        if not leaf.full:
+            leaf.words.append(rng.choice(FILLER_WORDS))
+            added += 1
+    return cursor
 
 
 def _shrink(leaves: list[_Leaf], n: int) -> bool:
@@ -977,6 +1012,7 @@ async def chat_completions(request: Request) -> JSONResponse:
             "finish_reason": None,
             # A batch's member sections (its "section" is the batch schema's key).
             "members": [],
+            "answer": None,
         }
     )
     response = await _chat_completions(request, state, entry)
@@ -1033,6 +1069,9 @@ async def _answer(
         cached_tokens=usage["prompt_tokens_details"]["cached_tokens"],
         completion_tokens=usage["completion_tokens"],
         finish_reason=body["choices"][0]["finish_reason"],
+        # What the model answered, so a check can follow what later prompts must carry of it
+        # (tokenopt.fidelity: earlier months' decisions, thread summaries).
+        answer=body["choices"][0]["message"]["content"],
     )
     if state.latency_per_completion_token > 0:
         await state.sleep(usage["completion_tokens"] * state.latency_per_completion_token)

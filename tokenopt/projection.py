@@ -37,6 +37,18 @@ def truncate_sentences(text: str, max_chars: int) -> str:
     return cut.rsplit(" ", 1)[0].rstrip(" ,;:") + "…"
 
 
+def drop_repeated_sentences(text: str) -> str:
+    """``text`` with every sentence after its first occurrence removed: shorter, no fact lost."""
+    seen: set[str] = set()
+    kept = []
+    for sentence in _SENTENCE_END.split(text):
+        key = sentence.strip().casefold()
+        if key and key not in seen:
+            seen.add(key)
+            kept.append(sentence.strip())
+    return " ".join(kept)
+
+
 def project(record: dict[str, Any], fields: tuple[str, ...] | list[str]) -> dict[str, str]:
     """The named fields of a wire-format record, normalised, in catalogue order, empty ones dropped."""
     out: dict[str, str] = {}

@@ -18,7 +18,7 @@ from tokenopt import budget
 from tokenopt.budget import BudgetExceeded, Step
 from tokenopt.counting import count_messages, count_tokens
 from tokenopt.naive import PERSONA
-from tokenopt.projection import project, truncate_sentences
+from tokenopt.projection import project
 from tokenopt.reads import SectionReads, reads
 from tokenopt.techniques import Technique, Techniques
 
@@ -191,7 +191,7 @@ def build_section_prompt(
         if step is Step.DROP_EXAMPLES:
             examples = ()
         elif step is Step.SUMMARISE_LONG_FIELDS:
-            own = {k: truncate_sentences(v, budget.LONG_FIELD_CHARS) for k, v in own.items()}
+            own = budget.shorten_long_fields(own, budget.kept_whole(kind, spec.key))
         elif step is Step.REFERENCE_REPEATS:
             own = _reference_repeats(own)
         elif step is Step.SIMPLIFY_CONSTRAINTS:

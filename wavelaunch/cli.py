@@ -55,6 +55,7 @@ budget_app = typer.Typer(
     no_args_is_help=True, help="Budgets per period, global or per client: limits, alert thresholds, auto-pause."
 )
 alerts_app = typer.Typer(no_args_is_help=True, help="Alerts raised: budget thresholds, cache hit rate.")
+eval_app = typer.Typer(no_args_is_help=True, help="Evaluations against an OpenAI-compatible endpoint.")
 app.add_typer(stack_app, name="stack")
 app.add_typer(clients_app, name="clients")
 app.add_typer(plan_app, name="plan")
@@ -66,6 +67,7 @@ app.add_typer(bulk_app, name="bulk")
 app.add_typer(bench_app, name="bench")
 app.add_typer(budget_app, name="budget")
 app.add_typer(alerts_app, name="alerts")
+app.add_typer(eval_app, name="eval")
 
 T = TypeVar("T")
 
@@ -842,6 +844,39 @@ async def bench_budget(
         )
     cost.write_json(result, json_file)
     console.print(f"JSON written to {json_file}")
+
+
+# -- evaluations -----------------------------------------------------------------------------
+@eval_app.command("quality")
+@_run
+async def eval_quality(
+    sections: str | None = typer.Option(None, "--sections", help="Section keys, comma-separated (default: a sample)."),
+    clients: int = typer.Option(2, "--clients", help="Clients (synthetic CRM records) per section."),
+    judge: str | None = typer.Option(None, "--judge", help="The judge model (default: WAVELAUNCH_NAIVE_MODEL)."),
+    json_file: Path | None = typer.Option(None, "--json", help="Also write the report here as JSON."),
+) -> None:
+    """Our sections (routed model, projected prompt) vs the reference (top model, full record),
+    judged pairwise with positions swapped, plus each side's needed-fact coverage and cost."""
+    from wavelaunch.bench import cost, quality
+
+    try:
+        result = await quality.run(get_settings(), sections=_parse_sections(sections), clients=clients, judge=judge)
+    except quality.QualityError as err:
+        console.print(f"[red]error:[/] {err}")
+        _exit(1)
+    console.print(quality.table(result))
+    coverage, spend = result["fact_coverage"], result["spend"]
+    console.print(
+        f"position consistency {result['position_consistency']}; needed facts in the output: ours "
+        f"{coverage['ours']}, reference {coverage['reference']} (of {coverage['needed']}); "
+        f"ours {spend['ours']['total_tokens']:,} tokens ${spend['ours']['cost']}, reference "
+        f"{spend['reference']['total_tokens']:,} tokens ${spend['reference']['cost']}, judge ${spend['judge']['cost']}"
+    )
+    if result["mechanical"]:
+        console.print(f"[yellow]{result['note']}[/]")
+    if json_file is not None:
+        cost.write_json(result, json_file)
+        console.print(f"JSON written to {json_file}")
 
 
 # -- demo ----------------------------------------------------------------------------------

@@ -422,13 +422,17 @@ def test_a_digest_of_seven_full_months_stays_under_the_bound(exact: bool):
         assert doc.title in text
     # The month just before keeps the most detail.
     assert all(len(d.decisions) >= dlv.MIN_DECISIONS for d in digest.documents if d.month == 7)
-    assert digest.documents[-1].kpis
+    # Every document measures the same KPIs: each name is carried once, by the first document.
+    assert all(text.count(metric.capitalize()) == 1 for metric in METRICS)
 
 
 def test_early_digests_are_not_trimmed_when_they_fit():
     digest = dlv.build_digest(3, _realistic_sections(), count_tokens=count_tokens)
     assert len(digest.documents) == 10
-    assert all(len(d.decisions) == dlv.MAX_DECISIONS and len(d.kpis) == dlv.MAX_KPIS for d in digest.documents)
+    assert all(len(d.decisions) == dlv.MAX_DECISIONS for d in digest.documents)
+    assert digest.documents[0].kpis == [m.capitalize() for m in METRICS] and not any(
+        d.kpis for d in digest.documents[1:]
+    )
 
 
 def test_every_month_digest_stays_under_the_bound_even_with_dense_figures():
@@ -454,7 +458,7 @@ def test_a_small_digest_keeps_everything_within_item_bounds():
     digest = dlv.build_digest(2, sections)
     assert [d.key for d in digest.documents] == ["m1_brand_architecture"]
     doc = digest.documents[0]
-    # Duplicates dropped, topped up from the summary's key points, capped at five.
+    # Duplicates dropped, topped up from the summary's key points, capped at five; KPIs whole.
     assert doc.decisions == [
         "Premium clean positioning",
         "Three hero SKUs",
@@ -462,9 +466,9 @@ def test_a_small_digest_keeps_everything_within_item_bounds():
         "Quiz-led waitlist",
         "Founder-led Discord",
     ]
-    assert doc.kpis == ["Waitlist sign-ups", "Email open rate", "ROAS"]
+    assert doc.kpis == ["Waitlist sign-ups", "Email open rate", "ROAS", "CAC"]
     text = dlv.render_digest(digest)
-    assert "M1 Foundation Excellence" in text and "KPIs: Waitlist sign-ups, Email open rate, ROAS" in text
+    assert "M1 Foundation Excellence" in text and "KPIs: Waitlist sign-ups, Email open rate, ROAS, CAC" in text
 
 
 def test_digest_sizes_are_bounded_by_the_model():

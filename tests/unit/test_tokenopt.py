@@ -78,17 +78,31 @@ def test_input_hash_changes_only_for_sections_reading_the_changed_field():
 
 def test_budget_compression_fires_in_order_and_records_its_steps():
     long_text = " ".join(f"Sentence number {i} about the market and the audience." for i in range(60))
-    record = RECORD | {"keyPainPoints": long_text, "targetAudience": long_text}
+    # market_analysis reads the audience's profile but does not need it (domain.needs): cut it.
+    record = RECORD | {"demographicProfile": long_text, "audienceMaritalStatus": long_text + " Married."}
     spec = section("market_analysis")
     built = build_section_prompt(record, spec, model="gpt-4.1")
     assert built.compression_steps[0] == "summarise_long_fields"
     assert "drop_examples" not in built.compression_steps  # there were none to drop
     assert built.estimated_tokens <= budget.hard_limit(spec)
+    assert "Sentence number 59" not in built.messages[1]["content"]
     uncompressed = build_section_prompt(
         record, spec, model="gpt-4.1", techniques=Techniques.without(["budget_compression"])
     )
     assert uncompressed.compression_steps == () and uncompressed.estimated_tokens > built.estimated_tokens
     assert uncompressed.estimated_tokens > budget.compress_threshold(spec)
+
+
+def test_budget_compression_keeps_needed_fields_whole_and_drops_repeated_sentences():
+    sentences = [f"Pain point {i} costs the audience {i * 3} hours a week." for i in range(12)]
+    long_text = " ".join(sentences * 3)  # each sentence three times
+    record = RECORD | {"keyPainPoints": long_text, "demographicProfile": long_text}
+    spec = section("market_analysis")  # needs keyPainPoints, not demographicProfile
+    built = build_section_prompt(record, spec, model="gpt-4.1")
+    assert "summarise_long_fields" in built.compression_steps
+    user = built.messages[1]["content"]
+    assert f"keyPainPoints: {' '.join(sentences)}\n" in user  # whole, each sentence once
+    assert user.count("Pain point 11 costs") == 1
 
 
 def test_prompt_still_over_budget_fails_before_any_call():
