@@ -177,7 +177,8 @@ def json_problems(value: Any, path: str = "", *, max_depth: int = JSON_DEPTH) ->
                         continue
                     stack.append((child, f"{at}.{key_label(key)}" if at else key_label(key), depth + 1))
             else:
-                stack.extend((child, f"{at}[{i}]", depth + 1) for i, child in enumerate(item))
+                # Dotted like pydantic's locations: data.client.productCategories.3
+                stack.extend((child, f"{at}.{i}" if at else str(i), depth + 1) for i, child in enumerate(item))
         elif isinstance(item, str):
             if problem := text_problem(item, multiline=True):
                 problems.append(f"{label}: {problem}")
