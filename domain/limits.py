@@ -191,6 +191,19 @@ def _no_constant(name: str) -> Any:
     raise ValueError(f"{name} is not a JSON number")
 
 
+def _finite(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):  # 1e999
+        raise ValueError(f"{text[:QUOTE_CHARS]} is too large for a JSON number")
+    return value
+
+
+# Only these escapes (or a raw DEL) can put a refused character into a parsed string: strict
+# json.loads refuses raw control characters. Conservative: an escaped backslash before "u0000"
+# also matches, and only costs the full check.
+_RISKY_ESCAPE = re.compile(r"\\u(?:00[01][0-9a-fA-F]|007[fF]|[dD][89a-fA-F][0-9a-fA-F]{2})|\\[bf]|\x7f")
+
+
 def parse_json(raw: bytes | str, what: str = "input") -> Any:
     """Parse ``raw`` as JSON and check it with json_problems. Raises NotJSON for what is not
     JSON (NaN and Infinity included), InputRefused for JSON that breaks a limit."""
@@ -200,12 +213,15 @@ def parse_json(raw: bytes | str, what: str = "input") -> Any:
     except UnicodeDecodeError:
         raise NotJSON([f"{what} is not JSON: not UTF-8 text"]) from None
     try:
-        data = json.loads(text, parse_constant=_no_constant)
+        data = json.loads(text, parse_constant=_no_constant, parse_float=_finite)
     except RecursionError:
         raise InputRefused([f"{what}: nested more than {JSON_DEPTH} levels"]) from None
     except ValueError as err:  # JSONDecodeError included; its message quotes no input
         raise NotJSON([f"{what} is not JSON: {err}"[:200]]) from None
-    if problems := json_problems(data):
+    # The walk only when it can find something (the webhook's hot path skips it): deeper than
+    # the limit needs at least that many brackets.
+    could_nest = text.count("[") + text.count("{") > JSON_DEPTH
+    if (could_nest or _RISKY_ESCAPE.search(text)) and (problems := json_problems(data)):
         raise InputRefused(problems)
     return data
 
