@@ -25,11 +25,11 @@ import stack
 from domain import deliverables
 from domain.budgets import Alert, BudgetScope, BudgetSpec, BudgetUse, Period
 from domain.client import KNOWN_FIELDS, ClientRecord, InvalidClientRecord, parse_client
-from domain.limits import CLIENT_ID_PATTERN, MAX_PROBLEMS, quote
+from domain.limits import CLIENT_ID_PATTERN, MAX_PROBLEMS, InputRefused, quote
 from domain.outputs import in_schema_order
 from domain.render import render_document
 from domain.sections import DocumentKind, Level, sections_using
-from domain.summaries import CLIENT_SUMMARY, THREAD_SUMMARY, ThreadInput, parse_threads
+from domain.summaries import CLIENT_SUMMARY, THREAD_SUMMARY, InvalidMessages, ThreadInput, parse_threads
 from storage import alerts, budgets, cache, clients, db, documents, messages, summaries, usage
 from storage.messages import UnknownThread
 from wavelaunch import plans
@@ -337,8 +337,12 @@ def sample_messages_file() -> Path:
 
 def load_threads(file: Path) -> list[ThreadInput]:
     """Validate a messages file (a JSON list of threads with their messages); refuse it whole if
-    any part is invalid."""
-    return parse_threads(read_json_file(file))
+    any part is invalid (InvalidMessages, whatever is wrong with it)."""
+    try:
+        data = read_json_file(file)
+    except InputRefused as err:
+        raise InvalidMessages(err.problems) from None
+    return parse_threads(data)
 
 
 async def start_summary(
