@@ -83,7 +83,8 @@ def test_a_bad_messages_file_is_refused_in_one_line(run, tmp_path):
     threads[0]["messages"][1]["text"] = "ok\u0000"
     path = tmp_path / "messages.json"
     path.write_text(json.dumps(threads))
-    assert_one_line_error(run("summary", "generate", "c1", "--messages", str(path)), "0.messages.1.text: contains a control")
+    said = "0.messages.1.text: contains a control"
+    assert_one_line_error(run("summary", "generate", "c1", "--messages", str(path)), said)
     assert_one_line_error(run("summary", "generate", "c1", "--messages", str(tmp_path)), "is a directory")
 
 
