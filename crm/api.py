@@ -7,16 +7,17 @@ fault, an unknown client or document with 404, and in both cases nothing is star
 from __future__ import annotations
 
 from datetime import timedelta
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import asyncpg
-from fastapi import APIRouter, Depends, HTTPException, Query, Request
+from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from pydantic import BaseModel, Field
 from temporalio.client import Client, WorkflowQueryFailedError
 from temporalio.service import RPCError, RPCStatusCode
 
 from crm.dashboard import dashboard_data
+from domain.limits import LIST_ITEMS, THREADS_PER_INPUT, ClientId, SectionKey, ShortList, ThreadId, WorkflowId, quote
 from domain.sections import Level, UnknownSection
 from domain.summaries import ThreadInput
 from storage import clients, documents, messages
@@ -40,23 +41,30 @@ _PROGRESS_QUERIES = {
 
 
 # -- request and response models ----------------------------------------------------------
+# Inputs are bounded as everywhere else (domain/limits.py): ids by pattern, lists by length.
 class PlanStart(BaseModel):
-    client_id: str = Field(min_length=1, description="The CRM's client id (imported before).")
+    client_id: ClientId = Field(description="The CRM's client id (imported before).")
     level: Level | None = Field(None, description="essential, standard or complete; default: WAVELAUNCH_DEFAULT_LEVEL")
-    sections: list[str] | None = Field(None, description="Only these sections of the level (catalogue keys).")
+    sections: list[SectionKey] | None = Field(
+        None, min_length=1, max_length=LIST_ITEMS, description="Only these sections of the level (catalogue keys)."
+    )
 
 
 class DeliverableStart(BaseModel):
-    client_id: str = Field(min_length=1)
+    client_id: ClientId
     month: int = Field(ge=1, le=8, description="Month of the programme, 1–8 (M1–M8).")
 
 
 class SummaryStart(BaseModel):
-    client_id: str = Field(min_length=1)
-    thread_ids: list[str] | None = Field(default=None, description="Only these threads; default: every thread.")
+    client_id: ClientId
+    thread_ids: Annotated[list[ThreadId], ShortList] | None = Field(
+        default=None, description="Only these threads; default: every thread."
+    )
     include_client_summary: bool = True
     threads: list[ThreadInput] = Field(
-        default_factory=list, description="New messages to store first (idempotent by message id)."
+        default_factory=list,
+        max_length=THREADS_PER_INPUT,
+        description="New messages to store first (idempotent by message id).",
     )
 
 
@@ -160,7 +168,9 @@ def build_router(pool: asyncpg.Pool, temporal: Client, settings: Settings, guard
             if body.thread_ids:
                 known = {*await messages.thread_ids(pool, body.client_id), *(t.thread_id for t in body.threads)}
                 if missing := [t for t in body.thread_ids if t not in known]:
-                    raise unprocessable("thread_ids", f"client {body.client_id!r} has no thread(s) {missing}")
+                    raise unprocessable(
+                        "thread_ids", f"client {body.client_id!r} has no thread(s) {', '.join(map(quote, missing[:5]))}"
+                    )
             await summary_runs.append_threads(pool, body.client_id, body.threads)
             await summary_runs.check_summary(pool, summary)
         except UnknownClient as err:
@@ -169,7 +179,7 @@ def build_router(pool: asyncpg.Pool, temporal: Client, settings: Settings, guard
         return started(request, handle.id, handle.result_run_id)
 
     @router.get("/workflows/{workflow_id}", response_model=WorkflowStatus, tags=["generation"])
-    async def workflow_status(workflow_id: str) -> WorkflowStatus:
+    async def workflow_status(workflow_id: Annotated[WorkflowId, Path()]) -> WorkflowStatus:
         """Status of a workflow's latest run, with its progress when a worker answers."""
         handle = temporal.get_workflow_handle(workflow_id)
         try:
@@ -199,7 +209,7 @@ def build_router(pool: asyncpg.Pool, temporal: Client, settings: Settings, guard
         )
 
     @router.get("/clients/{client_id}/documents", response_model=ClientDocuments, tags=["documents"])
-    async def client_documents(client_id: str) -> ClientDocuments:
+    async def client_documents(client_id: Annotated[ClientId, Path()]) -> ClientDocuments:
         """Every stored document version of the client (without text), newest first per document."""
         try:
             await clients.get(pool, client_id)
@@ -220,7 +230,7 @@ def build_router(pool: asyncpg.Pool, temporal: Client, settings: Settings, guard
         },
     )
     async def get_document(
-        document_id: int,
+        document_id: Annotated[int, Path(ge=1, le=2**63 - 1)],
         request: Request,
         format: Literal["md", "json"] | None = Query(None, description="Wins over the Accept header."),
     ) -> Response:

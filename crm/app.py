@@ -2,16 +2,17 @@
 
 `POST /webhooks/crm`: verify, deduplicate, act, answer within the CRM's 10 s.
 
-Checks, in order, each refusing with nothing stored or started: the signature (401), the
-timestamp window (401), the JSON envelope (400), then the event's own data (422 with the
-fields at fault). A delivery seen before (``X-Webhook-ID``) gets its first answer again.
+Checks, in order, each refusing with nothing stored or started: the body's size (413, before
+it is read in full), the signature (401), the timestamp window (401), the X-Webhook-ID header
+(400), the body is JSON (400), within the input limits and a well-formed envelope (422 with the
+fields at fault), then the event's own data (422). A delivery seen before (``X-Webhook-ID``)
+gets its first answer again.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -22,15 +23,15 @@ from fastapi import FastAPI
 from fastapi.responses import HTMLResponse
 from fastapi_offline import FastAPIOffline
 from prometheus_client import CONTENT_TYPE_LATEST
-from pydantic import ValidationError
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from crm import dashboard, metrics, signature
+from crm import dashboard, limits, metrics, signature
 from crm.api import PREFIX, build_router
 from crm.auth import bearer_guard, bearer_matches, bearer_token, token_value
-from crm.events import Envelope
+from crm.events import parse_envelope
 from crm.intake import Answer, Intake
+from domain.limits import InputRefused, NotJSON
 
 log = logging.getLogger(__name__)
 
@@ -70,27 +71,38 @@ def create_app(intake: Intake, *, secret: str, max_age_seconds: float, api_token
         # No validator badge: it would call an outside service.
         swagger_ui_parameters={"validatorUrl": None},
         lifespan=lifespan,
+        exception_handlers=limits.exception_handlers(settings.max_body_bytes),
     )
+    app.add_middleware(limits.BodyCap, limit=settings.max_body_bytes)
+
+    def rejected(status: int, errors: list[str]) -> JSONResponse:
+        return JSONResponse({"status": "rejected", "errors": errors}, status_code=status)
 
     async def webhook(request: Request) -> JSONResponse:
-        body = await request.body()
+        try:
+            body = await request.body()
+        except limits.BodyTooLarge:
+            return rejected(413, [limits.too_large_message(settings.max_body_bytes)])
         if not signature.valid(body, request.headers.get("x-webhook-signature"), secret):
-            return JSONResponse({"status": "rejected", "errors": ["bad signature"]}, status_code=401)
+            return rejected(401, ["bad signature"])
         try:
             sent = datetime.fromisoformat(request.headers.get("x-webhook-timestamp", ""))
             if sent.tzinfo is None:
                 sent = sent.replace(tzinfo=UTC)
         except ValueError:
-            return JSONResponse({"status": "rejected", "errors": ["missing or bad X-Webhook-Timestamp"]}, 401)
+            return rejected(401, ["missing or bad X-Webhook-Timestamp"])
         if abs((datetime.now(UTC) - sent).total_seconds()) > max_age_seconds:
-            return JSONResponse({"status": "rejected", "errors": ["stale X-Webhook-Timestamp"]}, status_code=401)
+            return rejected(401, ["stale X-Webhook-Timestamp"])
         delivery_id = request.headers.get("x-webhook-id")
-        if not delivery_id:
-            return JSONResponse({"status": "rejected", "errors": ["missing X-Webhook-ID"]}, status_code=400)
+        if problem := limits.delivery_id_problem(delivery_id):
+            return rejected(400, [problem])
+        assert delivery_id is not None
         try:
-            envelope = Envelope.model_validate(json.loads(body))
-        except (ValueError, ValidationError) as err:
-            return JSONResponse({"status": "rejected", "errors": [f"malformed event: {err}"[:500]]}, status_code=400)
+            envelope = parse_envelope(body)
+        except NotJSON as err:
+            return rejected(400, [f"malformed event: {p}" for p in err.problems])
+        except InputRefused as err:
+            return rejected(422, err.problems)
         answer = await intake.handle(envelope, delivery_id)
         log.info("webhook %s %s -> %d %s", delivery_id, envelope.event, answer.status, answer.body.get("status"))
         return _answer(answer)
@@ -120,7 +132,7 @@ def create_app(intake: Intake, *, secret: str, max_age_seconds: float, api_token
 
     # Outside the OpenAPI document: the webhook is the CRM's (signed, not token-protected), the
     # rest are pages and probes.
-    app.add_route("/webhooks/crm", webhook, methods=["POST"])
+    app.add_route(limits.WEBHOOK_PATH, webhook, methods=["POST"])
     app.add_route("/healthz", healthz)
     app.add_route("/metrics", metrics_text)
     app.add_route("/dashboard", dashboard_page)

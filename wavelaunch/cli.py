@@ -7,6 +7,7 @@ import functools
 import json
 import logging
 import os
+import re
 import sys
 from collections.abc import Awaitable, Callable, Coroutine
 from decimal import Decimal, InvalidOperation
@@ -15,11 +16,20 @@ from typing import Any, NoReturn, TypeVar
 
 import typer
 from rich.live import Live
+from rich.markup import escape
 from temporalio.client import WorkflowFailureError, WorkflowHandle
 
 from crm.auth import MissingApiToken
 from domain.budgets import BudgetScope, BudgetSpec, InvalidBudget, Period, parse_thresholds
 from domain.client import InvalidClientRecord
+from domain.limits import (
+    CLIENT_ID_PATTERN,
+    SECTION_KEY_PATTERN,
+    THREAD_ID_PATTERN,
+    WORKFLOW_ID_PATTERN,
+    InputRefused,
+    quote,
+)
 from domain.sections import DocumentKind, Level, UnknownSection
 from domain.summaries import InvalidMessages
 from stack.errors import StackError
@@ -92,7 +102,29 @@ _USER_ERRORS = (
     commands.MissingWebhookSecret,
     MissingApiToken,
     WorkerMetricsUnavailable,
+    InputRefused,
 )
+
+# Identifiers given as arguments, by parameter name, checked before a command runs: a value that
+# cannot be an id (NUL, 10 kB) is refused in one line rather than sent to Postgres or Temporal.
+_ID_PARAMETERS = {
+    "client_id": ("client id", CLIENT_ID_PATTERN),
+    "client": ("--client", CLIENT_ID_PATTERN),
+    "thread": ("--thread", THREAD_ID_PATTERN),
+    "workflow_id": ("workflow id", WORKFLOW_ID_PATTERN),
+    "document": ("--document", SECTION_KEY_PATTERN),
+}
+
+
+def _check_ids(kwargs: dict[str, Any]) -> None:
+    problems = []
+    for name, (label, pattern) in _ID_PARAMETERS.items():
+        value = kwargs.get(name)
+        for item in value if isinstance(value, list) else [value]:
+            if isinstance(item, str) and not re.match(pattern, item):
+                problems.append(f"{label} {quote(item)} is not a valid id")
+    if problems:
+        raise InputRefused(problems)
 
 
 def _run(coro_fn: Callable[..., Coroutine[Any, Any, T]]) -> Callable[..., None]:
@@ -120,11 +152,15 @@ def _command(
         for noisy in ("httpx", "httpx2", "openai", "temporalio.worker._worker"):
             logging.getLogger(noisy).setLevel(logging.WARNING)
         try:
+            _check_ids(kwargs)
             with asyncio.Runner(loop_factory=loop_factory) as runner:
                 runner.run(coro_fn(*args, **kwargs))
         except _USER_ERRORS as err:
-            console.print(f"[red]error:[/] {err}")
+            _error(str(err))
             _exit(1)
+        except typer.BadParameter as err:  # raised by a command's own checks: one line, as above
+            _error(err.message)
+            _exit(2)
         except WorkflowFailureError as err:
             console.print(f"[red]workflow failed:[/] {err.cause or err}")
             _exit(1)
@@ -133,6 +169,11 @@ def _command(
         _exit(0)
 
     return wrapper
+
+
+def _error(message: str) -> None:
+    """One line saying what is wrong (never wrapped, never read as Rich markup)."""
+    console.print(f"[red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)
 
 
 def _exit(code: int) -> NoReturn:
@@ -194,8 +235,15 @@ def _print_document(text: str, fmt: str) -> None:
         console.print(text, markup=False, highlight=False)
 
 
-def _parse_sections(value: str | None) -> list[str] | None:
-    return [s.strip() for s in value.split(",") if s.strip()] if value else None
+def _parse_sections(value: str | None, option: str = "--sections") -> list[str] | None:
+    """A comma-separated option as a list; None when not given. Given but empty (``,``) is an
+    error, not "everything"."""
+    if value is None:
+        return None
+    items = [s.strip() for s in value.split(",") if s.strip()]
+    if not items:
+        raise typer.BadParameter(f"{option} is empty; name at least one, comma-separated")
+    return items
 
 
 # -- stack ---------------------------------------------------------------------------------
@@ -239,7 +287,7 @@ async def worker() -> None:
 # -- clients -------------------------------------------------------------------------------
 @clients_app.command("import")
 @_run
-async def clients_import(file: Path = typer.Argument(..., exists=True, readable=True)) -> None:
+async def clients_import(file: Path = typer.Argument(..., help="A JSON file: one record or a list.")) -> None:
     """Import one CRM client record or a list of them (JSON, camelCase as the CRM sends it)."""
     await commands.import_clients(get_settings(), file)
 
@@ -283,7 +331,7 @@ async def plan_regenerate(
 ) -> None:
     """A new plan version: only sections whose inputs changed (or that read --fields) are written."""
     settings = get_settings()
-    handle = await commands.regenerate_plan(settings, client_id, _parse_sections(fields), level)
+    handle = await commands.regenerate_plan(settings, client_id, _parse_sections(fields, "--fields"), level)
     _announce(settings, handle)
     if wait:
         result = await _with_progress(functools.partial(commands.watch_plan, handle))
@@ -341,7 +389,7 @@ async def deliverable_regenerate(
 ) -> None:
     """A new version of month N's documents: only sections whose inputs changed (or that read --fields) are written."""
     settings = get_settings()
-    handle = await commands.regenerate_deliverable(settings, client_id, month, _parse_sections(fields))
+    handle = await commands.regenerate_deliverable(settings, client_id, month, _parse_sections(fields, "--fields"))
     _announce(settings, handle)
     if wait:
         result = await _with_progress(functools.partial(commands.watch_deliverable, handle))
@@ -368,9 +416,7 @@ async def deliverable_show(
 async def summary_generate(
     client_id: str,
     thread: list[str] | None = typer.Option(None, "--thread", "-t", help="Only this thread (repeatable)."),
-    messages: Path | None = typer.Option(
-        None, "--messages", exists=True, dir_okay=False, help="JSON list of threads with messages, stored first."
-    ),
+    messages: Path | None = typer.Option(None, "--messages", help="JSON list of threads with messages, stored first."),
     client_summary: bool = typer.Option(True, "--client-summary/--no-client-summary"),
     wait: bool = typer.Option(True, "--wait/--no-wait", help="Wait and show progress."),
 ) -> None:
@@ -654,7 +700,7 @@ async def bench_cost(
     from wavelaunch.bench.workload import workload_v1
     from wavelaunch.console import bench_cost_table
 
-    result = await cost.run(workload_v1(clients, seed), get_settings(), _parse_sections(arms))
+    result = await cost.run(workload_v1(clients, seed), get_settings(), _parse_sections(arms, "--arms"))
     console.print(bench_cost_table(result))
     console.print(
         f"optimized/naive: tokens {result['token_ratio']}, dollars {result['cost_ratio']}; "
@@ -677,7 +723,7 @@ async def bench_studio(
     from wavelaunch.bench.workload import workload_studio
     from wavelaunch.console import bench_cost_table
 
-    wanted = _parse_sections(arms) or ["naive", "optimized"]
+    wanted = _parse_sections(arms, "--arms") or ["naive", "optimized"]
     result = await studio.run(workload_studio(clients, seed), get_settings(), wanted)
     console.print(bench_cost_table(result))
     console.print(

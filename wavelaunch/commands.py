@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import re
 import signal
 import time
 from collections.abc import AsyncIterator, Callable
@@ -24,6 +25,7 @@ import stack
 from domain import deliverables
 from domain.budgets import Alert, BudgetScope, BudgetSpec, BudgetUse, Period
 from domain.client import KNOWN_FIELDS, ClientRecord, InvalidClientRecord, parse_client
+from domain.limits import CLIENT_ID_PATTERN, MAX_PROBLEMS, InputRefused, quote
 from domain.outputs import in_schema_order
 from domain.render import render_document
 from domain.sections import DocumentKind, Level
@@ -35,6 +37,7 @@ from tokenopt.techniques import Techniques
 from wavelaunch import plans
 from wavelaunch import summaries as summary_runs
 from wavelaunch.console import console, money, progress_table, usage_table
+from wavelaunch.input_files import read_json_file
 from wavelaunch.intake import accept_client
 from wavelaunch.runtime import (
     LLMConfig,
@@ -158,17 +161,18 @@ async def run_worker(settings: Settings) -> None:
 # -- clients -------------------------------------------------------------------------------
 def load_records(file: Path) -> list[ClientRecord]:
     """Validate every record in the file; refuse the whole file if any record is invalid."""
-    data = json.loads(file.read_text())
+    data = read_json_file(file)
     items = data if isinstance(data, list) else [data]
     records, problems = [], []
     for index, item in enumerate(items):
         try:
             records.append(parse_client(item))
         except InvalidClientRecord as err:
-            label = item.get("id", f"#{index + 1}") if isinstance(item, dict) else f"#{index + 1}"
+            label = item.get("id") if isinstance(item, dict) else None
+            label = label if isinstance(label, str) and re.match(CLIENT_ID_PATTERN, label) else f"#{index + 1}"
             problems += [f"record {label}: {p}" for p in err.problems]
     if problems:
-        raise InvalidClientRecord(problems)
+        raise InvalidClientRecord(problems[:MAX_PROBLEMS])
     return records
 
 
@@ -204,7 +208,9 @@ def check_fields(fields: list[str] | None) -> None:
     """Refuse field names the CRM does not have, naming the ones it does."""
     unknown = sorted(set(fields or []) - KNOWN_FIELDS)
     if unknown:
-        raise UnknownFields(f"unknown field(s) {', '.join(unknown)}; CRM fields are: {', '.join(sorted(KNOWN_FIELDS))}")
+        raise UnknownFields(
+            f"unknown field(s) {', '.join(map(quote, unknown[:5]))}; CRM fields are: {', '.join(sorted(KNOWN_FIELDS))}"
+        )
 
 
 async def regenerate_plan(
@@ -308,7 +314,9 @@ async def show_deliverable(settings: Settings, client_id: str, month: int, docum
     check_month(month)
     keys = [d.key for d in deliverables.documents(month)]
     if document_key is not None and document_key not in keys:
-        raise UnknownDocument(f"month {month} has no document {document_key!r}; its documents are: {', '.join(keys)}")
+        raise UnknownDocument(
+            f"month {month} has no document {quote(document_key)}; its documents are: {', '.join(keys)}"
+        )
     async with _database(settings) as pool:
         await clients.get(pool, client_id)
         found = []
@@ -333,11 +341,11 @@ def sample_messages_file() -> Path:
 
 def load_threads(file: Path) -> list[ThreadInput]:
     """Validate a messages file (a JSON list of threads with their messages); refuse it whole if
-    any part is invalid."""
+    any part is invalid (InvalidMessages, whatever is wrong with it)."""
     try:
-        data = json.loads(file.read_text())
-    except json.JSONDecodeError as err:
-        raise InvalidMessages([f"{file} is not JSON: {err}"]) from None
+        data = read_json_file(file)
+    except InputRefused as err:
+        raise InvalidMessages(err.problems) from None
     return parse_threads(data)
 
 

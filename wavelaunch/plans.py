@@ -113,11 +113,18 @@ async def start_deliverable(
     )
 
 
-async def announce_to_deliverables(client: Client, client_id: str, version: int) -> list[str]:
-    """Tell the client's running deliverables that a newer snapshot exists; they fold it in after
-    their current round. Returns the workflow ids signalled (a finished month is left alone: its
-    next request uses the new snapshot)."""
+async def announce_update(client: Client, client_id: str, version: int) -> list[str]:
+    """Tell the client's running plan and deliverables that a newer snapshot exists; they fold it
+    in after their current round. Starts nothing: a finished document picks the snapshot up when
+    next requested. Returns the workflow ids signalled."""
     signalled = []
+    try:
+        await client.get_workflow_handle(plan_workflow_id(client_id)).signal(
+            BusinessPlanWorkflow.client_updated, version
+        )
+        signalled.append(plan_workflow_id(client_id))
+    except RPCError:
+        pass  # no plan running
     query = (
         f"{sa.CLIENT_ID.name} = '{client_id}' AND {sa.DOCUMENT_KIND.name} = '{DocumentKind.DELIVERABLE.value}'"
         " AND ExecutionStatus = 'Running'"

@@ -91,6 +91,8 @@ class Settings(BaseSettings):
     # CRM webhooks: the shared HMAC secret, and how old a delivery's timestamp may be.
     webhook_secret: SecretStr | None = None
     webhook_max_age_seconds: float = 300.0
+    # The largest request body the API reads (webhooks and /api/v1); bigger ones get 413.
+    max_body_bytes: int = Field(1024 * 1024, ge=1024)
     api_host: str = "127.0.0.1"
     api_port: int = 8000
     # Bearer token for /api/v1 and the dashboard's data. Unset: the API serves 127.0.0.1 only,

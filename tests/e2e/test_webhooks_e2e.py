@@ -10,15 +10,18 @@ from datetime import UTC, datetime, timedelta
 import httpx
 import pytest
 from temporalio.client import WorkflowExecutionStatus, WorkflowFailureError
+from temporalio.service import RPCError
 
 from crm import signature
 from crm import starter as crm_starter
 from crm.app import create_app
 from crm.intake import Intake
-from storage import clients, workflow_starts
+from domain.sections import Level
+from storage import clients, documents, workflow_starts
 from storage.clients import UnknownClient
-from tests.e2e.conftest import closed_runs, finished
-from tests.e2e.test_business_plan_e2e import new_client
+from tests.e2e.conftest import closed_runs, finished, requested_sections
+from tests.e2e.test_business_plan_e2e import ESSENTIAL, new_client
+from wavelaunch import plans
 from wavelaunch.commands import sample_client_file
 from workflows.business_plan import BusinessPlanWorkflow
 from workflows.deliverable import DeliverableWorkflow
@@ -135,6 +138,37 @@ async def test_client_updated_regenerates_only_what_changed(crm, intake, pool, c
     await intake.starts.idle()
     result = await finished(client.get_workflow_handle_for(BusinessPlanWorkflow.run, f"plan-{client_id}"))
     assert [s.section_key for s in result.sections if s.llm_calls > 0] == ["competitive_landscape"]
+
+
+async def test_client_updated_keeps_an_essential_plan_essential(crm, intake, pool, client, settings, stub):
+    """An update revises the plan the client has, at its level: never an upgrade to complete."""
+    client_id = await new_client(pool)
+    await finished(await plans.start_plan(client, settings, PlanRequest(client_id=client_id, level=Level.ESSENTIAL)))
+    stub.reset()
+    current = (await clients.get(pool, client_id)).record.wire()
+    body, headers = delivery("client.updated", current | {"emergingCompetitors": "A brand-new rival."})
+    answer = await crm.post("/webhooks/crm", content=body, headers=headers)
+    assert answer.status_code == 202 and answer.json()["client_version"] == 2
+    await intake.starts.idle()
+    result = await finished(client.get_workflow_handle_for(BusinessPlanWorkflow.run, f"plan-{client_id}"))
+    assert sorted(s.section_key for s in result.sections) == sorted(ESSENTIAL)
+    assert requested_sections(stub) == ["competitive_landscape"]
+    latest = await documents.latest(pool, client_id, "business_plan")
+    assert latest is not None and (latest.version, latest.level, latest.client_version) == (2, "essential", 2)
+
+
+async def test_client_updated_without_a_document_stores_the_snapshot_and_starts_nothing(crm, intake, pool, client):
+    client_id = await new_client(pool)
+    current = (await clients.get(pool, client_id)).record.wire()
+    body, headers = delivery("client.updated", current | {"brandValues": "Honesty, craft and calm."})
+    answer = await crm.post("/webhooks/crm", content=body, headers=headers)
+    assert answer.status_code == 202 and answer.json() == {"status": "stored", "client_version": 2}
+    await intake.starts.idle()
+    stored = await clients.get(pool, client_id)
+    assert stored.version == 2 and stored.record.brand_values == "Honesty, craft and calm."
+    assert await pool.fetchval("SELECT count(*) FROM workflow_starts WHERE workflow_id = $1", f"plan-{client_id}") == 0
+    with pytest.raises(RPCError):
+        await client.get_workflow_handle(f"plan-{client_id}").describe()
 
 
 async def test_client_updated_reaches_a_running_deliverable(crm, pool, client, stub):
