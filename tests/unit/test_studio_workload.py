@@ -11,6 +11,7 @@ import pytest
 from domain.sections import Level, resolve_sections
 from tokenopt import naive
 from tokenopt.counting import count_messages
+from wavelaunch.bench import studio
 from wavelaunch.bench.naive_arm import stored_messages
 from wavelaunch.bench.workload import DAY, MONTH_DAYS, EventKind, workload_studio
 from wavelaunch.commands import sample_client_file
@@ -133,3 +134,50 @@ def test_a_thread_is_one_line_per_message_and_the_client_summary_reads_summaries
     assert count_messages(fair) < count_messages(naive.naive_summary_messages({"t": thread}))
     summary = naive.fair_client_summary_messages(RECORD, ["Thread one summary."])
     assert "Thread one summary." in summary[1]["content"] and "Hi" not in summary[1]["content"]
+
+
+# -- several seeds --------------------------------------------------------------------------
+def test_studio_seeds_report_the_spread_of_their_ratios():
+    runs = [
+        {
+            "token_ratio": r,
+            "cost_ratio": r / 4,
+            "lower_bound_ratio": 1.1,
+            "sensitivity": {"naive_mini": {"token_ratio": r, "cost_ratio": r}},
+        }
+        for r in (0.5, 0.7)
+    ]
+    summary = studio.summarise(runs)
+    assert summary["token_ratio"]["mean"] == 0.6 and summary["token_ratio"]["min"] == 0.5
+    assert summary["token_ratio"]["stdev"] == pytest.approx(0.1414, abs=1e-4)
+    assert summary["targets"]["token_ratio"]["met"] and not summary["targets"]["cost_ratio"]["met"]
+    assert summary["sensitivity"]["naive_mini"]["token_ratio"]["max"] == 0.7
+
+
+def test_the_docs_tables_come_from_the_json():
+    from wavelaunch.bench.studio_markdown import tables
+
+    def arm(tokens: int, cost: float) -> dict:
+        kind = {"total_tokens": tokens // 3, "cost": cost / 3}
+        row = dict.fromkeys(("calls", "prompt_tokens", "cached_tokens", "completion_tokens"), 1)
+        return row | {"total_tokens": tokens, "cost": cost, "by_kind": dict.fromkeys(studio.KINDS, kind)}
+
+    runs = [
+        {
+            "workload": {"clients": 2, "months": 3},
+            "arms": {
+                "naive": arm(1000, 1.0),
+                "optimized": arm(500, 0.05) | {"token_ratio": 0.5},
+                "lower_bound": arm(450, 0.01),
+            },
+            "sensitivity": {"naive_mini": arm(1000, 0.2) | {"token_ratio": 0.5, "cost_ratio": 0.25}},
+            "token_ratio": 0.5,
+            "cost_ratio": 0.05,
+            "lower_bound_ratio": 1.1111,
+        }
+    ]
+    text = tables({"seeds": [11], "runs": runs, "summary": studio.summarise(runs)})
+    assert "| **ours** | 1 | 1 | 1 | 1 | 500 | $0.0500 | 0.500 |" in text
+    assert "| naive_mini | 1,000 | $0.2000 | 0.500 | 0.250 |" in text
+    assert "| dollars, ours / fair naive | <= 0.1 | 0.050 | 0.000 | **yes** |" in text
+    assert "| context fidelity | >= 1.0 | — | — | not measured yet |" in text

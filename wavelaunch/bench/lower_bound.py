@@ -40,7 +40,7 @@ from domain.summaries import CLIENT_SUMMARY, THREAD_SUMMARY
 from tokenopt import pricing
 from tokenopt.counting import count_messages, count_tokens
 from tokenopt.projection import project
-from wavelaunch.bench.cost import Totals
+from wavelaunch.bench.totals import Totals
 from wavelaunch.bench.workload import Event, EventKind, Workload
 
 METHOD = "independent"

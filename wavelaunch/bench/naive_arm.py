@@ -33,7 +33,7 @@ from domain.summaries import CLIENT_SUMMARY, THREAD_SUMMARY, Author, ThreadMessa
 from llm.stub_server import TARGET_HEADER, StubServer
 from tokenopt import naive, pricing
 from tokenopt.counting import count_tokens
-from wavelaunch.bench.cost import Totals
+from wavelaunch.bench.totals import Totals
 from wavelaunch.bench.workload import Event, EventKind, Workload
 
 KINDS = ("business_plan", "deliverable", "summary")

@@ -283,7 +283,7 @@ async def run_ours(
     temporal = await connect_temporal(settings, endpoints.temporal_address)
     await ensure_search_attributes(temporal, settings.temporal_namespace)
     deps = await plan_dependencies(settings, endpoints.database_url, llm_config(stub))
-    prefix = f"{tag}-{arm}-"
+    prefix = f"{tag}-{arm.replace('+', '-')}-"  # client ids allow letters, digits, _ and -
     records = [dict(c) | {"id": prefix + c["id"]} for c in workload.clients]
     run = StudioRun(temporal, settings, pool, stub, records)
     clock = Clock(stub, pool)
