@@ -159,8 +159,9 @@ class StudioRun:
         finished = {
             r["section_key"]
             for r in await self.pool.fetch(
+                # Any billed tier (none, semantic, patch, ...) wrote the section; stored/exact served it.
                 "SELECT DISTINCT section_key FROM usage_ledger WHERE workflow_id = $1 AND success"
-                " AND cache_tier IN ('none', 'semantic') AND completion_tokens > 0",
+                " AND coalesce(cache_tier, 'none') NOT IN ('stored', 'exact') AND completion_tokens > 0",
                 handle.id,
             )
         }
