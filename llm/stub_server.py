@@ -9,7 +9,8 @@ It speaks enough of the real wire format for the official ``openai`` client to p
 * A batch of sections (schema ``section_batch_v1``, one property per member section) is answered
   with each member padded to its own target; a fault naming a member spoils only its part.
 * ``usage`` counts the prompt as the stub renders it (schema JSON first, then each message's
-  role and content) and mimics OpenAI's automatic prefix cache (>= 1024 tokens, 128-token steps).
+  role and content) and mimics OpenAI's automatic prefix cache (>= 1024 tokens, 128-token steps,
+  evicted after ``CACHE_IDLE_SECONDS`` unused, on a clock benchmarks may simulate).
 
 Tests steer it through control endpoints under ``/_stub`` (fault injection, request log, reset).
 Auth (``api_key``) and the model allowlist (``models``) apply to every ``/v1`` endpoint, the
@@ -71,6 +72,9 @@ MAX_EMBEDDING_DIMENSIONS = 4096
 # OpenAI's prefix cache: prompts of at least 1024 tokens, hits grow in 128-token steps.
 CACHE_MIN_TOKENS = 1024
 CACHE_STEP_TOKENS = 128
+# A cached prefix is evicted after this long unused (OpenAI: "typically 5-10 minutes of
+# inactivity"; the generous end, so a baseline that leans on the cache is not short-changed).
+CACHE_IDLE_SECONDS = 600.0
 
 # Filler vocabulary: each word is one token after a space in cl100k_base and o200k_base, so the
 # padding loop converges in two or three rounds.
@@ -796,7 +800,12 @@ class StubState:
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
     _rules: list[FaultRule] = field(default_factory=list, repr=False)
     _log: list[_JSON] = field(default_factory=list, repr=False)
-    _prefixes: set[bytes] = field(default_factory=set, repr=False)
+    # Prefix digest -> when it was last used, on the stub's clock (see ``now``).
+    _prefixes: dict[bytes, float] = field(default_factory=dict, repr=False)
+    # A simulated clock for benchmarks (``set_clock``): (simulated seconds, monotonic time when
+    # set); None: the wall clock. Time keeps running from the set point, as a real day does.
+    _clock: tuple[float, float] | None = field(default=None, repr=False)
+    cache_idle_seconds: float = CACHE_IDLE_SECONDS
     _sequence: int = field(default=0, repr=False)
     # Injected sleeps wait on this event, so shutting down ends them at once instead of
     # holding the server (the event belongs to the serving loop, hence set thread-safely).
@@ -884,12 +893,31 @@ class StubState:
             self._rules = [rule for rule in self._rules if rule.times > 0]
         return delay, error
 
-    def cache_lookup_and_store(self, digests: list[tuple[int, bytes]]) -> int:
-        """Cached tokens for this prompt (longest prefix seen before), then remember its
-        prefixes for later requests."""
+    def set_clock(self, seconds: float | None) -> None:
+        """Put the stub's clock at ``seconds`` of simulated time (None: back to the wall
+        clock). Benchmarks move it forward per event, so a prefix left idle for simulated
+        hours expires as it would at the provider."""
         with self._lock:
-            hit = next((length for length, d in reversed(digests) if d in self._prefixes), 0)
-            self._prefixes.update(d for _, d in digests)
+            self._clock = None if seconds is None else (seconds, time.monotonic())
+
+    def now(self) -> float:
+        with self._lock:
+            return self._now()
+
+    def _now(self) -> float:
+        if self._clock is None:
+            return time.monotonic()
+        at, since = self._clock
+        return at + (time.monotonic() - since)
+
+    def cache_lookup_and_store(self, digests: list[tuple[int, bytes]]) -> int:
+        """Cached tokens for this prompt (longest prefix used within the idle window), then
+        remember its prefixes for later requests."""
+        with self._lock:
+            now = self._now()
+            oldest = now - self.cache_idle_seconds
+            hit = next((n for n, d in reversed(digests) if self._prefixes.get(d, -math.inf) >= oldest), 0)
+            self._prefixes.update((d, now) for _, d in digests)
         return hit
 
     def log_request(self, entry: _JSON) -> _JSON:
@@ -909,11 +937,12 @@ class StubState:
             return [dict(entry) for entry in self._log]
 
     def reset(self) -> None:
-        """Forget faults, the request log and the prefix cache."""
+        """Forget faults, the request log, the prefix cache and the simulated clock."""
         with self._lock:
             self._rules.clear()
             self._log.clear()
             self._prefixes.clear()
+            self._clock = None
         self.batches.reset()
 
 
@@ -1371,8 +1400,12 @@ class StubServer:
         return self.state.batches.summary()
 
     def reset(self) -> None:
-        """Clear faults, the request log and the prefix cache."""
+        """Clear faults, the request log, the prefix cache and the simulated clock."""
         self.state.reset()
+
+    def set_clock(self, seconds: float | None) -> None:
+        """The stub's simulated time in seconds (see ``StubState.set_clock``)."""
+        self.state.set_clock(seconds)
 
 
 def main(argv: Sequence[str] | None = None) -> None:

@@ -129,6 +129,52 @@ def bench_cost_table(report: dict[str, Any]) -> Table:
     return table
 
 
+def bench_studio_tables(result: dict[str, Any]) -> list[Table]:
+    """``bench studio``: per seed, the arms against the fair naive and the sensitivity variants;
+    then the ratios over seeds and the targets."""
+    tables = []
+    for run in result["runs"]:
+        tables.append(bench_cost_table(run))
+        if run["sensitivity"]:
+            sens = Table(
+                title=f"Ours against each naive variant (seed {run['workload']['seed']})", title_justify="left"
+            )
+            for column in ("variant", "total tokens", "dollars", "ours tokens/variant", "ours $/variant"):
+                sens.add_column(column, justify="left" if column == "variant" else "right")
+            for name, row in run["sensitivity"].items():
+                sens.add_row(
+                    name,
+                    f"{row['total_tokens']:,}",
+                    money(row["cost"]),
+                    str(row.get("token_ratio")),
+                    str(row.get("cost_ratio")),
+                )
+            tables.append(sens)
+    summary = result["summary"]
+    over = Table(title=f"Over seeds {', '.join(map(str, result['seeds']))}", title_justify="left")
+    for column in ("ratio", "mean", "min", "max", "stdev", "target", "met"):
+        over.add_column(column, justify="left" if column == "ratio" else "right")
+    targets = summary.get("targets", {})
+    for name, row in summary.items():
+        if isinstance(row, dict) and "mean" in row:
+            target = targets.get(name, {})
+            met = target.get("met")
+            over.add_row(
+                name,
+                str(row["mean"]),
+                str(row["min"]),
+                str(row["max"]),
+                str(row["stdev"]),
+                target.get("target", ""),
+                "" if met is None else ("yes" if met else "no"),
+            )
+    for variant, ratios in summary.get("sensitivity", {}).items():
+        for name, row in ratios.items():
+            over.add_row(f"{name} vs {variant}", str(row["mean"]), str(row["min"]), str(row["max"]), str(row["stdev"]))
+    tables.append(over)
+    return tables
+
+
 def cache_stats_table(stats: dict[str, Any]) -> Table:
     entries = stats["entries"]
     table = Table(

@@ -21,6 +21,7 @@ from openai import AsyncOpenAI
 from domain.outputs import output_model, schema_name, strict_json_schema
 from domain.sections import section
 from llm.stub_server import (
+    CACHE_IDLE_SECONDS,
     CACHE_MIN_TOKENS,
     CACHE_STEP_TOKENS,
     DEFAULT_TARGET_TOKENS,
@@ -208,6 +209,18 @@ async def test_the_cache_is_scoped_by_prompt_cache_key(client: AsyncOpenAI) -> N
     assert (await cached_tokens(client, CONTEXT, "One", cache_key="client-a"))[0] == 0
     assert (await cached_tokens(client, CONTEXT, "Two", cache_key="client-b"))[0] == 0
     assert (await cached_tokens(client, CONTEXT, "Three", cache_key="client-a"))[0] >= 1024
+
+
+async def test_a_prefix_idle_past_the_window_on_the_simulated_clock_expires(
+    client: AsyncOpenAI, stub: StubServer
+) -> None:
+    stub.set_clock(0.0)
+    await cached_tokens(client, CONTEXT, "One")
+    stub.set_clock(CACHE_IDLE_SECONDS - 30)  # used again within the window: a hit, and kept alive
+    assert (await cached_tokens(client, CONTEXT, "Two"))[0] >= CACHE_MIN_TOKENS
+    stub.set_clock(2 * CACHE_IDLE_SECONDS)  # idle for longer than the window since "Two"
+    assert (await cached_tokens(client, CONTEXT, "Three"))[0] == 0
+    assert (await cached_tokens(client, CONTEXT, "Four"))[0] >= CACHE_MIN_TOKENS
 
 
 async def test_reset_forgets_the_cache(client: AsyncOpenAI, stub: StubServer) -> None:

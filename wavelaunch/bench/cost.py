@@ -5,8 +5,9 @@ Arms:
   every client field, the request), the top model, no cache, full regeneration on any change,
   and a failure mid-way restarts the document from scratch (the cut-off half is still billed).
 - optimized: everything this project does, through the real workflow, worker and Postgres.
-- lower bound: every distinct section generated exactly once with its minimal prompt (taken
-  from the optimized arm's own first successful call per distinct input).
+- lower bound: the independent lower bound of the workload (``wavelaunch.bench.lower_bound``:
+  every distinct section once at its catalogue size with a minimal prompt, revisions as patches,
+  on the economy model), never read from a ledger.
 - ablations: optimized with one technique switched off at a time.
 
 The stub answers each section with the same number of tokens in every arm (its catalogue
@@ -21,8 +22,6 @@ import logging
 import time
 import uuid
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
-from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -31,13 +30,14 @@ from openai import AsyncOpenAI
 
 import stack
 from domain.client import parse_client
-from domain.sections import BUSINESS_PLAN_SECTIONS, Level, resolve_sections
+from domain.sections import Level, resolve_sections
 from llm.stub_server import TARGET_HEADER, StubServer
 from storage import cache, db
 from tokenopt import naive, pricing
-from tokenopt.routing import tier_for
 from tokenopt.techniques import Technique
 from wavelaunch import plans
+from wavelaunch.bench.lower_bound import lower_bound
+from wavelaunch.bench.totals import Totals
 from wavelaunch.bench.workload import Event, EventKind, Workload
 from wavelaunch.intake import accept_client
 from wavelaunch.runtime import (
@@ -47,7 +47,6 @@ from wavelaunch.runtime import (
     connect_temporal,
     ensure_search_attributes,
     plan_dependencies,
-    router_for,
 )
 from wavelaunch.settings import Settings
 from workflows.models import PlanRequest
@@ -66,33 +65,6 @@ ABLATIONS: tuple[Technique, ...] = (
     Technique.SEMANTIC_CACHE,
     Technique.BATCHING,
 )
-
-
-@dataclass
-class Totals:
-    calls: int = 0
-    prompt_tokens: int = 0
-    cached_tokens: int = 0
-    completion_tokens: int = 0
-    cost: Decimal = Decimal(0)
-    seconds: float = 0.0
-    extra: dict[str, Any] = field(default_factory=dict)
-
-    @property
-    def total_tokens(self) -> int:
-        return self.prompt_tokens + self.completion_tokens
-
-    def as_dict(self) -> dict[str, Any]:
-        return {
-            "calls": self.calls,
-            "prompt_tokens": self.prompt_tokens,
-            "cached_tokens": self.cached_tokens,
-            "completion_tokens": self.completion_tokens,
-            "total_tokens": self.total_tokens,
-            "cost": float(self.cost),
-            "seconds": round(self.seconds, 2),
-            **self.extra,
-        }
 
 
 def llm_config(stub: StubServer) -> LLMConfig:
@@ -205,35 +177,6 @@ async def ledger_totals(pool: asyncpg.Pool, client_prefix: str) -> Totals:
     )
 
 
-async def lower_bound(pool: asyncpg.Pool, client_prefix: str, routed: dict[str, str]) -> Totals:
-    """Every distinct section once, with its minimal prompt.
-
-    Each successful generation or semantic revision in the optimized arm is one distinct section
-    (a section is written again only when its inputs changed); its lower bound is a full
-    generation at the smallest prompt that section was ever sent, with the same answer size, on
-    its routed model (``routed``: section -> model).
-    """
-    rows = await pool.fetch(
-        """SELECT client_id, section_key, completion_tokens,
-                  min(prompt_tokens) FILTER (WHERE operation IN ('generate_section', 'generate_section_batch'))
-                      OVER (PARTITION BY client_id, section_key) AS minimal_prompt
-           FROM usage_ledger
-           WHERE client_id LIKE $1 AND success
-             AND operation IN ('generate_section', 'generate_section_batch', 'revise_section')
-             AND cache_tier IN ('none', 'semantic') AND completion_tokens > 0""",
-        client_prefix + "%",
-    )
-    totals = Totals(calls=len(rows))
-    for r in rows:
-        prompt = r["minimal_prompt"] or 0
-        totals.prompt_tokens += prompt
-        totals.completion_tokens += r["completion_tokens"]
-        totals.cost += pricing.cost(
-            routed[r["section_key"]], prompt_tokens=prompt, completion_tokens=r["completion_tokens"]
-        )
-    return totals
-
-
 async def _reuse_figures(pool: asyncpg.Pool, prefix: str) -> dict[str, Any]:
     """Sections served per cache tier, and the hit rate over sections served."""
     rows = await pool.fetch(
@@ -279,8 +222,9 @@ async def bench_stack(base: Settings) -> AsyncIterator[stack.StackEndpoints]:
 
 def arm_settings(base: Settings, arm: str, tag: str) -> Settings:
     """An arm's settings on its own task queue: ``optimized`` with every technique on,
-    ``no_<technique>`` with that one off (an unknown name fails when the worker starts)."""
-    off = [] if arm == "optimized" else [arm.removeprefix("no_")]
+    ``no_<technique>`` with that one off, ``no_<a>+<b>`` with both off (an unknown name fails
+    when the worker starts)."""
+    off = [] if arm == "optimized" else arm.removeprefix("no_").split("+")
     return base.model_copy(update={"disabled_techniques": off, "task_queue": f"bench-{tag}-{arm}"})
 
 
@@ -308,15 +252,21 @@ async def run(workload: Workload, base: Settings, arms: list[str] | None = None)
                     await fresh_arm(stub, pool)
                     log.info("arm %s ...", arm)
                     results[arm] = await run_optimized(arm, workload, stub, settings, endpoints, pool, tag)
-                    if arm == "optimized":
-                        routed = {
-                            spec.key: router_for(settings, llm_config(stub)).model_for(tier_for(spec.key))
-                            for spec in BUSINESS_PLAN_SECTIONS
-                        }
-                        results["lower_bound"] = await lower_bound(pool, f"{tag}-optimized-", routed)
             finally:
                 await pool.close()
+    results["lower_bound"] = independent_bound(workload, base)
     return report(workload, results)
+
+
+def independent_bound(workload: Workload, base: Settings) -> Totals:
+    """The independent lower bound (``wavelaunch.bench.lower_bound``), all kinds together."""
+    out = Totals(extra={"method": "independent"})
+    for t in lower_bound(workload, base.model_economy).kinds.values():
+        out.calls += t.calls
+        out.prompt_tokens += t.prompt_tokens
+        out.completion_tokens += t.completion_tokens
+        out.cost += t.cost
+    return out
 
 
 def _ratio(a: float, b: float) -> float | None:

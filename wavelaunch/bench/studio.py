@@ -1,42 +1,45 @@
-"""`wavelaunch bench studio`: a whole studio month, every document kind, naive vs ours, in one run.
+"""`wavelaunch bench studio`: the studio's months, every document kind, naive vs ours vs the bound.
 
-The workload (``workload.workload_studio``): new clients get complete plans and month 1; the
-others (whose plan and month 1 were written before, set up and not counted) get month 2; 40%
-edit fields and their plan and month follow; every client's three threads grow and are
-summarised after each batch of new messages, plus a weekly client summary; 20% of documents are
-requested again unchanged; 10% of document generations fail mid-way and are retried.
+The workload (``workload.workload_studio``): months of plans, deliverables, edits, repeats,
+retries and growing threads for N clients on a simulated clock. Arms:
 
-Arms, as in ``bench cost``: the naive way (one verbose prompt per document to the top model, a
-whole plan or month again on any change or repeat, every summary over the whole thread, a
-failure restarts the document), ours through the real workflows, worker and Postgres, the lower
-bound (every distinct output once, at the smallest prompt ours ever sent for it), and ablations.
+- ``naive``, the fair naive way, and its sensitivity variants (``naive_arm``);
+- ours (``optimized``) through the real workflows, worker and Postgres, and its ablations
+  (``no_<technique>``);
+- the independent lower bound (``lower_bound``), from the events, the catalogue and
+  ``domain.needs`` alone.
+
+The clock: before each event the stub's clock is set to the event's time (so a provider prefix
+left idle for hours has expired), and ours' cache entries are aged by the simulated time that
+passed (so an entry past its TTL is not served). Several seeds give each seed's report and the
+mean and spread of the ratios (``run_seeds``).
 """
 
 from __future__ import annotations
 
 import logging
+import statistics
 import time
 import uuid
 from collections import defaultdict
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import asyncpg
-from openai import AsyncOpenAI
 from temporalio.client import Client, WorkflowFailureError
 
 from domain import deliverables
 from domain.client import parse_client
-from domain.sections import Level, resolve_sections
-from domain.summaries import CLIENT_SUMMARY, THREAD_SUMMARY, Author, NewMessage, ThreadInput, ThreadMessage
-from llm.stub_server import TARGET_HEADER, StubServer
+from domain.sections import Level
+from domain.summaries import Author, NewMessage, ThreadInput
+from llm.stub_server import StubServer
 from storage import db
-from tokenopt import naive, pricing
-from tokenopt.counting import count_tokens
-from tokenopt.routing import ModelRouter, tier_for
 from wavelaunch import plans
+from wavelaunch.bench import naive_arm
 from wavelaunch.bench.cost import STUB_KEY, Totals, arm_settings, bench_stack, fresh_arm, llm_config
+from wavelaunch.bench.lower_bound import METHOD, lower_bound
 from wavelaunch.bench.workload import Event, EventKind, Workload
 from wavelaunch.intake import accept_client
 from wavelaunch.runtime import (
@@ -45,7 +48,6 @@ from wavelaunch.runtime import (
     connect_temporal,
     ensure_search_attributes,
     plan_dependencies,
-    router_for,
 )
 from wavelaunch.settings import Settings
 from wavelaunch.summaries import append_threads, start_summary
@@ -53,8 +55,12 @@ from workflows.models import DeliverableRequest, PlanRequest, SummaryRequest
 
 log = logging.getLogger(__name__)
 
-KINDS = ("business_plan", "deliverable", "summary")
-# One document of a month fails mid-way (its KPI section's answers stay broken).
+KINDS = naive_arm.KINDS
+NAIVE_ARMS = (*naive_arm.STYLES, *naive_arm.REPRICED)
+DEFAULT_ARMS = ("naive", "naive_verbose", "naive_mini", "naive_no_history", "optimized")
+# Issue #11's product targets, on the fair naive, mean over seeds.
+TARGETS = {"token_ratio": 0.60, "cost_ratio": 0.10, "lower_bound_ratio": 1.25}
+# One document of a month fails mid-way (its strategy section's answers stay broken).
 FAILING_DOCUMENT = 0
 
 
@@ -64,7 +70,6 @@ class ArmTotals:
 
     kinds: dict[str, Totals] = field(default_factory=lambda: {k: Totals() for k in KINDS})
     seconds: float = 0.0
-    extra: dict[str, Any] = field(default_factory=dict)
 
     def total(self) -> Totals:
         out = Totals()
@@ -90,44 +95,23 @@ def _fault_for(event: Event, month: int | None) -> list[dict[str, Any]]:
 
 
 # -- summaries ------------------------------------------------------------------------------
-_SENT_AT = datetime(2026, 11, 2, 9, 0, tzinfo=UTC)
+# The simulated clock's zero, as a date (messages carry their simulated sending time).
+EPOCH = datetime(2026, 11, 2, tzinfo=UTC)
 
 
-def _new_messages(batch: list[dict[str, str]]) -> list[NewMessage]:
+def _new_messages(e: Event) -> list[NewMessage]:
+    sent = EPOCH + timedelta(seconds=e.at)
     return [
-        NewMessage(id=m["id"], author=Author(m["author"]), text=m["text"], sent_at=_SENT_AT + timedelta(minutes=i))
-        for i, m in enumerate(batch)
+        NewMessage(id=m["id"], author=Author(m["author"]), text=m["text"], sent_at=sent + timedelta(minutes=i))
+        for i, m in enumerate(e.messages)
     ]
 
 
-def _stored(thread: list[dict[str, str]]) -> list[ThreadMessage]:
-    return [ThreadMessage(**m.model_dump(), seq=i + 1) for i, m in enumerate(_new_messages(thread))]
-
-
-def naive_thread_request(thread: list[dict[str, str]]) -> tuple[list[dict[str, str]], int]:
-    """The naive thread summary: the whole thread again, each time."""
-    return naive.naive_summary_messages({"thread": _stored(thread)}), THREAD_SUMMARY.target_tokens
-
-
-def naive_client_request(
-    record: dict[str, Any], threads: list[list[dict[str, str]]]
-) -> tuple[list[dict[str, str]], int]:
-    """The naive client summary: every client field and every message of every thread."""
-    transcript = {f"thread-{t}": _stored(messages) for t, messages in enumerate(threads)}
-    return naive.naive_summary_messages(transcript, record), CLIENT_SUMMARY.target_tokens
-
-
-async def thread_summary(
-    temporal: Client,
-    settings: Settings,
-    pool: asyncpg.Pool,
-    client_id: str,
-    thread_id: str,
-    batch: list[dict[str, str]],
-) -> int:
+async def thread_summary(temporal: Client, settings: Settings, pool: asyncpg.Pool, client_id: str, e: Event) -> int:
     """Store a batch of new messages, bring that thread's summary up to date; its tokens."""
-    await append_threads(pool, client_id, [ThreadInput(thread_id=thread_id, messages=_new_messages(batch))])
-    request = SummaryRequest(client_id=client_id, thread_ids=[thread_id], include_client_summary=False)
+    thread = ThreadInput(thread_id=f"thread-{e.thread}", messages=_new_messages(e))
+    await append_threads(pool, client_id, [thread])
+    request = SummaryRequest(client_id=client_id, thread_ids=[thread.thread_id], include_client_summary=False)
     result = await (await start_summary(temporal, settings, request)).result()
     return result.total_tokens
 
@@ -136,115 +120,6 @@ async def client_summary(temporal: Client, settings: Settings, client_id: str) -
     """The weekly client summary, from the thread summaries (already up to date)."""
     request = SummaryRequest(client_id=client_id, thread_ids=[], include_client_summary=True)
     await (await start_summary(temporal, settings, request)).result()
-
-
-# -- naive ----------------------------------------------------------------------------------
-class NaiveRun:
-    """The naive way. A month builds on the full text of the client's earlier months (the naive
-    way has no digest); the share of prompt tokens that text costs is reported separately."""
-
-    def __init__(self, stub: StubServer, settings: Settings):
-        self.client = AsyncOpenAI(api_key=STUB_KEY, base_url=stub.base_url, max_retries=0)
-        self.model = settings.naive_model
-        self.totals = ArmTotals()
-        self.summary_tokens: dict[int, list[int]] = defaultdict(list)
-        # client -> month -> its documents' text (the latest version of each).
-        self.written: dict[int, dict[int, list[str]]] = defaultdict(dict)
-        self.counting = True
-        self.earlier_months_prompt_tokens = 0
-
-    async def call(
-        self, kind: str, messages: list[dict[str, str]], target: int, *, limit: int | None = None
-    ) -> tuple[int, str]:
-        response = await self.client.chat.completions.create(
-            model=self.model,
-            messages=messages,  # type: ignore[arg-type]
-            max_tokens=limit,
-            extra_headers={TARGET_HEADER: str(target)},
-        )
-        usage = response.usage
-        assert usage is not None
-        if self.counting:
-            t = self.totals.kinds[kind]
-            t.calls += 1
-            t.prompt_tokens += usage.prompt_tokens
-            t.completion_tokens += usage.completion_tokens
-            t.cost += pricing.cost(
-                self.model, prompt_tokens=usage.prompt_tokens, completion_tokens=usage.completion_tokens
-            )
-        return usage.prompt_tokens + usage.completion_tokens, response.choices[0].message.content or ""
-
-    async def document(self, kind: str, messages: list[dict[str, str]], target: int, fail: bool) -> str:
-        if fail:  # cut off mid-way (billed), then the whole document again
-            await self.call(kind, messages, target, limit=target // 2)
-        return (await self.call(kind, messages, target))[1]
-
-    async def plan(self, record: dict[str, Any], fail: bool = False) -> None:
-        specs = resolve_sections(Level.COMPLETE)
-        target = sum(s.target_tokens for s in specs)
-        await self.document("business_plan", naive.naive_messages(record, specs), target, fail)
-
-    async def month(self, client: int, record: dict[str, Any], n: int, fail: bool = False) -> None:
-        m = deliverables.month(n)
-        earlier = "\n\n".join(text for month in range(1, n) for text in self.written[client].get(month, []))
-        texts = []
-        for i, doc in enumerate(m.documents):
-            specs = deliverables.document_sections(doc.key)
-            messages = naive.naive_messages(record, specs, f"{doc.title} deliverable document (M{n} {m.title})")
-            if earlier:
-                messages[-1]["content"] += f"\n\nBuild on the earlier months' deliverables:\n{earlier}"
-                if self.counting:
-                    self.earlier_months_prompt_tokens += count_tokens(earlier, self.model) * (
-                        2 if fail and i == 0 else 1
-                    )
-            target = sum(s.target_tokens for s in specs)
-            texts.append(await self.document("deliverable", messages, target, fail and i == 0))
-        self.written[client][n] = texts
-
-    async def run(self, workload: Workload) -> ArmTotals:
-        records = [dict(c) for c in workload.clients]
-        threads: dict[tuple[int, int], list[dict[str, str]]] = defaultdict(list)
-        batches: dict[tuple[int, int], int] = defaultdict(int)
-        month_written: dict[int, int] = {}
-        began = time.monotonic()
-        try:
-            for e in workload.events:
-                # The set-up (existing clients' earlier months) is written but not counted.
-                self.counting = not e.warmup
-                record = records[e.client]
-                if e.kind is EventKind.ONBOARD:
-                    await self.plan(record, bool(e.fail_section))
-                elif e.kind is EventKind.DELIVERABLE:
-                    assert e.month is not None
-                    await self.month(e.client, record, e.month, bool(e.fail_section))
-                    if not e.warmup:
-                        month_written[e.client] = e.month
-                elif e.kind is EventKind.REVISE:
-                    record.update(e.changes)
-                    await self.plan(record)  # every client has a plan; the naive way rewrites it all
-                    if e.client in month_written:
-                        await self.month(e.client, record, month_written[e.client])
-                elif e.kind is EventKind.REPEAT:
-                    if e.document == "business_plan":
-                        await self.plan(record)
-                    else:
-                        assert e.month is not None
-                        await self.month(e.client, record, e.month)
-                elif e.kind is EventKind.MESSAGES:
-                    assert e.thread is not None
-                    key = (e.client, e.thread)
-                    threads[key] += e.messages
-                    batches[key] += 1
-                    messages, target = naive_thread_request(threads[key])
-                    self.summary_tokens[batches[key]].append((await self.call("summary", messages, target))[0])
-                elif e.kind is EventKind.CLIENT_SUMMARY:
-                    everything = [threads[(e.client, t)] for t in range(3)]
-                    messages, target = naive_client_request(record, everything)
-                    await self.call("summary", messages, target)
-        finally:
-            await self.client.close()
-        self.totals.seconds = time.monotonic() - began
-        return self.totals
 
 
 # -- ours -----------------------------------------------------------------------------------
@@ -272,7 +147,6 @@ class StudioRun:
         self.stub = stub
         self.records = records
         self.figures = Figures()
-        self.month_written: dict[int, int] = {}
         self.batches: dict[tuple[int, int], int] = defaultdict(int)
 
     async def _finish(self, handle: Any, fail: list[dict[str, Any]]) -> Any:
@@ -285,8 +159,9 @@ class StudioRun:
         finished = {
             r["section_key"]
             for r in await self.pool.fetch(
+                # Any billed tier (none, semantic, patch, ...) wrote the section; stored/exact served it.
                 "SELECT DISTINCT section_key FROM usage_ledger WHERE workflow_id = $1 AND success"
-                " AND cache_tier IN ('none', 'semantic') AND completion_tokens > 0",
+                " AND coalesce(cache_tier, 'none') NOT IN ('stored', 'exact') AND completion_tokens > 0",
                 handle.id,
             )
         }
@@ -327,14 +202,12 @@ class StudioRun:
         elif e.kind is EventKind.DELIVERABLE:
             assert e.month is not None
             await self.month(e.client, e.month, fail=_fault_for(e, e.month))
-            if not e.warmup:  # the month being written now, which a later edit makes follow
-                self.month_written[e.client] = e.month
         elif e.kind is EventKind.REVISE:
             record.update(e.changes)
             stored, _ = await accept_client(self.pool, parse_client(record))
             results = [await self.plan(e.client, announce=stored.version)]
-            if e.client in self.month_written:
-                results.append(await self.month(e.client, self.month_written[e.client], announce=stored.version))
+            if e.month is not None:  # this month's deliverable was written already: it follows
+                results.append(await self.month(e.client, e.month, announce=stored.version))
             for result in results:
                 self.figures.revision_sections_total += len(result.sections)
                 self.figures.revision_sections_written += sum(1 for s in result.sections if s.llm_calls > 0)
@@ -349,18 +222,22 @@ class StudioRun:
             assert e.thread is not None
             key = (e.client, e.thread)
             self.batches[key] += 1
-            tokens = await thread_summary(
-                self.temporal, self.settings, self.pool, record["id"], f"thread-{e.thread}", e.messages
-            )
+            tokens = await thread_summary(self.temporal, self.settings, self.pool, record["id"], e)
             self.figures.summary_tokens[self.batches[key]].append(tokens)
         elif e.kind is EventKind.CLIENT_SUMMARY:
             await client_summary(self.temporal, self.settings, record["id"])
 
 
 async def ledger_by_kind(pool: asyncpg.Pool, prefix: str, after_id: int) -> dict[str, Totals]:
+    """Ours from the ledger, by document kind. A row of any tier but ``stored``/``exact`` that
+    billed tokens is a billed call (a batch's member rows are one call); tokens and dollars are
+    what each row billed."""
     rows = await pool.fetch(
         """SELECT coalesce(document_type, 'business_plan') AS kind,
-                  count(*) FILTER (WHERE cache_tier IS DISTINCT FROM 'stored' AND total_tokens > 0) AS calls,
+                  count(*) FILTER (WHERE coalesce(cache_tier, 'none') NOT IN ('stored', 'exact')
+                                     AND total_tokens > 0 AND operation <> 'generate_section_batch')
+                  + count(DISTINCT (run_id, activity_id, attempt))
+                      FILTER (WHERE operation = 'generate_section_batch' AND total_tokens > 0) AS calls,
                   coalesce(sum(prompt_tokens), 0) AS p, coalesce(sum(cached_prompt_tokens), 0) AS c,
                   coalesce(sum(completion_tokens), 0) AS o, coalesce(sum(estimated_cost), 0) AS cost
            FROM usage_ledger WHERE client_id LIKE $1 AND id > $2 GROUP BY 1""",
@@ -375,101 +252,125 @@ async def ledger_by_kind(pool: asyncpg.Pool, prefix: str, after_id: int) -> dict
     return out
 
 
-async def lower_bound(pool: asyncpg.Pool, prefix: str, after_id: int, router: ModelRouter) -> ArmTotals:
-    """Every distinct output once, at the smallest prompt ours ever sent for it, on its routed
-    model: each successful generation (or semantic revision) of a section is one distinct
-    section; each summary is one distinct summary (it must be written after each batch)."""
-    rows = await pool.fetch(
-        """SELECT coalesce(document_type, 'business_plan') AS kind, section_key, model, completion_tokens,
-                  min(prompt_tokens) FILTER (WHERE operation NOT IN ('revise_section'))
-                      OVER (PARTITION BY client_id, section_key, document_type) AS minimal_prompt,
-                  prompt_tokens
-           FROM usage_ledger
-           WHERE client_id LIKE $1 AND id > $2 AND success AND completion_tokens > 0
-             AND coalesce(cache_tier, 'none') IN ('none', 'semantic') AND operation <> 'embed'""",
-        prefix + "%",
-        after_id,
-    )
-    out = ArmTotals()
-    for r in rows:
-        kind = r["kind"]
-        t = out.kinds[kind]
-        if kind == "summary":
-            prompt, model = r["prompt_tokens"], r["model"]
-        else:
-            prompt, model = r["minimal_prompt"] or 0, router.model_for(tier_for(r["section_key"]))
-        t.calls += 1
-        t.prompt_tokens += prompt
-        t.completion_tokens += r["completion_tokens"]
-        t.cost += pricing.cost(model, prompt_tokens=prompt, completion_tokens=r["completion_tokens"])
-    return out
+class Clock:
+    """The simulated clock of one arm: the stub's prefix cache follows it, and ours' cache
+    entries are aged by the simulated time that passes (their TTLs run on Postgres' now())."""
+
+    # Ageing every few seconds of simulated time would be a query per event for nothing.
+    MIN_STEP_SECONDS = 60.0
+
+    def __init__(self, stub: StubServer, pool: asyncpg.Pool | None = None):
+        self.stub = stub
+        self.pool = pool
+        self.at: float | None = None
+
+    async def advance(self, at: float) -> None:
+        self.stub.set_clock(at)
+        if self.at is None:
+            self.at = at
+            return
+        step = at - self.at
+        if step >= self.MIN_STEP_SECONDS:
+            if self.pool is not None:
+                await self.pool.execute(
+                    "UPDATE cache_entries SET expires_at = expires_at - make_interval(secs => $1)", step
+                )
+            self.at = at
 
 
 async def run_ours(
     arm: str, workload: Workload, stub: StubServer, settings: Settings, endpoints: Any, pool: asyncpg.Pool, tag: str
-) -> tuple[ArmTotals, Figures, ArmTotals | None]:
+) -> tuple[ArmTotals, Figures]:
     temporal = await connect_temporal(settings, endpoints.temporal_address)
     await ensure_search_attributes(temporal, settings.temporal_namespace)
     deps = await plan_dependencies(settings, endpoints.database_url, llm_config(stub))
-    prefix = f"{tag}-{arm}-"
+    prefix = f"{tag}-{arm.replace('+', '-')}-"  # client ids allow letters, digits, _ and -
     records = [dict(c) | {"id": prefix + c["id"]} for c in workload.clients]
     run = StudioRun(temporal, settings, pool, stub, records)
+    clock = Clock(stub, pool)
     totals = ArmTotals()
     try:
         async with build_worker(temporal, settings, deps):
             for e in workload.events:
                 if e.warmup:
+                    await clock.advance(e.at)
                     await run.apply(e)
             run.figures = Figures()  # the set-up is not part of the month
             watermark = await pool.fetchval("SELECT coalesce(max(id), 0) FROM usage_ledger")
             began = time.monotonic()
             for e in workload.events:
                 if not e.warmup:
+                    await clock.advance(e.at)
                     await run.apply(e)
             totals.seconds = time.monotonic() - began
     finally:
         await close_dependencies(deps)
     totals.kinds = await ledger_by_kind(pool, prefix, watermark)
-    bound = None
-    if arm == "optimized":
-        bound = await lower_bound(pool, prefix, watermark, router_for(settings, llm_config(stub)))
-    return totals, run.figures, bound
+    return totals, run.figures
 
 
-async def run(workload: Workload, base: Settings, arms: list[str]) -> dict[str, Any]:
+async def run_naive_arms(workload: Workload, stub: StubServer, base: Settings, arms: list[str]) -> dict[str, Any]:
+    """Every naive arm wanted, each on a fresh stub state; a repriced variant from its arm's calls."""
+    needed = {naive_arm.REPRICED[a][0] if a in naive_arm.REPRICED else a for a in arms if a in NAIVE_ARMS}
+    results: dict[str, naive_arm.NaiveResult] = {}
+    for name in naive_arm.STYLES:
+        if name in needed:
+            stub.reset()
+            log.info("arm %s ...", name)
+            results[name] = await naive_arm.NaiveRun(stub, base.naive_model, naive_arm.STYLES[name]).run(workload)
+    stub.reset()
+    out: dict[str, Any] = {}
+    for name in arms:
+        if name in naive_arm.STYLES:
+            r = results[name]
+            out[name] = (ArmTotals(naive_arm.price(r.calls, r.model), r.seconds), r)
+        elif name in naive_arm.REPRICED:
+            source, setting = naive_arm.REPRICED[name]
+            r = results[source]
+            out[name] = (ArmTotals(naive_arm.price(r.calls, getattr(base, setting)), 0.0), r)
+    return out
+
+
+async def run(
+    workload: Workload,
+    base: Settings,
+    arms: list[str] | None = None,
+    bound_models: Mapping[str, str] | None = None,
+) -> dict[str, Any]:
+    """One workload through every arm wanted; the report of one seed."""
+    arms = list(arms or DEFAULT_ARMS)
+    unknown = [a for a in arms if a.startswith("naive") and a not in NAIVE_ARMS]
+    if unknown:
+        raise ValueError(f"unknown naive arm(s) {', '.join(unknown)}; known: {', '.join(NAIVE_ARMS)}")
     tag = f"s{uuid.uuid4().hex[:6]}"
     results: dict[str, ArmTotals] = {}
     figures: dict[str, Figures] = {}
-    naive_summary: dict[int, list[int]] = {}
-    naive_earlier = 0
     with StubServer(api_key=STUB_KEY) as stub:
-        if "naive" in arms:
-            naive_run = NaiveRun(stub, base)
-            results["naive"] = await naive_run.run(workload)
-            naive_summary = naive_run.summary_tokens
-            naive_earlier = naive_run.earlier_months_prompt_tokens
-        async with bench_stack(base) as endpoints:
-            pool = await db.connect(endpoints.database_url)
-            try:
-                for arm in arms:
-                    if arm == "naive":
-                        continue
-                    settings = arm_settings(base, arm, tag)
-                    await fresh_arm(stub, pool)
-                    log.info("arm %s ...", arm)
-                    totals, figs, bound = await run_ours(arm, workload, stub, settings, endpoints, pool, tag)
-                    results[arm], figures[arm] = totals, figs
-                    if bound is not None:
-                        results["lower_bound"] = bound
-            finally:
-                await pool.close()
-    out = report(workload, results, figures, naive_summary)
-    if "naive" in results:
-        # What the naive way pays for pasting earlier months in full; the ratios without it.
-        out["naive_earlier_months_prompt_tokens"] = naive_earlier
-        without = results["naive"].total().total_tokens - naive_earlier
-        opt_total = out["arms"].get("optimized", {}).get("total_tokens")
-        out["token_ratio_vs_naive_without_earlier_months"] = _ratio(opt_total or 0, without) if opt_total else None
+        naive = await run_naive_arms(workload, stub, base, arms)
+        ours_arms = [a for a in arms if a not in NAIVE_ARMS]
+        if ours_arms:
+            async with bench_stack(base) as endpoints:
+                pool = await db.connect(endpoints.database_url)
+                try:
+                    for arm in ours_arms:
+                        settings = arm_settings(base, arm, tag)
+                        await fresh_arm(stub, pool)
+                        log.info("arm %s ...", arm)
+                        results[arm], figures[arm] = await run_ours(arm, workload, stub, settings, endpoints, pool, tag)
+                finally:
+                    await pool.close()
+    bound = lower_bound(workload, base.model_economy, bound_models)
+    results["lower_bound"] = ArmTotals(bound.kinds)
+    out = report(workload, {k: v[0] for k, v in naive.items()}, results, figures)
+    out["arms"]["lower_bound"].update(
+        method=METHOD, writes=bound.writes, revisions=bound.revisions, models=dict(sorted(bound.models.items()))
+    )
+    if "naive" in naive:
+        fair = naive["naive"][1]
+        out["arms"]["naive"]["history_prompt_tokens"] = fair.history_prompt_tokens
+        if figs := out.get("figures"):
+            for b, row in figs["tokens_per_thread_summary"].items():
+                row["naive"] = _mean(fair.summary_tokens.get(int(b), []))
     return out
 
 
@@ -481,48 +382,75 @@ def _mean(values: list[int]) -> float:
     return round(sum(values) / len(values), 1) if values else 0.0
 
 
+def _entry(totals: ArmTotals, reference: ArmTotals | None) -> dict[str, Any]:
+    """An arm's figures, overall and by kind, with its ratios to ``reference`` (the fair naive)."""
+    whole = totals.total()
+    entry = whole.as_dict()
+    entry["by_kind"] = {k: t.as_dict() for k, t in totals.kinds.items()}
+    if reference is not None:
+        ref = reference.total()
+        entry["token_ratio"] = _ratio(whole.total_tokens, ref.total_tokens)
+        entry["cost_ratio"] = _ratio(float(whole.cost), float(ref.cost))
+        for k, t in totals.kinds.items():
+            n = reference.kinds[k]
+            entry["by_kind"][k]["token_ratio"] = _ratio(t.total_tokens, n.total_tokens)
+            entry["by_kind"][k]["cost_ratio"] = _ratio(float(t.cost), float(n.cost))
+    return entry
+
+
 def report(
     workload: Workload,
+    naive: dict[str, ArmTotals],
     results: dict[str, ArmTotals],
     figures: dict[str, Figures],
-    naive_summary: dict[int, list[int]],
 ) -> dict[str, Any]:
-    naive_t = results["naive"].total() if "naive" in results else None
-    opt = results["optimized"].total() if "optimized" in results else None
+    fair = naive.get("naive")
+    opt = results.get("optimized")
     arms: dict[str, Any] = {}
+    if fair is not None:
+        arms["naive"] = _entry(fair, fair)
     for name, totals in results.items():
-        whole = totals.total()
-        entry = whole.as_dict()
-        entry["by_kind"] = {k: t.as_dict() for k, t in totals.kinds.items()}
-        if naive_t:
-            entry["token_ratio"] = _ratio(whole.total_tokens, naive_t.total_tokens)
-            entry["cost_ratio"] = _ratio(float(whole.cost), float(naive_t.cost))
-            for k, t in totals.kinds.items():
-                n = results["naive"].kinds[k]
-                entry["by_kind"][k]["token_ratio"] = _ratio(t.total_tokens, n.total_tokens)
-                entry["by_kind"][k]["cost_ratio"] = _ratio(float(t.cost), float(n.cost))
-        if opt and naive_t and name.startswith("no_"):
-            entry["marginal_token_saving"] = _ratio(whole.total_tokens - opt.total_tokens, naive_t.total_tokens)
-            entry["marginal_cost_saving"] = _ratio(float(whole.cost - opt.cost), float(naive_t.cost))
-        arms[name] = entry
-    lb = results["lower_bound"].total() if "lower_bound" in results else None
-    figs = figures.get("optimized")
+        arms[name] = _entry(totals, fair)
+        if opt and fair and name.startswith("no_"):
+            # What switching this technique off costs, as a share of the fair naive bill.
+            whole, o, n = totals.total(), opt.total(), fair.total()
+            arms[name]["marginal_token_saving"] = _ratio(whole.total_tokens - o.total_tokens, n.total_tokens)
+            arms[name]["marginal_cost_saving"] = _ratio(float(whole.cost - o.cost), float(n.cost))
+    sensitivity: dict[str, Any] = {}
+    for name, totals in naive.items():
+        if name == "naive":
+            continue
+        entry = _entry(totals, None)
+        if opt:  # ours against this variant
+            entry["token_ratio"] = _ratio(opt.total().total_tokens, totals.total().total_tokens)
+            entry["cost_ratio"] = _ratio(float(opt.total().cost), float(totals.total().cost))
+        sensitivity[name] = entry
+    lb, o, n = results["lower_bound"].total(), opt.total() if opt else None, fair.total() if fair else None
     counts: dict[str, int] = defaultdict(int)
     for e in workload.events:
         if not e.warmup:
             counts[e.kind.value] += 1
     counts["failures_injected"] = sum(1 for e in workload.events if e.fail_section and not e.warmup)
     out: dict[str, Any] = {
-        "workload": {"name": workload.name, "seed": workload.seed, "clients": len(workload.clients), "events": counts},
+        "workload": {
+            "name": workload.name,
+            "seed": workload.seed,
+            "clients": len(workload.clients),
+            "months": workload.months,
+            "events": dict(counts),
+        },
         "arms": arms,
-        "token_ratio": arms.get("optimized", {}).get("token_ratio"),
-        "cost_ratio": arms.get("optimized", {}).get("cost_ratio"),
-        "lower_bound_ratio": _ratio(opt.total_tokens, lb.total_tokens) if opt and lb else None,
-        "lower_bound_cost_ratio": _ratio(float(opt.cost), float(lb.cost)) if opt and lb else None,
-        "lower_bound_vs_naive": _ratio(lb.total_tokens, naive_t.total_tokens) if lb and naive_t else None,
-        "lower_bound_cost_vs_naive": _ratio(float(lb.cost), float(naive_t.cost)) if lb and naive_t else None,
+        "sensitivity": sensitivity,
+        "token_ratio": _ratio(o.total_tokens, n.total_tokens) if o and n else None,
+        "cost_ratio": _ratio(float(o.cost), float(n.cost)) if o and n else None,
+        "lower_bound_ratio": _ratio(o.total_tokens, lb.total_tokens) if o else None,
+        "lower_bound_cost_ratio": _ratio(float(o.cost), float(lb.cost)) if o else None,
+        "lower_bound_vs_naive": _ratio(lb.total_tokens, n.total_tokens) if n else None,
+        "lower_bound_cost_vs_naive": _ratio(float(lb.cost), float(n.cost)) if n else None,
+        # Issue #11 item 3: context fidelity (tokenopt.fidelity) is reported here once wired in.
+        "fidelity": None,
     }
-    if figs:
+    if figs := figures.get("optimized"):
         out["figures"] = {
             "revision_sections_written": figs.revision_sections_written,
             "revision_sections_total": figs.revision_sections_total,
@@ -532,13 +460,83 @@ def report(
             "brand_context_needed": figs.brand_context_needed,
             "brand_context_written": figs.brand_context_written,
             "tokens_per_thread_summary": {
-                str(b): {"ours": _mean(figs.summary_tokens[b]), "naive": _mean(naive_summary.get(b, []))}
-                for b in sorted(figs.summary_tokens)
+                str(b): {"ours": _mean(figs.summary_tokens[b]), "naive": None} for b in sorted(figs.summary_tokens)
             },
         }
-    out["notes"] = [
-        "Completion sizes are the catalogue targets in every arm (the stub), so no arm wins by answering shorter.",
-        "Token counts are cl100k estimates computed by the stub; dollars use genai-prices for the routed models.",
-        "Existing clients' plans and month 1 are written before the month (set up, not counted in any arm).",
-    ]
+    out["notes"] = NOTES
     return out
+
+
+NOTES = [
+    "Completion sizes are the catalogue targets in every arm (the stub), so no arm wins by answering shorter.",
+    "Token counts are computed by the stub with tokenopt.counting; dollars use genai-prices, cached prompt "
+    "tokens at the cached input price.",
+    "Existing clients' plans and month 1 are written before the period (set up, not counted in any arm).",
+    "The lower bound is independent: computed from the events, the catalogue and domain.needs, never a ledger.",
+    "Ours' cache TTLs are applied by ageing cache entries by the simulated time; the provider's prefix cache "
+    "expires after 10 idle minutes on the simulated clock.",
+]
+
+
+# -- several seeds --------------------------------------------------------------------------
+RATIOS = ("token_ratio", "cost_ratio", "lower_bound_ratio", "lower_bound_cost_ratio", "lower_bound_vs_naive")
+
+
+def spread(values: list[float]) -> dict[str, Any]:
+    """Mean, min, max and (sample) standard deviation of one ratio over seeds."""
+    return {
+        "mean": round(statistics.fmean(values), 4),
+        "min": min(values),
+        "max": max(values),
+        "stdev": round(statistics.stdev(values), 4) if len(values) > 1 else 0.0,
+        "values": values,
+    }
+
+
+def summarise(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """The ratios over seeds, the sensitivity ratios likewise, and the targets on the means."""
+    out: dict[str, Any] = {}
+    for name in RATIOS:
+        values = [r[name] for r in runs if r.get(name) is not None]
+        if values:
+            out[name] = spread(values)
+    variants = sorted({v for r in runs for v in r["sensitivity"]})
+    out["sensitivity"] = {
+        v: {
+            ratio: spread(values)
+            for ratio in ("token_ratio", "cost_ratio")
+            if (values := [r["sensitivity"][v][ratio] for r in runs if r["sensitivity"].get(v, {}).get(ratio)])
+        }
+        for v in variants
+    }
+    out["targets"] = {
+        name: {"target": f"<= {limit}", "mean": out[name]["mean"], "met": out[name]["mean"] <= limit}
+        for name, limit in TARGETS.items()
+        if name in out
+    }
+    out["targets"]["fidelity"] = {"target": ">= 1.0", "mean": None, "met": None}  # issue #11 item 3
+    return out
+
+
+async def run_seeds(
+    seeds: list[int],
+    make_workload: Callable[[int], Workload],
+    base: Settings,
+    arms: list[str] | None = None,
+    bound_models: Mapping[str, str] | None = None,
+) -> dict[str, Any]:
+    """Each seed's report, then the mean and spread of its ratios."""
+    if not seeds:
+        raise ValueError("give at least one seed")
+    began = time.monotonic()
+    runs = []
+    for seed in seeds:
+        log.info("seed %s ...", seed)
+        runs.append(await run(make_workload(seed), base, arms, bound_models))
+    return {
+        "seeds": seeds,
+        "seconds": round(time.monotonic() - began, 1),
+        "summary": summarise(runs),
+        "fidelity": None,  # issue #11 item 3
+        "runs": runs,
+    }

@@ -1,8 +1,9 @@
 """The benchmark workload as a list of events, so later document kinds extend the same list.
 
-Clients are synthetic but shaped like the CRM's records (the sample client with varied values;
-a quarter of them write long free text, as real application forms do). Everything is derived
-from the seed, so two runs with the same seed see the same workload.
+Workload v1's clients are the sample client with a few varied values (``make_clients``); the
+studio months' clients have every fact drawn per client (``wavelaunch.bench.synthetic``) or are
+a studio's own record varied per client. Everything is derived from the seed, so two runs with
+the same seed see the same workload.
 """
 
 from __future__ import annotations
@@ -15,7 +16,9 @@ from typing import Any
 
 from pydantic import BaseModel
 
+from domain import deliverables
 from domain.client import KNOWN_FIELDS
+from wavelaunch.bench import synthetic
 from wavelaunch.commands import sample_client_file
 
 NICHES = (
@@ -85,6 +88,9 @@ class Event(BaseModel):
     messages: list[dict[str, str]] = []
     # Before the measured month (existing clients' plan and last month): set up, not counted.
     warmup: bool = False
+    # Simulated seconds since the measured period began (set-up events are before 0). REVISE:
+    # ``month`` is the deliverable month that follows the edit (written earlier that month).
+    at: float = 0.0
 
 
 class Workload(BaseModel):
@@ -92,6 +98,7 @@ class Workload(BaseModel):
     seed: int
     clients: list[dict[str, Any]]
     events: list[Event]
+    months: int = 1
 
 
 def _text(rng: random.Random, sentences: int) -> str:
@@ -137,89 +144,131 @@ def workload_v1(n: int = 20, seed: int = 7) -> Workload:
     return Workload(name="v1", seed=seed, clients=clients, events=events)
 
 
-_MESSAGE_LINES = (
-    "Can we move the product shoot to Thursday? The samples arrive on Wednesday.",
-    "The first batch of packaging mock-ups looks great, but the logo feels too small.",
-    "Our audience keeps asking when the pre-order opens; can we share a date this week?",
-    "I reviewed the pricing sheet and would like a bundle option for returning customers.",
-    "The influencer list is approved, except the two accounts with fake followers.",
-    "Engagement on the teaser reel was 40% above our usual average.",
-    "Please send the updated content calendar before Friday so I can plan filming.",
-    "I am worried the launch clashes with a competitor's summer sale.",
-    "The supplier confirmed 500 units, with a second run possible in six weeks.",
-    "Could the newsletter welcome sequence mention the community challenge?",
-    "We need a decision on the colour palette; the printer closes orders on Monday.",
-    "Comments on the last post were mostly positive, a few asked about shipping costs.",
-)
+DAY = 86_400.0
+MONTH_DAYS = 30
+WEEKS_PER_MONTH = 4
+THREADS = 3
 
 
-def _message_batch(rng: random.Random, client: int, thread: int, batch: int) -> list[dict[str, str]]:
-    """One batch of 4-7 messages in a thread, alternating between the creator and the studio."""
-    out = []
-    for j in range(rng.randint(4, 7)):
-        author = "client" if j % 2 == 0 else "studio"
-        text = " ".join(rng.choice(_MESSAGE_LINES) for _ in range(rng.randint(1, 3)))
-        out.append({"id": f"c{client}t{thread}b{batch}m{j}", "author": author, "text": text})
-    return out
+def _working_time(rng: random.Random, day: float) -> float:
+    """Seconds since the period began, at a working hour (9:00-18:00) of ``day``."""
+    return (int(day) + (9 + rng.random() * 9) / 24) * DAY
 
 
-def workload_studio(n: int = 20, seed: int = 11, *, thread_batches: int = 8, weeks: int = 4) -> Workload:
-    """Issue #5's studio month for ``n`` clients.
+def client_records(n: int, seed: int, base_record: dict[str, Any] | None = None) -> list[dict[str, Any]]:
+    """The studio month's clients: synthetic, or a studio's own record varied per client."""
+    facts = synthetic.Facts(random.Random(f"clients-{seed}"))
+    if base_record is not None:
+        return [synthetic.varied_client(facts, base_record, i, seed) for i in range(n)]
+    base = json.loads(sample_client_file().read_text())
+    return [synthetic.synthetic_client(facts, base, i, seed) for i in range(n)]
 
-    20% are new: they are imported and get a complete plan, then month 1. The others already
-    have a complete plan and last month's deliverable (set up before the month, not counted)
-    and get month 2. 40% edit 1-3 fields during the month: their plan follows, and so does
-    their month if it was already written. Each client has 3 threads that grow by about 8
-    batches of new messages, each batch followed by that thread's summary, plus a weekly client
-    summary. 20% of documents are requested again unchanged; 10% of document generations hit
-    an injected failure mid-way and are retried.
+
+def workload_studio(
+    n: int = 20,
+    seed: int = 11,
+    *,
+    months: int = 3,
+    thread_batches: int = 4,
+    base_record: dict[str, Any] | None = None,
+) -> Workload:
+    """The studio's months (issues #5 and #11) for ``n`` clients, on a simulated clock.
+
+    20% of the clients are new: imported at the start with a complete plan, then months 1..N of
+    deliverables. The others already have a plan and month 1 (set up before the period, not
+    counted) and get months 2..N+1. Each month: every client's deliverable on a random working
+    day; 40% of clients edit 1-3 fields (their plan follows, and so does this month's
+    deliverable if it was already written); each client's 3 threads, carried over from month to
+    month, grow by ``thread_batches`` batches of new messages, each followed by that thread's
+    summary; a client summary at the end of each week. 10% of document generations fail mid-way
+    and are retried; 20% of documents are requested again, unchanged, later in the same month.
+    Every event has a time (``Event.at``), so caches and the provider's prefix cache expire as
+    they would over the months.
     """
+    if not 1 <= months <= deliverables.LAST_MONTH - 1:
+        raise ValueError(f"months must be from 1 to {deliverables.LAST_MONTH - 1} (existing clients start at M2)")
+    if n < 1:
+        raise ValueError("the studio month needs at least one client")
     rng = random.Random(seed)
-    clients = make_clients(n, seed)
+    facts = synthetic.Facts(random.Random(f"facts-{seed}"))
+    clients = client_records(n, seed, base_record)
+    current = [dict(c) for c in clients]  # each client's record as edits apply, for the edits' facts
     new = set(rng.sample(range(n), max(1, round(n * 0.2))))
-    month_of = {i: 1 if i in new else 2 for i in range(n)}
-    events: list[Event] = []
+    first_month = {i: 1 if i in new else 2 for i in range(n)}
+    warmup: list[Event] = []
     for i in range(n):
         if i not in new:
-            events.append(Event(kind=EventKind.ONBOARD, client=i, warmup=True))
-            events.append(Event(kind=EventKind.DELIVERABLE, client=i, month=1, warmup=True))
+            warmup.append(Event(kind=EventKind.ONBOARD, client=i, warmup=True, at=-40 * DAY))
+            warmup.append(Event(kind=EventKind.DELIVERABLE, client=i, month=1, warmup=True, at=-35 * DAY))
 
-    # The month, week by week: (week, order within the week, event).
-    timeline: list[tuple[int, float, Event]] = []
-    for i in sorted(new):  # new clients arrive first: everything else of theirs follows
-        timeline.append((0, -1.0 + rng.random() / 10, Event(kind=EventKind.ONBOARD, client=i)))
-    deliverable_week = {i: rng.randrange(weeks) for i in range(n)}
-    for i in range(n):
-        timeline.append((deliverable_week[i], 0.5 + rng.random() / 2, Event(kind=EventKind.DELIVERABLE, client=i)))
-    for i in rng.sample(range(n), round(n * 0.4)):
-        fields = rng.sample(EDITABLE, rng.randint(1, 3))
-        change = Event(kind=EventKind.REVISE, client=i, changes={f: _text(rng, 2) for f in fields})
-        timeline.append((rng.randrange(weeks), rng.random(), change))
-    per_week = max(1, thread_batches // weeks)
-    for i in range(n):
-        for t in range(3):
-            for b in range(thread_batches):
-                week = min(weeks - 1, b // per_week)
-                batch = Event(kind=EventKind.MESSAGES, client=i, thread=t, messages=_message_batch(rng, i, t, b))
-                timeline.append((week, rng.random(), batch))
-        for w in range(weeks):
-            timeline.append((w, 2.0, Event(kind=EventKind.CLIENT_SUMMARY, client=i)))
-    timeline.sort(key=lambda item: (item[0], item[1]))
-    month_events = [e for _, _, e in timeline]
-    for e in month_events:
-        if e.kind is EventKind.DELIVERABLE:
-            e.month = month_of[e.client]
-
+    timeline: list[Event] = []
+    for i in sorted(new):  # imported on the first morning, before any other event of theirs
+        timeline.append(Event(kind=EventKind.ONBOARD, client=i, at=rng.random() * 0.3 * DAY))
+    documents: list[Event] = [e for e in timeline]
+    for m in range(months):
+        start = m * MONTH_DAYS
+        written: dict[int, Event] = {}
+        for i in range(n):
+            day = start + rng.randrange(MONTH_DAYS - 2)
+            e = Event(kind=EventKind.DELIVERABLE, client=i, month=first_month[i] + m, at=_working_time(rng, day))
+            written[i] = e
+            timeline.append(e)
+            documents.append(e)
+        for i in rng.sample(range(n), round(n * 0.4)):
+            fields = rng.sample(EDITABLE, rng.randint(1, 3))
+            at = _working_time(rng, start + 2 + rng.randrange(MONTH_DAYS - 2))
+            # Events are generated in time order per client below; the edit's facts follow the record.
+            timeline.append(Event(kind=EventKind.REVISE, client=i, changes={f: "" for f in fields}, at=at))
+        for i in range(n):
+            for t in range(THREADS):
+                for _ in range(thread_batches):
+                    day = start + rng.random() * MONTH_DAYS
+                    timeline.append(Event(kind=EventKind.MESSAGES, client=i, thread=t, at=_working_time(rng, day)))
+            for w in range(WEEKS_PER_MONTH):
+                at = (start + (w + 1) * MONTH_DAYS / WEEKS_PER_MONTH - 0.25) * DAY  # Friday evening, roughly
+                timeline.append(Event(kind=EventKind.CLIENT_SUMMARY, client=i, at=at))
     # 10% of document generations fail mid-way (one section's answers stay broken) and are retried.
-    documents = [e for e in month_events if e.kind in (EventKind.ONBOARD, EventKind.DELIVERABLE)]
     for e in rng.sample(documents, max(1, round(len(documents) * 0.1))):
         e.fail_section = "market_analysis" if e.kind is EventKind.ONBOARD else "framework_strategy"
-    # 20% of documents are requested again, unchanged, right after they were written.
-    repeated = set(id(e) for e in rng.sample(documents, max(1, round(len(documents) * 0.2))))
-    events_out: list[Event] = []
-    for e in month_events:
-        events_out.append(e)
-        if id(e) in repeated:
-            document = "business_plan" if e.kind is EventKind.ONBOARD else "deliverable"
-            events_out.append(Event(kind=EventKind.REPEAT, client=e.client, document=document, month=e.month))
-    return Workload(name="studio-month", seed=seed, clients=clients, events=events + events_out)
+    # 20% of documents are requested again, unchanged, later in the same month.
+    for e in rng.sample(documents, max(1, round(len(documents) * 0.2))):
+        month_end = (int(e.at // DAY) // MONTH_DAYS + 1) * MONTH_DAYS * DAY
+        at = e.at + rng.random() * max(DAY, month_end - e.at)
+        document = "business_plan" if e.kind is EventKind.ONBOARD else "deliverable"
+        timeline.append(Event(kind=EventKind.REPEAT, client=e.client, document=document, month=e.month, at=at))
+    timeline.sort(key=lambda e: e.at)
+
+    # Content that depends on order: an edit's facts (from the record as it stands), whether it
+    # is followed by this month's deliverable, and each thread's messages.
+    last_written: dict[int, tuple[int, int]] = {}  # client -> (deliverable month, calendar month)
+    batches: dict[tuple[int, int], int] = {}
+    for e in timeline:
+        calendar = int(e.at // DAY) // MONTH_DAYS
+        if e.kind is EventKind.DELIVERABLE:
+            assert e.month is not None
+            last_written[e.client] = (e.month, calendar)
+        elif e.kind is EventKind.REVISE:
+            e.changes = synthetic.edit(facts, current[e.client], list(e.changes))
+            current[e.client].update(e.changes)
+            written = last_written.get(e.client)
+            e.month = written[0] if written and written[1] == calendar else None
+        elif e.kind is EventKind.MESSAGES:
+            assert e.thread is not None
+            key = (e.client, e.thread)
+            batches[key] = b = batches.get(key, 0) + 1
+            e.messages = _message_batch(facts, current[e.client], e.client, e.thread, b)
+    return Workload(name="studio-months", seed=seed, clients=clients, events=warmup + timeline, months=months)
+
+
+def _message_batch(
+    facts: synthetic.Facts, record: dict[str, Any], client: int, thread: int, batch: int
+) -> list[dict[str, str]]:
+    """One batch of 3-6 messages in a thread, alternating between the creator and the studio."""
+    return [
+        {
+            "id": f"c{client}t{thread}b{batch}m{j}",
+            "author": "client" if j % 2 == 0 else "studio",
+            "text": synthetic.message_text(facts, record),
+        }
+        for j in range(facts.rng.randint(3, 6))
+    ]
