@@ -98,12 +98,13 @@ class PlanDependencies:
             log.warning("cache hit rate not checked: %s", err)
 
 
-def idempotency_key(client_id: str, client_version: int, prompt: BuiltPrompt, kind: DocumentKind = KIND) -> str:
-    """What makes two generations the same work for durability: the same client version, the
-    document kind and exactly what the section reads. A retried, replayed or repeated plan
-    reuses the section; so does a later deliverable month for a section that reads no month
-    (Brand Context)."""
-    raw = f"{client_id}|v{client_version}|{kind}|{prompt.input_hash}"
+def idempotency_key(client_id: str, prompt: BuiltPrompt, kind: DocumentKind = KIND) -> str:
+    """What makes two generations the same work: the same client, the document kind and exactly
+    what the section reads (tokenopt.reads, with its values), not the client's version. A
+    retried, replayed or repeated plan reuses the section; so does a later client version whose
+    edits this section does not read, however long after, and a later deliverable month for a
+    section that reads no month (Brand Context)."""
+    raw = f"{client_id}|{kind}|{prompt.input_hash}"
     return hashlib.sha256(raw.encode()).hexdigest()
 
 
@@ -134,6 +135,24 @@ def section_spec(kind: DocumentKind, key: str) -> SectionSpec:
     if kind is DocumentKind.DELIVERABLE:
         return deliverables.section_spec(key)
     return section(key)
+
+
+@dataclass(frozen=True)
+class Base:
+    """An earlier answer of the same client and section (scope as ``_scope``) that may be served
+    as is or patched: a live cache entry, or a stored section."""
+
+    content: dict[str, Any]
+    inputs: dict[str, str]
+    # Its real completion tokens when known (a cache entry), else 0: counted from the content.
+    completion_tokens: int
+    key: str
+    stale: bool
+    model: str
+
+    @classmethod
+    def of_entry(cls, entry: CacheEntry) -> Base:
+        return cls(entry.content, entry.inputs, entry.completion_tokens, entry.key, entry.stale, entry.model)
 
 
 @dataclass
@@ -370,6 +389,8 @@ class PlanActivities:
                 earlier=semantic_on or patch_on,
             ):
                 continue
+            if patch_on and await self._stored_base(job) is not None:
+                continue  # an earlier stored answer to patch
             candidates.append(Candidate(job.spec, job.tier, job.prompt, job.context))
         if not candidates:
             return []
@@ -420,7 +441,7 @@ class PlanActivities:
             kind=kind,
         )
         writer = SectionWriter(self.deps.llm, self.deps.router, ledger, request.client_id, self.guard)
-        key = idempotency_key(request.client_id, request.client_version, prompt, kind)
+        key = idempotency_key(request.client_id, prompt, kind)
         if request.fresh:
             # A fresh answer is other work than the stored one; retries of this run still reuse it.
             key = hashlib.sha256(f"{key}|fresh|{activity.info().workflow_run_id}".encode()).hexdigest()
@@ -493,21 +514,40 @@ class PlanActivities:
 
     async def _base(
         self, db: Any, job: _Job, semantic_on: bool, patch_on: bool
-    ) -> tuple[CacheEntry | None, list[float] | None]:
+    ) -> tuple[Base | None, list[float] | None]:
         """The earlier answer to serve or patch, and the query's embedding when one was made: the
-        nearest by its inputs (semantic tier), else the latest (patch tier)."""
+        nearest live cache entry by its inputs (semantic tier), else the latest live one, else the
+        latest stored answer (the cache expires; stored sections do not)."""
         scope = self._scope(job)
         vector = None
         if semantic_on:
             found, vector = await self.cache.similar(db, scope, job.spec, job.prompt.inputs, job.ledger)
             if found is not None:
-                return found[0], vector
-        if patch_on:
-            return await self.cache.latest(db, scope, job.spec), vector
-        return None, vector
+                return Base.of_entry(found[0]), vector
+        if not patch_on:
+            return None, vector
+        if (entry := await self.cache.latest(db, scope, job.spec)) is not None:
+            return Base.of_entry(entry), vector
+        return await self._stored_base(job), vector
+
+    async def _stored_base(self, job: _Job) -> Base | None:
+        """The client's latest stored answer to this section in the same scope, with its inputs."""
+        scope = self._scope(job)
+        written = await sections.latest_written(
+            self.deps.pool,
+            client_id=scope.client_id,
+            document_kind=scope.document_kind,
+            section_key=scope.section_key,
+            schema_version=scope.schema_version,
+            prompt_version=scope.prompt_version,
+            model=scope.model,
+        )
+        if written is None:
+            return None
+        return Base(written.content, written.inputs, 0, written.idempotency_key, False, written.model)
 
     async def _from_base(
-        self, job: _Job, entry: CacheEntry, *, serve: bool, patch: bool
+        self, job: _Job, entry: Base, *, serve: bool, patch: bool
     ) -> tuple[SectionResult, dict[str, Any]] | None:
         """``entry`` served as is when it was written from exactly what the section reads now (and
         no client update since marked it stale), else patched for the facts that changed; None:
@@ -515,7 +555,8 @@ class PlanActivities:
         changes = field_changes(entry.inputs, job.prompt.inputs)
         if serve and not changes and not entry.stale:
             section_id = await self._store(job, entry.content, entry.model)
-            saved = await job.ledger.hit(entry.model, "semantic", entry.key, completion_tokens=entry.completion_tokens)
+            tokens = entry.completion_tokens or answer_tokens(entry.content, entry.model)
+            saved = await job.ledger.hit(entry.model, "semantic", entry.key, completion_tokens=tokens)
             return self._served(job, section_id, entry.model, "semantic", saved), entry.content
         if not patch or not changes:
             return None
@@ -570,6 +611,7 @@ class PlanActivities:
             prompt_version=PROMPT_VERSION,
             model=model,
             content=content,
+            inputs=job.prompt.inputs,
         )
 
     def _served(self, job: _Job, section_id: int, model: str, cache_tier: str, baseline_cost: Any) -> SectionResult:

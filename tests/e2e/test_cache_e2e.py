@@ -38,13 +38,29 @@ async def test_an_edit_regenerates_only_the_sections_that_read_the_field(pool, c
     await update_client(pool, client_id, emergingCompetitors="Reformer-at-home startups and a new app, Glide.")
     stub.reset()
     _, result = await run_plan(client, settings, PlanRequest(client_id=client_id, level=Level.ESSENTIAL))
+    # Unchanged sections are the stored answers (keyed by what they read, not the client version).
     assert tiers(result) == {
-        "executive_summary": "exact",
-        "market_analysis": "exact",
+        "executive_summary": "stored",
+        "market_analysis": "stored",
         "competitive_landscape": "patch",
     }
     assert Counter(r["section"] for r in section_requests(stub)) == Counter({"section_patch": 1})
     assert result.document.version == 2
+
+
+async def test_an_edit_long_after_the_cache_expired_still_reuses_and_patches(pool, client, settings, stub, worker):
+    client_id = await new_client(pool)
+    await run_plan(client, settings, PlanRequest(client_id=client_id, level=Level.ESSENTIAL))
+    await pool.execute("DELETE FROM cache_entries WHERE client_id = $1", client_id)  # every entry expired
+    await update_client(pool, client_id, emergingCompetitors="Reformer-at-home startups and a new app, Glide.")
+    stub.reset()
+    _, result = await run_plan(client, settings, PlanRequest(client_id=client_id, level=Level.ESSENTIAL))
+    assert tiers(result) == {
+        "executive_summary": "stored",
+        "market_analysis": "stored",
+        "competitive_landscape": "patch",  # its base is the stored section, with the inputs it was written from
+    }
+    assert [r["section"] for r in section_requests(stub)] == ["section_patch"]
 
 
 async def test_identical_records_of_two_clients_never_share_an_entry(pool, client, settings, stub, worker):

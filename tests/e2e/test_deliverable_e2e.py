@@ -160,7 +160,7 @@ async def test_a_client_update_rewrites_only_the_month_sections_reading_changed_
     rewritten = {s.section_key for s in result.sections if s.llm_calls > 0}
     assert rewritten == readers
     assert sum(calls(stub).values()) == len(readers)
-    assert {s.cache_tier for s in result.sections if s.llm_calls == 0} == {"exact"}
+    assert {s.cache_tier for s in result.sections if s.llm_calls == 0} == {"stored"}
     doc = await documents.latest(pool, client_id, "deliverable", document_key=deliverables.documents(1)[0].key)
     assert doc is not None and doc.version == 2 and doc.client_version == 2
 

@@ -36,6 +36,7 @@ from domain.sections import Level
 from domain.summaries import Author, NewMessage, ThreadInput
 from llm.stub_server import StubServer
 from storage import db
+from tokenopt.fidelity import fidelity_of_requests
 from wavelaunch import plans
 from wavelaunch.bench import naive_arm
 from wavelaunch.bench.cost import STUB_KEY, Totals, arm_settings, bench_stack, fresh_arm, llm_config
@@ -278,9 +279,25 @@ class Clock:
             self.at = at
 
 
+def fidelity_inputs(
+    workload: Workload, records: list[dict[str, Any]]
+) -> tuple[dict[str, list[dict[str, Any]]], dict[str, dict[str, list[str]]]]:
+    """What tokenopt.fidelity checks an arm's prompts against: every version each client's record
+    had (edits applied in order), and each client's threads as the workload sent them."""
+    versions = {r["id"]: [dict(r)] for r in records}
+    threads: dict[str, dict[str, list[str]]] = defaultdict(lambda: defaultdict(list))
+    for e in workload.events:
+        client_id = records[e.client]["id"]
+        if e.kind is EventKind.REVISE:
+            versions[client_id].append(versions[client_id][-1] | e.changes)
+        elif e.kind is EventKind.MESSAGES:
+            threads[client_id][f"thread-{e.thread}"] += [m["text"] for m in e.messages]
+    return versions, {c: dict(t) for c, t in threads.items()}
+
+
 async def run_ours(
     arm: str, workload: Workload, stub: StubServer, settings: Settings, endpoints: Any, pool: asyncpg.Pool, tag: str
-) -> tuple[ArmTotals, Figures]:
+) -> tuple[ArmTotals, Figures, dict[str, Any]]:
     temporal = await connect_temporal(settings, endpoints.temporal_address)
     await ensure_search_attributes(temporal, settings.temporal_namespace)
     deps = await plan_dependencies(settings, endpoints.database_url, llm_config(stub))
@@ -306,7 +323,11 @@ async def run_ours(
     finally:
         await close_dependencies(deps)
     totals.kinds = await ledger_by_kind(pool, prefix, watermark)
-    return totals, run.figures
+    # Every prompt this arm sent (set-up included: month 1 feeds month 2's digest) against what
+    # each section needs (domain.needs), read from the stub's log before the next arm resets it.
+    versions, threads = fidelity_inputs(workload, records)
+    fidelity = fidelity_of_requests(stub.requests(), versions, threads=threads)
+    return totals, run.figures, fidelity.as_dict()
 
 
 async def run_naive_arms(workload: Workload, stub: StubServer, base: Settings, arms: list[str]) -> dict[str, Any]:
@@ -345,6 +366,7 @@ async def run(
     tag = f"s{uuid.uuid4().hex[:6]}"
     results: dict[str, ArmTotals] = {}
     figures: dict[str, Figures] = {}
+    fidelity: dict[str, dict[str, Any]] = {}
     with StubServer(api_key=STUB_KEY) as stub:
         naive = await run_naive_arms(workload, stub, base, arms)
         ours_arms = [a for a in arms if a not in NAIVE_ARMS]
@@ -356,12 +378,16 @@ async def run(
                         settings = arm_settings(base, arm, tag)
                         await fresh_arm(stub, pool)
                         log.info("arm %s ...", arm)
-                        results[arm], figures[arm] = await run_ours(arm, workload, stub, settings, endpoints, pool, tag)
+                        results[arm], figures[arm], fidelity[arm] = await run_ours(
+                            arm, workload, stub, settings, endpoints, pool, tag
+                        )
                 finally:
                     await pool.close()
     bound = lower_bound(workload, base.model_economy, bound_models)
     results["lower_bound"] = ArmTotals(bound.kinds)
     out = report(workload, {k: v[0] for k, v in naive.items()}, results, figures)
+    out["fidelity"] = fidelity.get("optimized")
+    out["fidelity_by_arm"] = {arm: {k: f[k] for k in ("required", "delivered", "ratio")} for arm, f in fidelity.items()}
     out["arms"]["lower_bound"].update(
         method=METHOD, writes=bound.writes, revisions=bound.revisions, models=dict(sorted(bound.models.items()))
     )
@@ -447,7 +473,7 @@ def report(
         "lower_bound_cost_ratio": _ratio(float(o.cost), float(lb.cost)) if o else None,
         "lower_bound_vs_naive": _ratio(lb.total_tokens, n.total_tokens) if n else None,
         "lower_bound_cost_vs_naive": _ratio(float(lb.cost), float(n.cost)) if n else None,
-        # Issue #11 item 3: context fidelity (tokenopt.fidelity) is reported here once wired in.
+        # Context fidelity of ours' prompts (tokenopt.fidelity), set by ``run``.
         "fidelity": None,
     }
     if figs := figures.get("optimized"):
@@ -514,7 +540,10 @@ def summarise(runs: list[dict[str, Any]]) -> dict[str, Any]:
         for name, limit in TARGETS.items()
         if name in out
     }
-    out["targets"]["fidelity"] = {"target": ">= 1.0", "mean": None, "met": None}  # issue #11 item 3
+    ratios = [r["fidelity"]["ratio"] for r in runs if r.get("fidelity")]
+    if ratios:
+        out["fidelity"] = spread(ratios)
+        out["targets"]["fidelity"] = {"target": ">= 1.0", "mean": out["fidelity"]["mean"], "met": min(ratios) >= 1.0}
     return out
 
 
@@ -537,6 +566,5 @@ async def run_seeds(
         "seeds": seeds,
         "seconds": round(time.monotonic() - began, 1),
         "summary": summarise(runs),
-        "fidelity": None,  # issue #11 item 3
         "runs": runs,
     }
