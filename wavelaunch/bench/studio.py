@@ -136,6 +136,7 @@ class Figures:
     brand_context_needed: int = 0
     brand_context_written: int = 0
     summary_tokens: dict[int, list[int]] = field(default_factory=lambda: defaultdict(list))
+    revisions: dict[str, Any] = field(default_factory=dict)
 
 
 class StudioRun:
@@ -227,6 +228,28 @@ class StudioRun:
             self.figures.summary_tokens[self.batches[key]].append(tokens)
         elif e.kind is EventKind.CLIENT_SUMMARY:
             await client_summary(self.temporal, self.settings, record["id"])
+
+
+async def revision_figures(pool: asyncpg.Pool, prefix: str, after_id: int) -> dict[str, Any]:
+    """Issue #10's figures from ours' ledger: patches that stood in for a rewrite (their output
+    against the whole section each replaced), patches that failed and fell back to a rewrite."""
+    row = await pool.fetchrow(
+        """SELECT count(*) FILTER (WHERE success) AS patched,
+                  count(*) FILTER (WHERE NOT success) AS failed,
+                  coalesce(sum(completion_tokens) FILTER (WHERE success), 0) AS patch_tokens,
+                  coalesce(sum(baseline_completion_tokens) FILTER (WHERE success), 0) AS rewrite_tokens
+           FROM usage_ledger WHERE client_id LIKE $1 AND id > $2 AND operation = 'patch_section'""",
+        prefix + "%",
+        after_id,
+    )
+    return {
+        "patched_sections": row["patched"],
+        "failed_patches": row["failed"],
+        "patch_completion_tokens": row["patch_tokens"],
+        "rewrite_completion_tokens_replaced": row["rewrite_tokens"],
+        # A patched section's output over the full section it replaced (issue #10: <= 0.30).
+        "patch_output_share": _ratio(row["patch_tokens"], row["rewrite_tokens"]),
+    }
 
 
 async def ledger_by_kind(pool: asyncpg.Pool, prefix: str, after_id: int) -> dict[str, Totals]:
@@ -323,6 +346,7 @@ async def run_ours(
     finally:
         await close_dependencies(deps)
     totals.kinds = await ledger_by_kind(pool, prefix, watermark)
+    run.figures.revisions = await revision_figures(pool, prefix, watermark)
     # Every prompt this arm sent (set-up included: month 1 feeds month 2's digest) against what
     # each section needs (domain.needs), read from the stub's log before the next arm resets it.
     versions, threads = fidelity_inputs(workload, records)
@@ -480,6 +504,8 @@ def report(
         out["figures"] = {
             "revision_sections_written": figs.revision_sections_written,
             "revision_sections_total": figs.revision_sections_total,
+            # Every patch of the period (after an edit, or at the next document reading the edit).
+            "patches": figs.revisions,
             "retries": figs.retries,
             "finished_sections_regenerated_by_retries": figs.finished_sections_regenerated_by_retries,
             "repeat_llm_calls": figs.repeat_llm_calls,
