@@ -25,7 +25,6 @@ import json
 import random
 from collections import defaultdict
 from dataclasses import dataclass, field
-from decimal import Decimal
 from typing import Any, Literal
 
 import openai
@@ -42,6 +41,7 @@ from tokenopt.projection import full_record
 from tokenopt.prompts import build_section_prompt
 from tokenopt.routing import ModelRouter, tier_for
 from tokenopt.techniques import Technique, Techniques
+from wavelaunch.bench.totals import Totals
 from wavelaunch.bench.workload import make_clients
 from wavelaunch.settings import Settings
 
@@ -104,13 +104,8 @@ JUDGE_SYSTEM = (
 )
 
 
-@dataclass
-class Spend:
-    calls: int = 0
-    prompt_tokens: int = 0
-    cached_tokens: int = 0
-    completion_tokens: int = 0
-    dollars: Decimal = Decimal(0)
+class Spend(Totals):
+    """One side's calls in the evaluation (ours, the reference, the judge)."""
 
     def add(self, model: str, usage: Any, free_models: frozenset[str]) -> None:
         prompt = getattr(usage, "prompt_tokens", 0) or 0
@@ -121,19 +116,9 @@ class Spend:
         self.prompt_tokens += prompt
         self.cached_tokens += cached
         self.completion_tokens += completion
-        self.dollars += pricing.cost(
+        self.cost += pricing.cost(
             model, prompt_tokens=prompt, cached_tokens=cached, completion_tokens=completion, free_models=free_models
         )
-
-    def as_dict(self) -> dict[str, Any]:
-        return {
-            "calls": self.calls,
-            "prompt_tokens": self.prompt_tokens,
-            "cached_tokens": self.cached_tokens,
-            "completion_tokens": self.completion_tokens,
-            "total_tokens": self.prompt_tokens + self.completion_tokens,
-            "cost": round(float(self.dollars), 6),
-        }
 
 
 @dataclass

@@ -567,6 +567,7 @@ def summarise(runs: list[dict[str, Any]]) -> dict[str, Any]:
         if name in out
     }
     ratios = [r["fidelity"]["ratio"] for r in runs if r.get("fidelity")]
+    out["targets"]["fidelity"] = {"target": ">= 1.0", "mean": None, "met": None}  # no arm of ours ran
     if ratios:
         out["fidelity"] = spread(ratios)
         out["targets"]["fidelity"] = {"target": ">= 1.0", "mean": out["fidelity"]["mean"], "met": min(ratios) >= 1.0}

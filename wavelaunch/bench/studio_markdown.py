@@ -115,6 +115,19 @@ def tables(result: dict[str, Any]) -> str:
         met = {True: "**yes**", False: "**no**", None: "not measured yet"}[target["met"]]
         stdev = f"{spread['stdev']:.3f}" if spread else "—"
         out.append(f"| {TARGET_NAMES.get(name, name)} | {target['target']} | {_ratio(spread)} | {stdev} | {met} |")
+    patches = [r["figures"]["patches"] for r in runs if r.get("figures", {}).get("patches")]
+    if patches:
+        share = _spread([p["patch_output_share"] for p in patches if p["patch_output_share"] is not None])
+        out += [
+            "",
+            "| revisions (mean over seeds) | sections patched | patches failed (rewritten) "
+            "| patch output | full sections they replaced | patch output / full section |",
+            "|---|---:|---:|---:|---:|---:|",
+            f"| ours | {_mean([p['patched_sections'] for p in patches]):,.1f} "
+            f"| {_mean([p['failed_patches'] for p in patches]):,.1f} "
+            f"| {_mean([p['patch_completion_tokens'] for p in patches]):,.0f} "
+            f"| {_mean([p['rewrite_completion_tokens_replaced'] for p in patches]):,.0f} | {_ratio(share)} |",
+        ]
     return "\n".join(out)
 
 

@@ -21,20 +21,10 @@ from domain.client import KNOWN_FIELDS
 from wavelaunch.bench import synthetic
 from wavelaunch.commands import sample_client_file
 
-NICHES = (
-    "Fitness and mindful movement",
-    "Sustainable skincare",
-    "Plant-based cooking",
-    "Budget travel",
-    "Personal finance for students",
-    "Streetwear",
-    "Home baking",
-    "Gaming and tech reviews",
-    "Parenting and family life",
-    "Outdoor adventure",
-)
-FIRST = ("Maya", "Leo", "Aisha", "Tom", "Priya", "Jonas", "Sofia", "Kwame", "Elena", "Ravi")
-LAST = ("Okafor", "Martin", "Khan", "Berg", "Costa", "Nguyen", "Silva", "Mensah", "Rossi", "Iyer")
+# Workload v1's clients, as measured before: the first ten names of the synthetic lists.
+NICHES = synthetic.NICHES
+FIRST = synthetic.FIRST[:10]
+LAST = synthetic.LAST[:10]
 
 # Fields a creator plausibly edits in the CRM (never identity or contact data).
 EDITABLE = (
