@@ -170,7 +170,9 @@ def build_section_prompt(
     With budget compression on, a prompt over 40% of the section's budget is shrunk step by
     step (budget.ORDER) until it fits; one still over the hard limit raises BudgetExceeded
     before any call is made. The context is already bounded by its producer and compression
-    cannot shorten it, so its tokens are allowed on top of the section's budget.
+    cannot shorten it, so its tokens are allowed on top of the section's budget; so are the
+    fields the section needs (domain.needs), which compression keeps whole: a long answer the
+    section needs makes a longer prompt, never a refused section.
     """
     core, own = section_inputs(record, spec, techniques, kind)
     digest = input_hash(reads(kind, spec, techniques), core, own, techniques, context)
@@ -202,7 +204,9 @@ def build_section_prompt(
         messages = _render(spec, core, own, techniques, examples, short, context, kind)
         tokens = count_messages(messages, model)
 
-    if tokens - allowance > budget.hard_limit(spec):
+    needed = budget.kept_whole(kind, spec.key)
+    whole = count_tokens(_lines({k: v for k, v in own.items() if k in needed}), model)
+    if tokens - allowance - whole > budget.hard_limit(spec):
         raise BudgetExceeded(
             f"section {spec.key}: the prompt needs {tokens} tokens after compression "
             f"({', '.join(steps) or 'no step applied'}); its budget is {budget.hard_limit(spec)}. "
