@@ -229,7 +229,13 @@ async def test_a_429_storm(pool, client, settings, worker, stub):
     )
     # A batch's 429 is a failed row for each of its members.
     assert failed == 6 * (len(calls) + 1)
-    record_row("429 storm: 42 in a row (6 per call, retry-after 0.2 s)", stub, figures, seconds, note="")
+    record_row(
+        "429 storm: 42 in a row (6 per call, retry-after 0.2 s)",
+        stub,
+        figures,
+        seconds,
+        note=f"each 429 a failed row with no tokens ({failed}: one per batch member)",
+    )
 
 
 async def test_a_hung_call_is_abandoned_and_retried_on_schedule(pool, client, database_url, stub, llm, tmp_path):
