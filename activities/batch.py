@@ -23,6 +23,7 @@ from domain.outputs import batch_json_schema, batch_schema_name, output_model
 from domain.sections import SectionSpec
 from llm.client import Completion, LLMClient
 from llm.errors import LLMError
+from storage.spool import KeptAnswer, Settlement
 from tokenopt import estimate
 from tokenopt.batching import completion_budget
 from tokenopt.counting import count_tokens
@@ -142,23 +143,24 @@ async def write_batch(
             raise as_application_error(err) from None
         cost = members[0].ledger.cost(model, completion)
         spend.settle(completion.prompt_tokens, completion.cached_tokens, completion.completion_tokens, cost)
+        # Each member's row and valid part are spooled and written before the reservation is
+        # settled (every member's spool holds the one settlement; settling twice settles once).
+        outcome = await _record(completion, members, tier, model, spend.settlement())
+    for m in members:
+        m.ledger.settled(spend.settlement())
+    return outcome
 
+
+async def _record(
+    completion: Completion, members: list[BatchMember], tier: Tier, model: str, settlement: Settlement | None
+) -> BatchOutcome:
+    """Each member's part: its usage row, and its content when valid."""
     contents, problems = _parse(completion, members)
     outcome = BatchOutcome(problems=problems)
     for m, part in zip(members, _member_completions(completion, members), strict=True):
         key = m.spec.key
         ok = key in contents
-        cost = await m.ledger.call(
-            OPERATION,
-            model,
-            part,
-            success=ok,
-            tier=tier.value,
-            cache_key=m.cache_key,
-            error=None if ok else f"invalid output in a batch of {len(members)}: {problems[key]}",
-        )
-        if not ok:
-            continue
+        cost = m.ledger.cost(model, part)
         result = SectionResult(
             section_key=key,
             section_id=0,
@@ -174,5 +176,17 @@ async def write_batch(
             llm_calls=1,
             batch_size=len(members),
         )
-        outcome.written[key] = Written(contents[key], result)
+        await m.ledger.call(
+            OPERATION,
+            model,
+            part,
+            success=ok,
+            tier=tier.value,
+            cache_key=m.cache_key,
+            error=None if ok else f"invalid output in a batch of {len(members)}: {problems[key]}",
+            settlement=settlement,
+            answer=KeptAnswer(content=contents[key], figures=result.model_dump(mode="json")) if ok else None,
+        )
+        if ok:
+            outcome.written[key] = Written(contents[key], result)
     return outcome

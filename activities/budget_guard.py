@@ -25,8 +25,10 @@ import asyncpg
 from temporalio.exceptions import ApplicationError
 
 from activities.alerts import AlertNotifier
+from activities.durable import persist
 from storage import budgets
 from storage.budgets import BudgetRefused, Reservation
+from storage.spool import Settlement
 from tokenopt.estimate import CallEstimate, estimate_call
 
 log = logging.getLogger(__name__)
@@ -49,6 +51,13 @@ class Spend:
         del cached_tokens  # counted within prompt_tokens; kept in the signature for the ledger's sake
         self.tokens = prompt_tokens + completion_tokens
         self.cost = cost
+
+    def settlement(self) -> Settlement | None:
+        """The settlement owed once ``settle`` was called (the answer spool keeps it until the
+        block's exit has written it); None when nothing is held."""
+        if self.reservation is None or self.tokens is None or self.cost is None:
+            return None
+        return Settlement(reservation_id=self.reservation.id, tokens=self.tokens, cost=self.cost)
 
 
 def budget_error(refused: BudgetRefused, on_pause: OnPause) -> ApplicationError:
@@ -116,8 +125,10 @@ class BudgetGuard:
                 await self._close(spend, reservation)
 
     async def _close(self, spend: Spend, reservation: Reservation) -> None:
+        # Both are idempotent and retried while Postgres is away: a call that was answered must
+        # not be lost to a failed settlement, nor a failed call leave its estimate held.
         if spend.tokens is None or spend.cost is None:
-            await budgets.release(self.pool, reservation)
+            await persist(lambda: budgets.release(self.pool, reservation), "budget release")
             return
         if self.reserve_estimate and (spend.tokens > reservation.tokens or spend.cost > reservation.cost):
             log.warning(
@@ -127,10 +138,25 @@ class BudgetGuard:
                 reservation.tokens,
                 reservation.cost,
             )
-        settled = await budgets.settle(self.pool, reservation, tokens=spend.tokens, cost=spend.cost)
+        tokens, cost = spend.tokens, spend.cost
+        settled = await persist(
+            lambda: budgets.settle(self.pool, reservation, tokens=tokens, cost=cost), "budget settlement"
+        )
+        self._after(settled)
+
+    def _after(self, settled: budgets.Settled) -> None:
         self.notifier.raised(settled.alerts)
         for use in settled.paused:
             log.warning("the %s reached its limit and is paused", use.label())
+
+    async def settle_reservation(self, settlement: Settlement) -> None:
+        """Settle a reservation an earlier attempt held (from the answer spool); a reservation
+        settled already is left as it is."""
+        try:
+            reservation = await budgets.reservation(self.pool, settlement.reservation_id)
+        except LookupError:
+            return
+        self._after(await budgets.settle(self.pool, reservation, tokens=settlement.tokens, cost=settlement.cost))
 
     # -- Batch API submissions: held while the batch runs, settled when it is collected ---------
     async def hold_batch(self, estimates: dict[str, CallEstimate], *, hold_hours: float) -> dict[str, int]:
@@ -162,7 +188,10 @@ class BudgetGuard:
     async def settle_batch(self, holds: dict[str, int], billed: dict[str, tuple[int, Decimal]]) -> None:
         """Replace each client's hold with what its lines billed (nothing billed: given back)."""
         for client_id, reservation_id in holds.items():
-            reservation = await budgets.reservation(self.pool, reservation_id)
             tokens, cost = billed.get(client_id, (0, Decimal(0)))
-            settled = await budgets.settle(self.pool, reservation, tokens=tokens, cost=cost)
-            self.notifier.raised(settled.alerts)
+            await persist(
+                lambda r=reservation_id, t=tokens, c=cost: self.settle_reservation(
+                    Settlement(reservation_id=r, tokens=t, cost=c)
+                ),
+                "batch budget settlement",
+            )

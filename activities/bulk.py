@@ -20,6 +20,7 @@ from pydantic import ValidationError
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
+from activities.durable import persist
 from activities.plan import PlanActivities, PlanDependencies
 from activities.writer import as_application_error, parse_answer
 from domain.sections import DocumentKind, UnknownSection, resolve_sections
@@ -235,32 +236,44 @@ class BulkActivities:
         except LLMError as err:
             raise as_application_error(err) from None
         totals = BulkCollected()
+
+        async def mark(custom_id: str, **values: Any) -> None:
+            await persist(lambda: bulk.mark(pool, ref, custom_id, **values), f"bulk item {custom_id[:12]}")
+
         # Items are marked after their row and section are written: a retried collect skips what
-        # an earlier attempt finished (at worst one usage row is written twice after a crash).
+        # an earlier attempt finished. The provider's output file keeps every answer, so a retry
+        # reads it again instead of buying anything, and a line's usage row has an id of its own
+        # (the batch and the line): written twice, it is written once.
         for item in await bulk.items(pool, ref, states=("pending",)):
             activity.heartbeat()
             job = await self.plan.section_job(_section_request(item))
+            call_id = f"batch:{row.batch_id}:{item.custom_id}"
             answer = answers.get(item.custom_id)
             if answer is None:
                 # Never answered (an expired, cancelled or failed batch): nothing was billed.
-                await bulk.mark(
-                    pool, ref, item.custom_id, state="failed", error=f"no answer (batch {row.batch_status})"
-                )
+                await mark(item.custom_id, state="failed", error=f"no answer (batch {row.batch_status})")
                 totals.failed += 1
                 continue
             if not answer.ok or answer.body is None:
                 failed = Completion("", item.model, None, 0, 0, 0, 0)
                 error = answer.error or f"HTTP {answer.status_code}"
                 await job.ledger.call(
-                    OPERATION, item.model, failed, success=False, tier=job.tier.value, error=error, batch=True
+                    OPERATION,
+                    item.model,
+                    failed,
+                    success=False,
+                    tier=job.tier.value,
+                    error=error,
+                    batch=True,
+                    call_id=call_id,
                 )
-                await bulk.mark(pool, ref, item.custom_id, state="failed", error=error)
+                await mark(item.custom_id, state="failed", error=error)
                 totals.failed += 1
                 continue
             try:
                 completion = llm.completion(ChatCompletion.model_validate(answer.body), item.model, 0)
             except ValidationError as err:
-                await bulk.mark(pool, ref, item.custom_id, state="failed", error=f"unreadable answer: {err}")
+                await mark(item.custom_id, state="failed", error=f"unreadable answer: {err}")
                 totals.failed += 1
                 continue
             totals.prompt_tokens += completion.prompt_tokens
@@ -278,8 +291,9 @@ class BulkActivities:
                     cache_key=job.key,
                     error=f"invalid output: {err}",
                     batch=True,
+                    call_id=call_id,
                 )
-                await bulk.mark(pool, ref, item.custom_id, state="failed", error=f"invalid output: {err}")
+                await mark(item.custom_id, state="failed", error=f"invalid output: {err}")
                 totals.failed += 1
                 continue
             cost = await job.ledger.call(
@@ -291,14 +305,15 @@ class BulkActivities:
                 cache_key=job.key,
                 steps=list(job.prompt.compression_steps),
                 batch=True,
+                call_id=call_id,
             )
             section_id = await self.plan.keep(job, content, item.model, completion.completion_tokens, cost)
-            await bulk.mark(pool, ref, item.custom_id, state="stored", section_id=section_id)
+            await mark(item.custom_id, state="stored", section_id=section_id)
             totals.cost += cost
             totals.baseline_cost += job.ledger.baseline.cost(completion.completion_tokens)
             totals.stored += 1
-        await self._settle(ref)
-        await bulk.mark_collected(pool, ref)
+        await persist(lambda: self._settle(ref), "batch settlement")
+        await persist(lambda: bulk.mark_collected(pool, ref), "batch collected")
         return totals
 
     # -- budgets -----------------------------------------------------------------------------

@@ -1,17 +1,30 @@
-"""Usage rows for one section request: what was billed, and what the naive way would have cost."""
+"""Usage rows for one section request: what was billed, and what the naive way would have cost.
+
+A billed call's row goes to the answer spool first (with the valid answer, and the budget
+reservation to settle), then to Postgres, retried while Postgres is away (activities.durable);
+a later attempt of the same work finds in the spool what the earlier one could not write.
+"""
 
 from __future__ import annotations
 
+import copy
+import uuid
 from dataclasses import dataclass
 from decimal import Decimal
+from typing import TYPE_CHECKING, Any
 
 import asyncpg
 from temporalio import activity
 
+from activities.durable import persist
 from domain.sections import DocumentKind, SectionSpec
 from llm.client import Completion
 from storage import usage
+from storage.spool import KeptAnswer, Owed, Settlement, Spool
 from tokenopt import naive, pricing
+
+if TYPE_CHECKING:
+    from activities.budget_guard import BudgetGuard
 
 
 @dataclass(frozen=True)
@@ -45,6 +58,8 @@ class SectionLedger:
         baseline: Baseline,
         free_models: frozenset[str],
         kind: DocumentKind = DocumentKind.BUSINESS_PLAN,
+        spool: Spool | None = None,
+        work: str | None = None,
     ):
         self.pool = pool
         self.client_id = client_id
@@ -52,6 +67,16 @@ class SectionLedger:
         self.baseline = baseline
         self.free_models = free_models
         self.kind = kind
+        self.spool = spool or Spool()
+        # What the spool files this work's debts under: the same for every attempt of it (a
+        # section's idempotency key, a summary's exact key); None: nothing spooled.
+        self.work = work
+
+    def for_work(self, work: str) -> SectionLedger:
+        """This ledger, spooling under ``work``."""
+        out = copy.copy(self)
+        out.work = work
+        return out
 
     def cost(self, model: str, completion: Completion, *, batch: bool = False) -> Decimal:
         return pricing.cost(
@@ -66,6 +91,7 @@ class SectionLedger:
     def _record(self, **fields: object) -> usage.UsageRecord:
         info = activity.info()
         return usage.UsageRecord(
+            call_id=uuid.uuid4().hex,
             client_id=self.client_id,
             workflow_id=info.workflow_id,
             run_id=info.workflow_run_id,
@@ -91,40 +117,56 @@ class SectionLedger:
         steps: list[str] | None = None,
         batch: bool = False,
         counterfactual_completion_tokens: int | None = None,
+        call_id: str | None = None,
+        settlement: Settlement | None = None,
+        answer: KeptAnswer | None = None,
     ) -> Decimal:
         """One billed call (``batch``: a Batch API line, at the batch price). Only a successful
         answer has a naive counterfactual: the naive way would not have made our failed calls,
         so they count fully against us. ``counterfactual_completion_tokens``: what the naive way
-        would have written instead when it is not this answer (a patch replaces a whole section)."""
+        would have written instead when it is not this answer (a patch replaces a whole section).
+
+        The row is spooled first with ``settlement`` (the call's reservation, settled by the
+        caller) and ``answer`` (the valid answer, until ``release``), then written; ``call_id``
+        (default: a new one) makes writing it twice write it once."""
         cost = self.cost(model, completion, batch=batch)
         naive_completion = completion.completion_tokens
         if counterfactual_completion_tokens is not None:
             naive_completion = counterfactual_completion_tokens
         baseline_cost = self.baseline.cost(naive_completion) if success else Decimal(0)
-        await usage.record(
-            self.pool,
-            self._record(
-                operation=operation,
-                model=model,
-                prompt_tokens=completion.prompt_tokens,
-                cached_prompt_tokens=completion.cached_tokens,
-                completion_tokens=completion.completion_tokens,
-                estimated_cost=cost,
-                # A hit is a section served with no model call; a billed call never is one.
-                cache_hit=False,
-                cache_tier=cache_tier,
-                cache_key=cache_key,
-                request_duration_ms=completion.duration_ms,
-                success=success,
-                error_message=error,
-                routing_tier=tier,
-                escalated=escalated,
-                compression_steps=steps or [],
-                baseline_prompt_tokens=self.baseline.prompt_tokens if success else 0,
-                baseline_completion_tokens=naive_completion if success else 0,
-                baseline_cost=baseline_cost,
-            ),
+        row = self._record(
+            operation=operation,
+            model=model,
+            prompt_tokens=completion.prompt_tokens,
+            cached_prompt_tokens=completion.cached_tokens,
+            completion_tokens=completion.completion_tokens,
+            estimated_cost=cost,
+            # A hit is a section served with no model call; a billed call never is one.
+            cache_hit=False,
+            cache_tier=cache_tier,
+            cache_key=cache_key,
+            request_duration_ms=completion.duration_ms,
+            success=success,
+            error_message=error,
+            routing_tier=tier,
+            escalated=escalated,
+            compression_steps=steps or [],
+            baseline_prompt_tokens=self.baseline.prompt_tokens if success else 0,
+            baseline_completion_tokens=naive_completion if success else 0,
+            baseline_cost=baseline_cost,
         )
+        if call_id is not None:
+            row.call_id = call_id
+
+        def owe(owed: Owed) -> None:
+            owed.rows[str(row.call_id)] = row
+            if settlement is not None:
+                owed.settlements[str(settlement.reservation_id)] = settlement
+            if answer is not None:
+                owed.answer = answer
+
+        self._spool(owe)
+        await self._write(row)
         return cost
 
     async def hit(
@@ -142,8 +184,7 @@ class SectionLedger:
         (``completion_tokens``), not the catalogue's target. ``counterfactual=False`` when the
         naive way would not have written it either: nothing is claimed as saved."""
         baseline_cost = self.baseline.cost(completion_tokens) if counterfactual else Decimal(0)
-        await usage.record(
-            self.pool,
+        await self._write(
             self._record(
                 operation=operation,
                 model=model,
@@ -155,18 +196,48 @@ class SectionLedger:
                 baseline_prompt_tokens=self.baseline.prompt_tokens if counterfactual else 0,
                 baseline_completion_tokens=completion_tokens if counterfactual else 0,
                 baseline_cost=baseline_cost,
-            ),
+            )
         )
         return baseline_cost
 
     async def embedding(self, model: str, tokens: int) -> None:
-        await usage.record(
-            self.pool,
-            self._record(
-                operation="embed",
-                model=model,
-                prompt_tokens=tokens,
-                estimated_cost=pricing.cost(model, prompt_tokens=tokens, free_models=self.free_models),
-                success=True,
-            ),
+        row = self._record(
+            operation="embed",
+            model=model,
+            prompt_tokens=tokens,
+            estimated_cost=pricing.cost(model, prompt_tokens=tokens, free_models=self.free_models),
+            success=True,
         )
+        self._spool(lambda owed: owed.rows.__setitem__(str(row.call_id), row))
+        await self._write(row)
+
+    # -- the spool ---------------------------------------------------------------------------
+    def _spool(self, change: Any) -> None:
+        if self.work is not None:
+            self.spool.update(self.work, change)
+
+    async def _write(self, row: usage.UsageRecord) -> None:
+        await persist(lambda: usage.record(self.pool, row), f"usage row {row.operation} {row.section_key}")
+        self._spool(lambda owed: owed.rows.pop(str(row.call_id), None))
+
+    def settled(self, settlement: Settlement | None) -> None:
+        """``settlement``'s reservation is settled: struck off the spool."""
+        if settlement is not None:
+            self._spool(lambda owed: owed.settlements.pop(str(settlement.reservation_id), None))
+
+    def release(self) -> None:
+        """The answer is in its home (the section or summary row): nothing of it is owed."""
+        self._spool(lambda owed: setattr(owed, "answer", None))
+
+    async def recover(self, guard: BudgetGuard) -> KeptAnswer | None:
+        """What an earlier attempt of this work left in the spool: its rows written, its
+        reservations settled (both idempotent), and its valid answer, if it had one, returned
+        so it is stored rather than bought again (the caller stores it, then ``release``)."""
+        if self.work is None or (owed := self.spool.read(self.work)) is None:
+            return None
+        for row in list(owed.rows.values()):
+            await self._write(row)
+        for settlement in list(owed.settlements.values()):
+            await persist(lambda s=settlement: guard.settle_reservation(s), "budget settlement")
+            self.settled(settlement)
+        return owed.answer

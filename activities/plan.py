@@ -33,6 +33,7 @@ from temporalio.exceptions import ApplicationError
 from activities.alerts import AlertConfig, AlertNotifier
 from activities.batch import BatchMember, write_batch
 from activities.budget_guard import BudgetGuard
+from activities.durable import persist
 from activities.ledger import Baseline, SectionLedger
 from activities.section_cache import CACHE_ERRORS, CacheConfig, SectionCache
 from activities.writer import AnswerForm, OutputRejected, SectionWriter, Written, patch_parser
@@ -46,6 +47,7 @@ from storage import cache as cache_store
 from storage import clients, documents, sections
 from storage.cache import CacheEntry
 from storage.clients import StoredClient, UnknownClient, diff_fields
+from storage.spool import Spool
 from tokenopt.batching import MAX_BATCH_COMPLETION_TOKENS, Candidate, choose_batches
 from tokenopt.budget import BudgetExceeded
 from tokenopt.cache_keys import exact_key
@@ -85,6 +87,8 @@ class PlanDependencies:
     batch_api: bool = True
     # Budgets and alerts; unset: budgets enforced, alerts logged only (no webhook).
     guard: BudgetGuard = None  # type: ignore[assignment]
+    # Where bought answers wait for Postgres (storage.spool); unset: in-memory retries only.
+    spool: Spool = field(default_factory=Spool)
 
     def __post_init__(self) -> None:
         if self.guard is None:
@@ -216,11 +220,11 @@ class PlanActivities:
     async def generate_section(self, request: SectionRequest) -> SectionResult:
         """Serve the section from the cheapest tier that can, generating it only if none can."""
         job = await self._job(request)
+        if (done := await self._done(job)) is not None:
+            return done
         if request.fresh:
             async with _heartbeating():
                 return (await self._generate(job))[0]
-        if (stored := await self._stored(job)) is not None:
-            return stored
 
         async with _heartbeating():
             exact_on, semantic_on, patch_on = self._cache_tiers(job)
@@ -253,10 +257,10 @@ class PlanActivities:
         results: dict[str, SectionResult] = {}
         async with _heartbeating():
             for job in jobs:
-                if job.request.fresh:
+                if (done := await self._done(job)) is not None:
+                    results[job.spec.key] = done
+                elif job.request.fresh:
                     results[job.spec.key] = (await self._generate(job))[0]
-                elif (stored := await self._stored(job)) is not None:
-                    results[job.spec.key] = stored
             left = [j for j in jobs if j.spec.key not in results]
             ekeys = {j.spec.key: self._exact_key(j) for j in left if self._cache_tiers(j)[0]}
             async with self.cache.single_flight_many(list(ekeys.values())) as db:
@@ -297,6 +301,22 @@ class PlanActivities:
         for key, problem in outcome.problems.items():
             log.warning("batch member %s invalid (%s); writing it on its own", key, problem)
         return outcome.written
+
+    async def _done(self, job: _Job) -> SectionResult | None:
+        """The section if an earlier attempt got it: what it left in the answer spool is written
+        first (its usage rows, its settlement); then the stored tier (never for a fresh answer),
+        else the answer it bought, stored now instead of bought again."""
+        kept = await job.ledger.recover(self.guard)
+        if not job.request.fresh and (stored := await self._stored(job)) is not None:
+            job.ledger.release()
+            return stored
+        if kept is None:
+            return None
+        log.info("%s: the answer an earlier attempt bought is stored, not bought again", job.spec.key)
+        result, content = await self._finish(job, Written.kept(kept))
+        if self._cache_tiers(job)[0]:
+            await self._put(self.deps.pool, job, self._exact_key(job), result, content)
+        return result
 
     async def _stored(self, job: _Job) -> SectionResult | None:
         """The stored tier: this exact work was already done (a retry, a replay, a repeat)."""
@@ -432,6 +452,10 @@ class PlanActivities:
             prompt = self._prompt(client, spec, self.deps.router.model_for(tier), kind, context)
         except BudgetExceeded as err:
             raise _final("BudgetExceeded", err) from None
+        key = idempotency_key(request.client_id, prompt, kind)
+        if request.fresh:
+            # A fresh answer is other work than the stored one; retries of this run still reuse it.
+            key = hashlib.sha256(f"{key}|fresh|{activity.info().workflow_run_id}".encode()).hexdigest()
         ledger = SectionLedger(
             self.deps.pool,
             client_id=request.client_id,
@@ -439,12 +463,10 @@ class PlanActivities:
             baseline=Baseline.for_section(client.record.wire(), spec, document, self.deps.naive_model),
             free_models=self.deps.free_models,
             kind=kind,
+            spool=self.deps.spool,
+            work=key,
         )
         writer = SectionWriter(self.deps.llm, self.deps.router, ledger, request.client_id, self.guard)
-        key = idempotency_key(request.client_id, prompt, kind)
-        if request.fresh:
-            # A fresh answer is other work than the stored one; retries of this run still reuse it.
-            key = hashlib.sha256(f"{key}|fresh|{activity.info().workflow_run_id}".encode()).hexdigest()
         return _Job(request, spec, client, tier, prompt, key, ledger, writer, context)
 
     @staticmethod
@@ -597,9 +619,14 @@ class PlanActivities:
 
     async def _finish(self, job: _Job, written: Written) -> tuple[SectionResult, dict[str, Any]]:
         written.result.section_id = await self._store(job, written.content, written.result.model)
+        job.ledger.release()
         return written.result, written.content
 
     async def _store(self, job: _Job, content: dict[str, Any], model: str) -> int:
+        """Store the section (idempotent by its key), waiting for Postgres if it is away."""
+        return await persist(lambda: self._insert(job, content, model), f"section {job.spec.key}")
+
+    async def _insert(self, job: _Job, content: dict[str, Any], model: str) -> int:
         return await sections.store(
             self.deps.pool,
             idempotency_key=job.key,

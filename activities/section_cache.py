@@ -16,6 +16,7 @@ from typing import Any
 
 import asyncpg
 
+from activities.durable import TRANSIENT, persist
 from activities.ledger import SectionLedger
 from domain.outputs import output_model
 from domain.sections import DocumentKind, SectionSpec
@@ -175,9 +176,9 @@ class SectionCache:
         cost: Decimal,
         embedding: list[float] | None,
     ) -> None:
-        try:
+        async def write(target: Any) -> None:
             await cache.put(
-                db,
+                target,
                 key=key,
                 # No client scope means client-independent content: the template tier.
                 tier="exact" if client_id is not None else "template",
@@ -196,5 +197,14 @@ class SectionCache:
                 embedding=embedding,
                 max_entries=self.config.max_entries,
             )
+
+        try:
+            if db is not self.pool:
+                try:
+                    return await write(db)
+                except TRANSIENT as err:
+                    # The lock's connection died with Postgres (its lock went with it): the pool.
+                    log.warning("cache store on the lock's connection failed (%s); using the pool", err)
+            await persist(lambda: write(self.pool), f"cache entry {spec.key}")
         except CACHE_ERRORS as err:
             log.warning("cache store failed (%s); the section is stored, only not cached", err)

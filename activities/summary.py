@@ -19,6 +19,7 @@ from typing import Any
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
+from activities.durable import persist
 from activities.ledger import Baseline, SectionLedger
 from activities.plan import PlanDependencies, _heartbeating
 from activities.section_cache import SectionCache
@@ -242,14 +243,32 @@ class SummaryActivities:
         ``store``; the stored row, its figures for the result model, and its content."""
         prompt = prompt_for(self.deps.router.model_for(tier))
         ekey = self._key(client_id, spec, scope, prompt, tier)
+        # The exact key names this very work (client, scope, prompt): the answer spool's key too.
+        ledger = ledger.for_work(f"summary:{ekey}")
+
+        async def keep(written: Written) -> Any:
+            """Store the summary (idempotent), waiting for Postgres if it is away."""
+            r = written.result
+            stored = await persist(
+                lambda: store(written.content, r.model, r.prompt_tokens, r.completion_tokens), f"{spec.key} summary"
+            )
+            ledger.release()
+            return stored
+
+        if (kept := await ledger.recover(self.deps.guard)) is not None:
+            # An earlier attempt bought this summary: stored now, not bought again.
+            written = Written.kept(kept)
+            stored = await keep(written)
+            if self._exact_on(spec):
+                await self._cache_put(self.deps.pool, ekey, client_id, spec, written, prompt)
+            return stored, _figures(written), written.content
         async with self._exact_scope(spec, ekey) as (db, exact_on):
             if exact_on and (hit := await self.cache.exact(db, ekey, spec)) is not None:
-                stored = await store(hit.content, hit.model, 0, 0)
+                stored = await persist(lambda: store(hit.content, hit.model, 0, 0), f"{spec.key} summary")
                 reused = await _reused(ledger, tier, hit.model, "exact", ekey, operation, hit.content)
                 return stored, reused, hit.content
             written = await self._write(ledger, client_id, spec, tier, prompt_for, operation, ekey)
-            figures = written.result
-            stored = await store(written.content, figures.model, figures.prompt_tokens, figures.completion_tokens)
+            stored = await keep(written)
             if exact_on:
                 await self._cache_put(db, ekey, client_id, spec, written, prompt)
         return stored, _figures(written), written.content
@@ -275,6 +294,7 @@ class SummaryActivities:
             baseline=Baseline(naive_prompt_tokens, self._naive),
             free_models=self.deps.free_models,
             kind=KIND,
+            spool=self.deps.spool,
         )
 
     def _key(self, client_id: str, spec: SectionSpec, scope: str, prompt: BuiltPrompt, tier: Tier) -> str:
@@ -292,11 +312,14 @@ class SummaryActivities:
             prompt_version=SUMMARY_PROMPT_VERSION,
         )
 
+    def _exact_on(self, spec: SectionSpec) -> bool:
+        return self.deps.techniques.on(Technique.EXACT_CACHE) and policy(KIND, spec.key).cacheable
+
     @contextlib.asynccontextmanager
     async def _exact_scope(self, spec: SectionSpec, key: str) -> AsyncIterator[tuple[Any, bool]]:
         """(connection, exact cache on): under the key's single-flight lock when the cache is on,
         so two workers missing the same summary make one call."""
-        if not (self.deps.techniques.on(Technique.EXACT_CACHE) and policy(KIND, spec.key).cacheable):
+        if not self._exact_on(spec):
             yield self.deps.pool, False
             return
         async with self.cache.single_flight(key) as db:

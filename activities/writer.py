@@ -7,10 +7,10 @@ the next model tier up when routing chose a cheaper one.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 from pydantic import ValidationError
 from temporalio.exceptions import ApplicationError
@@ -21,12 +21,14 @@ from domain.outputs import SectionPatch, output_model, schema_name, strict_json_
 from domain.sections import SectionSpec
 from llm.client import Completion, LLMClient
 from llm.errors import InvalidModelOutput, LLMError
+from storage.spool import KeptAnswer, Settlement
 from tokenopt import estimate
 from tokenopt.patches import PatchRejected, apply_patch
 from tokenopt.routing import ModelRouter, Tier
 from workflows.models import SectionResult
 
 MAX_OUTPUT_ATTEMPTS = 3
+T = TypeVar("T")
 
 
 class OutputRejected(Exception):
@@ -51,6 +53,11 @@ class AnswerForm:
 class Written:
     content: dict[str, Any]
     result: SectionResult
+
+    @classmethod
+    def kept(cls, answer: KeptAnswer) -> Written:
+        """An answer an earlier attempt bought and spooled (``SectionLedger.recover``)."""
+        return cls(answer.content, SectionResult.model_validate(answer.figures))
 
 
 def describe_invalid(err: Exception) -> str:
@@ -139,46 +146,62 @@ class SectionWriter:
             model = self.router.model_for(tier)
             messages, steps = messages_for(model)
             totals.compression_steps = steps
-            completion = await self._call(spec, model, tier, messages, operation, form)
-            self._add(totals, completion, model)
-            try:
-                content = form.parse(completion) if form else parse_answer(spec, completion)
-            except InvalidModelOutput as err:
-                problem = str(err)
-                problems.append(f"attempt {attempt} ({model}): {problem}")
+
+            async def record(
+                completion: Completion,
+                settlement: Settlement | None,
+                model: str = model,
+                tier: Tier = tier,
+                attempt: int = attempt,
+                steps: list[str] = steps,
+            ) -> dict[str, Any] | None:
+                """The answer's content (None: invalid), its usage row spooled and written."""
+                self._add(totals, completion, model)
+                try:
+                    content = form.parse(completion) if form else parse_answer(spec, completion)
+                except InvalidModelOutput as err:
+                    problems.append(f"attempt {attempt} ({model}): {err}")
+                    await self.ledger.call(
+                        operation,
+                        model,
+                        completion,
+                        success=False,
+                        tier=tier.value,
+                        cache_tier=cache_tier,
+                        cache_key=cache_key,
+                        error=f"invalid output: {err}",
+                        escalated=totals.escalated,
+                        settlement=settlement,
+                    )
+                    return None
+                totals.model, totals.tier = model, tier.value
+                naive_completion = completion.completion_tokens if counterfactual is None else counterfactual
+                totals.baseline_tokens = self.ledger.baseline.prompt_tokens + naive_completion
+                totals.baseline_cost = self.ledger.baseline.cost(naive_completion)
                 await self.ledger.call(
                     operation,
                     model,
                     completion,
-                    success=False,
+                    success=True,
                     tier=tier.value,
                     cache_tier=cache_tier,
                     cache_key=cache_key,
-                    error=f"invalid output: {problem}",
                     escalated=totals.escalated,
+                    steps=steps,
+                    counterfactual_completion_tokens=counterfactual,
+                    settlement=settlement,
+                    # Kept with its row until the caller has stored it (``ledger.release``).
+                    answer=KeptAnswer(content=content, figures=totals.model_dump(mode="json")),
                 )
-                # The cascade: a cheap model's bad answer goes once to the next tier up.
-                if attempt == 1 and (up := tier.escalated()) and self.router.model_for(up) != model:
-                    tier = up
-                    totals.escalated = True
-                continue
-            await self.ledger.call(
-                operation,
-                model,
-                completion,
-                success=True,
-                tier=tier.value,
-                cache_tier=cache_tier,
-                cache_key=cache_key,
-                escalated=totals.escalated,
-                steps=steps,
-                counterfactual_completion_tokens=counterfactual,
-            )
-            totals.model, totals.tier = model, tier.value
-            naive_completion = completion.completion_tokens if counterfactual is None else counterfactual
-            totals.baseline_tokens = self.ledger.baseline.prompt_tokens + naive_completion
-            totals.baseline_cost = self.ledger.baseline.cost(naive_completion)
-            return Written(content, totals)
+                return content
+
+            content = await self._call(spec, model, tier, messages, operation, record, form)
+            if content is not None:
+                return Written(content, totals)
+            # The cascade: a cheap model's bad answer goes once to the next tier up.
+            if attempt == 1 and (up := tier.escalated()) and self.router.model_for(up) != model:
+                tier = up
+                totals.escalated = True
         raise OutputRejected(
             f"section {spec.key}: the model returned invalid JSON {attempts} times (" + "; ".join(problems) + ")"
         )
@@ -210,8 +233,11 @@ class SectionWriter:
         tier: Tier,
         messages: list[dict[str, str]],
         operation: str,
+        record: Callable[[Completion, Settlement | None], Awaitable[T]],
         form: AnswerForm | None = None,
-    ) -> Completion:
+    ) -> T:
+        """One call under its budget reservation; ``record`` reads and records the answer before
+        the reservation is settled, so the spool holds the answer from the moment it arrives."""
         kwargs = self.call_kwargs(spec, model, messages, form)
         async with self.guard.spend(
             client_id=self.client_id,
@@ -231,7 +257,9 @@ class SectionWriter:
                 completion.completion_tokens,
                 self.ledger.cost(model, completion),
             )
-            return completion
+            out = await record(completion, spend.settlement())
+        self.ledger.settled(spend.settlement())
+        return out
 
     def _add(self, totals: SectionResult, completion: Completion, model: str) -> None:
         totals.prompt_tokens += completion.prompt_tokens

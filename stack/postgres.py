@@ -224,6 +224,20 @@ def stop(pgdata: Path, *, timeout: int = STOP_TIMEOUT_SECONDS) -> bool:
     )
 
 
+def kill(pgdata: Path, *, timeout: int = STOP_TIMEOUT_SECONDS) -> bool:
+    """Stop the server on ``pgdata`` as a crash would (``pg_ctl stop -m immediate``: every
+    process quits at once, clients are cut off, the next start recovers from WAL). For fault
+    tests; False when none was running."""
+    pgdata = pgdata.resolve()
+    server = running(pgdata)
+    if server is None:
+        return False
+    _pg_ctl(pgdata, "stop", "-m", "immediate", "-w", "-t", str(timeout), timeout=timeout + 5)
+    if not _wait_gone(server.pid, server.create_time, 10.0):
+        raise StackError(f"Embedded Postgres (pid {server.pid}) on {pgdata} survived an immediate stop")
+    return True
+
+
 def _wait_gone(pid: int, create_time: float, timeout: float) -> bool:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:

@@ -14,6 +14,8 @@ class UsageRecord(BaseModel):
 
     operation: str
     model: str
+    # Unique per call or hit: the row is written at most once however often the write is retried.
+    call_id: str | None = None
     prompt_tokens: int = 0
     cached_prompt_tokens: int = 0
     completion_tokens: int = 0
@@ -51,15 +53,17 @@ class UsageRecord(BaseModel):
         return self.baseline_cost - self.estimated_cost
 
 
-async def record(pool: asyncpg.Pool, usage: UsageRecord) -> None:
+async def record(pool: asyncpg.Pool, usage: UsageRecord) -> bool:
+    """Write the row; False when a row with its ``call_id`` is already there (a retried write)."""
     data = usage.model_dump()
     data.update(total_tokens=usage.total_tokens, saved_tokens=usage.saved_tokens, saved_cost=usage.saved_cost)
     columns = list(data)
     placeholders = ", ".join(f"${i}" for i in range(1, len(columns) + 1))
-    await pool.execute(
-        f"INSERT INTO usage_ledger ({', '.join(columns)}) VALUES ({placeholders})",
+    status = await pool.execute(
+        f"INSERT INTO usage_ledger ({', '.join(columns)}) VALUES ({placeholders}) ON CONFLICT (call_id) DO NOTHING",
         *data.values(),
     )
+    return status.endswith(" 1")
 
 
 # Reuse, defined once for `cache stats`, /metrics, the dashboard and the hit-rate alert:

@@ -18,10 +18,17 @@ def venv_binary(name: str) -> str:
 
 
 def pytest_terminal_summary(terminalreporter) -> None:  # type: ignore[no-untyped-def]
-    """The property-based tests' counts (tests/fuzzing.py), when any ran."""
+    """The property-based tests' counts (tests/fuzzing.py) and the fault-injection table
+    (tests/faults.py), when they ran."""
     from tests.fuzzing import summary
 
     if lines := summary():
         terminalreporter.section("fuzzing")
+        for line in lines:
+            terminalreporter.write_line(line)
+    from tests.faults import summary as fault_summary
+
+    if lines := fault_summary():
+        terminalreporter.section("fault injection")
         for line in lines:
             terminalreporter.write_line(line)

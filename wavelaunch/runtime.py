@@ -24,6 +24,7 @@ from llm.client import LLMClient
 from llm.timeouts import LOCAL_SECONDS_PER_TOKEN, REMOTE_SECONDS_PER_TOKEN, CallTimeouts
 from stack.manager import LLMEndpoint
 from storage import db
+from storage.spool import Spool
 from tokenopt.pricing import check_priced
 from tokenopt.routing import ModelRouter
 from tokenopt.techniques import Technique, Techniques
@@ -171,6 +172,7 @@ async def plan_dependencies(settings: Settings, database_url: str, llm: LLMConfi
         techniques=techniques,
         cache=cache,
         batch_api=settings.batch_api,
+        spool=Spool(settings.spool_dir),
     )
 
 

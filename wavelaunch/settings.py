@@ -129,11 +129,18 @@ class Settings(BaseSettings):
     cache_hit_rate_min_sections: int = 50
 
     worker_max_concurrent_activities: int = 8
+    # Where a worker keeps bought answers until Postgres has them (storage.spool), so a worker
+    # that dies during a database outage loses none. Unset: <state_dir>/spool.
+    answer_spool_dir: Path | None = None
     default_level: str = "complete"
 
     @property
     def temporal_state_file(self) -> Path:
         return self.state_dir / "temporal.db"
+
+    @property
+    def spool_dir(self) -> Path:
+        return self.answer_spool_dir or self.state_dir / "spool"
 
     @property
     def pgdata_dir(self) -> Path:
