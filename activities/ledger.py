@@ -12,6 +12,7 @@ from domain.sections import DocumentKind, SectionSpec
 from llm.client import Completion
 from storage import usage
 from tokenopt import naive, pricing
+from tokenopt.service_tiers import ServiceTier
 
 
 @dataclass(frozen=True)
@@ -31,6 +32,11 @@ class Baseline:
     ) -> Baseline:
         whole = naive.naive_prompt_tokens(record, document, naive_model)
         return cls(round(whole * naive.section_share(spec, document)), naive_model)
+
+
+def service_tier(completion: Completion, *, batch: bool = False) -> ServiceTier:
+    """The tier a call was billed at: a Batch API line's, else the one its response names."""
+    return ServiceTier.BATCH if batch else ServiceTier.served(completion.service_tier)
 
 
 class SectionLedger:
@@ -60,7 +66,7 @@ class SectionLedger:
             cached_tokens=completion.cached_tokens,
             completion_tokens=completion.completion_tokens,
             free_models=self.free_models,
-            batch=batch,
+            tier=service_tier(completion, batch=batch),
         )
 
     def _record(self, **fields: object) -> usage.UsageRecord:
@@ -123,6 +129,7 @@ class SectionLedger:
                 baseline_prompt_tokens=self.baseline.prompt_tokens if success else 0,
                 baseline_completion_tokens=naive_completion if success else 0,
                 baseline_cost=baseline_cost,
+                service_tier=service_tier(completion, batch=batch).value,
             ),
         )
         return cost

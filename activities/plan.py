@@ -272,8 +272,17 @@ class PlanActivities:
             kind=jobs[0].kind,
         )
         members = [BatchMember(j.spec, j.ledger, j.prompt.estimated_tokens, j.key) for j in jobs]
+        first = jobs[0].request
         outcome = await write_batch(
-            self.deps.llm, self.deps.router, jobs[0].request.client_id, tier, members, prompt.messages, self.guard
+            self.deps.llm,
+            self.deps.router,
+            first.client_id,
+            tier,
+            members,
+            prompt.messages,
+            self.guard,
+            service_tier=first.service_tier,
+            deadline=first.deadline,
         )
         for key, problem in outcome.problems.items():
             log.warning("batch member %s invalid (%s); writing it on its own", key, problem)
@@ -419,7 +428,15 @@ class PlanActivities:
             free_models=self.deps.free_models,
             kind=kind,
         )
-        writer = SectionWriter(self.deps.llm, self.deps.router, ledger, request.client_id, self.guard)
+        writer = SectionWriter(
+            self.deps.llm,
+            self.deps.router,
+            ledger,
+            request.client_id,
+            self.guard,
+            service_tier=request.service_tier,
+            deadline=request.deadline,
+        )
         key = idempotency_key(request.client_id, request.client_version, prompt, kind)
         if request.fresh:
             # A fresh answer is other work than the stored one; retries of this run still reuse it.
