@@ -18,6 +18,7 @@ Pure: the workflow asks ``document_tier`` (with ``workflow.now()``), the section
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
@@ -73,8 +74,39 @@ FLEX_CALL_MAX = timedelta(minutes=15)
 FLEX_FALLBACK_ERRORS = frozenset({"LLMRateLimited", "LLMTimeout"})
 
 
-def deadline_from(now: datetime, *, by: timedelta | None = None, urgency: Urgency | None = None) -> datetime | None:
-    """The absolute deadline for ``--by DURATION`` or ``--urgency``; None: interactive (standard)."""
+# The longest deadline a request may give: a deliverable month is due within the programme's weeks.
+MAX_DEADLINE = timedelta(days=31)
+_DURATION = re.compile(r"(\d+)([dhm])")
+_UNITS = {"d": "days", "h": "hours", "m": "minutes"}
+
+
+class BadDeadline(ValueError):
+    """A ``--by`` duration (or ``by``/``urgency`` pair) that cannot be a deadline."""
+
+
+def parse_duration(text: str) -> timedelta:
+    """``90m``, ``6h``, ``3d``, ``1d12h``: how long the work may take; raises BadDeadline."""
+    compact = text.strip().lower()
+    parts = _DURATION.findall(compact)
+    if not compact or "".join(n + u for n, u in parts) != compact:
+        raise BadDeadline(f"{text[:40]!r} is not a duration: use minutes, hours and days, e.g. 90m, 6h, 3d, 1d12h")
+    total = timedelta()
+    for number, unit in parts:
+        total += timedelta(**{_UNITS[unit]: int(number)})
+    if total <= timedelta(0) or total > MAX_DEADLINE:
+        raise BadDeadline(f"a deadline must be more than 0 and at most {MAX_DEADLINE.days} days away")
+    return total
+
+
+def deadline_from(
+    now: datetime, *, by: timedelta | str | None = None, urgency: Urgency | None = None
+) -> datetime | None:
+    """The absolute deadline for ``--by DURATION`` or ``--urgency``; None: interactive (standard).
+    Raises BadDeadline for both at once or a bad duration."""
+    if by is not None and urgency is not None:
+        raise BadDeadline("give a deadline either as a duration (by) or as an urgency, not both")
+    if isinstance(by, str):
+        by = parse_duration(by)
     window = by if by is not None else (urgency.window if urgency is not None else None)
     return None if window is None else now + window
 

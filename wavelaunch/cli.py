@@ -36,6 +36,7 @@ from stack.errors import StackError
 from storage.clients import UnknownClient
 from storage.messages import UnknownThread
 from tokenopt.pricing import UnknownModelPrice
+from tokenopt.service_tiers import BadDeadline, Urgency
 from wavelaunch import commands, plans
 from wavelaunch.console import (
     alerts_table,
@@ -83,6 +84,7 @@ T = TypeVar("T")
 
 # Errors a person can act on: print the message, not a traceback.
 _USER_ERRORS = (
+    BadDeadline,
     InvalidClientRecord,
     UnknownClient,
     UnknownSection,
@@ -125,6 +127,10 @@ def _check_ids(kwargs: dict[str, Any]) -> None:
                 problems.append(f"{label} {quote(item)} is not a valid id")
     if problems:
         raise InputRefused(problems)
+
+
+BY_HELP = "Wanted within this long (90m, 6h, 3d): the cheapest service tier that meets it (flex)."
+URGENCY_HELP = "now (standard, the default), today (within 24 h) or week: shorthand for --by."
 
 
 def _run(coro_fn: Callable[..., Coroutine[Any, Any, T]]) -> Callable[..., None]:
@@ -300,10 +306,13 @@ async def plan_generate(
     level: Level = typer.Option(Level.COMPLETE, help="essential, standard or complete"),
     sections: str | None = typer.Option(None, help="Only these sections, comma-separated."),
     wait: bool = typer.Option(True, "--wait/--no-wait", help="Wait and show progress."),
+    by: str | None = typer.Option(None, "--by", help=BY_HELP),
+    urgency: Urgency | None = typer.Option(None, "--urgency", help=URGENCY_HELP),
 ) -> None:
     """Generate (or join the running generation of) a client's business plan."""
     settings = get_settings()
-    handle = await commands.start_plan(settings, client_id, level, _parse_sections(sections))
+    deadline = commands.deadline(by, urgency)
+    handle = await commands.start_plan(settings, client_id, level, _parse_sections(sections), deadline=deadline)
     _announce(settings, handle)
     if not wait:
         return
@@ -357,10 +366,12 @@ async def deliverable_generate(
     client_id: str,
     month: int = typer.Option(..., "--month", "-m", help="1–8 (M1–M8)."),
     wait: bool = typer.Option(True, "--wait/--no-wait", help="Wait and show progress."),
+    by: str | None = typer.Option(None, "--by", help=BY_HELP),
+    urgency: Urgency | None = typer.Option(None, "--urgency", help=URGENCY_HELP),
 ) -> None:
     """Generate (or join the running generation of) month N's five deliverable documents."""
     settings = get_settings()
-    handle = await commands.start_deliverable(settings, client_id, month)
+    handle = await commands.start_deliverable(settings, client_id, month, deadline=commands.deadline(by, urgency))
     _announce(settings, handle)
     if not wait:
         return
@@ -419,10 +430,13 @@ async def summary_generate(
     messages: Path | None = typer.Option(None, "--messages", help="JSON list of threads with messages, stored first."),
     client_summary: bool = typer.Option(True, "--client-summary/--no-client-summary"),
     wait: bool = typer.Option(True, "--wait/--no-wait", help="Wait and show progress."),
+    by: str | None = typer.Option(None, "--by", help=BY_HELP),
+    urgency: Urgency | None = typer.Option(None, "--urgency", help=URGENCY_HELP),
 ) -> None:
     """Bring a client's thread summaries up to date (new messages only), then its client summary."""
     settings = get_settings()
-    handle = await commands.start_summary(settings, client_id, thread, messages, client_summary)
+    deadline = commands.deadline(by, urgency)
+    handle = await commands.start_summary(settings, client_id, thread, messages, client_summary, deadline=deadline)
     _announce(settings, handle)
     if not wait:
         return

@@ -10,6 +10,7 @@ import pytest
 from tokenopt import estimate, pricing
 from tokenopt.service_tiers import (
     FLEX_CALL_MAX,
+    BadDeadline,
     ServiceTier,
     TierAttempt,
     Urgency,
@@ -17,9 +18,11 @@ from tokenopt.service_tiers import (
     deadline_from,
     document_tier,
     falls_back,
+    parse_duration,
 )
 
 H = timedelta(hours=1)
+MIN = timedelta(minutes=1)
 
 
 @pytest.mark.parametrize(
@@ -80,7 +83,20 @@ def test_urgency_and_duration_make_a_deadline() -> None:
     assert deadline_from(now, urgency=Urgency.NOW) is None
     assert deadline_from(now, urgency=Urgency.TODAY) == now + 24 * H
     assert deadline_from(now, urgency=Urgency.WEEK) == now + 7 * 24 * H
-    assert deadline_from(now, by=2 * H, urgency=Urgency.WEEK) == now + 2 * H  # an explicit duration wins
+    assert deadline_from(now, by="1d12h") == now + 36 * H
+    with pytest.raises(BadDeadline, match="not both"):
+        deadline_from(now, by=2 * H, urgency=Urgency.WEEK)
+
+
+@pytest.mark.parametrize(("text", "expected"), [("90m", 90 * MIN), ("6h", 6 * H), ("3d", 72 * H), (" 1D2h ", 26 * H)])
+def test_durations(text: str, expected: timedelta) -> None:
+    assert parse_duration(text) == expected
+
+
+@pytest.mark.parametrize("text", ["", "6", "h", "6 h", "-1h", "0m", "32d", "6x", "1.5h", "6hours"])
+def test_bad_durations_are_refused_in_words(text: str) -> None:
+    with pytest.raises(BadDeadline):
+        parse_duration(text)
 
 
 def test_what_the_wire_and_the_response_say() -> None:
