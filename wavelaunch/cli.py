@@ -551,12 +551,12 @@ async def usage_report(
     as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
     client: str | None = typer.Option(None, help="Only this client."),
 ) -> None:
-    """Totals, per operation, model, client and cache tier, with savings against the naive way."""
+    """Totals, per operation, model, client, cache tier and service tier, with savings against the naive way."""
     report = await commands.usage_report(get_settings(), client_id=client)
     if as_json:
         print(json.dumps(report, indent=2, default=str))
         return
-    for group in ("total", "operation", "model", "client", "cache_tier"):
+    for group in ("total", "operation", "model", "client", "cache_tier", "service_tier"):
         console.print(usage_table(report, group))
 
 
