@@ -10,6 +10,7 @@ import os
 import re
 import sys
 from collections.abc import Awaitable, Callable, Coroutine
+from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any, NoReturn, TypeVar
@@ -48,6 +49,7 @@ from wavelaunch.console import (
     usage_table,
 )
 from wavelaunch.runtime import WorkerMetricsUnavailable
+from wavelaunch.schedules import ScheduleInfo, UnknownSchedule
 from wavelaunch.settings import Settings, get_settings
 from workflows.business_plan import BusinessPlanWorkflow
 from workflows.deliverable import DeliverableWorkflow
@@ -66,6 +68,9 @@ budget_app = typer.Typer(
     no_args_is_help=True, help="Budgets per period, global or per client: limits, alert thresholds, auto-pause."
 )
 alerts_app = typer.Typer(no_args_is_help=True, help="Alerts raised: budget thresholds, cache hit rate.")
+schedule_app = typer.Typer(
+    no_args_is_help=True, help="Temporal Schedules: each client's deliverable months and weekly summary."
+)
 eval_app = typer.Typer(no_args_is_help=True, help="Evaluations against an OpenAI-compatible endpoint.")
 app.add_typer(stack_app, name="stack")
 app.add_typer(clients_app, name="clients")
@@ -79,12 +84,14 @@ app.add_typer(bench_app, name="bench")
 app.add_typer(budget_app, name="budget")
 app.add_typer(alerts_app, name="alerts")
 app.add_typer(eval_app, name="eval")
+app.add_typer(schedule_app, name="schedule")
 
 T = TypeVar("T")
 
 # Errors a person can act on: print the message, not a traceback.
 _USER_ERRORS = (
     BadDeadline,
+    UnknownSchedule,
     InvalidClientRecord,
     UnknownClient,
     UnknownSection,
@@ -954,3 +961,93 @@ async def demo(
 
 if __name__ == "__main__":
     app()
+
+
+# -- schedules -------------------------------------------------------------------------------
+_SCHEDULE_CLIENT = typer.Option(None, "--client", "-c", help="Every schedule of this client.")
+
+
+def _print_schedules(infos: list[ScheduleInfo]) -> None:
+    if not infos:
+        console.print("no schedules")
+    for info in infos:
+        state = "paused" if info.paused else "active"
+        nxt = info.next_runs[0].isoformat() if info.next_runs else "-"
+        console.print(f"{info.schedule_id}  {info.workflow}  {state}  next: {nxt}  {escape(info.note)}")
+
+
+@schedule_app.command("create")
+@_run
+async def schedule_create(
+    client_id: str,
+    onboarded: str | None = typer.Option(None, "--onboarded", help="ISO date or time (default: now)."),
+) -> None:
+    """Create a client's schedules (as client.created does): its months and weekly summary."""
+    when = None
+    if onboarded is not None:
+        try:
+            when = datetime.fromisoformat(onboarded)
+        except ValueError:
+            raise typer.BadParameter(f"--onboarded {onboarded[:40]!r} is not an ISO date or time") from None
+        when = when if when.tzinfo else when.replace(tzinfo=UTC)
+    for schedule_id in await commands.schedule_create(get_settings(), client_id, when):
+        console.print(schedule_id)
+
+
+@schedule_app.command("list")
+@_run
+async def schedule_list(
+    client: str | None = typer.Option(None, "--client", "-c", help="Only this client."),
+    as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
+) -> None:
+    """Every client's schedules (or one client's): what they start, paused or active, next run."""
+    infos = await commands.schedule_list(get_settings(), client)
+    if as_json:
+        print(json.dumps([i.to_dict() for i in infos], indent=2))
+        return
+    _print_schedules(infos)
+
+
+@schedule_app.command("show")
+@_run
+async def schedule_show(schedule_id: str) -> None:
+    """One schedule: its workflow, state, next runs, recent runs and what is running."""
+    print(json.dumps((await commands.schedule_show(get_settings(), schedule_id)).to_dict(), indent=2))
+
+
+@schedule_app.command("pause")
+@_run
+async def schedule_pause(
+    schedule_ids: list[str] | None = typer.Argument(None), client: str | None = _SCHEDULE_CLIENT
+) -> None:
+    """Pause schedules (nothing starts until resumed)."""
+    for schedule_id in await commands.schedule_pause(get_settings(), schedule_ids, client):
+        console.print(f"paused {schedule_id}")
+
+
+@schedule_app.command("resume")
+@_run
+async def schedule_resume(
+    schedule_ids: list[str] | None = typer.Argument(None), client: str | None = _SCHEDULE_CLIENT
+) -> None:
+    """Resume paused schedules."""
+    for schedule_id in await commands.schedule_resume(get_settings(), schedule_ids, client):
+        console.print(f"resumed {schedule_id}")
+
+
+@schedule_app.command("trigger")
+@_run
+async def schedule_trigger(schedule_id: str) -> None:
+    """Run a schedule's workflow now (its deadline counts from now)."""
+    await commands.schedule_trigger(get_settings(), schedule_id)
+    console.print(f"triggered {schedule_id}")
+
+
+@schedule_app.command("remove")
+@_run
+async def schedule_remove(
+    schedule_ids: list[str] | None = typer.Argument(None), client: str | None = _SCHEDULE_CLIENT
+) -> None:
+    """Delete schedules (workflows they started are not touched)."""
+    for schedule_id in await commands.schedule_remove(get_settings(), schedule_ids, client):
+        console.print(f"removed {schedule_id}")

@@ -36,7 +36,7 @@ from storage.messages import UnknownThread
 from tokenopt.reads import month_sections_reading, plan_sections_reading
 from tokenopt.service_tiers import Urgency, deadline_from
 from tokenopt.techniques import Techniques
-from wavelaunch import plans
+from wavelaunch import plans, schedules
 from wavelaunch import summaries as summary_runs
 from wavelaunch.console import console, money, progress_table, usage_table
 from wavelaunch.input_files import read_json_file
@@ -667,3 +667,57 @@ async def demo(
             return result
         finally:
             await close_dependencies(deps)
+
+
+# -- schedules -------------------------------------------------------------------------------
+async def _schedule_targets(client: Client, ids: list[str] | None, client_id: str | None) -> list[str]:
+    """The schedules a command acts on: the ids given, or every schedule of ``client_id``."""
+    if bool(ids) == (client_id is not None):
+        raise schedules.UnknownSchedule("name schedule ids or give --client, not both and not neither")
+    if ids:
+        return ids
+    assert client_id is not None
+    found = await schedules.client_schedule_ids(client, client_id)
+    if not found:
+        raise schedules.UnknownSchedule(f"client {client_id!r} has no schedules")
+    return found
+
+
+async def schedule_create(settings: Settings, client_id: str, onboarded: datetime | None) -> list[str]:
+    """The client's schedules from its onboarding date (default: now), as `client.created` makes them."""
+    async with _database(settings) as pool:
+        await clients.get(pool, client_id)
+    client = await _temporal(settings)
+    return await schedules.ensure(client, settings, client_id, onboarded or datetime.now(UTC))
+
+
+async def schedule_list(settings: Settings, client_id: str | None) -> list[schedules.ScheduleInfo]:
+    client = await _temporal(settings)
+    return [await schedules.describe(client, i) for i in await schedules.client_schedule_ids(client, client_id)]
+
+
+async def schedule_show(settings: Settings, schedule_id: str) -> schedules.ScheduleInfo:
+    return await schedules.describe(await _temporal(settings), schedule_id)
+
+
+async def schedule_pause(settings: Settings, ids: list[str] | None, client_id: str | None) -> list[str]:
+    client = await _temporal(settings)
+    targets = await _schedule_targets(client, ids, client_id)
+    for schedule_id in targets:
+        await schedules.describe(client, schedule_id)  # an unknown id is refused by name
+    return await schedules.pause(client, targets, "paused with `wavelaunch schedule pause`")
+
+
+async def schedule_resume(settings: Settings, ids: list[str] | None, client_id: str | None) -> list[str]:
+    client = await _temporal(settings)
+    targets = await _schedule_targets(client, ids, client_id)
+    return await schedules.resume(client, targets, "resumed with `wavelaunch schedule resume`")
+
+
+async def schedule_trigger(settings: Settings, schedule_id: str) -> None:
+    await schedules.trigger(await _temporal(settings), schedule_id)
+
+
+async def schedule_remove(settings: Settings, ids: list[str] | None, client_id: str | None) -> list[str]:
+    client = await _temporal(settings)
+    return await schedules.remove(client, await _schedule_targets(client, ids, client_id))

@@ -14,7 +14,7 @@ from temporalio.exceptions import ApplicationError
 
 with workflow.unsafe.imports_passed_through():
     from activities.deliverable import DeliverableActivities, section_request
-    from workflows.fanout import FollowsClientUpdates, run_sections, service_tier, set_status
+    from workflows.fanout import FollowsClientUpdates, run_deadline, run_sections, service_tier, set_status
     from workflows.models import (
         DeliverableAssembleRequest,
         DeliverableInputs,
@@ -50,6 +50,9 @@ class DeliverableWorkflow(FollowsClientUpdates):
     async def run(self, request: DeliverableRequest) -> DeliverableResult:
         self._progress = DeliverableProgress(client_id=request.client_id, month=request.month)
         self._regenerate = set(request.regenerate)
+        if request.within is not None and request.deadline is None:
+            # Fixed now, so a continued run keeps the first run's deadline.
+            request = request.model_copy(update={"deadline": run_deadline(None, request.within), "within": None})
         while True:
             inputs, shared, rest = await self._round(request)
             if self._announced_version <= inputs.client_version:

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Protocol
 
 from temporalio import workflow
@@ -41,6 +41,14 @@ class Statused(Protocol):
     """A workflow's progress (a document's, or the bulk regeneration's): what its status is."""
 
     status: str
+
+
+def run_deadline(deadline: datetime | None, within: timedelta | None) -> datetime | None:
+    """The run's deadline: the absolute one asked for, else ``within`` from the run's start (a
+    scheduled run), else none (interactive)."""
+    if deadline is not None or within is None:
+        return deadline
+    return workflow.info().start_time + within
 
 
 def service_tier(deadline: datetime | None) -> ServiceTier:

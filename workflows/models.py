@@ -5,7 +5,7 @@ Section texts and client records stay in Postgres (claim check), so histories st
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 from decimal import Decimal
 from enum import StrEnum
 from typing import TYPE_CHECKING
@@ -202,8 +202,11 @@ class DeliverableRequest(BaseModel):
     client_version: int | None = None
     # Write these sections afresh (no stored or cached answer), e.g. `deliverable regenerate --fields`.
     regenerate: list[str] = Field(default_factory=list)
-    # See PlanRequest.deadline (a month due days away goes through the Batch API).
+    # See PlanRequest.deadline.
     deadline: datetime | None = None
+    # A deadline counted from the run's start (a schedule's runs: their arguments are fixed, so
+    # an absolute deadline could not move with each run); ``deadline`` wins when both are set.
+    within: timedelta | None = None
 
 
 class DeliverableInputs(BaseModel):
@@ -262,8 +265,9 @@ class SummaryRequest(BaseModel):
     # None: every thread of the client.
     thread_ids: list[str] | None = None
     include_client_summary: bool = True
-    # See PlanRequest.deadline.
+    # See PlanRequest.deadline and DeliverableRequest.within.
     deadline: datetime | None = None
+    within: timedelta | None = None
 
 
 class SummaryInputs(BaseModel):

@@ -16,7 +16,7 @@ from temporalio.exceptions import ActivityError, ApplicationError
 with workflow.unsafe.imports_passed_through():
     from activities.summary import SummaryActivities
     from domain.summaries import CLIENT_SUMMARY
-    from workflows.fanout import service_tier, set_status
+    from workflows.fanout import run_deadline, service_tier, set_status
     from workflows.models import (
         ClientSummaryRequest,
         ClientSummaryResult,
@@ -68,6 +68,7 @@ class SummaryWorkflow:
     @workflow.run
     async def run(self, request: SummaryRequest) -> SummaryResult:
         self._progress = SummaryProgress(client_id=request.client_id)
+        deadline = run_deadline(request.deadline, request.within)
         self._set_status("preparing")
         inputs = await workflow.execute_activity_method(
             SummaryActivities.prepare_summary,
@@ -87,8 +88,8 @@ class SummaryWorkflow:
                     ThreadSummaryRequest(
                         client_id=inputs.client_id,
                         thread_id=t,
-                        service_tier=service_tier(request.deadline),
-                        deadline=request.deadline,
+                        service_tier=service_tier(deadline),
+                        deadline=deadline,
                     ),
                 )
                 for t in rows
@@ -116,8 +117,8 @@ class SummaryWorkflow:
                 ClientSummaryRequest(
                     client_id=inputs.client_id,
                     client_version=inputs.client_version,
-                    service_tier=service_tier(request.deadline),
-                    deadline=request.deadline,
+                    service_tier=service_tier(deadline),
+                    deadline=deadline,
                 ),
             )
         self._set_status("completed")
