@@ -12,22 +12,24 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 from pydantic import ValidationError
 
 from activities.budget_guard import BudgetGuard
 from activities.ledger import SectionLedger
+from activities.tiered_call import complete_on_tier, failed_completion
 from activities.writer import Written, as_application_error, describe_invalid
 from domain.outputs import batch_json_schema, batch_schema_name, output_model
 from domain.sections import SectionSpec
 from llm.client import Completion, LLMClient
 from llm.errors import LLMError
 from storage.spool import KeptAnswer, Settlement
-from tokenopt import estimate
 from tokenopt.batching import completion_budget
 from tokenopt.counting import count_tokens
 from tokenopt.routing import ModelRouter, Tier
+from tokenopt.service_tiers import ServiceTier
 from workflows.models import SectionResult
 
 OPERATION = "generate_section_batch"
@@ -100,7 +102,9 @@ def _member_completions(completion: Completion, members: list[BatchMember]) -> l
     cached = apportion(completion.cached_tokens, own)
     outputs = apportion(completion.completion_tokens, sizes)
     return [
-        Completion("", completion.model, completion.finish_reason, p, c, o, completion.duration_ms)
+        Completion(
+            "", completion.model, completion.finish_reason, p, c, o, completion.duration_ms, completion.service_tier
+        )
         for p, c, o in zip(prompts, cached, outputs, strict=True)
     ]
 
@@ -113,41 +117,53 @@ async def write_batch(
     members: list[BatchMember],
     messages: list[dict[str, str]],
     guard: BudgetGuard,
+    *,
+    service_tier: ServiceTier = ServiceTier.STANDARD,
+    deadline: datetime | None = None,
 ) -> BatchOutcome:
-    """One call answering every member, its estimate held against the budgets while it runs;
-    raises ApplicationError for LLM errors (after recording a failed row per member), else
-    returns the valid members and the problems of the others."""
+    """One call answering every member, on the cheapest service tier ``deadline`` allows, its
+    estimate held against the budgets while it runs; raises ApplicationError for LLM errors
+    (after recording a failed row per member and try), else returns the valid members and the
+    problems of the others."""
     model = router.model_for(tier)
     keys = [m.spec.key for m in members]
     schema = batch_json_schema(keys)
     limit = completion_budget([m.spec for m in members])
-    async with guard.spend(
-        client_id=client_id,
-        model=model,
-        prompt_tokens=estimate.prompt_tokens(messages, model, schema),
-        max_completion_tokens=limit,
-    ) as spend:
-        try:
-            completion = await llm.complete_json(
-                model=model,
-                messages=messages,
-                schema_name=batch_schema_name(),
-                schema=schema,
-                max_completion_tokens=limit,
-                prompt_cache_key=f"client-{client_id}",
-            )
-        except LLMError as err:
-            failed = Completion("", model, None, 0, 0, 0, 0)
-            for m in members:
-                await m.ledger.call(OPERATION, model, failed, success=False, tier=tier.value, error=str(err))
-            raise as_application_error(err) from None
-        cost = members[0].ledger.cost(model, completion)
-        spend.settle(completion.prompt_tokens, completion.cached_tokens, completion.completion_tokens, cost)
+    call = {
+        "model": model,
+        "messages": messages,
+        "schema_name": batch_schema_name(),
+        "schema": schema,
+        "max_completion_tokens": limit,
+        "prompt_cache_key": f"client-{client_id}",
+    }
+
+    async def failed(err: LLMError, tried: ServiceTier) -> None:
+        for m in members:
+            failure = failed_completion(model, tried)
+            await m.ledger.call(OPERATION, model, failure, success=False, tier=tier.value, error=str(err))
+
+    async def record(completion: Completion, settlement: Settlement | None) -> BatchOutcome:
         # Each member's row and valid part are spooled and written before the reservation is
         # settled (every member's spool holds the one settlement; settling twice settles once).
-        outcome = await _record(completion, members, tier, model, spend.settlement())
+        return await _record(completion, members, tier, model, settlement)
+
+    try:
+        outcome, settlement = await complete_on_tier(
+            llm,
+            guard,
+            call,
+            client_id=client_id,
+            allowed=service_tier,
+            deadline=deadline,
+            price=members[0].ledger.cost,
+            on_failure=failed,
+            on_answer=record,
+        )
+    except LLMError as err:
+        raise as_application_error(err) from None
     for m in members:
-        m.ledger.settled(spend.settlement())
+        m.ledger.settled(settlement)
     return outcome
 
 

@@ -30,6 +30,7 @@ from storage import budgets
 from storage.budgets import BudgetRefused, Reservation
 from storage.spool import Settlement
 from tokenopt.estimate import CallEstimate, estimate_call
+from tokenopt.service_tiers import ServiceTier
 
 log = logging.getLogger(__name__)
 
@@ -96,14 +97,22 @@ class BudgetGuard:
 
     @contextlib.asynccontextmanager
     async def spend(
-        self, *, client_id: str | None, model: str, prompt_tokens: int, max_completion_tokens: int
+        self,
+        *,
+        client_id: str | None,
+        model: str,
+        prompt_tokens: int,
+        max_completion_tokens: int,
+        tier: ServiceTier = ServiceTier.STANDARD,
     ) -> AsyncIterator[Spend]:
-        """Hold the call's estimate for the duration of the block (see the module docstring)."""
+        """Hold the call's estimate, at the price of the service tier it goes on, for the
+        duration of the block (see the module docstring)."""
         estimate = estimate_call(
             model,
             prompt_tokens=prompt_tokens,
             max_completion_tokens=max_completion_tokens,
             free_models=self.free_models,
+            tier=tier,
         )
         try:
             reservation = await budgets.reserve(

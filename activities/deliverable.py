@@ -6,6 +6,7 @@ Sections themselves are written by ``PlanActivities.generate_section`` with
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 from temporalio import activity
@@ -19,6 +20,7 @@ from domain.sections import DocumentKind
 from storage import clients, documents, sections
 from storage.clients import UnknownClient
 from tokenopt.counting import count_tokens
+from tokenopt.service_tiers import ServiceTier
 from workflows.models import (
     DeliverableAssembleRequest,
     DeliverableDocumentRef,
@@ -61,6 +63,8 @@ def section_request(
     digest_ref: str | None,
     *,
     fresh: bool = False,
+    service_tier: ServiceTier = ServiceTier.STANDARD,
+    deadline: datetime | None = None,
 ) -> SectionRequest:
     """The request for one of a month's sections, as the workflow makes it. The document it
     belongs to (the first one for a shared section) prices the naive counterfactual."""
@@ -73,6 +77,8 @@ def section_request(
         document_kind=KIND,
         context_ref=digest_ref,
         fresh=fresh,
+        service_tier=service_tier,
+        deadline=deadline,
     )
 
 

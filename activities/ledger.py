@@ -22,6 +22,7 @@ from llm.client import Completion
 from storage import usage
 from storage.spool import KeptAnswer, Owed, Settlement, Spool
 from tokenopt import naive, pricing
+from tokenopt.service_tiers import ServiceTier
 
 if TYPE_CHECKING:
     from activities.budget_guard import BudgetGuard
@@ -44,6 +45,11 @@ class Baseline:
     ) -> Baseline:
         whole = naive.naive_prompt_tokens(record, document, naive_model)
         return cls(round(whole * naive.section_share(spec, document)), naive_model)
+
+
+def service_tier(completion: Completion, *, batch: bool = False) -> ServiceTier:
+    """The tier a call was billed at: a Batch API line's, else the one its response names."""
+    return ServiceTier.BATCH if batch else ServiceTier.served(completion.service_tier)
 
 
 class SectionLedger:
@@ -85,7 +91,7 @@ class SectionLedger:
             cached_tokens=completion.cached_tokens,
             completion_tokens=completion.completion_tokens,
             free_models=self.free_models,
-            batch=batch,
+            tier=service_tier(completion, batch=batch),
         )
 
     def _record(self, **fields: object) -> usage.UsageRecord:
@@ -154,6 +160,7 @@ class SectionLedger:
             baseline_prompt_tokens=self.baseline.prompt_tokens if success else 0,
             baseline_completion_tokens=naive_completion if success else 0,
             baseline_cost=baseline_cost,
+            service_tier=service_tier(completion, batch=batch).value,
         )
         if call_id is not None:
             row.call_id = call_id

@@ -295,8 +295,17 @@ class PlanActivities:
             kind=jobs[0].kind,
         )
         members = [BatchMember(j.spec, j.ledger, j.prompt.estimated_tokens, j.key) for j in jobs]
+        first = jobs[0].request
         outcome = await write_batch(
-            self.deps.llm, self.deps.router, jobs[0].request.client_id, tier, members, prompt.messages, self.guard
+            self.deps.llm,
+            self.deps.router,
+            first.client_id,
+            tier,
+            members,
+            prompt.messages,
+            self.guard,
+            service_tier=first.service_tier,
+            deadline=first.deadline,
         )
         for key, problem in outcome.problems.items():
             log.warning("batch member %s invalid (%s); writing it on its own", key, problem)
@@ -466,7 +475,15 @@ class PlanActivities:
             spool=self.deps.spool,
             work=key,
         )
-        writer = SectionWriter(self.deps.llm, self.deps.router, ledger, request.client_id, self.guard)
+        writer = SectionWriter(
+            self.deps.llm,
+            self.deps.router,
+            ledger,
+            request.client_id,
+            self.guard,
+            service_tier=request.service_tier,
+            deadline=request.deadline,
+        )
         return _Job(request, spec, client, tier, prompt, key, ledger, writer, context)
 
     @staticmethod

@@ -163,7 +163,7 @@ class SummaryActivities:
 
         scope = f"{request.thread_id}:{after}-{new[-1].seq}"
         stored, figures, content = await self._serve(
-            ledger, request.client_id, spec, tier, prompt_for, scope, store, "summarize_thread"
+            ledger, request.client_id, spec, tier, prompt_for, scope, store, "summarize_thread", request
         )
         result = ThreadSummaryResult(
             thread_id=request.thread_id,
@@ -223,7 +223,7 @@ class SummaryActivities:
 
         async with _heartbeating():
             stored, figures, _ = await self._serve(
-                ledger, request.client_id, spec, tier, prompt_for, "client", store, "summarize_client"
+                ledger, request.client_id, spec, tier, prompt_for, "client", store, "summarize_client", request
             )
         return ClientSummaryResult(summary_id=stored.id, version=stored.version, thread_summary_ids=ids, **figures)
 
@@ -238,9 +238,11 @@ class SummaryActivities:
         scope: str,
         store: Callable[[dict[str, Any], str, int, int], Awaitable[Any]],
         operation: str,
+        when: ThreadSummaryRequest | ClientSummaryRequest,
     ) -> tuple[Any, dict[str, Any], dict[str, Any]]:
         """A summary from the exact cache, or written now (and cached), then put away by
-        ``store``; the stored row, its figures for the result model, and its content."""
+        ``store``; the stored row, its figures for the result model, and its content. ``when``:
+        the request, whose deadline picks the service tier."""
         prompt = prompt_for(self.deps.router.model_for(tier))
         ekey = self._key(client_id, spec, scope, prompt, tier)
         # The exact key names this very work (client, scope, prompt): the answer spool's key too.
@@ -267,7 +269,7 @@ class SummaryActivities:
                 stored = await persist(lambda: store(hit.content, hit.model, 0, 0), f"{spec.key} summary")
                 reused = await _reused(ledger, tier, hit.model, "exact", ekey, operation, hit.content)
                 return stored, reused, hit.content
-            written = await self._write(ledger, client_id, spec, tier, prompt_for, operation, ekey)
+            written = await self._write(ledger, client_id, spec, tier, prompt_for, operation, ekey, when)
             stored = await keep(written)
             if exact_on:
                 await self._cache_put(db, ekey, client_id, spec, written, prompt)
@@ -334,8 +336,17 @@ class SummaryActivities:
         prompt_for: Any,
         operation: str,
         key: str,
+        when: ThreadSummaryRequest | ClientSummaryRequest,
     ) -> Written:
-        writer = SectionWriter(self.deps.llm, self.deps.router, ledger, client_id, self.deps.guard)
+        writer = SectionWriter(
+            self.deps.llm,
+            self.deps.router,
+            ledger,
+            client_id,
+            self.deps.guard,
+            service_tier=when.service_tier,
+            deadline=when.deadline,
+        )
         try:
             return await writer.write(
                 spec, tier, lambda model: (prompt_for(model).messages, []), operation=operation, cache_key=key

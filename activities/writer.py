@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
 from pydantic import ValidationError
@@ -17,14 +17,15 @@ from temporalio.exceptions import ApplicationError
 
 from activities.budget_guard import BudgetGuard
 from activities.ledger import SectionLedger
+from activities.tiered_call import complete_on_tier, failed_completion
 from domain.outputs import SectionPatch, output_model, schema_name, strict_json_schema
 from domain.sections import SectionSpec
 from llm.client import Completion, LLMClient
 from llm.errors import InvalidModelOutput, LLMError
 from storage.spool import KeptAnswer, Settlement
-from tokenopt import estimate
 from tokenopt.patches import PatchRejected, apply_patch
 from tokenopt.routing import ModelRouter, Tier
+from tokenopt.service_tiers import ServiceTier
 from workflows.models import SectionResult
 
 MAX_OUTPUT_ATTEMPTS = 3
@@ -112,6 +113,9 @@ class SectionWriter:
         ledger: SectionLedger,
         client_id: str,
         guard: BudgetGuard,
+        *,
+        service_tier: ServiceTier = ServiceTier.STANDARD,
+        deadline: datetime | None = None,
     ):
         self.llm = llm
         self.router = router
@@ -119,6 +123,9 @@ class SectionWriter:
         self.client_id = client_id
         # Every call reserves its upper-bound cost against the budgets first.
         self.guard = guard
+        # The cheapest tier the work's deadline allows (tokenopt.service_tiers), and the deadline.
+        self.service_tier = service_tier
+        self.deadline = deadline
 
     async def write(
         self,
@@ -239,26 +246,26 @@ class SectionWriter:
         """One call under its budget reservation; ``record`` reads and records the answer before
         the reservation is settled, so the spool holds the answer from the moment it arrives."""
         kwargs = self.call_kwargs(spec, model, messages, form)
-        async with self.guard.spend(
-            client_id=self.client_id,
-            model=model,
-            prompt_tokens=estimate.prompt_tokens(messages, model, kwargs["schema"]),
-            max_completion_tokens=kwargs["max_completion_tokens"],
-        ) as spend:
-            try:
-                completion = await self.llm.complete_json(**kwargs)
-            except LLMError as err:
-                failed = Completion("", model, None, 0, 0, 0, 0)
-                await self.ledger.call(operation, model, failed, success=False, tier=tier.value, error=str(err))
-                raise as_application_error(err) from None
-            spend.settle(
-                completion.prompt_tokens,
-                completion.cached_tokens,
-                completion.completion_tokens,
-                self.ledger.cost(model, completion),
+
+        async def failed(err: LLMError, tried: ServiceTier) -> None:
+            failure = failed_completion(model, tried)
+            await self.ledger.call(operation, model, failure, success=False, tier=tier.value, error=str(err))
+
+        try:
+            out, settlement = await complete_on_tier(
+                self.llm,
+                self.guard,
+                kwargs,
+                client_id=self.client_id,
+                allowed=self.service_tier,
+                deadline=self.deadline,
+                price=self.ledger.cost,
+                on_failure=failed,
+                on_answer=record,
             )
-            out = await record(completion, spend.settlement())
-        self.ledger.settled(spend.settlement())
+        except LLMError as err:
+            raise as_application_error(err) from None
+        self.ledger.settled(settlement)
         return out
 
     def _add(self, totals: SectionResult, completion: Completion, model: str) -> None:

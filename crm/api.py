@@ -6,7 +6,7 @@ fault, an unknown client or document with 404, and in both cases nothing is star
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, Literal
 
 import asyncpg
@@ -22,6 +22,7 @@ from domain.sections import Level, UnknownSection
 from domain.summaries import ThreadInput
 from storage import clients, documents, messages
 from storage.clients import UnknownClient
+from tokenopt.service_tiers import BadDeadline, Urgency, deadline_from
 from wavelaunch import plans
 from wavelaunch import summaries as summary_runs
 from wavelaunch.settings import Settings
@@ -42,7 +43,23 @@ _PROGRESS_QUERIES = {
 
 # -- request and response models ----------------------------------------------------------
 # Inputs are bounded as everywhere else (domain/limits.py): ids by pattern, lists by length.
-class PlanStart(BaseModel):
+class Deadline(BaseModel):
+    """When the work is wanted: the cheapest service tier that meets it (tokenopt.service_tiers).
+    Neither given: interactive, every call on standard."""
+
+    by: str | None = Field(
+        None, max_length=20, description="Wanted within this long: 90m, 6h, 3d, 1d12h (at most 31 days)."
+    )
+    urgency: Urgency | None = Field(None, description="now (standard), today (within 24 h) or week.")
+
+    def deadline(self) -> datetime | None:
+        try:
+            return deadline_from(datetime.now(UTC), by=self.by, urgency=self.urgency)
+        except BadDeadline as err:
+            raise unprocessable("by", str(err)) from None
+
+
+class PlanStart(Deadline):
     client_id: ClientId = Field(description="The CRM's client id (imported before).")
     level: Level | None = Field(None, description="essential, standard or complete; default: WAVELAUNCH_DEFAULT_LEVEL")
     sections: list[SectionKey] | None = Field(
@@ -50,12 +67,12 @@ class PlanStart(BaseModel):
     )
 
 
-class DeliverableStart(BaseModel):
+class DeliverableStart(Deadline):
     client_id: ClientId
     month: int = Field(ge=1, le=8, description="Month of the programme, 1–8 (M1–M8).")
 
 
-class SummaryStart(BaseModel):
+class SummaryStart(Deadline):
     client_id: ClientId
     thread_ids: Annotated[list[ThreadId], ShortList] | None = Field(
         default=None, description="Only these threads; default: every thread."
@@ -131,7 +148,10 @@ def build_router(pool: asyncpg.Pool, temporal: Client, settings: Settings, guard
     async def start_plan(body: PlanStart, request: Request) -> Started:
         """Start the client's business plan (or join it if it is already running)."""
         plan = PlanRequest(
-            client_id=body.client_id, level=body.level or Level(settings.default_level), sections=body.sections
+            client_id=body.client_id,
+            level=body.level or Level(settings.default_level),
+            sections=body.sections,
+            deadline=body.deadline(),
         )
         try:
             await plans.check_request(pool, plan)
@@ -146,7 +166,7 @@ def build_router(pool: asyncpg.Pool, temporal: Client, settings: Settings, guard
     @router.post("/deliverables", status_code=202, response_model=Started, tags=["generation"])
     async def start_deliverable(body: DeliverableStart, request: Request) -> Started:
         """Start month ``month``'s deliverable: five documents, six sections each (or join it)."""
-        deliverable = DeliverableRequest(client_id=body.client_id, month=body.month)
+        deliverable = DeliverableRequest(client_id=body.client_id, month=body.month, deadline=body.deadline())
         try:
             await plans.check_deliverable(pool, deliverable)
         except UnknownClient as err:
@@ -161,7 +181,10 @@ def build_router(pool: asyncpg.Pool, temporal: Client, settings: Settings, guard
         """Store any new messages, then bring the client's thread summaries up to date (from the
         new messages only) and write the client summary (or join the run in progress)."""
         summary = SummaryRequest(
-            client_id=body.client_id, thread_ids=body.thread_ids, include_client_summary=body.include_client_summary
+            client_id=body.client_id,
+            thread_ids=body.thread_ids,
+            include_client_summary=body.include_client_summary,
+            deadline=body.deadline(),
         )
         try:
             await clients.get(pool, body.client_id)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 import asyncpg
@@ -82,7 +83,7 @@ class Intake:
             return Answer(200, {"status": "ignored", "reason": f"unknown event {event!r}"})
         try:
             if event in CLIENT_PLAN_EVENTS or event == "client.updated":
-                return await self._client_event(conn, event, envelope.data)
+                return await self._client_event(conn, event, envelope.data, envelope.timestamp)
             if event == "client.archived":
                 return await self._archived(conn, envelope.data)
             if event == "deliverable.created":
@@ -95,7 +96,7 @@ class Intake:
             return Answer(422, {"status": "rejected", "errors": [str(err)]})
         return Answer(200, {"status": "ignored", "reason": f"{event} needs no work here"})
 
-    async def _client_event(self, conn: DB, event: str, data: dict[str, Any]) -> Answer:
+    async def _client_event(self, conn: DB, event: str, data: dict[str, Any], at: datetime) -> Answer:
         record = parse_client(_client_data(data))
         stored, changed = await accept_client(conn, record)
         if record.status.value != "ACTIVE":
@@ -106,6 +107,10 @@ class Intake:
         # otherwise a plan starts.
         request = PlanRequest(client_id=record.id, level=Level(self.settings.default_level))
         await self.starts.plan(request, announce_version=stored.version, db=conn)
+        if self.settings.schedules:
+            # Onboarding is when the CRM says the client was created (or activated): the months
+            # and summaries run from then by themselves.
+            await self.starts.schedules(record.id, at, db=conn)
         return Answer(
             202, {"status": "accepted", "workflow_id": plan_workflow_id(record.id), "client_version": stored.version}
         )
@@ -137,6 +142,7 @@ class Intake:
         # Through the outbox too, so a cancel never overtakes a start still waiting there.
         ids = [plan_workflow_id(client_id), *(deliverable_workflow_id(client_id, n) for n in range(1, 9))]
         await self.starts.cancel(ids, db=conn)
+        await self.starts.pause_schedules(client_id, db=conn)
         return Answer(202, {"status": "cancelling", "workflows": ids})
 
     async def _deliverable(self, conn: DB, data: dict[str, Any]) -> Answer:

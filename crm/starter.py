@@ -15,6 +15,7 @@ import asyncio
 import contextlib
 import logging
 from collections import defaultdict
+from datetime import datetime
 from typing import Any
 
 import asyncpg
@@ -25,7 +26,7 @@ from domain.deliverables import workflow_id as deliverable_workflow_id
 from storage import workflow_starts
 from storage.db import DB
 from storage.workflow_starts import PendingStart
-from wavelaunch import plans
+from wavelaunch import plans, schedules
 from wavelaunch.settings import Settings
 from workflows.models import DeliverableRequest, PlanRequest
 from workflows.shared import plan_workflow_id
@@ -43,6 +44,12 @@ MAX_BACKOFF_SECONDS = 30.0
 SEND_TIMEOUT_SECONDS = 15.0
 # One drainer at a time across API processes, so a workflow's rows are sent in order.
 _DRAIN_LOCK = 0x57_41_56_45  # arbitrary, fixed
+
+
+def _schedules_key(client_id: str) -> str:
+    """One ordering key for a client's schedule rows: an archive's pause never overtakes the
+    create before it, nor a re-activation's resume the pause."""
+    return f"schedules-{client_id}"
 
 
 class Starter:
@@ -64,6 +71,14 @@ class Starter:
         payload = {"request": request.model_dump(mode="json")}
         workflow_id = deliverable_workflow_id(request.client_id, request.month)
         await self._enqueue([(workflow_id, "deliverable", payload)], db)
+
+    async def schedules(self, client_id: str, onboarded: datetime, *, db: DB | None = None) -> None:
+        """Create the client's schedules (months, weekly summary), or resume them if they exist."""
+        payload = {"client_id": client_id, "onboarded": onboarded.isoformat()}
+        await self._enqueue([(_schedules_key(client_id), "schedules", payload)], db)
+
+    async def pause_schedules(self, client_id: str, *, db: DB | None = None) -> None:
+        await self._enqueue([(_schedules_key(client_id), "pause_schedules", {"client_id": client_id})], db)
 
     async def announce(self, client_id: str, version: int, *, db: DB | None = None) -> None:
         """Tell the client's running plan and deliverables about ``version`` (they fold it in)."""
@@ -137,6 +152,11 @@ class Starter:
             )
         elif row.action == "announce":
             await plans.announce_update(self.temporal, row.request["client_id"], row.request["version"])
+        elif row.action == "schedules":
+            onboarded = datetime.fromisoformat(row.request["onboarded"])
+            await schedules.ensure(self.temporal, self.settings, row.request["client_id"], onboarded)
+        elif row.action == "pause_schedules":
+            await schedules.pause_client(self.temporal, row.request["client_id"])
         elif row.action == "cancel":
             try:
                 await self.temporal.get_workflow_handle(row.workflow_id).cancel()

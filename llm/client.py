@@ -26,6 +26,8 @@ class Completion:
     cached_tokens: int
     completion_tokens: int
     duration_ms: int
+    # The tier that served it, as the response names it ("flex", "default"); None when unsaid.
+    service_tier: str | None = None
 
 
 class LLMClient:
@@ -75,6 +77,7 @@ class LLMClient:
         max_completion_tokens: int,
         prompt_cache_key: str | None = None,
         temperature: float | None = None,
+        service_tier: str | None = None,
     ) -> dict[str, Any]:
         """The chat-completion request body for a structured answer: what ``complete_json`` sends,
         and what a Batch API line carries, so both paths ask the same question."""
@@ -88,6 +91,8 @@ class LLMClient:
             body["prompt_cache_key"] = prompt_cache_key
         if temperature is not None:
             body["temperature"] = temperature
+        if service_tier is not None:
+            body["service_tier"] = service_tier
         if self._structured_output == "json_object":
             # llama-cpp-python's server ignores max_completion_tokens (it reads only the older
             # max_tokens), so without this a runaway answer runs on to the end of the context.
@@ -104,9 +109,12 @@ class LLMClient:
         max_completion_tokens: int,
         prompt_cache_key: str | None = None,
         temperature: float | None = None,
+        service_tier: str | None = None,
+        timeout_seconds: float | None = None,
     ) -> Completion:
         """One chat completion constrained to ``schema``; raises LLMError on failure, a retryable
-        ``LLMTimeout`` when no answer came within ``timeout_for(max_completion_tokens)``."""
+        ``LLMTimeout`` when no answer came within ``timeout_seconds`` (by default
+        ``timeout_for(max_completion_tokens)``). ``service_tier``: the API's parameter ("flex")."""
         body = self.request_body(
             model=model,
             messages=messages,
@@ -115,8 +123,9 @@ class LLMClient:
             max_completion_tokens=max_completion_tokens,
             prompt_cache_key=prompt_cache_key,
             temperature=temperature,
+            service_tier=service_tier,
         )
-        seconds = self.timeout_for(max_completion_tokens)
+        seconds = timeout_seconds if timeout_seconds is not None else self.timeout_for(max_completion_tokens)
         started = time.monotonic()
         try:
             # httpx's timeout bounds each read, not the whole answer: the deadline does that.
@@ -144,6 +153,7 @@ class LLMClient:
             cached_tokens=(getattr(details, "cached_tokens", 0) or 0) if details else 0,
             completion_tokens=usage.completion_tokens if usage else 0,
             duration_ms=duration_ms,
+            service_tier=response.service_tier,
         )
 
     async def embed(self, *, model: str, text: str, dimensions: int) -> tuple[list[float], int]:

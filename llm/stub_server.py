@@ -13,6 +13,10 @@ It speaks enough of the real wire format for the official ``openai`` client to p
   evicted after ``CACHE_IDLE_SECONDS`` unused, on a clock benchmarks may simulate).
 
 Tests steer it through control endpoints under ``/_stub`` (fault injection, request log, reset).
+
+``service_tier="flex"`` is answered as OpenAI's flex processing is: the same answer, more slowly
+(``flex_slowdown`` times the simulated generation time), with ``service_tier`` echoed in the
+response; a ``resource_unavailable`` fault refuses flex requests with OpenAI's 429.
 Auth (``api_key``) and the model allowlist (``models``) apply to every ``/v1`` endpoint, the
 embeddings model included; ``/_stub`` needs no key.
 Run it in-process with :class:`StubServer` or as a process with ``python -m llm.stub_server``.
@@ -66,6 +70,13 @@ DEFAULT_MODELS: tuple[str, ...] = (
     "text-embedding-3-small",
     "text-embedding-3-large",
 )
+# What OpenAI accepts as ``service_tier``; the response names the tier that served ("auto" and
+# "default" are served as "default").
+SERVICE_TIERS: tuple[str, ...] = ("auto", "default", "flex", "scale", "priority")
+FLEX = "flex"
+# Flex processing answers more slowly than standard: this many times the simulated generation
+# time (``latency_per_completion_token``), unless configured otherwise.
+DEFAULT_FLEX_SLOWDOWN = 3.0
 DEFAULT_EMBEDDING_DIMENSIONS = 256
 MAX_EMBEDDING_DIMENSIONS = 4096
 
@@ -164,6 +175,8 @@ class ChatRequest:
     schema: _JSON | None
     max_tokens: int | None
     prompt_cache_key: str | None
+    # As asked ("auto", "default", "flex", ...); None when the request did not say.
+    service_tier: str | None = None
 
     @property
     def section(self) -> str | None:
@@ -227,6 +240,9 @@ def parse_chat_request(body: Any) -> ChatRequest:
     response_type, schema_name, schema = _parse_response_format(body.get("response_format"))
     limit = _optional_int(body, "max_completion_tokens") or _optional_int(body, "max_tokens")
     cache_key = body.get("prompt_cache_key")
+    tier = body.get("service_tier")
+    if tier is not None and tier not in SERVICE_TIERS:
+        raise BadRequest(f"'service_tier' must be one of {', '.join(SERVICE_TIERS)}")
     return ChatRequest(
         model=model,
         messages=tuple(messages),
@@ -235,6 +251,7 @@ def parse_chat_request(body: Any) -> ChatRequest:
         schema=schema,
         max_tokens=limit,
         prompt_cache_key=cache_key if isinstance(cache_key, str) and cache_key else None,
+        service_tier=tier,
     )
 
 
@@ -689,8 +706,10 @@ def _encode_vector(vector: list[float], encoding_format: str) -> list[float] | s
 # Fault rules
 # --------------------------------------------------------------------------------------------
 
-FaultKind = Literal["status", "invalid_json", "delay"]
-_ERROR_KINDS = frozenset({"status", "invalid_json"})
+FaultKind = Literal["status", "invalid_json", "delay", "resource_unavailable"]
+_ERROR_KINDS = frozenset({"status", "invalid_json", "resource_unavailable"})
+# OpenAI's answer when flex processing has no capacity (requests are not billed).
+RESOURCE_UNAVAILABLE_MESSAGE = "Resource unavailable. Please try again later or use the default service tier."
 
 
 @dataclass
@@ -710,7 +729,10 @@ class FaultRule:
     code: str | None = None
     error_type: str | None = None
 
-    def matches(self, model: str, section_key: str | None, prompt: str = "") -> bool:
+    def matches(self, model: str, section_key: str | None, prompt: str = "", service_tier: str | None = None) -> bool:
+        # Flex capacity running out refuses flex requests only.
+        if self.kind == "resource_unavailable" and service_tier != FLEX:
+            return False
         return (
             (self.section is None or self.section == section_key)
             and (self.model is None or self.model == model)
@@ -746,8 +768,8 @@ def parse_fault_rule(raw: Any) -> FaultRule:
     if unknown := set(raw) - allowed:
         raise BadRequest(f"unknown fault rule fields: {sorted(unknown)}")
     kind = raw.get("kind")
-    if kind not in ("status", "invalid_json", "delay"):
-        raise BadRequest(f"fault 'kind' must be status, invalid_json or delay, got {kind!r}")
+    if kind not in ("status", "invalid_json", "delay", "resource_unavailable"):
+        raise BadRequest(f"fault 'kind' must be status, invalid_json, delay or resource_unavailable, got {kind!r}")
     match = raw.get("match") or {}
     if not isinstance(match, dict) or set(match) - {"section", "model", "contains"}:
         raise BadRequest("fault 'match' may only have 'section', 'model' and 'contains'")
@@ -797,6 +819,7 @@ class StubState:
     api_key: str | None = None
     models: tuple[str, ...] | None = None
     latency_per_completion_token: float = 0.0
+    flex_slowdown: float = DEFAULT_FLEX_SLOWDOWN
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
     _rules: list[FaultRule] = field(default_factory=list, repr=False)
     _log: list[_JSON] = field(default_factory=list, repr=False)
@@ -870,7 +893,12 @@ class StubState:
             return [rule.to_dict() for rule in self._rules]
 
     def take_faults(
-        self, model: str, section_key: str | None, members: Sequence[str] = (), prompt: str = ""
+        self,
+        model: str,
+        section_key: str | None,
+        members: Sequence[str] = (),
+        prompt: str = "",
+        service_tier: str | None = None,
     ) -> tuple[FaultRule | None, FaultRule | None]:
         """The first matching delay rule and the first matching error rule, each consumed once;
         rules whose ``times`` reach zero are dropped. A rule naming a section also matches a
@@ -880,7 +908,8 @@ class StubState:
         with self._lock:
             for rule in self._rules:
                 if not (
-                    rule.matches(model, section_key, prompt) or any(rule.matches(model, m, prompt) for m in members)
+                    rule.matches(model, section_key, prompt, service_tier)
+                    or any(rule.matches(model, m, prompt, service_tier) for m in members)
                 ):
                     continue
                 if rule.kind == "delay" and delay is None:
@@ -1003,6 +1032,13 @@ def _model_error(model: str) -> JSONResponse:
 
 
 def _fault_error(rule: FaultRule) -> JSONResponse:
+    if rule.kind == "resource_unavailable":
+        return error_response(
+            429,
+            rule.message or RESOURCE_UNAVAILABLE_MESSAGE,
+            error_type=rule.error_type,
+            code=rule.code or "resource_unavailable",
+        )
     status = rule.status or 500
     headers = {"retry-after": f"{rule.retry_after:g}"} if rule.retry_after is not None else None
     message = rule.message or f"Injected fault: HTTP {status} from the stub."
@@ -1042,6 +1078,9 @@ async def chat_completions(request: Request) -> JSONResponse:
             # A batch's member sections (its "section" is the batch schema's key).
             "members": [],
             "answer": None,
+            "service_tier": None,
+            # Simulated generation time (latency_per_completion_token, slower for flex).
+            "generation_seconds": 0.0,
         }
     )
     response = await _chat_completions(request, state, entry)
@@ -1057,7 +1096,9 @@ async def _chat_completions(request: Request, state: StubState, entry: _JSON) ->
         if not state.authorized(request.headers.get("authorization")):
             return _auth_error()
         chat = parse_chat_request(body)
-        state.update_entry(entry, section=chat.section, prompt_cache_key=chat.prompt_cache_key)
+        state.update_entry(
+            entry, section=chat.section, prompt_cache_key=chat.prompt_cache_key, service_tier=chat.service_tier
+        )
         # What the model was shown, so tests can check what a prompt carried (and what it did not).
         state.update_entry(entry, messages=chat.message_dicts())
         if not state.model_known(chat.model):
@@ -1070,11 +1111,11 @@ async def _chat_completions(request: Request, state: StubState, entry: _JSON) ->
     except BadRequest as err:
         return error_response(400, str(err))
     prompt = "\n".join(text for _, text in chat.messages)
-    delay, error = state.take_faults(chat.model, chat.section, chat.batch_members, prompt)
+    delay, error = state.take_faults(chat.model, chat.section, chat.batch_members, prompt, chat.service_tier)
     state.update_entry(entry, fault=_fault_label(delay, error))
     if delay is not None:
         await state.sleep(delay.seconds)
-    if error is not None and error.kind == "status":
+    if error is not None and error.kind in ("status", "resource_unavailable"):
         return _fault_error(error)
     # An invalid_json fault aimed at one member of a batch spoils that member only.
     broken = error.section if error is not None and error.section in chat.batch_members else None
@@ -1103,7 +1144,10 @@ async def _answer(
         answer=body["choices"][0]["message"]["content"],
     )
     if state.latency_per_completion_token > 0:
-        await state.sleep(usage["completion_tokens"] * state.latency_per_completion_token)
+        slowdown = state.flex_slowdown if chat.service_tier == FLEX else 1.0
+        seconds = usage["completion_tokens"] * state.latency_per_completion_token * slowdown
+        state.update_entry(entry, generation_seconds=seconds)
+        await state.sleep(seconds)
     return JSONResponse(body, headers={"x-request-id": body["id"]})
 
 
@@ -1132,7 +1176,7 @@ def answer_body(
         )
     prompt = prompt_tokens(chat)
     cached = state.cache_lookup_and_store(prefix_digests(rendered_prompt(chat), cache_scope(chat)))
-    return _completion_body(
+    body = _completion_body(
         state.next_id("chatcmpl"),
         chat.model,
         content,
@@ -1141,6 +1185,10 @@ def answer_body(
         cached=cached,
         completion=completion,
     )
+    if chat.service_tier is not None:
+        # As OpenAI does: the tier that served the request ("auto" is served as "default").
+        body["service_tier"] = FLEX if chat.service_tier == FLEX else "default"
+    return body
 
 
 def answer_request(state: StubState, body: Any, *, corrupt_json: bool = False) -> tuple[int, _JSON]:
@@ -1304,6 +1352,7 @@ class StubServer:
         models: Sequence[str] | None = None,
         latency_per_completion_token: float = 0.0,
         *,
+        flex_slowdown: float = DEFAULT_FLEX_SLOWDOWN,
         host: str = "127.0.0.1",
         port: int = 0,
     ):
@@ -1311,6 +1360,7 @@ class StubServer:
             api_key=api_key,
             models=tuple(models) if models is not None else None,
             latency_per_completion_token=latency_per_completion_token,
+            flex_slowdown=flex_slowdown,
         )
         self.host = host
         self._port = port
@@ -1421,11 +1471,22 @@ def main(argv: Sequence[str] | None = None) -> None:
         default=0.0,
         help="seconds of simulated generation time per completion token",
     )
+    parser.add_argument(
+        "--flex-slowdown",
+        type=float,
+        default=DEFAULT_FLEX_SLOWDOWN,
+        help="service_tier=flex takes this many times the simulated generation time",
+    )
     parser.add_argument("--batch-polls", type=int, default=2, help="retrievals before a batch completes")
     parser.add_argument("--batch-seconds", type=float, default=None, help="or seconds after creation")
     args = parser.parse_args(argv)
     models = tuple(m.strip() for m in args.models.split(",") if m.strip()) if args.models else None
-    state = StubState(api_key=args.api_key, models=models, latency_per_completion_token=args.latency_per_token)
+    state = StubState(
+        api_key=args.api_key,
+        models=models,
+        latency_per_completion_token=args.latency_per_token,
+        flex_slowdown=args.flex_slowdown,
+    )
     state.batches.configure(polls=args.batch_polls, seconds=args.batch_seconds)
     uvicorn.run(
         create_app(state),

@@ -39,6 +39,8 @@ class UsageRecord(BaseModel):
     baseline_prompt_tokens: int = 0
     baseline_completion_tokens: int = 0
     baseline_cost: Decimal = Decimal(0)
+    # The service tier a billed call was served on: standard, flex or batch (None: no call).
+    service_tier: str | None = None
 
     @property
     def total_tokens(self) -> int:
@@ -116,6 +118,7 @@ _GROUPS = {
     "cache_tier": "cache_tier",
     "section_key": "section_key",
     "document_type": "document_type",
+    "service_tier": "service_tier",
     "day": "to_char(created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD')",
 }
 
@@ -124,7 +127,7 @@ async def report(
     pool: asyncpg.Pool, *, client_id: str | None = None, workflow_id: str | None = None, run_id: str | None = None
 ) -> dict[str, Any]:
     """Totals, and the same figures per operation, model, client, cache tier, section, document
-    type and day (``by_day`` oldest first; the other groups by cost, highest first).
+    type, service tier and day (``by_day`` oldest first; the other groups by cost, highest first).
 
     The one query behind ``wavelaunch usage report --json``, the dashboard and ``/metrics``.
     """

@@ -16,6 +16,7 @@ from typing import Any
 
 from tokenopt import pricing
 from tokenopt.counting import count_messages, count_tokens
+from tokenopt.service_tiers import ServiceTier
 
 
 @dataclass(frozen=True)
@@ -39,15 +40,17 @@ def estimate_call(
     max_completion_tokens: int,
     free_models: frozenset[str] = frozenset(),
     batch: bool = False,
+    tier: ServiceTier = ServiceTier.STANDARD,
 ) -> CallEstimate:
-    """The most a call can bill: its whole prompt uncached and its longest allowed answer
-    (``batch``: at the Batch API's price)."""
+    """The most a call can bill: its whole prompt uncached and its longest allowed answer, at the
+    price of the tier it goes on (``batch``: the Batch API's)."""
     cost = pricing.cost(
         model,
         prompt_tokens=prompt_tokens,
         completion_tokens=max_completion_tokens,
         free_models=free_models,
         batch=batch,
+        tier=tier,
     )
     return CallEstimate(prompt_tokens + max_completion_tokens, cost)
 

@@ -10,6 +10,7 @@ import os
 import re
 import sys
 from collections.abc import Awaitable, Callable, Coroutine
+from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any, NoReturn, TypeVar
@@ -36,6 +37,7 @@ from stack.errors import StackError
 from storage.clients import UnknownClient
 from storage.messages import UnknownThread
 from tokenopt.pricing import UnknownModelPrice
+from tokenopt.service_tiers import BadDeadline, Urgency
 from wavelaunch import commands, plans
 from wavelaunch.console import (
     alerts_table,
@@ -48,6 +50,7 @@ from wavelaunch.console import (
 )
 from wavelaunch.input_files import read_json_file
 from wavelaunch.runtime import WorkerMetricsUnavailable
+from wavelaunch.schedules import ScheduleInfo, UnknownSchedule
 from wavelaunch.settings import Settings, get_settings
 from workflows.business_plan import BusinessPlanWorkflow
 from workflows.deliverable import DeliverableWorkflow
@@ -66,6 +69,9 @@ budget_app = typer.Typer(
     no_args_is_help=True, help="Budgets per period, global or per client: limits, alert thresholds, auto-pause."
 )
 alerts_app = typer.Typer(no_args_is_help=True, help="Alerts raised: budget thresholds, cache hit rate.")
+schedule_app = typer.Typer(
+    no_args_is_help=True, help="Temporal Schedules: each client's deliverable months and weekly summary."
+)
 eval_app = typer.Typer(no_args_is_help=True, help="Evaluations against an OpenAI-compatible endpoint.")
 app.add_typer(stack_app, name="stack")
 app.add_typer(clients_app, name="clients")
@@ -79,11 +85,14 @@ app.add_typer(bench_app, name="bench")
 app.add_typer(budget_app, name="budget")
 app.add_typer(alerts_app, name="alerts")
 app.add_typer(eval_app, name="eval")
+app.add_typer(schedule_app, name="schedule")
 
 T = TypeVar("T")
 
 # Errors a person can act on: print the message, not a traceback.
 _USER_ERRORS = (
+    BadDeadline,
+    UnknownSchedule,
     InvalidClientRecord,
     UnknownClient,
     UnknownSection,
@@ -126,6 +135,10 @@ def _check_ids(kwargs: dict[str, Any]) -> None:
                 problems.append(f"{label} {quote(item)} is not a valid id")
     if problems:
         raise InputRefused(problems)
+
+
+BY_HELP = "Wanted within this long (90m, 6h, 3d): the cheapest service tier that meets it (flex)."
+URGENCY_HELP = "now (standard, the default), today (within 24 h) or week: shorthand for --by."
 
 
 def _run(coro_fn: Callable[..., Coroutine[Any, Any, T]]) -> Callable[..., None]:
@@ -301,10 +314,13 @@ async def plan_generate(
     level: Level = typer.Option(Level.COMPLETE, help="essential, standard or complete"),
     sections: str | None = typer.Option(None, help="Only these sections, comma-separated."),
     wait: bool = typer.Option(True, "--wait/--no-wait", help="Wait and show progress."),
+    by: str | None = typer.Option(None, "--by", help=BY_HELP),
+    urgency: Urgency | None = typer.Option(None, "--urgency", help=URGENCY_HELP),
 ) -> None:
     """Generate (or join the running generation of) a client's business plan."""
     settings = get_settings()
-    handle = await commands.start_plan(settings, client_id, level, _parse_sections(sections))
+    deadline = commands.deadline(by, urgency)
+    handle = await commands.start_plan(settings, client_id, level, _parse_sections(sections), deadline=deadline)
     _announce(settings, handle)
     if not wait:
         return
@@ -358,10 +374,12 @@ async def deliverable_generate(
     client_id: str,
     month: int = typer.Option(..., "--month", "-m", help="1–8 (M1–M8)."),
     wait: bool = typer.Option(True, "--wait/--no-wait", help="Wait and show progress."),
+    by: str | None = typer.Option(None, "--by", help=BY_HELP),
+    urgency: Urgency | None = typer.Option(None, "--urgency", help=URGENCY_HELP),
 ) -> None:
     """Generate (or join the running generation of) month N's five deliverable documents."""
     settings = get_settings()
-    handle = await commands.start_deliverable(settings, client_id, month)
+    handle = await commands.start_deliverable(settings, client_id, month, deadline=commands.deadline(by, urgency))
     _announce(settings, handle)
     if not wait:
         return
@@ -420,10 +438,13 @@ async def summary_generate(
     messages: Path | None = typer.Option(None, "--messages", help="JSON list of threads with messages, stored first."),
     client_summary: bool = typer.Option(True, "--client-summary/--no-client-summary"),
     wait: bool = typer.Option(True, "--wait/--no-wait", help="Wait and show progress."),
+    by: str | None = typer.Option(None, "--by", help=BY_HELP),
+    urgency: Urgency | None = typer.Option(None, "--urgency", help=URGENCY_HELP),
 ) -> None:
     """Bring a client's thread summaries up to date (new messages only), then its client summary."""
     settings = get_settings()
-    handle = await commands.start_summary(settings, client_id, thread, messages, client_summary)
+    deadline = commands.deadline(by, urgency)
+    handle = await commands.start_summary(settings, client_id, thread, messages, client_summary, deadline=deadline)
     _announce(settings, handle)
     if not wait:
         return
@@ -538,12 +559,12 @@ async def usage_report(
     as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
     client: str | None = typer.Option(None, help="Only this client."),
 ) -> None:
-    """Totals, per operation, model, client and cache tier, with savings against the naive way."""
+    """Totals, per operation, model, client, cache tier and service tier, with savings against the naive way."""
     report = await commands.usage_report(get_settings(), client_id=client)
     if as_json:
         print(json.dumps(report, indent=2, default=str))
         return
-    for group in ("total", "operation", "model", "client", "cache_tier"):
+    for group in ("total", "operation", "model", "client", "cache_tier", "service_tier"):
         console.print(usage_table(report, group))
 
 
@@ -769,6 +790,43 @@ async def bench_studio(
     console.print(f"JSON written to {json_file} ({result['seconds']:.0f} s)")
 
 
+@bench_app.command("deadlines")
+@_run
+async def bench_deadlines(
+    clients: int = typer.Option(5, "--clients", help="Clients in the studio month."),
+    seed: int = typer.Option(11, "--seed"),
+    latency_per_token: float = typer.Option(0.0002, "--latency-per-token", help="The stub's seconds per token."),
+    flex_slowdown: float = typer.Option(3.0, "--flex-slowdown", help="Flex takes this many times as long."),
+    refuse_share: float = typer.Option(0.1, "--refuse-share", min=0, max=1, help="Requests meeting a flex 429."),
+    json_file: Path = typer.Option(Path("bench-results/deadlines.json"), "--json", help="Where the JSON goes."),
+) -> None:
+    """The studio month with deadlines: dollars by service tier against all-standard and the naive way."""
+    from wavelaunch.bench import cost, deadlines
+    from wavelaunch.bench.workload import workload_studio
+
+    result = await deadlines.run(
+        workload_studio(clients, seed),
+        get_settings(),
+        latency_per_token=latency_per_token,
+        flex_slowdown=flex_slowdown,
+        refuse_share=refuse_share,
+    )
+    console.print(f"naive ({result['naive_model']}): ${result['naive']['cost']:.4f}")
+    for name, arm in result["arms"].items():
+        tiers = ", ".join(f"{t} ${v['cost']:.4f} ({v['calls']} calls)" for t, v in arm["by_tier"].items())
+        finish = arm["finish_vs_deadline"]
+        console.print(
+            f"{name}: ${arm['cost']:.4f} ({escape(tiers)}); {finish['documents']} documents, "
+            f"{finish['with_deadline']} with a deadline, {finish['missed']} missed"
+        )
+    console.print(
+        f"deadlines/standard: {result['deadlines_vs_standard']}, deadlines/naive: {result['deadlines_vs_naive']}, "
+        f"standard/naive: {result['standard_vs_naive']}"
+    )
+    cost.write_json(result, json_file)
+    console.print(f"JSON written to {json_file}")
+
+
 @bench_app.command("batching")
 @_run
 async def bench_batching(
@@ -973,3 +1031,93 @@ async def demo(
 
 if __name__ == "__main__":
     app()
+
+
+# -- schedules -------------------------------------------------------------------------------
+_SCHEDULE_CLIENT = typer.Option(None, "--client", "-c", help="Every schedule of this client.")
+
+
+def _print_schedules(infos: list[ScheduleInfo]) -> None:
+    if not infos:
+        console.print("no schedules")
+    for info in infos:
+        state = "paused" if info.paused else "active"
+        nxt = info.next_runs[0].isoformat() if info.next_runs else "-"
+        console.print(f"{info.schedule_id}  {info.workflow}  {state}  next: {nxt}  {escape(info.note)}")
+
+
+@schedule_app.command("create")
+@_run
+async def schedule_create(
+    client_id: str,
+    onboarded: str | None = typer.Option(None, "--onboarded", help="ISO date or time (default: now)."),
+) -> None:
+    """Create a client's schedules (as client.created does): its months and weekly summary."""
+    when = None
+    if onboarded is not None:
+        try:
+            when = datetime.fromisoformat(onboarded)
+        except ValueError:
+            raise typer.BadParameter(f"--onboarded {onboarded[:40]!r} is not an ISO date or time") from None
+        when = when if when.tzinfo else when.replace(tzinfo=UTC)
+    for schedule_id in await commands.schedule_create(get_settings(), client_id, when):
+        console.print(schedule_id)
+
+
+@schedule_app.command("list")
+@_run
+async def schedule_list(
+    client: str | None = typer.Option(None, "--client", "-c", help="Only this client."),
+    as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
+) -> None:
+    """Every client's schedules (or one client's): what they start, paused or active, next run."""
+    infos = await commands.schedule_list(get_settings(), client)
+    if as_json:
+        print(json.dumps([i.to_dict() for i in infos], indent=2))
+        return
+    _print_schedules(infos)
+
+
+@schedule_app.command("show")
+@_run
+async def schedule_show(schedule_id: str) -> None:
+    """One schedule: its workflow, state, next runs, recent runs and what is running."""
+    print(json.dumps((await commands.schedule_show(get_settings(), schedule_id)).to_dict(), indent=2))
+
+
+@schedule_app.command("pause")
+@_run
+async def schedule_pause(
+    schedule_ids: list[str] | None = typer.Argument(None), client: str | None = _SCHEDULE_CLIENT
+) -> None:
+    """Pause schedules (nothing starts until resumed)."""
+    for schedule_id in await commands.schedule_pause(get_settings(), schedule_ids, client):
+        console.print(f"paused {schedule_id}")
+
+
+@schedule_app.command("resume")
+@_run
+async def schedule_resume(
+    schedule_ids: list[str] | None = typer.Argument(None), client: str | None = _SCHEDULE_CLIENT
+) -> None:
+    """Resume paused schedules."""
+    for schedule_id in await commands.schedule_resume(get_settings(), schedule_ids, client):
+        console.print(f"resumed {schedule_id}")
+
+
+@schedule_app.command("trigger")
+@_run
+async def schedule_trigger(schedule_id: str) -> None:
+    """Run a schedule's workflow now (its deadline counts from now)."""
+    await commands.schedule_trigger(get_settings(), schedule_id)
+    console.print(f"triggered {schedule_id}")
+
+
+@schedule_app.command("remove")
+@_run
+async def schedule_remove(
+    schedule_ids: list[str] | None = typer.Argument(None), client: str | None = _SCHEDULE_CLIENT
+) -> None:
+    """Delete schedules (workflows they started are not touched)."""
+    for schedule_id in await commands.schedule_remove(get_settings(), schedule_ids, client):
+        console.print(f"removed {schedule_id}")

@@ -10,6 +10,7 @@ import re
 import signal
 import time
 from collections.abc import AsyncIterator, Callable
+from datetime import UTC, datetime
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -33,8 +34,9 @@ from domain.summaries import CLIENT_SUMMARY, THREAD_SUMMARY, InvalidMessages, Th
 from storage import alerts, budgets, cache, clients, db, documents, messages, summaries, usage
 from storage.messages import UnknownThread
 from tokenopt.reads import month_sections_reading, plan_sections_reading
+from tokenopt.service_tiers import Urgency, deadline_from
 from tokenopt.techniques import Techniques
-from wavelaunch import plans
+from wavelaunch import plans, schedules
 from wavelaunch import summaries as summary_runs
 from wavelaunch.console import console, money, progress_table, usage_table
 from wavelaunch.input_files import read_json_file
@@ -189,10 +191,16 @@ async def import_clients(settings: Settings, file: Path) -> list[tuple[str, int,
 
 
 # -- plans ---------------------------------------------------------------------------------
+def deadline(by: str | None, urgency: Urgency | None) -> datetime | None:
+    """The deadline a person gave (``--by`` or ``--urgency``), from now; None: standard.
+    Raises BadDeadline."""
+    return deadline_from(datetime.now(UTC), by=by, urgency=urgency)
+
+
 async def start_plan(
-    settings: Settings, client_id: str, level: Level, only: list[str] | None
+    settings: Settings, client_id: str, level: Level, only: list[str] | None, *, deadline: datetime | None = None
 ) -> WorkflowHandle[BusinessPlanWorkflow, PlanResult]:
-    request = PlanRequest(client_id=client_id, level=level, sections=only)
+    request = PlanRequest(client_id=client_id, level=level, sections=only, deadline=deadline)
     async with _database(settings) as pool:
         await plans.check_request(pool, request)
         current = await clients.get(pool, client_id)
@@ -268,12 +276,12 @@ def check_month(month: int) -> None:
 
 
 async def start_deliverable(
-    settings: Settings, client_id: str, month: int
+    settings: Settings, client_id: str, month: int, *, deadline: datetime | None = None
 ) -> WorkflowHandle[DeliverableWorkflow, DeliverableResult]:
     """Start (or join) month ``month``'s deliverable; a bad month is refused before anything
     starts (no stack, no workflow), an unknown client before any workflow starts."""
     check_month(month)
-    request = DeliverableRequest(client_id=client_id, month=month)
+    request = DeliverableRequest(client_id=client_id, month=month, deadline=deadline)
     async with _database(settings) as pool:
         await plans.check_deliverable(pool, request)
     client = await _temporal(settings)
@@ -355,12 +363,17 @@ async def start_summary(
     thread_ids: list[str] | None,
     messages_file: Path | None,
     include_client_summary: bool,
+    *,
+    deadline: datetime | None = None,
 ) -> WorkflowHandle[SummaryWorkflow, SummaryResult]:
     """Append the file's messages (if any), then start (or join) ``summary-<clientId>``. A bad
     file, an unknown client or an unknown thread is refused before anything is stored."""
     loaded = load_threads(messages_file) if messages_file else []
     request = SummaryRequest(
-        client_id=client_id, thread_ids=thread_ids or None, include_client_summary=include_client_summary
+        client_id=client_id,
+        thread_ids=thread_ids or None,
+        include_client_summary=include_client_summary,
+        deadline=deadline,
     )
     async with _database(settings) as pool:
         await clients.get(pool, client_id)
@@ -654,3 +667,57 @@ async def demo(
             return result
         finally:
             await close_dependencies(deps)
+
+
+# -- schedules -------------------------------------------------------------------------------
+async def _schedule_targets(client: Client, ids: list[str] | None, client_id: str | None) -> list[str]:
+    """The schedules a command acts on: the ids given, or every schedule of ``client_id``."""
+    if bool(ids) == (client_id is not None):
+        raise schedules.UnknownSchedule("name schedule ids or give --client, not both and not neither")
+    if ids:
+        return ids
+    assert client_id is not None
+    found = await schedules.client_schedule_ids(client, client_id)
+    if not found:
+        raise schedules.UnknownSchedule(f"client {client_id!r} has no schedules")
+    return found
+
+
+async def schedule_create(settings: Settings, client_id: str, onboarded: datetime | None) -> list[str]:
+    """The client's schedules from its onboarding date (default: now), as `client.created` makes them."""
+    async with _database(settings) as pool:
+        await clients.get(pool, client_id)
+    client = await _temporal(settings)
+    return await schedules.ensure(client, settings, client_id, onboarded or datetime.now(UTC))
+
+
+async def schedule_list(settings: Settings, client_id: str | None) -> list[schedules.ScheduleInfo]:
+    client = await _temporal(settings)
+    return [await schedules.describe(client, i) for i in await schedules.client_schedule_ids(client, client_id)]
+
+
+async def schedule_show(settings: Settings, schedule_id: str) -> schedules.ScheduleInfo:
+    return await schedules.describe(await _temporal(settings), schedule_id)
+
+
+async def schedule_pause(settings: Settings, ids: list[str] | None, client_id: str | None) -> list[str]:
+    client = await _temporal(settings)
+    targets = await _schedule_targets(client, ids, client_id)
+    for schedule_id in targets:
+        await schedules.describe(client, schedule_id)  # an unknown id is refused by name
+    return await schedules.pause(client, targets, "paused with `wavelaunch schedule pause`")
+
+
+async def schedule_resume(settings: Settings, ids: list[str] | None, client_id: str | None) -> list[str]:
+    client = await _temporal(settings)
+    targets = await _schedule_targets(client, ids, client_id)
+    return await schedules.resume(client, targets, "resumed with `wavelaunch schedule resume`")
+
+
+async def schedule_trigger(settings: Settings, schedule_id: str) -> None:
+    await schedules.trigger(await _temporal(settings), schedule_id)
+
+
+async def schedule_remove(settings: Settings, ids: list[str] | None, client_id: str | None) -> list[str]:
+    client = await _temporal(settings)
+    return await schedules.remove(client, await _schedule_targets(client, ids, client_id))

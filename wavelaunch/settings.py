@@ -134,6 +134,16 @@ class Settings(BaseSettings):
     answer_spool_dir: Path | None = None
     default_level: str = "complete"
 
+    # Schedules (wavelaunch/schedules.py): created for each client on client.created/activated.
+    # Month N starts (N - 1) cadences after onboarding and is due some days after it starts; the
+    # client summary runs every few days, due some hours after each start. The due windows are
+    # the runs' deadlines: their calls take the cheapest service tier that meets them.
+    schedules: bool = True
+    deliverable_cadence_days: float = Field(30.0, gt=0)
+    deliverable_due_days: float = Field(7.0, gt=0)
+    summary_every_days: float = Field(7.0, gt=0)
+    summary_due_hours: float = Field(6.0, gt=0)
+
     @property
     def temporal_state_file(self) -> Path:
         return self.state_dir / "temporal.db"

@@ -7,7 +7,7 @@ from temporalio.exceptions import ActivityError, ApplicationError
 
 with workflow.unsafe.imports_passed_through():
     from activities.plan import PlanActivities
-    from workflows.fanout import FollowsClientUpdates, run_sections, set_status, waits_for_budget
+    from workflows.fanout import FollowsClientUpdates, run_sections, service_tier, set_status, waits_for_budget
     from workflows.models import (
         AssembleRequest,
         PlanInputs,
@@ -100,6 +100,7 @@ class BusinessPlanWorkflow(FollowsClientUpdates):
         self._progress.sections = [SectionProgress(section_key=k) for k in inputs.sections]
         self._set_status("generating")
 
+        tier = service_tier(request.deadline)
         work = [
             (
                 progress,
@@ -110,6 +111,8 @@ class BusinessPlanWorkflow(FollowsClientUpdates):
                     document_sections=inputs.sections,
                     fresh=progress.section_key in self._regenerate,
                     reuse_saves=request.reuse_saves,
+                    service_tier=tier,
+                    deadline=request.deadline,
                 ),
             )
             for progress in self._progress.sections

@@ -7,12 +7,14 @@ one assemble storing five documents.
 
 from __future__ import annotations
 
+from datetime import datetime
+
 from temporalio import workflow
 from temporalio.exceptions import ApplicationError
 
 with workflow.unsafe.imports_passed_through():
     from activities.deliverable import DeliverableActivities, section_request
-    from workflows.fanout import FollowsClientUpdates, run_sections, set_status
+    from workflows.fanout import FollowsClientUpdates, run_deadline, run_sections, service_tier, set_status
     from workflows.models import (
         DeliverableAssembleRequest,
         DeliverableInputs,
@@ -48,6 +50,9 @@ class DeliverableWorkflow(FollowsClientUpdates):
     async def run(self, request: DeliverableRequest) -> DeliverableResult:
         self._progress = DeliverableProgress(client_id=request.client_id, month=request.month)
         self._regenerate = set(request.regenerate)
+        if request.within is not None and request.deadline is None:
+            # Fixed now, so a continued run keeps the first run's deadline.
+            request = request.model_copy(update={"deadline": run_deadline(None, request.within), "within": None})
         while True:
             inputs, shared, rest = await self._round(request)
             if self._announced_version <= inputs.client_version:
@@ -100,18 +105,23 @@ class DeliverableWorkflow(FollowsClientUpdates):
         self._set_status("generating")
 
         # Shared sections first: every document shows them, and they are written once.
-        shared = await self._gather([progress[k] for k in inputs.shared_sections], inputs)
+        shared = await self._gather([progress[k] for k in inputs.shared_sections], inputs, None, request.deadline)
         # Batches (tokenopt.batching) are a newer code path: histories recorded before it replay
         # without it. Decided at prepare; the workflow only follows.
         batches = inputs.batches if inputs.batches and workflow.patched(SECTION_BATCHES_PATCH) else []
-        rest = await self._gather([progress[k] for k in inputs.sections], inputs, batches)
+        rest = await self._gather([progress[k] for k in inputs.sections], inputs, batches, request.deadline)
         return inputs, shared, rest
 
     async def _gather(
-        self, group: list[SectionProgress], inputs: DeliverableInputs, batches: list[list[str]] | None = None
+        self,
+        group: list[SectionProgress],
+        inputs: DeliverableInputs,
+        batches: list[list[str]] | None = None,
+        deadline: datetime | None = None,
     ) -> list[SectionResult]:
-        """Every section of the group concurrently (each batch as one activity); fails the month
-        if any failed."""
+        """Every section of the group concurrently (each batch as one activity), on the tier
+        ``deadline`` allows; fails the month if any failed."""
+        tier = service_tier(deadline)
         work = [
             (
                 progress,
@@ -122,6 +132,8 @@ class DeliverableWorkflow(FollowsClientUpdates):
                     inputs.documents,
                     inputs.digest_ref,
                     fresh=progress.section_key in self._regenerate,
+                    service_tier=tier,
+                    deadline=deadline,
                 ),
             )
             for progress in group

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
+from datetime import datetime, timedelta
 from typing import Protocol
 
 from temporalio import workflow
@@ -14,6 +15,7 @@ from temporalio.exceptions import ActivityError, ApplicationError
 
 with workflow.unsafe.imports_passed_through():
     from activities.plan import PlanActivities
+    from tokenopt.service_tiers import ServiceTier, document_tier
     from workflows import search_attributes as sa
     from workflows.models import (
         DocumentProgress,
@@ -39,6 +41,21 @@ class Statused(Protocol):
     """A workflow's progress (a document's, or the bulk regeneration's): what its status is."""
 
     status: str
+
+
+def run_deadline(deadline: datetime | None, within: timedelta | None) -> datetime | None:
+    """The run's deadline: the absolute one asked for, else ``within`` from the run's start (a
+    scheduled run), else none (interactive)."""
+    if deadline is not None or within is None:
+        return deadline
+    return workflow.info().start_time + within
+
+
+def service_tier(deadline: datetime | None) -> ServiceTier:
+    """The cheapest tier the work's sections may take now (workflow time) and still meet
+    ``deadline``; the Batch API is the bulk workflow's, so a document's calls are direct."""
+    time_left = deadline - workflow.now() if deadline is not None else None
+    return document_tier(time_left, batch_available=False)
 
 
 def set_status(progress: Statused, status: str) -> None:

@@ -5,6 +5,7 @@ Section texts and client records stay in Postgres (claim check), so histories st
 
 from __future__ import annotations
 
+from datetime import datetime, timedelta
 from decimal import Decimal
 from enum import StrEnum
 from typing import TYPE_CHECKING
@@ -12,6 +13,7 @@ from typing import TYPE_CHECKING
 from pydantic import BaseModel, Field
 
 from domain.sections import DocumentKind, Level
+from tokenopt.service_tiers import ServiceTier
 
 
 class PlanRequest(BaseModel):
@@ -26,6 +28,9 @@ class PlanRequest(BaseModel):
     # Whether a section served from storage counts as saved against the naive way; a bulk
     # regeneration's plans say no: their sections were just written (and counted) by the batch.
     reuse_saves: bool = True
+    # When the plan is wanted by (UTC); None: interactive, every call on standard. The workflow
+    # picks each call's service tier from it (tokenopt.service_tiers).
+    deadline: datetime | None = None
 
 
 class PlanInputs(BaseModel):
@@ -51,6 +56,11 @@ class SectionRequest(BaseModel):
     context_ref: str | None = None
     # See PlanRequest.reuse_saves.
     reuse_saves: bool = True
+    # The cheapest service tier the deadline allows, as the workflow chose it; the writer tries
+    # flex first where allowed and the model is sold on it, standard when flex refuses or the
+    # deadline comes close.
+    service_tier: ServiceTier = ServiceTier.STANDARD
+    deadline: datetime | None = None
 
 
 class SectionBatchRequest(BaseModel):
@@ -192,6 +202,11 @@ class DeliverableRequest(BaseModel):
     client_version: int | None = None
     # Write these sections afresh (no stored or cached answer), e.g. `deliverable regenerate --fields`.
     regenerate: list[str] = Field(default_factory=list)
+    # See PlanRequest.deadline.
+    deadline: datetime | None = None
+    # A deadline counted from the run's start (a schedule's runs: their arguments are fixed, so
+    # an absolute deadline could not move with each run); ``deadline`` wins when both are set.
+    within: timedelta | None = None
 
 
 class DeliverableInputs(BaseModel):
@@ -250,6 +265,9 @@ class SummaryRequest(BaseModel):
     # None: every thread of the client.
     thread_ids: list[str] | None = None
     include_client_summary: bool = True
+    # See PlanRequest.deadline and DeliverableRequest.within.
+    deadline: datetime | None = None
+    within: timedelta | None = None
 
 
 class SummaryInputs(BaseModel):
@@ -261,12 +279,18 @@ class SummaryInputs(BaseModel):
 class ThreadSummaryRequest(BaseModel):
     client_id: str
     thread_id: str
+    # See SectionRequest.service_tier.
+    service_tier: ServiceTier = ServiceTier.STANDARD
+    deadline: datetime | None = None
 
 
 class ClientSummaryRequest(BaseModel):
     client_id: str
     # Pin a snapshot; None means the client's current version.
     client_version: int | None = None
+    # See SectionRequest.service_tier.
+    service_tier: ServiceTier = ServiceTier.STANDARD
+    deadline: datetime | None = None
 
 
 class SummaryFigures(CallFigures):

@@ -16,7 +16,7 @@ from temporalio.exceptions import ActivityError, ApplicationError
 with workflow.unsafe.imports_passed_through():
     from activities.summary import SummaryActivities
     from domain.summaries import CLIENT_SUMMARY
-    from workflows.fanout import set_status
+    from workflows.fanout import run_deadline, service_tier, set_status
     from workflows.models import (
         ClientSummaryRequest,
         ClientSummaryResult,
@@ -68,6 +68,7 @@ class SummaryWorkflow:
     @workflow.run
     async def run(self, request: SummaryRequest) -> SummaryResult:
         self._progress = SummaryProgress(client_id=request.client_id)
+        deadline = run_deadline(request.deadline, request.within)
         self._set_status("preparing")
         inputs = await workflow.execute_activity_method(
             SummaryActivities.prepare_summary,
@@ -81,7 +82,18 @@ class SummaryWorkflow:
         self._set_status("summarising")
 
         outcomes = await asyncio.gather(
-            *(self._thread(rows[t], ThreadSummaryRequest(client_id=inputs.client_id, thread_id=t)) for t in rows),
+            *(
+                self._thread(
+                    rows[t],
+                    ThreadSummaryRequest(
+                        client_id=inputs.client_id,
+                        thread_id=t,
+                        service_tier=service_tier(deadline),
+                        deadline=deadline,
+                    ),
+                )
+                for t in rows
+            ),
             return_exceptions=True,
         )
         failed = [
@@ -101,7 +113,13 @@ class SummaryWorkflow:
         client: ClientSummaryResult | None = None
         if client_row is not None:
             client = await self._client(
-                client_row, ClientSummaryRequest(client_id=inputs.client_id, client_version=inputs.client_version)
+                client_row,
+                ClientSummaryRequest(
+                    client_id=inputs.client_id,
+                    client_version=inputs.client_version,
+                    service_tier=service_tier(deadline),
+                    deadline=deadline,
+                ),
             )
         self._set_status("completed")
         return SummaryResult(

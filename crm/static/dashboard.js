@@ -155,6 +155,11 @@ function render(data) {
     { name: "ours", color: COLORS.ours, values: kinds.map((k) => report.by_document_type[k].cost) },
     { name: "naive", color: COLORS.naive, values: kinds.map((k) => report.by_document_type[k].baseline_cost) },
   ], fmtMoney);
+  // Rows with no service tier ("-") are hits and embeddings: no call was billed on a tier.
+  const serviceTiers = Object.keys(report.by_service_tier || {}).filter((k) => k !== "-");
+  barChart(document.getElementById("service-tier-chart"), serviceTiers, [
+    { name: "spend", color: COLORS.ours, values: serviceTiers.map((k) => report.by_service_tier[k].cost) },
+  ], fmtMoney);
 
   gauges(document.getElementById("budgets"), data.budgets);
 

@@ -84,7 +84,9 @@ async def pool(database_url: str) -> AsyncIterator[asyncpg.Pool]:
 
 
 def make_settings(**overrides: object) -> Settings:
-    return Settings.model_validate({"task_queue": f"e2e-{uuid.uuid4().hex[:8]}", **overrides})
+    # No schedules unless a test asks: a client.created would otherwise start its current month
+    # (and write it) on the test's worker, behind the back of tests counting model calls.
+    return Settings.model_validate({"task_queue": f"e2e-{uuid.uuid4().hex[:8]}", "schedules": False, **overrides})
 
 
 @pytest.fixture

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import socket
 import uuid
+from datetime import UTC, datetime, timedelta
 
 import httpx
 import pytest
@@ -119,6 +121,10 @@ async def no_workflow(client, workflow_id: str) -> bool:
         ("/api/v1/deliverables", {"client_id": "KNOWN", "month": 9}, 422, "month"),
         ("/api/v1/deliverables", {"client_id": "KNOWN", "month": 0}, 422, "month"),
         ("/api/v1/deliverables", {"client_id": "UNKNOWN", "month": 1}, 404, None),
+        ("/api/v1/plans", {"client_id": "KNOWN", "by": "tomorrow"}, 422, "by"),
+        ("/api/v1/plans", {"client_id": "KNOWN", "by": "40d"}, 422, "by"),
+        ("/api/v1/deliverables", {"client_id": "KNOWN", "month": 1, "urgency": "later"}, 422, "urgency"),
+        ("/api/v1/deliverables", {"client_id": "KNOWN", "month": 1, "by": "6h", "urgency": "week"}, 422, "by"),
     ],
 )
 async def test_bad_requests_are_refused_and_start_nothing(http, pool, client, path, body, status, field):
@@ -268,6 +274,26 @@ async def test_a_deliverable_started_through_the_api_runs(http, pool, client, wo
     assert (await handle.describe()).status == WorkflowExecutionStatus.RUNNING
     status = (await http.get(f"/api/v1/workflows/{handle.id}", headers=AUTH)).json()
     assert status["status"] in ("running", "completed") and status["workflow_type"] == "DeliverableWorkflow"
+    await handle.terminate("the test needs only the start")
+
+
+async def test_a_deadline_given_to_the_api_reaches_the_workflow(http, pool, client):
+    client_id = await new_client(pool)
+    body = {"client_id": client_id, "month": 3, "urgency": "week"}
+    answer = await http.post("/api/v1/deliverables", json=body, headers=AUTH)
+    assert answer.status_code == 202, answer.text
+    handle = client.get_workflow_handle(answer.json()["workflow_id"])
+    history = await handle.fetch_history()
+    started = history.events[0].workflow_execution_started_event_attributes
+    [request] = [json.loads(p.data) for p in started.input.payloads]
+    deadline = datetime.fromisoformat(request["deadline"])
+    assert timedelta(days=6, hours=23) < deadline - datetime.now(UTC) <= timedelta(days=7)
+    await handle.terminate("the test needs only the start")
+    # The API's default is interactive: no deadline, every call on standard.
+    answer = await http.post("/api/v1/plans", json={"client_id": client_id, "level": "essential"}, headers=AUTH)
+    handle = client.get_workflow_handle(answer.json()["workflow_id"])
+    started = (await handle.fetch_history()).events[0].workflow_execution_started_event_attributes
+    assert json.loads(started.input.payloads[0].data)["deadline"] is None
     await handle.terminate("the test needs only the start")
 
 

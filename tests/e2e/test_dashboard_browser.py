@@ -174,6 +174,12 @@ async def test_the_dashboard_shows_the_usage_reports_figures(
         for r in await page.locator('#kind-chart svg rect[data-series="ours"]').all()
     }
     assert kinds["business_plan"] == pytest.approx(report["by_document_type"]["business_plan"]["cost"])
+    service_tiers = {
+        await r.get_attribute("data-category"): float(await r.get_attribute("data-value"))
+        for r in await page.locator("#service-tier-chart svg rect").all()
+    }
+    billed = {k: v["cost"] for k, v in report["by_service_tier"].items() if k != "-"}
+    assert service_tiers == pytest.approx(billed) and "standard" in service_tiers
     # One gauge per budget, showing its use; the threshold alert is listed.
     shown = await budget_status(pool)
     await budgets.remove(pool, BudgetScope.CLIENT, client_id, None)

@@ -20,6 +20,7 @@ from domain.budgets import BudgetScope, BudgetSpec, InvalidBudget, Period
 from storage import alerts, budgets, usage
 from storage.budgets import BudgetRefused
 from storage.usage import UsageRecord
+from tokenopt.service_tiers import ServiceTier
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -189,6 +190,21 @@ async def test_the_guard_raises_the_budget_errors_workflows_act_on(pool):
             ):
                 pass
         assert err.value.type == "BudgetPaused" and err.value.details[0]["on_pause"] == on_pause
+
+
+async def test_a_flex_call_reserves_at_the_flex_price(pool):
+    notifier = AlertNotifier(pool, AlertConfig())
+    await budgets.set_budget(pool, client_budget(cost_limit=Decimal("100")))
+    guard = BudgetGuard(pool, notifier)
+    held = {}
+    for tier in ServiceTier:
+        async with guard.spend(
+            client_id="c1", model="gpt-5-mini", prompt_tokens=1000, max_completion_tokens=4000, tier=tier
+        ) as s:
+            [use] = await budgets.usage(pool)
+            held[tier] = use.cost_reserved
+            assert held[tier] == s.estimate.cost
+    assert held[ServiceTier.FLEX] == held[ServiceTier.BATCH] == held[ServiceTier.STANDARD] / 2 > 0
 
 
 async def record_sections(pool: asyncpg.Pool, hits: int, misses: int) -> None:

@@ -99,6 +99,9 @@ def test_a_bad_messages_file_is_refused_in_one_line(run, tmp_path):
         (["plan", "show", "c" * 10_000], "(10,000 chars) is not a valid id"),
         (["summary", "generate", "c1", "--thread", "t\u0000"], "--thread"),
         (["usage", "report", "--client", "a b"], "--client 'a b' is not a valid id"),
+        (["plan", "generate", "c1", "--by", "soon"], "'soon' is not a duration"),
+        (["deliverable", "generate", "c1", "--month", "2", "--by", "90d"], "at most 31 days"),
+        (["summary", "generate", "c1", "--by", "6h", "--urgency", "today"], "not both"),
     ],
 )
 def test_bad_arguments_are_refused_in_one_line(run, args, says):

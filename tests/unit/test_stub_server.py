@@ -444,3 +444,52 @@ def unused_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
+
+
+# ---- service tiers (flex) ---------------------------------------------------------------
+
+
+async def test_the_service_tier_is_echoed_as_openai_does(client: AsyncOpenAI, stub: StubServer) -> None:
+    flex = await ask_section(client, "team_structure", service_tier="flex")
+    auto = await ask_section(client, "team_structure", service_tier="auto")
+    unsaid = await ask_section(client, "team_structure")
+    assert (flex.service_tier, auto.service_tier, unsaid.service_tier) == ("flex", "default", None)
+    assert [e["service_tier"] for e in stub.requests()] == ["flex", "auto", None]
+    # The same answer whatever the tier: no tier wins by writing less.
+    assert flex.usage.completion_tokens == unsaid.usage.completion_tokens
+
+
+async def test_an_unknown_service_tier_is_a_bad_request(client: AsyncOpenAI) -> None:
+    with pytest.raises(openai.BadRequestError):
+        await ask_section(client, "team_structure", service_tier="cheapest")
+
+
+async def test_resource_unavailable_refuses_flex_only(client: AsyncOpenAI, stub: StubServer) -> None:
+    stub.add_faults([{"kind": "resource_unavailable", "times": 2}])
+    await ask_section(client, "team_structure")  # standard: not refused, the rule stays
+    with pytest.raises(openai.RateLimitError) as caught:
+        await ask_section(client, "team_structure", service_tier="flex")
+    assert caught.value.code == "resource_unavailable"
+    assert "Resource unavailable" in caught.value.message
+    with pytest.raises(openai.RateLimitError):
+        await ask_section(client, "market_analysis", service_tier="flex")
+    await ask_section(client, "team_structure", service_tier="flex")  # the rule is used up
+    log = stub.requests()
+    assert [(e["status"], e["fault"]) for e in log] == [
+        (200, None),
+        (429, "resource_unavailable"),
+        (429, "resource_unavailable"),
+        (200, None),
+    ]
+    assert log[1]["completion_tokens"] == 0  # a refusal writes (and bills) nothing
+
+
+async def test_flex_answers_more_slowly_by_the_configured_factor() -> None:
+    with StubServer(api_key=KEY, latency_per_completion_token=0.0001, flex_slowdown=4.0) as slow:
+        async with AsyncOpenAI(base_url=slow.base_url, api_key=KEY, max_retries=0) as api:
+            for tier in ("default", "flex"):
+                await ask_section(api, "team_structure", service_tier=tier)
+        standard, flex = slow.requests()
+    assert standard["completion_tokens"] == flex["completion_tokens"]
+    assert standard["generation_seconds"] == pytest.approx(standard["completion_tokens"] * 0.0001)
+    assert flex["generation_seconds"] == pytest.approx(4.0 * standard["generation_seconds"])
