@@ -161,6 +161,7 @@ class DeliverableActivities:
                 markdown=markdown,
                 document_key=doc_key,
             )
+            await self.deps.document_stored(document)
             refs.append(
                 DeliverableDocumentRef(
                     document_key=doc_key,

@@ -30,9 +30,11 @@ import asyncpg
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
+from activities import crm_notify
 from activities.alerts import AlertConfig, AlertNotifier
 from activities.batch import BatchMember, write_batch
 from activities.budget_guard import BudgetGuard
+from activities.crm_notify import CrmNotifyConfig
 from activities.ledger import Baseline, SectionLedger
 from activities.section_cache import CACHE_ERRORS, CacheConfig, SectionCache
 from activities.writer import AnswerForm, OutputRejected, SectionWriter, Written, patch_parser
@@ -85,10 +87,19 @@ class PlanDependencies:
     batch_api: bool = True
     # Budgets and alerts; unset: budgets enforced, alerts logged only (no webhook).
     guard: BudgetGuard = None  # type: ignore[assignment]
+    # Where the CRM is told about documents (activities/crm_notify.py); unset: it is not.
+    crm: CrmNotifyConfig = field(default_factory=CrmNotifyConfig)
 
     def __post_init__(self) -> None:
         if self.guard is None:
             self.guard = BudgetGuard(self.pool, AlertNotifier(self.pool, AlertConfig()), free_models=self.free_models)
+
+    async def document_stored(self, doc: documents.StoredDocument) -> None:
+        """A document version was stored: the CRM is told through its outbox (idempotent)."""
+        previous = None
+        if doc.version > 1:
+            previous = await documents.version_of(self.pool, doc.client_id, doc.kind, doc.document_key, doc.version - 1)
+        await crm_notify.document_stored(self.pool, self.crm, doc, previous)
 
     async def after_document(self) -> None:
         """Checks made once a document is assembled (the cache hit rate); never fail the document."""
@@ -653,6 +664,7 @@ class PlanActivities:
             markdown=markdown,
             changes=[c.model_dump() for c in changes],
         )
+        await self.deps.document_stored(document)
         await self.deps.after_document()
         return DocumentRef(
             document_id=document.id, version=document.version, markdown_chars=len(markdown), changes=changes

@@ -17,12 +17,23 @@ from temporalio.client import Client, WorkflowQueryFailedError
 from temporalio.service import RPCError, RPCStatusCode
 
 from crm.dashboard import dashboard_data
-from domain.limits import LIST_ITEMS, THREADS_PER_INPUT, ClientId, SectionKey, ShortList, ThreadId, WorkflowId, quote
+from domain.limits import (
+    LIST_ITEMS,
+    THREADS_PER_INPUT,
+    ClientId,
+    FreeText,
+    SectionKey,
+    ShortList,
+    ThreadId,
+    WorkflowId,
+    quote,
+)
+from domain.reviews import ReviewInput, ReviewSource, ReviewState
 from domain.sections import Level, UnknownSection
 from domain.summaries import ThreadInput
 from storage import clients, documents, messages
 from storage.clients import UnknownClient
-from wavelaunch import plans
+from wavelaunch import plans, reviews
 from wavelaunch import summaries as summary_runs
 from wavelaunch.settings import Settings
 from workflows.business_plan import BusinessPlanWorkflow
@@ -98,6 +109,19 @@ class DocumentEntry(BaseModel):
     client_version: int
     workflow_id: str
     created_at: str
+    review_state: ReviewState
+
+
+class ChangesRequest(ReviewInput):
+    note: FreeText = Field(description="What should change.")
+
+
+class Reviewed(BaseModel):
+    id: int
+    client_id: str
+    document_key: str
+    version: int
+    review: dict[str, Any] = Field(description="state, by, at, note")
 
 
 class ClientDocuments(BaseModel):
@@ -243,6 +267,42 @@ def build_router(pool: asyncpg.Pool, temporal: Client, settings: Settings, guard
         if fmt == "md":
             return PlainTextResponse(doc.markdown, media_type="text/markdown; charset=utf-8")
         return JSONResponse(await documents.as_json(pool, doc))
+
+    async def set_review(document_id: int, state: ReviewState, given: ReviewInput) -> Reviewed:
+        try:
+            doc = await reviews.find_by_id(pool, document_id)
+            doc = await reviews.review(pool, doc, state, by=given.by, note=given.note, source=ReviewSource.API)
+        except reviews.UnknownDocument as err:
+            raise _not_found(str(err)) from None
+        except reviews.ReviewRefused as err:
+            raise HTTPException(409, detail=str(err)) from None
+        return Reviewed(
+            id=doc.id, client_id=doc.client_id, document_key=doc.document_key, version=doc.version, review=doc.review()
+        )
+
+    _review_answers: dict[int | str, dict[str, Any]] = {
+        404: {"description": "No such document."},
+        409: {"description": "A superseded version: only the newest version of a document can be reviewed."},
+    }
+
+    @router.post(
+        "/documents/{document_id}/approve", response_model=Reviewed, tags=["documents"], responses=_review_answers
+    )
+    async def approve_document(
+        document_id: Annotated[int, Path(ge=1, le=2**63 - 1)], body: ReviewInput | None = None
+    ) -> Reviewed:
+        """Approve this version (it must be the newest of its document); nothing changes otherwise."""
+        return await set_review(document_id, ReviewState.APPROVED, body or ReviewInput())
+
+    @router.post(
+        "/documents/{document_id}/request-changes",
+        response_model=Reviewed,
+        tags=["documents"],
+        responses=_review_answers,
+    )
+    async def request_changes(document_id: Annotated[int, Path(ge=1, le=2**63 - 1)], body: ChangesRequest) -> Reviewed:
+        """Ask for changes to this version (the newest of its document), saying what in ``note``."""
+        return await set_review(document_id, ReviewState.CHANGES_REQUESTED, body)
 
     @router.get("/dashboard", tags=["dashboard"])
     async def dashboard() -> dict[str, Any]:

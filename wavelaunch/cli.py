@@ -30,6 +30,7 @@ from domain.limits import (
     InputRefused,
     quote,
 )
+from domain.reviews import ReviewRefused, ReviewState
 from domain.sections import DocumentKind, Level, UnknownSection
 from domain.summaries import InvalidMessages
 from stack.errors import StackError
@@ -66,6 +67,9 @@ budget_app = typer.Typer(
 )
 alerts_app = typer.Typer(no_args_is_help=True, help="Alerts raised: budget thresholds, cache hit rate.")
 eval_app = typer.Typer(no_args_is_help=True, help="Evaluations against an OpenAI-compatible endpoint.")
+document_app = typer.Typer(
+    no_args_is_help=True, help="Review document versions: approve, or ask for changes (draft until then)."
+)
 app.add_typer(stack_app, name="stack")
 app.add_typer(clients_app, name="clients")
 app.add_typer(plan_app, name="plan")
@@ -78,6 +82,7 @@ app.add_typer(bench_app, name="bench")
 app.add_typer(budget_app, name="budget")
 app.add_typer(alerts_app, name="alerts")
 app.add_typer(eval_app, name="eval")
+app.add_typer(document_app, name="document")
 
 T = TypeVar("T")
 
@@ -94,6 +99,7 @@ _USER_ERRORS = (
     commands.UnknownFields,
     commands.InvalidMonth,
     commands.UnknownDocument,
+    ReviewRefused,
     InvalidMessages,
     UnknownThread,
     commands.UnknownWorkflow,
@@ -408,6 +414,60 @@ async def deliverable_show(
     _check_format(format)
     text = await commands.show_deliverable(get_settings(), client_id, month, document, format)
     _print_document(text, format)
+
+
+# -- document reviews -----------------------------------------------------------------------
+_MONTH = typer.Option(None, "--month", "-m", help="A deliverable month, 1–8 (default: the business plan).")
+_DOCUMENT = typer.Option(None, "--document", "-d", help="The month's document key, e.g. m1_brand_architecture.")
+_VERSION = typer.Option(None, "--version", "-v", help="This version (default: the newest); must be the newest.")
+_BY = typer.Option(None, "--by", help="Who reviewed it.")
+
+
+async def _review(client_id: str, state: ReviewState, **named: Any) -> None:
+    doc = await commands.review_document(get_settings(), client_id, state, **named)
+    console.print(
+        f"{doc.document_key} v{doc.version} of client {client_id}: {doc.review_state.replace('_', ' ')}",
+        markup=False,
+        highlight=False,
+    )
+
+
+@document_app.command("approve")
+@_run
+async def document_approve(
+    client_id: str,
+    month: int | None = _MONTH,
+    document: str | None = _DOCUMENT,
+    version: int | None = _VERSION,
+    by: str | None = _BY,
+    note: str | None = typer.Option(None, "--note", help="A remark kept with the approval."),
+) -> None:
+    """Approve the newest version of the business plan (or of a month's document)."""
+    await _review(
+        client_id, ReviewState.APPROVED, month=month, document_key=document, version=version, by=by, note=note
+    )
+
+
+@document_app.command("request-changes")
+@_run
+async def document_request_changes(
+    client_id: str,
+    note: str = typer.Option(..., "--note", help="What should change."),
+    month: int | None = _MONTH,
+    document: str | None = _DOCUMENT,
+    version: int | None = _VERSION,
+    by: str | None = _BY,
+) -> None:
+    """Ask for changes to the newest version of the business plan (or of a month's document)."""
+    await _review(
+        client_id,
+        ReviewState.CHANGES_REQUESTED,
+        month=month,
+        document_key=document,
+        version=version,
+        by=by,
+        note=note,
+    )
 
 
 # -- summaries -----------------------------------------------------------------------------

@@ -22,19 +22,21 @@ from temporalio.service import RPCError
 from temporalio.worker import Replayer
 
 import stack
+from activities import crm_notify
 from domain import deliverables
 from domain.budgets import Alert, BudgetScope, BudgetSpec, BudgetUse, Period
 from domain.client import KNOWN_FIELDS, ClientRecord, InvalidClientRecord, parse_client
 from domain.limits import CLIENT_ID_PATTERN, MAX_PROBLEMS, InputRefused, quote
 from domain.outputs import in_schema_order
 from domain.render import render_document
+from domain.reviews import ReviewInput, ReviewSource, ReviewState
 from domain.sections import DocumentKind, Level
 from domain.summaries import CLIENT_SUMMARY, THREAD_SUMMARY, InvalidMessages, ThreadInput, parse_threads
 from storage import alerts, budgets, cache, clients, db, documents, messages, summaries, usage
 from storage.messages import UnknownThread
 from tokenopt.reads import month_sections_reading, plan_sections_reading
 from tokenopt.techniques import Techniques
-from wavelaunch import plans
+from wavelaunch import plans, reviews
 from wavelaunch import summaries as summary_runs
 from wavelaunch.console import console, money, progress_table, usage_table
 from wavelaunch.input_files import read_json_file
@@ -152,7 +154,8 @@ async def run_worker(settings: Settings) -> None:
             console.print(
                 f"worker metrics on http://{settings.worker_metrics_host}:{settings.worker_metrics_port}/metrics"
             )
-        async with worker:
+        # The CRM outbox is sent from here too, so documents are announced with no API running.
+        async with worker, crm_notify.sending(deps.pool, deps.crm):
             await _until_signal()
     finally:
         await close_dependencies(deps)
@@ -247,7 +250,33 @@ async def show_document(settings: Settings, client_id: str, kind: DocumentKind, 
             )
         if fmt == "json":
             return json.dumps(await documents.as_json(pool, doc), indent=2)
-        return doc.markdown
+        return _with_review(doc)
+
+
+def _with_review(doc: documents.StoredDocument) -> str:
+    """The stored Markdown under its review line (title first)."""
+    title, _, rest = doc.markdown.partition("\n")
+    return f"{title}\n\n{reviews.review_line(doc)}{rest.lstrip()}"
+
+
+async def review_document(
+    settings: Settings,
+    client_id: str,
+    state: ReviewState,
+    *,
+    month: int | None,
+    document_key: str | None,
+    version: int | None,
+    by: str | None,
+    note: str | None,
+) -> documents.StoredDocument:
+    """Approve a document version or ask for changes (the newest version by default); an unknown
+    document or a superseded version is refused with nothing changed."""
+    given = ReviewInput.checked(by, note)
+    reviews.document_name(month, document_key)  # a bad name is refused before the stack starts
+    async with _database(settings) as pool:
+        doc = await reviews.find(pool, client_id, month=month, document_key=document_key, version=version)
+        return await reviews.review(pool, doc, state, by=given.by, note=given.note, source=ReviewSource.CLI)
 
 
 async def usage_report(settings: Settings, *, client_id: str | None = None) -> dict[str, Any]:
@@ -305,8 +334,7 @@ async def watch_deliverable(
     return await plans.watch(handle, on_progress, query=DeliverableWorkflow.progress)
 
 
-class UnknownDocument(ValueError):
-    pass
+UnknownDocument = reviews.UnknownDocument
 
 
 async def show_deliverable(settings: Settings, client_id: str, month: int, document_key: str | None, fmt: str) -> str:
@@ -331,7 +359,7 @@ async def show_deliverable(settings: Settings, client_id: str, month: int, docum
             )
         if fmt == "json":
             return json.dumps([await documents.as_json(pool, doc) for doc in found], indent=2)
-        return "\n".join(doc.markdown for doc in found)
+        return "\n".join(_with_review(doc) for doc in found)
 
 
 # -- summaries -----------------------------------------------------------------------------

@@ -128,6 +128,13 @@ class Settings(BaseSettings):
     cache_hit_rate_window_hours: float = 24.0
     cache_hit_rate_min_sections: int = 50
 
+    # The CRM is told when a document is completed, failed or needs review: POSTed here when set
+    # (from a Postgres outbox), signed with this secret (default: the webhook secret).
+    crm_webhook_url: str | None = None
+    crm_webhook_secret: SecretStr | None = None
+    crm_webhook_timeout_seconds: float = Field(10.0, gt=0)
+    crm_webhook_attempts: int = Field(4, ge=1)  # tries per pass; the row is tried again later
+
     worker_max_concurrent_activities: int = 8
     default_level: str = "complete"
 
