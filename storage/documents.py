@@ -179,6 +179,29 @@ async def as_json(pool: asyncpg.Pool, doc: StoredDocument) -> dict[str, Any]:
     }
 
 
+async def review_overview(db: DB, limit: int = 20) -> dict[str, Any]:
+    """The newest version of every document by review state (counts), and the newest ones still
+    waiting on a reviewer (draft or changes requested), newest first."""
+    latest = """SELECT DISTINCT ON (client_id, kind, document_key) id, client_id, kind, document_key, version,
+                       review_state, reviewed_by, reviewed_at, created_at
+                FROM documents ORDER BY client_id, kind, document_key, version DESC"""
+    counts = await db.fetch(f"SELECT review_state, count(*) AS n FROM ({latest}) l GROUP BY review_state")
+    waiting = await db.fetch(
+        f"SELECT * FROM ({latest}) l WHERE review_state <> 'approved' ORDER BY created_at DESC LIMIT $1", limit
+    )
+    return {
+        "counts": {state.value: 0 for state in ReviewState} | {r["review_state"]: r["n"] for r in counts},
+        "waiting": [
+            dict(r)
+            | {
+                "created_at": r["created_at"].isoformat(),
+                "reviewed_at": r["reviewed_at"].isoformat() if r["reviewed_at"] else None,
+            }
+            for r in waiting
+        ],
+    }
+
+
 async def version_of(db: DB, client_id: str, kind: str, document_key: str, version: int) -> StoredDocument | None:
     """One version of the client's document, or None."""
     row = await db.fetchrow(

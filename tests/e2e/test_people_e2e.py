@@ -218,6 +218,12 @@ async def test_review_through_the_api_and_the_crm_event(crm, pool, client, setti
     listed = (await crm.get(f"/api/v1/clients/{client_id}/documents", headers=AUTH)).json()["documents"]
     assert [(d["version"], d["review_state"]) for d in listed] == [(2, "changes_requested"), (1, "draft")]
 
+    board = (await crm.get("/api/v1/dashboard", headers=AUTH)).json()["reviews"]
+    assert (client_id, 2, "changes_requested") in [
+        (d["client_id"], d["version"], d["review_state"]) for d in board["waiting"]
+    ]
+    assert board["counts"]["changes_requested"] >= 1
+
     # The CRM approves what it saw: a superseded version is refused, nothing stored ...
     refused = await send(crm, "businessplan.approved", {"clientId": client_id, "planId": "clp1", "version": 1})
     assert refused.status_code == 409
@@ -228,6 +234,8 @@ async def test_review_through_the_api_and_the_crm_event(crm, pool, client, setti
     shown = (await crm.get(f"/api/v1/documents/{v2.id}", headers=AUTH)).json()
     assert shown["review"]["state"] == "approved" and shown["review"]["by"] == "crm"
     assert "clp1" in shown["review"]["note"]
+    board = (await crm.get("/api/v1/dashboard", headers=AUTH)).json()["reviews"]
+    assert client_id not in [d["client_id"] for d in board["waiting"]]
     other = await new_client(pool)
     wrong = await send(crm, "businessplan.approved", {"clientId": other, "documentId": v2.id})
     assert wrong.status_code == 404
