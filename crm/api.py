@@ -33,7 +33,7 @@ from domain.sections import Level, UnknownSection
 from domain.summaries import ThreadInput
 from storage import clients, documents, messages
 from storage.clients import UnknownClient
-from wavelaunch import plans, reviews
+from wavelaunch import erasure, plans, reviews
 from wavelaunch import summaries as summary_runs
 from wavelaunch.settings import Settings
 from workflows.business_plan import BusinessPlanWorkflow
@@ -110,6 +110,14 @@ class DocumentEntry(BaseModel):
     workflow_id: str
     created_at: str
     review_state: ReviewState
+
+
+class ErasureAnswer(BaseModel):
+    client_id: str
+    anon_id: str = Field(description="The id the client's usage figures are kept under.")
+    legal_hold: bool
+    workflows_ended: list[str]
+    removed: dict[str, int] = Field(description="Rows removed or anonymised, per table.")
 
 
 class ChangesRequest(ReviewInput):
@@ -267,6 +275,26 @@ def build_router(pool: asyncpg.Pool, temporal: Client, settings: Settings, guard
         if fmt == "md":
             return PlainTextResponse(doc.markdown, media_type="text/markdown; charset=utf-8")
         return JSONResponse(await documents.as_json(pool, doc))
+
+    @router.delete("/clients/{client_id}", response_model=ErasureAnswer, tags=["clients"])
+    async def erase_client(
+        client_id: Annotated[ClientId, Path()],
+        legal_hold: bool = Query(False, description="Keep the client's documents (legal hold); erase the rest."),
+    ) -> ErasureAnswer:
+        """Erase the client: end its workflows, remove its personal fields, snapshots, messages,
+        summaries, cached answers, embeddings and documents (unless ``legal_hold``); its usage
+        figures are kept under an anonymous id."""
+        try:
+            done = await erasure.erase_client(pool, temporal, client_id, legal_hold=legal_hold)
+        except UnknownClient as err:
+            raise _not_found(str(err)) from None
+        return ErasureAnswer(
+            client_id=client_id,
+            anon_id=done.erased.anon_id,
+            legal_hold=legal_hold,
+            workflows_ended=done.workflows_ended,
+            removed=done.erased.removed,
+        )
 
     async def set_review(document_id: int, state: ReviewState, given: ReviewInput) -> Reviewed:
         try:

@@ -34,7 +34,7 @@ from domain.deliverables import workflow_id as deliverable_workflow_id
 from domain.limits import InputRefused
 from domain.reviews import ReviewSource, ReviewState
 from domain.sections import DocumentKind, Level, sections_for_level
-from storage import clients, documents, messages, webhook_deliveries
+from storage import clients, documents, erasure, messages, webhook_deliveries
 from storage.clients import UnknownClient
 from storage.db import DB
 from wavelaunch import plans, reviews
@@ -126,6 +126,8 @@ class Intake:
                 fields = stored_now.record.wire() | fields
         record = parse_client(fields)
         stored, changed = await accept_client(conn, record)
+        if event == "client.activated":
+            await erasure.mark_archived(conn, record.id, False)
         if record.status.value != "ACTIVE":
             return Answer(202, {"status": "stored", "client_version": stored.version})
         if event == "client.updated":
@@ -162,6 +164,7 @@ class Intake:
 
     async def _archived(self, conn: DB, data: dict[str, Any]) -> Answer:
         client_id = event_data(ArchivedData, data).target()
+        await erasure.mark_archived(conn, client_id, True)  # the retention period counts from here
         # Through the outbox too, so a cancel never overtakes a start still waiting there.
         ids = [plan_workflow_id(client_id), *(deliverable_workflow_id(client_id, n) for n in range(1, 9))]
         await self.starts.cancel(ids, db=conn)

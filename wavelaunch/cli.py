@@ -298,6 +298,46 @@ async def clients_import(file: Path = typer.Argument(..., help="A JSON file: one
     await commands.import_clients(get_settings(), file)
 
 
+@clients_app.command("erase")
+@_run
+async def clients_erase(
+    client_id: str,
+    legal_hold: bool = typer.Option(
+        False, "--legal-hold", help="Keep the client's documents (and their sections); erase everything else."
+    ),
+    yes: bool = typer.Option(False, "--yes", "-y", help="Do not ask for confirmation."),
+) -> None:
+    """Erase a client: end its workflows, remove its personal fields, snapshots, messages, summaries,
+    cached answers, embeddings and documents; keep its usage figures under an anonymous id."""
+    if not yes and not typer.confirm(f"Erase every trace of client {client_id}? This cannot be undone"):
+        raise typer.BadParameter("not confirmed; nothing erased")
+    done = await commands.erase_client(get_settings(), client_id, legal_hold=legal_hold)
+    _print_erasure(done)
+
+
+@clients_app.command("erase-archived")
+@_run
+async def clients_erase_archived(
+    days: float | None = typer.Option(None, "--days", help="Default: WAVELAUNCH_ERASE_ARCHIVED_AFTER_DAYS."),
+) -> None:
+    """Erase every client archived (client.archived) more than N days ago (the API does it hourly)."""
+    done = await commands.erase_archived(get_settings(), days)
+    for erasure in done:
+        _print_erasure(erasure)
+    console.print(f"{len(done)} client(s) erased")
+
+
+def _print_erasure(done: Any) -> None:
+    kept = "; documents kept (legal hold)" if done.erased.legal_hold else ""
+    rows = ", ".join(f"{table} {n}" for table, n in sorted(done.erased.removed.items()))
+    console.print(
+        f"client {done.client_id} erased: usage kept as {done.erased.anon_id}; "
+        f"{len(done.workflows_ended)} workflow(s) ended{kept}; rows: {rows}",
+        markup=False,
+        highlight=False,
+    )
+
+
 # -- plans ---------------------------------------------------------------------------------
 @plan_app.command("generate")
 @_run

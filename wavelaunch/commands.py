@@ -36,7 +36,7 @@ from storage import alerts, budgets, cache, clients, db, documents, messages, su
 from storage.messages import UnknownThread
 from tokenopt.reads import month_sections_reading, plan_sections_reading
 from tokenopt.techniques import Techniques
-from wavelaunch import plans, reviews
+from wavelaunch import erasure, plans, reviews
 from wavelaunch import summaries as summary_runs
 from wavelaunch.console import console, money, progress_table, usage_table
 from wavelaunch.input_files import read_json_file
@@ -189,6 +189,23 @@ async def import_clients(settings: Settings, file: Path) -> list[tuple[str, int,
             state = f"stored as version {stored.version}" if changed else f"unchanged (version {stored.version})"
             console.print(f"client {record.id}: {state}")
     return results
+
+
+async def erase_client(settings: Settings, client_id: str, *, legal_hold: bool) -> erasure.Erasure:
+    """End the client's workflows and erase its data (documents kept under legal hold)."""
+    async with _database(settings) as pool:
+        return await erasure.erase_client(pool, await _temporal(settings), client_id, legal_hold=legal_hold)
+
+
+async def erase_archived(settings: Settings, days: float | None) -> list[erasure.Erasure]:
+    """Erase every client archived more than ``days`` (default: the retention setting) ago."""
+    days = settings.erase_archived_after_days if days is None else days
+    if days is None:
+        raise InputRefused(["give --days, or set WAVELAUNCH_ERASE_ARCHIVED_AFTER_DAYS"])
+    async with _database(settings) as pool:
+        return await erasure.erase_archived(
+            pool, await _temporal(settings), days=days, legal_hold=settings.legal_hold_documents
+        )
 
 
 # -- plans ---------------------------------------------------------------------------------

@@ -135,6 +135,11 @@ class Settings(BaseSettings):
     crm_webhook_timeout_seconds: float = Field(10.0, gt=0)
     crm_webhook_attempts: int = Field(4, ge=1)  # tries per pass; the row is tried again later
 
+    # Erasure: a client archived (client.archived) this many days ago is erased by the API's
+    # hourly sweep (unset: never on its own); legal hold keeps its documents when it is.
+    erase_archived_after_days: float | None = Field(None, ge=0)
+    legal_hold_documents: bool = False
+
     worker_max_concurrent_activities: int = 8
     default_level: str = "complete"
 
