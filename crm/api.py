@@ -33,7 +33,7 @@ from domain.sections import Level, UnknownSection
 from domain.summaries import ThreadInput
 from storage import clients, documents, messages
 from storage.clients import UnknownClient
-from wavelaunch import erasure, plans, reviews
+from wavelaunch import erasure, exports, plans, reviews
 from wavelaunch import summaries as summary_runs
 from wavelaunch.settings import Settings
 from workflows.business_plan import BusinessPlanWorkflow
@@ -256,7 +256,11 @@ def build_router(pool: asyncpg.Pool, temporal: Client, settings: Settings, guard
         responses={
             200: {
                 "description": "The document: JSON (sections' structured content) or Markdown.",
-                "content": {"application/json": {}, "text/markdown": {"schema": {"type": "string"}}},
+                "content": {
+                    "application/json": {},
+                    "text/markdown": {"schema": {"type": "string"}},
+                    exports.DOCX_MEDIA_TYPE: {"schema": {"type": "string", "format": "binary"}},
+                },
             },
             404: {"description": "No such document."},
         },
@@ -264,14 +268,22 @@ def build_router(pool: asyncpg.Pool, temporal: Client, settings: Settings, guard
     async def get_document(
         document_id: Annotated[int, Path(ge=1, le=2**63 - 1)],
         request: Request,
-        format: Literal["md", "json"] | None = Query(None, description="Wins over the Accept header."),
+        format: Literal["md", "json", "docx"] | None = Query(None, description="Wins over the Accept header."),
     ) -> Response:
-        """One document version, as JSON (default) or Markdown (``?format=md`` or
-        ``Accept: text/markdown``)."""
+        """One document version, as JSON (default), Markdown (``?format=md`` or
+        ``Accept: text/markdown``) or Word (``?format=docx``)."""
         doc = await documents.get(pool, document_id)
         if doc is None:
             raise _not_found(f"no document {document_id}")
-        fmt = format or ("md" if "text/markdown" in request.headers.get("accept", "") else "json")
+        accept = request.headers.get("accept", "")
+        fmt = format or ("md" if "text/markdown" in accept else "docx" if exports.DOCX_MEDIA_TYPE in accept else "json")
+        if fmt == "docx":
+            name = f"{doc.client_id}-{doc.document_key}-v{doc.version}.docx"
+            return Response(
+                await exports.docx(pool, [doc]),
+                media_type=exports.DOCX_MEDIA_TYPE,
+                headers={"Content-Disposition": f'attachment; filename="{name}"'},
+            )
         if fmt == "md":
             return PlainTextResponse(doc.markdown, media_type="text/markdown; charset=utf-8")
         return JSONResponse(await documents.as_json(pool, doc))

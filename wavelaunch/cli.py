@@ -228,17 +228,27 @@ def _fast_loop() -> Callable[[], asyncio.AbstractEventLoop] | None:
     return uvloop.new_event_loop
 
 
-def _check_format(fmt: str) -> None:
-    if fmt not in ("md", "json"):
-        raise typer.BadParameter("--format must be md or json")
+def _check_format(fmt: str, *, docx: bool = False) -> None:
+    allowed = ("md", "json", "docx") if docx else ("md", "json")
+    if fmt not in allowed:
+        raise typer.BadParameter(f"--format must be {', '.join(allowed[:-1])} or {allowed[-1]}")
 
 
-def _print_document(text: str, fmt: str) -> None:
-    # JSON goes out plain so it stays machine-readable; Markdown is printed as text, not markup.
-    if fmt == "json":
+def _print_document(text: str | bytes, fmt: str, out: Path | None = None) -> None:
+    # A Word file is written, never printed; JSON goes out plain so it stays machine-readable;
+    # Markdown is printed as text, not markup.
+    if isinstance(text, bytes):
+        assert out is not None
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_bytes(text)
+        console.print(f"written to {out} ({len(text):,} bytes)", markup=False, highlight=False)
+    elif fmt == "json":
         print(text)
     else:
         console.print(text, markup=False, highlight=False)
+
+
+_OUT = typer.Option(None, "--out", "-o", help="Where --format docx writes (default: ./<client>-<document>.docx).")
 
 
 def _parse_sections(value: str | None, option: str = "--sections") -> list[str] | None:
@@ -388,12 +398,13 @@ async def plan_regenerate(
 @_run
 async def plan_show(
     client_id: str,
-    format: str = typer.Option("md", "--format", "-f", help="md or json"),
+    format: str = typer.Option("md", "--format", "-f", help="md, json or docx"),
+    out: Path | None = _OUT,
 ) -> None:
-    """Print the latest business plan of a client as Markdown or JSON."""
-    _check_format(format)
+    """Print the latest business plan of a client as Markdown or JSON, or write it as Word (docx)."""
+    _check_format(format, docx=True)
     text = await commands.show_document(get_settings(), client_id, DocumentKind.BUSINESS_PLAN, format)
-    _print_document(text, format)
+    _print_document(text, format, out or Path(f"{client_id}-business-plan.docx"))
 
 
 # -- deliverables --------------------------------------------------------------------------
@@ -448,12 +459,14 @@ async def deliverable_show(
     client_id: str,
     month: int = typer.Option(..., "--month", "-m", help="1–8 (M1–M8)."),
     document: str | None = typer.Option(None, "--document", "-d", help="One document key, e.g. m1_brand_architecture."),
-    format: str = typer.Option("md", "--format", "-f", help="md or json"),
+    format: str = typer.Option("md", "--format", "-f", help="md, json or docx"),
+    out: Path | None = _OUT,
 ) -> None:
-    """Print the latest version of a month's deliverable documents as Markdown or JSON."""
-    _check_format(format)
+    """Print the latest version of a month's deliverable documents as Markdown or JSON, or write
+    them as Word (docx)."""
+    _check_format(format, docx=True)
     text = await commands.show_deliverable(get_settings(), client_id, month, document, format)
-    _print_document(text, format)
+    _print_document(text, format, out or Path(f"{client_id}-{document or f'm{month}'}.docx"))
 
 
 # -- document reviews -----------------------------------------------------------------------

@@ -36,7 +36,7 @@ from storage import alerts, budgets, cache, clients, db, documents, messages, su
 from storage.messages import UnknownThread
 from tokenopt.reads import month_sections_reading, plan_sections_reading
 from tokenopt.techniques import Techniques
-from wavelaunch import erasure, plans, reviews
+from wavelaunch import erasure, exports, plans, reviews
 from wavelaunch import summaries as summary_runs
 from wavelaunch.console import console, money, progress_table, usage_table
 from wavelaunch.input_files import read_json_file
@@ -256,7 +256,8 @@ async def watch_plan(
     return await plans.watch(handle, on_progress)
 
 
-async def show_document(settings: Settings, client_id: str, kind: DocumentKind, fmt: str) -> str:
+async def show_document(settings: Settings, client_id: str, kind: DocumentKind, fmt: str) -> str | bytes:
+    """The client's latest ``kind`` document as Markdown, JSON (text) or Word (``docx``, bytes)."""
     async with _database(settings) as pool:
         await clients.get(pool, client_id)
         doc = await documents.latest(pool, client_id, kind.value)
@@ -267,6 +268,8 @@ async def show_document(settings: Settings, client_id: str, kind: DocumentKind, 
             )
         if fmt == "json":
             return json.dumps(await documents.as_json(pool, doc), indent=2)
+        if fmt == "docx":
+            return await exports.docx(pool, [doc])
         return _with_review(doc)
 
 
@@ -354,7 +357,9 @@ async def watch_deliverable(
 UnknownDocument = reviews.UnknownDocument
 
 
-async def show_deliverable(settings: Settings, client_id: str, month: int, document_key: str | None, fmt: str) -> str:
+async def show_deliverable(
+    settings: Settings, client_id: str, month: int, document_key: str | None, fmt: str
+) -> str | bytes:
     """The latest version of month ``month``'s documents (or of one, ``document_key``)."""
     check_month(month)
     keys = [d.key for d in deliverables.documents(month)]
@@ -376,6 +381,8 @@ async def show_deliverable(settings: Settings, client_id: str, month: int, docum
             )
         if fmt == "json":
             return json.dumps([await documents.as_json(pool, doc) for doc in found], indent=2)
+        if fmt == "docx":
+            return await exports.docx(pool, found)
         return "\n".join(_with_review(doc) for doc in found)
 
 

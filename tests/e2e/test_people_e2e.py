@@ -4,11 +4,14 @@ states, the CRM told through its outbox, and tickets feeding summaries."""
 from __future__ import annotations
 
 import asyncio
+import io
 import json
+import os
 import uuid
 
 import httpx
 import pytest
+from docx import Document
 from temporalio.client import WorkflowFailureError
 
 from activities.crm_notify import CrmNotifier
@@ -17,14 +20,15 @@ from crm.intake import Intake
 from domain.reviews import ReviewRefused, ReviewSource, ReviewState
 from domain.sections import DocumentKind, Level
 from storage import clients, crm_notifications, documents, messages
+from tests.conftest import venv_binary
 from tests.e2e.conftest import finished, make_settings
 from tests.e2e.crm_receiver import CrmReceiver
 from tests.e2e.test_business_plan_e2e import new_client
 from tests.e2e.test_webhooks_e2e import SECRET, delivery, record
-from wavelaunch import commands, plans
+from wavelaunch import commands, exports, plans
 from wavelaunch import summaries as summary_runs
 from wavelaunch.runtime import crm_notify_config
-from workflows.models import PlanRequest, SummaryRequest
+from workflows.models import DeliverableRequest, PlanRequest, SummaryRequest
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(180)]
 CRM_SECRET = "crm-outbound-secret"
@@ -349,3 +353,73 @@ async def test_ticket_events_append_to_the_ticket_thread_once_and_the_next_summa
     )
     [thread] = [t for t in result.threads if t.thread_id == "ticket-cltk0001"]
     assert thread.through_seq == 2
+
+
+# -- 6. a Word export ------------------------------------------------------------------------------
+async def cli(external, *args: str) -> tuple[int, str]:
+    """The installed `wavelaunch` command in its own process, pointed at the running parts."""
+    env = {
+        "PATH": os.environ["PATH"],
+        "HOME": os.environ.get("HOME", "/tmp"),
+        "DATABASE_URL": external.database_url,
+        "TEMPORAL_ADDRESS": external.temporal_address,
+        "WAVELAUNCH_STATE_DIR": str(external.state_dir),
+        "WAVELAUNCH_TASK_QUEUE": external.task_queue,
+    }
+    proc = await asyncio.create_subprocess_exec(
+        venv_binary("wavelaunch"), *args, env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT
+    )
+    out, _ = await proc.communicate()
+    return proc.returncode or 0, out.decode()
+
+
+def docx_text(data: bytes) -> tuple[list[str], str]:
+    """(headings, all text, tables included) of a .docx."""
+    doc = Document(io.BytesIO(data))
+    headings = [p.text for p in doc.paragraphs if p.style.name.startswith(("Heading", "Title"))]
+    text = "\n".join(p.text for p in doc.paragraphs)
+    text += "\n".join(c.text for t in doc.tables for row in t.rows for c in row.cells)
+    return headings, text
+
+
+async def test_plan_and_deliverable_as_word_from_the_cli_and_the_api(crm, pool, client, settings, external, tmp_path):
+    client_id = await new_client(pool)
+    await finished(await plans.start_plan(client, settings, PlanRequest(client_id=client_id, level=Level.ESSENTIAL)))
+    code, out = await cli(external, "document", "approve", client_id, "--by", "Ana")
+    assert code == 0 and "business_plan v1 of client" in out and "approved" in out, out
+    path = tmp_path / "plan.docx"
+    code, out = await cli(external, "plan", "show", client_id, "--format", "docx", "--out", str(path))
+    assert code == 0 and "written to" in out, out
+    headings, text = docx_text(path.read_bytes())
+    doc = await documents.latest(pool, client_id, "business_plan")
+    assert headings[0] == doc.markdown.partition("\n")[0].removeprefix("# ")
+    assert ["Executive Summary", "Market Analysis", "Competitive Landscape"] == [
+        h for h in headings if h in ("Executive Summary", "Market Analysis", "Competitive Landscape")
+    ]
+    assert "Review: approved (version 1" in text and "by Ana" in text
+    # Every string the sections hold is in the Word text.
+    for s in (await documents.as_json(pool, doc))["sections"]:
+        for value in _strings(s["content"]):
+            assert value in text, value
+    answer = await crm.get(f"/api/v1/documents/{doc.id}", params={"format": "docx"}, headers=AUTH)
+    assert answer.headers["content-type"] == exports.DOCX_MEDIA_TYPE
+    assert docx_text(answer.content)[0] == headings
+
+    await finished(await plans.start_deliverable(client, settings, DeliverableRequest(client_id=client_id, month=1)))
+    month = await commands.show_deliverable(external, client_id, 1, None, "docx")
+    assert isinstance(month, bytes)
+    month_headings, _ = docx_text(month)
+    titles = [h for h in month_headings if h.startswith(("Brand Architecture", "Market Fortification"))]
+    assert len(titles) == 2 and month_headings.count("Brand Context") == 5
+    code, out = await cli(external, "deliverable", "show", client_id, "--month", "1", "-d", "nope", "-f", "docx")
+    assert code == 1 and out.startswith("error: month 1 has no document 'nope'"), out
+
+
+def _strings(value: object) -> list[str]:
+    if isinstance(value, str):
+        return [value]
+    if isinstance(value, dict):
+        return [s for v in value.values() for s in _strings(v)]
+    if isinstance(value, list):
+        return [s for v in value for s in _strings(v)]
+    return []

@@ -99,6 +99,15 @@ def test_a_bad_messages_file_is_refused_in_one_line(run, tmp_path):
         (["plan", "show", "c" * 10_000], "(10,000 chars) is not a valid id"),
         (["summary", "generate", "c1", "--thread", "t\u0000"], "--thread"),
         (["usage", "report", "--client", "a b"], "--client 'a b' is not a valid id"),
+        (["plan", "show", "c1", "--format", "pdf"], "--format must be md, json or docx"),
+        (["summary", "show", "c1", "--format", "docx"], "--format must be md or json"),
+        (["document", "approve", "c1", "--document", "m1_brand_architecture"], "give --month too"),
+        (["document", "approve", "c1", "--month", "9"], "month"),
+        (["document", "approve", "c1", "--month", "1", "--document", "nope"], "name one with --document"),
+        (["document", "approve", "c1", "--by", "Ana\u0000"], "--by: "),
+        (["document", "request-changes", "c1", "--note", "x" * 6_000], "--note: "),
+        (["clients", "erase", "a b", "--yes"], "client id 'a b' is not a valid id"),
+        (["clients", "erase-archived"], "give --days"),
     ],
 )
 def test_bad_arguments_are_refused_in_one_line(run, args, says):
