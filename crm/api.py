@@ -33,7 +33,7 @@ from domain.sections import Level, UnknownSection
 from domain.summaries import ThreadInput
 from storage import clients, documents, messages
 from storage.clients import UnknownClient
-from wavelaunch import erasure, exports, plans, reviews
+from wavelaunch import edits, erasure, exports, plans, reviews
 from wavelaunch import summaries as summary_runs
 from wavelaunch.settings import Settings
 from workflows.business_plan import BusinessPlanWorkflow
@@ -118,6 +118,28 @@ class ErasureAnswer(BaseModel):
     legal_hold: bool
     workflows_ended: list[str]
     removed: dict[str, int] = Field(description="Rows removed or anonymised, per table.")
+
+
+class SectionEdit(ReviewInput):
+    content: dict[str, Any] = Field(description="The section's new content, in the section's schema.")
+
+
+class Edited(BaseModel):
+    id: int
+    document_key: str
+    version: int
+    section_key: str
+    review_state: str
+
+
+class ProposalEntry(BaseModel):
+    id: int
+    document_kind: str
+    document_key: str
+    section_key: str
+    state: str
+    created_at: str
+    diff: str = Field(description="Unified diff: the operator's locked section -> the regenerated one.")
 
 
 class ChangesRequest(ReviewInput):
@@ -307,6 +329,64 @@ def build_router(pool: asyncpg.Pool, temporal: Client, settings: Settings, guard
             workflows_ended=done.workflows_ended,
             removed=done.erased.removed,
         )
+
+    @router.put(
+        "/documents/{document_id}/sections/{section_key}",
+        response_model=Edited,
+        tags=["documents"],
+        responses={404: {"description": "No such document or section."}, 409: {"description": "Superseded."}},
+    )
+    async def edit_section(
+        document_id: Annotated[int, Path(ge=1, le=2**63 - 1)],
+        section_key: Annotated[SectionKey, Path()],
+        body: SectionEdit,
+    ) -> Edited:
+        """Replace a section of this version (the newest of its document) by hand: checked against
+        the section's schema (422 naming the fields), stored as a new version (a draft), the
+        section locked so later regenerations only propose."""
+        try:
+            doc = await reviews.find_by_id(pool, document_id)
+            new = await edits.edit_section(pool, doc, section_key, body.content, by=body.by)
+        except reviews.UnknownDocument as err:
+            raise _not_found(str(err)) from None
+        except edits.InvalidEdit as err:
+            raise HTTPException(
+                422, detail=[{"loc": ["body", "content"], "msg": p, "type": "value_error"} for p in err.problems]
+            ) from None
+        except reviews.ReviewRefused as err:
+            raise HTTPException(409, detail=str(err)) from None
+        return Edited(
+            id=new.id,
+            document_key=new.document_key,
+            version=new.version,
+            section_key=section_key,
+            review_state=new.review_state,
+        )
+
+    @router.get("/clients/{client_id}/proposals", response_model=list[ProposalEntry], tags=["documents"])
+    async def client_proposals(client_id: Annotated[ClientId, Path()]) -> list[ProposalEntry]:
+        """Pending proposals for the client's locked sections, each with its diff."""
+        try:
+            await clients.get(pool, client_id)
+        except UnknownClient as err:
+            raise _not_found(str(err)) from None
+        return [ProposalEntry(**v.as_json()) for v in await edits.proposals(pool, client_id)]
+
+    @router.post("/proposals/{proposal_id}/{decision}", tags=["documents"])
+    async def decide_proposal(
+        proposal_id: Annotated[int, Path(ge=1, le=2**63 - 1)],
+        decision: Literal["accept", "reject"],
+        body: ReviewInput | None = None,
+    ) -> dict[str, Any]:
+        """Accept (a new version with the regenerated section, unlocked) or reject (the operator's
+        section stays locked) a pending proposal."""
+        try:
+            doc = await edits.decide(pool, proposal_id, accept=decision == "accept", by=(body or ReviewInput()).by)
+        except edits.UnknownProposal as err:
+            raise _not_found(str(err)) from None
+        except reviews.ReviewRefused as err:
+            raise HTTPException(409, detail=str(err)) from None
+        return {"proposal_id": proposal_id, "state": f"{decision}ed", "document_id": doc.id if doc else None}
 
     async def set_review(document_id: int, state: ReviewState, given: ReviewInput) -> Reviewed:
         try:

@@ -52,7 +52,7 @@ _COLUMNS = (
 
 
 async def store(
-    pool: asyncpg.Pool,
+    pool: DB,
     *,
     client_id: str,
     kind: str,
@@ -68,7 +68,7 @@ async def store(
     """Store the next version of the document (``document_key``, default: the kind itself);
     idempotent per workflow run and document (a retried activity stores once)."""
     key = document_key or kind
-    async with pool.acquire() as conn, conn.transaction():
+    async with transaction(pool) as conn:
         existing = await conn.fetchrow(
             f"SELECT {_COLUMNS} FROM documents WHERE workflow_id=$1 AND run_id=$2 AND document_key=$3",
             workflow_id,

@@ -47,6 +47,7 @@ from wavelaunch.console import (
     progress_table,
     usage_table,
 )
+from wavelaunch.edits import UnknownProposal
 from wavelaunch.runtime import WorkerMetricsUnavailable
 from wavelaunch.settings import Settings, get_settings
 from workflows.business_plan import BusinessPlanWorkflow
@@ -100,6 +101,7 @@ _USER_ERRORS = (
     commands.InvalidMonth,
     commands.UnknownDocument,
     ReviewRefused,
+    UnknownProposal,
     InvalidMessages,
     UnknownThread,
     commands.UnknownWorkflow,
@@ -521,6 +523,57 @@ async def document_request_changes(
         by=by,
         note=note,
     )
+
+
+@document_app.command("edit")
+@_run
+async def document_edit(
+    client_id: str,
+    section: str = typer.Option(..., "--section", "-s", help="The section's key, e.g. market_analysis."),
+    file: Path = typer.Option(..., "--file", help="The section's new content: JSON in the section's schema."),
+    month: int | None = _MONTH,
+    document: str | None = _DOCUMENT,
+    by: str | None = _BY,
+) -> None:
+    """Replace a section by hand (a new version, a draft); the section is locked: regenerations
+    then propose, and never overwrite it."""
+    doc = await commands.edit_section(
+        get_settings(), client_id, section, file, month=month, document_key=document, by=by
+    )
+    console.print(f"{doc.document_key} v{doc.version}: {section} replaced and locked", markup=False, highlight=False)
+
+
+@document_app.command("proposals")
+@_run
+async def document_proposals(client_id: str, as_json: bool = typer.Option(False, "--json")) -> None:
+    """What regenerations propose for locked sections, each as a diff against the operator's text."""
+    found = await commands.list_proposals(get_settings(), client_id)
+    if as_json:
+        print(json.dumps([p.as_json() for p in found], indent=2))
+        return
+    if not found:
+        console.print("no pending proposals")
+    for view in found:
+        p = view.proposal
+        console.print(f"proposal {p.id}: {p.document_key} / {p.section_key}", markup=False, highlight=False)
+        console.print(view.diff or "(no difference in the rendered text)", markup=False, highlight=False)
+
+
+@document_app.command("accept")
+@_run
+async def document_accept(proposal_id: int, by: str | None = _BY) -> None:
+    """Accept a proposal: a new version with the regenerated section; the section is unlocked."""
+    doc = await commands.decide_proposal(get_settings(), proposal_id, accept=True, by=by)
+    assert doc is not None
+    console.print(f"{doc.document_key} v{doc.version}: proposal {proposal_id} accepted", markup=False)
+
+
+@document_app.command("reject")
+@_run
+async def document_reject(proposal_id: int, by: str | None = _BY) -> None:
+    """Reject a proposal: the operator's section stays, locked."""
+    await commands.decide_proposal(get_settings(), proposal_id, accept=False, by=by)
+    console.print(f"proposal {proposal_id} rejected", markup=False)
 
 
 # -- summaries -----------------------------------------------------------------------------

@@ -36,7 +36,7 @@ from storage import alerts, budgets, cache, clients, db, documents, messages, su
 from storage.messages import UnknownThread
 from tokenopt.reads import month_sections_reading, plan_sections_reading
 from tokenopt.techniques import Techniques
-from wavelaunch import erasure, exports, plans, reviews
+from wavelaunch import edits, erasure, exports, plans, reviews
 from wavelaunch import summaries as summary_runs
 from wavelaunch.console import console, money, progress_table, usage_table
 from wavelaunch.input_files import read_json_file
@@ -302,6 +302,40 @@ async def review_document(
 async def usage_report(settings: Settings, *, client_id: str | None = None) -> dict[str, Any]:
     async with _database(settings) as pool:
         return await usage.report(pool, client_id=client_id)
+
+
+async def edit_section(
+    settings: Settings,
+    client_id: str,
+    section_key: str,
+    file: Path,
+    *,
+    month: int | None,
+    document_key: str | None,
+    by: str | None,
+) -> documents.StoredDocument:
+    """Replace a section of the newest version of a document with the file's content (checked
+    against the section's schema), in a new version; the section is locked."""
+    given = ReviewInput.checked(by, None)
+    content = read_json_file(file)
+    reviews.document_name(month, document_key)
+    async with _database(settings) as pool:
+        doc = await reviews.find(pool, client_id, month=month, document_key=document_key)
+        return await edits.edit_section(pool, doc, section_key, content, by=given.by)
+
+
+async def list_proposals(settings: Settings, client_id: str) -> list[edits.ProposalView]:
+    async with _database(settings) as pool:
+        await clients.get(pool, client_id)
+        return await edits.proposals(pool, client_id)
+
+
+async def decide_proposal(
+    settings: Settings, proposal_id: int, *, accept: bool, by: str | None
+) -> documents.StoredDocument | None:
+    given = ReviewInput.checked(by, None)
+    async with _database(settings) as pool:
+        return await edits.decide(pool, proposal_id, accept=accept, by=given.by)
 
 
 # -- deliverables --------------------------------------------------------------------------

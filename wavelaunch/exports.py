@@ -14,7 +14,7 @@ from wavelaunch.reviews import review_line
 DOCX_MEDIA_TYPE = "application/vnd.openxmlformats-officedocument.wordprocessingml.document"
 
 
-def _section_title(kind: str, key: str) -> str:
+def section_title(kind: str, key: str) -> str:
     if kind == DocumentKind.DELIVERABLE.value:
         return deliverables.section_kind(deliverables.kind_of(key)).title
     return section(key).title
@@ -26,7 +26,7 @@ async def docx(db: DB, docs: list[StoredDocument]) -> bytes:
     for doc in docs:
         stored = await sections.get_many(db, doc.section_ids)
         parts = [
-            (_section_title(doc.kind, stored[i].section_key), in_schema_order(stored[i].section_key, stored[i].content))
+            (section_title(doc.kind, stored[i].section_key), in_schema_order(stored[i].section_key, stored[i].content))
             for i in doc.section_ids
         ]
         title = doc.markdown.partition("\n")[0].removeprefix("# ").strip()

@@ -423,3 +423,88 @@ def _strings(value: object) -> list[str]:
     if isinstance(value, list):
         return [s for v in value for s in _strings(v)]
     return []
+
+
+# -- 2. operator edits that stick ------------------------------------------------------------------
+async def test_an_operator_edit_sticks_and_a_regeneration_only_proposes(
+    crm, pool, client, settings, external, tmp_path
+):
+    client_id = await new_client(pool)
+    await finished(await plans.start_plan(client, settings, PlanRequest(client_id=client_id, level=Level.ESSENTIAL)))
+    v1 = await documents.latest(pool, client_id, "business_plan")
+    await documents.set_review(pool, v1.id, ReviewState.APPROVED, by="Ana", note=None, source=ReviewSource.CLI)
+    generated = {s["key"]: s["content"] for s in (await documents.as_json(pool, v1))["sections"]}
+    mine = json.loads(json.dumps(generated["market_analysis"]))
+    first = next(k for k, v in mine.items() if isinstance(v, str))
+    mine[first] = "The operator's own reading of the market."
+    path = tmp_path / "market.json"
+
+    # Bad edits: an unknown section, content failing the schema, a superseded version; nothing changes.
+    path.write_text(json.dumps(mine))
+    code, out = await cli(external, "document", "edit", client_id, "--section", "team_structure", "--file", str(path))
+    assert code == 1 and "has no section 'team_structure'" in out, out
+    broken = {k: v for k, v in mine.items() if k != first} | {"surprise": 1}
+    path.write_text(json.dumps(broken))
+    code, out = await cli(external, "document", "edit", client_id, "-s", "market_analysis", "--file", str(path))
+    assert code == 1 and f"{first}: Field required" in out and "surprise" in out, out
+    assert (await documents.latest(pool, client_id, "business_plan")).version == 1
+
+    path.write_text(json.dumps(mine))
+    code, out = await cli(external, "document", "edit", client_id, "-s", "market_analysis", "--file", str(path))
+    assert code == 0 and "business_plan v2: market_analysis replaced and locked" in out, out
+    v2 = await documents.latest(pool, client_id, "business_plan")
+    assert v2.review_state == "draft" and "The operator's own reading of the market." in v2.markdown
+    # The approved version is untouched.
+    again = await documents.get(pool, v1.id)
+    assert (again.review_state, again.markdown, again.section_ids) == ("approved", v1.markdown, v1.section_ids)
+    stale = await crm.put(f"/api/v1/documents/{v1.id}/sections/market_analysis", json={"content": mine}, headers=AUTH)
+    assert stale.status_code == 409
+    invalid = await crm.put(
+        f"/api/v1/documents/{v2.id}/sections/market_analysis", json={"content": broken}, headers=AUTH
+    )
+    assert invalid.status_code == 422 and any(first in d["msg"] for d in invalid.json()["detail"])
+    assert (await documents.latest(pool, client_id, "business_plan")).version == 2
+
+    # The client changes what market_analysis reads: the regeneration keeps the operator's text
+    # and leaves its own as a proposal, shown as a diff.
+    record = (await clients.get(pool, client_id)).record.wire()
+    answer = await send(crm, "client.updated", {"clientId": client_id, "targetAudience": "Retired athletes, 60+."})
+    assert answer.status_code == 202, answer.text
+    await finished(client.get_workflow_handle(f"plan-{client_id}"), within=90)
+    for _ in range(100):
+        if (await documents.latest(pool, client_id, "business_plan")).version >= 3:
+            break
+        await asyncio.sleep(0.1)
+    v3 = await documents.latest(pool, client_id, "business_plan")
+    assert v3.version == 3 and "The operator's own reading of the market." in v3.markdown, record
+    listed = (await crm.get(f"/api/v1/clients/{client_id}/proposals", headers=AUTH)).json()
+    assert [(p["section_key"], p["state"]) for p in listed] == [("market_analysis", "pending")]
+    assert "-The operator's own reading of the market." in listed[0]["diff"]
+    code, out = await cli(external, "document", "proposals", client_id)
+    assert code == 0 and f"proposal {listed[0]['id']}: business_plan / market_analysis" in out, out
+
+    # Rejected: the lock stays; a further regeneration with the same inputs proposes nothing new.
+    code, out = await cli(external, "document", "reject", str(listed[0]["id"]))
+    assert code == 0, out
+    await finished(await plans.start_plan(client, settings, PlanRequest(client_id=client_id, level=Level.ESSENTIAL)))
+    v4 = await documents.latest(pool, client_id, "business_plan")
+    assert "The operator's own reading of the market." in v4.markdown
+    assert (await crm.get(f"/api/v1/clients/{client_id}/proposals", headers=AUTH)).json() == []
+    assert (await crm.post(f"/api/v1/proposals/{listed[0]['id']}/accept", headers=AUTH)).status_code == 409
+
+    # Another change, another proposal; accepted: a new version with it, the section unlocked.
+    await send(crm, "client.updated", {"clientId": client_id, "targetAudience": "Students on a budget."})
+    await finished(client.get_workflow_handle(f"plan-{client_id}"), within=90)
+    for _ in range(100):
+        if (pending := (await crm.get(f"/api/v1/clients/{client_id}/proposals", headers=AUTH)).json()) and (
+            await documents.latest(pool, client_id, "business_plan")
+        ).version >= 5:
+            break
+        await asyncio.sleep(0.1)
+    [proposal] = pending
+    accepted = await crm.post(f"/api/v1/proposals/{proposal['id']}/accept", headers=AUTH)
+    assert accepted.status_code == 200, accepted.text
+    v6 = await documents.latest(pool, client_id, "business_plan")
+    assert v6.version == 6 and "The operator's own reading of the market." not in v6.markdown
+    assert await pool.fetchval("SELECT count(*) FROM section_locks WHERE client_id = $1", client_id) == 0
+    assert (await crm.post("/api/v1/proposals/987654321/reject", headers=AUTH)).status_code == 404

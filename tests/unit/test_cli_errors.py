@@ -108,6 +108,7 @@ def test_a_bad_messages_file_is_refused_in_one_line(run, tmp_path):
         (["document", "request-changes", "c1", "--note", "x" * 6_000], "--note: "),
         (["clients", "erase", "a b", "--yes"], "client id 'a b' is not a valid id"),
         (["clients", "erase-archived"], "give --days"),
+        (["document", "edit", "c1", "--section", "market_analysis", "--file", "/nonexistent.json"], "nonexistent"),
     ],
 )
 def test_bad_arguments_are_refused_in_one_line(run, args, says):
