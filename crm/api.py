@@ -35,6 +35,7 @@ from storage import clients, documents, messages
 from storage.clients import UnknownClient
 from wavelaunch import edits, erasure, exports, plans, reviews
 from wavelaunch import summaries as summary_runs
+from wavelaunch.runtime import crm_notify_config
 from wavelaunch.settings import Settings
 from workflows.business_plan import BusinessPlanWorkflow
 from workflows.deliverable import DeliverableWorkflow
@@ -172,6 +173,7 @@ def _not_found(message: str) -> HTTPException:
 def build_router(pool: asyncpg.Pool, temporal: Client, settings: Settings, guard: Any) -> APIRouter:
     """The /api/v1 routes over one pool and one Temporal client; ``guard`` checks the token."""
     router = APIRouter(prefix=PREFIX, dependencies=[Depends(guard)])
+    crm_config = crm_notify_config(settings)  # new versions made here are announced like any other
 
     def started(request: Request, workflow_id: str, run_id: str | None) -> Started:
         return Started(
@@ -346,7 +348,7 @@ def build_router(pool: asyncpg.Pool, temporal: Client, settings: Settings, guard
         section locked so later regenerations only propose."""
         try:
             doc = await reviews.find_by_id(pool, document_id)
-            new = await edits.edit_section(pool, doc, section_key, body.content, by=body.by)
+            new = await edits.edit_section(pool, doc, section_key, body.content, by=body.by, crm=crm_config)
         except reviews.UnknownDocument as err:
             raise _not_found(str(err)) from None
         except edits.InvalidEdit as err:
@@ -381,7 +383,9 @@ def build_router(pool: asyncpg.Pool, temporal: Client, settings: Settings, guard
         """Accept (a new version with the regenerated section, unlocked) or reject (the operator's
         section stays locked) a pending proposal."""
         try:
-            doc = await edits.decide(pool, proposal_id, accept=decision == "accept", by=(body or ReviewInput()).by)
+            doc = await edits.decide(
+                pool, proposal_id, accept=decision == "accept", by=(body or ReviewInput()).by, crm=crm_config
+            )
         except edits.UnknownProposal as err:
             raise _not_found(str(err)) from None
         except reviews.ReviewRefused as err:

@@ -46,6 +46,7 @@ from wavelaunch.runtime import (
     build_worker,
     close_dependencies,
     connect_temporal,
+    crm_notify_config,
     ensure_search_attributes,
     plan_dependencies,
     worker_runtime,
@@ -321,7 +322,7 @@ async def edit_section(
     reviews.document_name(month, document_key)
     async with _database(settings) as pool:
         doc = await reviews.find(pool, client_id, month=month, document_key=document_key)
-        return await edits.edit_section(pool, doc, section_key, content, by=given.by)
+        return await edits.edit_section(pool, doc, section_key, content, by=given.by, crm=crm_notify_config(settings))
 
 
 async def list_proposals(settings: Settings, client_id: str) -> list[edits.ProposalView]:
@@ -335,7 +336,7 @@ async def decide_proposal(
 ) -> documents.StoredDocument | None:
     given = ReviewInput.checked(by, None)
     async with _database(settings) as pool:
-        return await edits.decide(pool, proposal_id, accept=accept, by=given.by)
+        return await edits.decide(pool, proposal_id, accept=accept, by=given.by, crm=crm_notify_config(settings))
 
 
 # -- deliverables --------------------------------------------------------------------------

@@ -17,6 +17,8 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from activities import crm_notify
+from activities.crm_notify import CrmNotifyConfig
 from domain.limits import MAX_PROBLEMS, InputRefused, json_problems, quote, where
 from domain.outputs import in_schema_order, output_model
 from domain.render import render_document, render_section
@@ -113,7 +115,13 @@ async def _new_version(
 
 
 async def edit_section(
-    db: DB, doc: StoredDocument, section_key: str, content: Any, *, by: str | None = None
+    db: DB,
+    doc: StoredDocument,
+    section_key: str,
+    content: Any,
+    *,
+    by: str | None = None,
+    crm: CrmNotifyConfig | None = None,
 ) -> StoredDocument:
     """Replace ``section_key`` of ``doc`` (the newest version of its document) with ``content``,
     checked against the section's schema, in a new version (a draft); the section is locked.
@@ -143,7 +151,10 @@ async def edit_section(
         base = locked[section_key].base_section_id if section_key in locked else keys[section_key]
         await edits.lock(conn, doc.client_id, doc.kind, doc.document_key, section_key, section_id, base, by)
         change = {"section_key": section_key, "reason": "operator edit", "fields": []}
-        return await _new_version(conn, doc, {section_key: section_id}, [change])
+        new = await _new_version(conn, doc, {section_key: section_id}, [change])
+        # Like every new version, announced to the CRM (needs review when it supersedes a reviewed one).
+        await crm_notify.document_stored(conn, crm or CrmNotifyConfig(), new, doc)
+        return new
 
 
 async def proposals(db: DB, client_id: str, *, state: str | None = "pending") -> list[ProposalView]:
@@ -170,7 +181,9 @@ async def proposals(db: DB, client_id: str, *, state: str | None = "pending") ->
     return out
 
 
-async def decide(db: DB, proposal_id: int, *, accept: bool, by: str | None = None) -> StoredDocument | None:
+async def decide(
+    db: DB, proposal_id: int, *, accept: bool, by: str | None = None, crm: CrmNotifyConfig | None = None
+) -> StoredDocument | None:
     """Accept (a new version with the regenerated section; the lock is lifted) or reject (the
     lock stays) a pending proposal; the new version when accepted."""
     async with transaction(db) as conn:
@@ -187,4 +200,6 @@ async def decide(db: DB, proposal_id: int, *, accept: bool, by: str | None = Non
             raise UnknownDocument(f"no {p.document_key} to accept proposal {proposal_id} into")
         await edits.unlock(conn, p.client_id, p.document_kind, p.document_key, p.section_key)
         change = {"section_key": p.section_key, "reason": "proposal accepted", "fields": []}
-        return await _new_version(conn, doc, {p.section_key: p.proposed_section_id}, [change])
+        new = await _new_version(conn, doc, {p.section_key: p.proposed_section_id}, [change])
+        await crm_notify.document_stored(conn, crm or CrmNotifyConfig(), new, doc)
+        return new

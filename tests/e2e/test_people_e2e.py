@@ -356,9 +356,11 @@ async def test_ticket_events_append_to_the_ticket_thread_once_and_the_next_summa
 
 
 # -- 6. a Word export ------------------------------------------------------------------------------
-async def cli(external, *args: str) -> tuple[int, str]:
-    """The installed `wavelaunch` command in its own process, pointed at the running parts."""
-    env = {
+async def cli(external, *args: str, crm_url: str | None = None) -> tuple[int, str]:
+    """The installed `wavelaunch` command in its own process, pointed at the running parts (and
+    at the CRM receiver, given its URL)."""
+    env = {"WAVELAUNCH_CRM_WEBHOOK_URL": crm_url} if crm_url else {}
+    env |= {
         "PATH": os.environ["PATH"],
         "HOME": os.environ.get("HOME", "/tmp"),
         "DATABASE_URL": external.database_url,
@@ -450,10 +452,17 @@ async def test_an_operator_edit_sticks_and_a_regeneration_only_proposes(
     assert (await documents.latest(pool, client_id, "business_plan")).version == 1
 
     path.write_text(json.dumps(mine))
-    code, out = await cli(external, "document", "edit", client_id, "-s", "market_analysis", "--file", str(path))
+    code, out = await cli(
+        external,
+        *("document", "edit", client_id, "-s", "market_analysis", "--file", str(path)),
+        crm_url=settings.crm_webhook_url,
+    )
     assert code == 0 and "business_plan v2: market_analysis replaced and locked" in out, out
     v2 = await documents.latest(pool, client_id, "business_plan")
     assert v2.review_state == "draft" and "The operator's own reading of the market." in v2.markdown
+    # Announced like any new version: it supersedes an approved one, so it needs review.
+    told = [(r["event"], r["payload"]["version"]) for r in await crm_notifications.for_client(pool, client_id)]
+    assert ("document.needs_review", 2) in told and ("document.completed", 2) in told
     # The approved version is untouched.
     again = await documents.get(pool, v1.id)
     assert (again.review_state, again.markdown, again.section_ids) == ("approved", v1.markdown, v1.section_ids)
