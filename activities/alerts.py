@@ -54,20 +54,20 @@ def webhook_request(alert: Alert, secret: str | None) -> tuple[bytes, dict[str, 
     return body, headers
 
 
-class _Undelivered(Exception):
+class Undelivered(Exception):  # noqa: N818 - a delivery's outcome, shared with activities/crm_notify.py
     def __init__(self, message: str, *, transient: bool):
         super().__init__(message)
         self.transient = transient
 
 
-async def _post(http: httpx.AsyncClient, url: str, body: bytes, headers: dict[str, str]) -> None:
+async def post_webhook(http: httpx.AsyncClient, url: str, body: bytes, headers: dict[str, str]) -> None:
     try:
         answer = await http.post(url, content=body, headers=headers)
     except httpx.HTTPError as err:  # no answer, or too slow: may work next time
-        raise _Undelivered(f"webhook delivery failed: {type(err).__name__}: {err}", transient=True) from None
+        raise Undelivered(f"webhook delivery failed: {type(err).__name__}: {err}", transient=True) from None
     if answer.status_code >= 300:
         transient = answer.status_code == 429 or answer.status_code >= 500
-        raise _Undelivered(f"webhook answered {answer.status_code}: {answer.text[:200]}", transient=transient)
+        raise Undelivered(f"webhook answered {answer.status_code}: {answer.text[:200]}", transient=transient)
 
 
 class AlertNotifier:
@@ -94,7 +94,7 @@ class AlertNotifier:
         retrying = AsyncRetrying(
             stop=stop_after_attempt(max(1, self.config.attempts)),
             wait=wait_exponential(multiplier=self.config.retry_base_seconds, max=30),
-            retry=retry_if_exception(lambda err: isinstance(err, _Undelivered) and err.transient),
+            retry=retry_if_exception(lambda err: isinstance(err, Undelivered) and err.transient),
             before_sleep=lambda state: log.info(
                 "alert #%d: attempt %d failed (%s); retrying", alert.id, state.attempt_number, state.outcome.exception()
             ),
@@ -104,8 +104,8 @@ class AlertNotifier:
             async with httpx.AsyncClient(timeout=self.config.timeout_seconds) as http:
                 async for attempt in retrying:
                     with attempt:
-                        await _post(http, self.config.webhook_url, body, headers)
-        except _Undelivered as err:
+                        await post_webhook(http, self.config.webhook_url, body, headers)
+        except Undelivered as err:
             error = str(err)
             tries = retrying.statistics.get("attempt_number", 1)
             log.warning("alert #%d not delivered after %d attempt(s): %s", alert.id, tries, error)

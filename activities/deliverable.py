@@ -142,13 +142,18 @@ class DeliverableActivities:
         """Store one new version of each of the month's documents, rendered as Markdown."""
         month = deliverables.month(request.month)
         by_key = {s.section_key: s.section_id for s in request.sections}
-        stored = await sections.get_many(self.deps.pool, list(set(by_key.values())))
+        # Operators' edits stick, per document (storage.edits): the held sections, per document.
+        held = {
+            doc_key: await self.deps.keep_edits(request.client_id, KIND.value, doc_key, {k: by_key[k] for k in keys})
+            for doc_key, keys in request.documents.items()
+        }
+        stored = await sections.get_many(self.deps.pool, list({i for h in held.values() for i in h.values()}))
         client = await clients.get(self.deps.pool, request.client_id, request.client_version)
         brand = client.record.brand_name or client.record.full_name
         refs = []
         for doc_key, keys in request.documents.items():
             doc = deliverables.document(doc_key)
-            ids = [by_key[k] for k in keys]
+            ids = [held[doc_key][k] for k in keys]
             parts = [
                 (deliverables.section_kind(deliverables.kind_of(k)).title, in_schema_order(k, stored[i].content))
                 for k, i in zip(keys, ids, strict=True)
@@ -167,6 +172,7 @@ class DeliverableActivities:
                 markdown=markdown,
                 document_key=doc_key,
             )
+            await self.deps.document_stored(document)
             refs.append(
                 DeliverableDocumentRef(
                     document_key=doc_key,

@@ -30,9 +30,11 @@ import asyncpg
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
+from activities import crm_notify
 from activities.alerts import AlertConfig, AlertNotifier
 from activities.batch import BatchMember, write_batch
 from activities.budget_guard import BudgetGuard
+from activities.crm_notify import CrmNotifyConfig
 from activities.durable import persist
 from activities.ledger import Baseline, SectionLedger
 from activities.section_cache import CACHE_ERRORS, CacheConfig, SectionCache
@@ -44,7 +46,7 @@ from domain.render import render_document
 from domain.sections import DocumentKind, SectionSpec, UnknownSection, resolve_sections, section
 from llm.client import LOCAL_MAX_TOKENS, LLMClient
 from storage import cache as cache_store
-from storage import clients, documents, sections
+from storage import clients, documents, edits, sections
 from storage.cache import CacheEntry
 from storage.clients import StoredClient, UnknownClient, diff_fields
 from storage.spool import Spool
@@ -89,10 +91,40 @@ class PlanDependencies:
     guard: BudgetGuard = None  # type: ignore[assignment]
     # Where bought answers wait for Postgres (storage.spool); unset: in-memory retries only.
     spool: Spool = field(default_factory=Spool)
+    # Where the CRM is told about documents (activities/crm_notify.py); unset: it is not.
+    crm: CrmNotifyConfig = field(default_factory=CrmNotifyConfig)
 
     def __post_init__(self) -> None:
         if self.guard is None:
             self.guard = BudgetGuard(self.pool, AlertNotifier(self.pool, AlertConfig()), free_models=self.free_models)
+
+    async def document_stored(self, doc: documents.StoredDocument) -> None:
+        """A document version was stored: the CRM is told through its outbox (idempotent)."""
+        previous = None
+        if doc.version > 1:
+            previous = await documents.version_of(self.pool, doc.client_id, doc.kind, doc.document_key, doc.version - 1)
+        await crm_notify.document_stored(self.pool, self.crm, doc, previous)
+
+    async def keep_edits(
+        self, client_id: str, kind: str, document_key: str, generated: dict[str, int]
+    ) -> dict[str, int]:
+        """Section key -> the section a new version holds: the operator's, for a locked section
+        (an edit sticks); a generated answer unlike what the operator edited over is kept as a
+        proposal for the operator to accept or reject (storage.edits; idempotent)."""
+        held = await edits.locks(self.pool, client_id, kind, document_key)
+        if not held:
+            return generated
+        wanted = [i for lock in held.values() for i in (lock.base_section_id, generated.get(lock.section_key)) if i]
+        contents = {i: s.content for i, s in (await sections.get_many(self.pool, wanted)).items()}
+        out = dict(generated)
+        for key, lock in held.items():
+            new = generated.get(key)
+            if new is None:
+                continue
+            if new != lock.section_id and contents.get(new) != contents.get(lock.base_section_id or 0):
+                await edits.propose(self.pool, client_id, kind, document_key, key, lock.section_id, new)
+            out[key] = lock.section_id
+        return out
 
     async def after_document(self) -> None:
         """Checks made once a document is assembled (the cache hit rate); never fail the document."""
@@ -718,12 +750,15 @@ class PlanActivities:
     @activity.defn
     async def assemble_document(self, request: AssembleRequest) -> DocumentRef:
         """Store a new document version from the generated sections, rendered as Markdown."""
-        ids = [s.section_id for s in request.sections]
-        stored_sections = await sections.get_many(self.deps.pool, ids)
+        # An operator's edit sticks: the locked section is kept, a new answer becomes a proposal.
+        held = await self.deps.keep_edits(
+            request.client_id, KIND.value, KIND.value, {s.section_key: s.section_id for s in request.sections}
+        )
+        stored_sections = await sections.get_many(self.deps.pool, list(held.values()))
         client = await clients.get(self.deps.pool, request.client_id, request.client_version)
         title = f"Business Plan: {client.record.brand_name or client.record.full_name}"
         # Sections arrive in catalogue order (resolve_sections), which is the reading order.
-        ordered = [(section(s.section_key), stored_sections[s.section_id]) for s in request.sections]
+        ordered = [(section(s.section_key), stored_sections[held[s.section_key]]) for s in request.sections]
         parts = [(spec.title, in_schema_order(spec.key, stored.content)) for spec, stored in ordered]
         markdown = render_document(title, parts)
         changes = await self._changes(request, client, {spec.key: stored for spec, stored in ordered})
@@ -739,6 +774,7 @@ class PlanActivities:
             markdown=markdown,
             changes=[c.model_dump() for c in changes],
         )
+        await self.deps.document_stored(document)
         await self.deps.after_document()
         return DocumentRef(
             document_id=document.id, version=document.version, markdown_chars=len(markdown), changes=changes

@@ -17,14 +17,26 @@ from temporalio.client import Client, WorkflowQueryFailedError
 from temporalio.service import RPCError, RPCStatusCode
 
 from crm.dashboard import dashboard_data
-from domain.limits import LIST_ITEMS, THREADS_PER_INPUT, ClientId, SectionKey, ShortList, ThreadId, WorkflowId, quote
+from domain.limits import (
+    LIST_ITEMS,
+    THREADS_PER_INPUT,
+    ClientId,
+    FreeText,
+    SectionKey,
+    ShortList,
+    ThreadId,
+    WorkflowId,
+    quote,
+)
+from domain.reviews import ReviewInput, ReviewSource, ReviewState
 from domain.sections import Level, UnknownSection
 from domain.summaries import ThreadInput
 from storage import clients, documents, messages
 from storage.clients import UnknownClient
 from tokenopt.service_tiers import BadDeadline, Urgency, deadline_from
-from wavelaunch import plans
+from wavelaunch import edits, erasure, exports, plans, reviews
 from wavelaunch import summaries as summary_runs
+from wavelaunch.runtime import crm_notify_config
 from wavelaunch.settings import Settings
 from workflows.business_plan import BusinessPlanWorkflow
 from workflows.deliverable import DeliverableWorkflow
@@ -115,6 +127,49 @@ class DocumentEntry(BaseModel):
     client_version: int
     workflow_id: str
     created_at: str
+    review_state: ReviewState
+
+
+class ErasureAnswer(BaseModel):
+    client_id: str
+    anon_id: str = Field(description="The id the client's usage figures are kept under.")
+    legal_hold: bool
+    workflows_ended: list[str]
+    removed: dict[str, int] = Field(description="Rows removed or anonymised, per table.")
+
+
+class SectionEdit(ReviewInput):
+    content: dict[str, Any] = Field(description="The section's new content, in the section's schema.")
+
+
+class Edited(BaseModel):
+    id: int
+    document_key: str
+    version: int
+    section_key: str
+    review_state: str
+
+
+class ProposalEntry(BaseModel):
+    id: int
+    document_kind: str
+    document_key: str
+    section_key: str
+    state: str
+    created_at: str
+    diff: str = Field(description="Unified diff: the operator's locked section -> the regenerated one.")
+
+
+class ChangesRequest(ReviewInput):
+    note: FreeText = Field(description="What should change.")
+
+
+class Reviewed(BaseModel):
+    id: int
+    client_id: str
+    document_key: str
+    version: int
+    review: dict[str, Any] = Field(description="state, by, at, note")
 
 
 class ClientDocuments(BaseModel):
@@ -135,6 +190,7 @@ def _not_found(message: str) -> HTTPException:
 def build_router(pool: asyncpg.Pool, temporal: Client, settings: Settings, guard: Any) -> APIRouter:
     """The /api/v1 routes over one pool and one Temporal client; ``guard`` checks the token."""
     router = APIRouter(prefix=PREFIX, dependencies=[Depends(guard)])
+    crm_config = crm_notify_config(settings)  # new versions made here are announced like any other
 
     def started(request: Request, workflow_id: str, run_id: str | None) -> Started:
         return Started(
@@ -247,7 +303,11 @@ def build_router(pool: asyncpg.Pool, temporal: Client, settings: Settings, guard
         responses={
             200: {
                 "description": "The document: JSON (sections' structured content) or Markdown.",
-                "content": {"application/json": {}, "text/markdown": {"schema": {"type": "string"}}},
+                "content": {
+                    "application/json": {},
+                    "text/markdown": {"schema": {"type": "string"}},
+                    exports.DOCX_MEDIA_TYPE: {"schema": {"type": "string", "format": "binary"}},
+                },
             },
             404: {"description": "No such document."},
         },
@@ -255,17 +315,141 @@ def build_router(pool: asyncpg.Pool, temporal: Client, settings: Settings, guard
     async def get_document(
         document_id: Annotated[int, Path(ge=1, le=2**63 - 1)],
         request: Request,
-        format: Literal["md", "json"] | None = Query(None, description="Wins over the Accept header."),
+        format: Literal["md", "json", "docx"] | None = Query(None, description="Wins over the Accept header."),
     ) -> Response:
-        """One document version, as JSON (default) or Markdown (``?format=md`` or
-        ``Accept: text/markdown``)."""
+        """One document version, as JSON (default), Markdown (``?format=md`` or
+        ``Accept: text/markdown``) or Word (``?format=docx``)."""
         doc = await documents.get(pool, document_id)
         if doc is None:
             raise _not_found(f"no document {document_id}")
-        fmt = format or ("md" if "text/markdown" in request.headers.get("accept", "") else "json")
+        accept = request.headers.get("accept", "")
+        fmt = format or ("md" if "text/markdown" in accept else "docx" if exports.DOCX_MEDIA_TYPE in accept else "json")
+        if fmt == "docx":
+            name = f"{doc.client_id}-{doc.document_key}-v{doc.version}.docx"
+            return Response(
+                await exports.docx(pool, [doc]),
+                media_type=exports.DOCX_MEDIA_TYPE,
+                headers={"Content-Disposition": f'attachment; filename="{name}"'},
+            )
         if fmt == "md":
             return PlainTextResponse(doc.markdown, media_type="text/markdown; charset=utf-8")
         return JSONResponse(await documents.as_json(pool, doc))
+
+    @router.delete("/clients/{client_id}", response_model=ErasureAnswer, tags=["clients"])
+    async def erase_client(
+        client_id: Annotated[ClientId, Path()],
+        legal_hold: bool = Query(False, description="Keep the client's documents (legal hold); erase the rest."),
+    ) -> ErasureAnswer:
+        """Erase the client: end its workflows, remove its personal fields, snapshots, messages,
+        summaries, cached answers, embeddings and documents (unless ``legal_hold``); its usage
+        figures are kept under an anonymous id."""
+        try:
+            done = await erasure.erase_client(pool, temporal, client_id, legal_hold=legal_hold)
+        except UnknownClient as err:
+            raise _not_found(str(err)) from None
+        return ErasureAnswer(
+            client_id=client_id,
+            anon_id=done.erased.anon_id,
+            legal_hold=legal_hold,
+            workflows_ended=done.workflows_ended,
+            removed=done.erased.removed,
+        )
+
+    @router.put(
+        "/documents/{document_id}/sections/{section_key}",
+        response_model=Edited,
+        tags=["documents"],
+        responses={404: {"description": "No such document or section."}, 409: {"description": "Superseded."}},
+    )
+    async def edit_section(
+        document_id: Annotated[int, Path(ge=1, le=2**63 - 1)],
+        section_key: Annotated[SectionKey, Path()],
+        body: SectionEdit,
+    ) -> Edited:
+        """Replace a section of this version (the newest of its document) by hand: checked against
+        the section's schema (422 naming the fields), stored as a new version (a draft), the
+        section locked so later regenerations only propose."""
+        try:
+            doc = await reviews.find_by_id(pool, document_id)
+            new = await edits.edit_section(pool, doc, section_key, body.content, by=body.by, crm=crm_config)
+        except reviews.UnknownDocument as err:
+            raise _not_found(str(err)) from None
+        except edits.InvalidEdit as err:
+            raise HTTPException(
+                422, detail=[{"loc": ["body", "content"], "msg": p, "type": "value_error"} for p in err.problems]
+            ) from None
+        except reviews.ReviewRefused as err:
+            raise HTTPException(409, detail=str(err)) from None
+        return Edited(
+            id=new.id,
+            document_key=new.document_key,
+            version=new.version,
+            section_key=section_key,
+            review_state=new.review_state,
+        )
+
+    @router.get("/clients/{client_id}/proposals", response_model=list[ProposalEntry], tags=["documents"])
+    async def client_proposals(client_id: Annotated[ClientId, Path()]) -> list[ProposalEntry]:
+        """Pending proposals for the client's locked sections, each with its diff."""
+        try:
+            await clients.get(pool, client_id)
+        except UnknownClient as err:
+            raise _not_found(str(err)) from None
+        return [ProposalEntry(**v.as_json()) for v in await edits.proposals(pool, client_id)]
+
+    @router.post("/proposals/{proposal_id}/{decision}", tags=["documents"])
+    async def decide_proposal(
+        proposal_id: Annotated[int, Path(ge=1, le=2**63 - 1)],
+        decision: Literal["accept", "reject"],
+        body: ReviewInput | None = None,
+    ) -> dict[str, Any]:
+        """Accept (a new version with the regenerated section, unlocked) or reject (the operator's
+        section stays locked) a pending proposal."""
+        try:
+            doc = await edits.decide(
+                pool, proposal_id, accept=decision == "accept", by=(body or ReviewInput()).by, crm=crm_config
+            )
+        except edits.UnknownProposal as err:
+            raise _not_found(str(err)) from None
+        except reviews.ReviewRefused as err:
+            raise HTTPException(409, detail=str(err)) from None
+        return {"proposal_id": proposal_id, "state": f"{decision}ed", "document_id": doc.id if doc else None}
+
+    async def set_review(document_id: int, state: ReviewState, given: ReviewInput) -> Reviewed:
+        try:
+            doc = await reviews.find_by_id(pool, document_id)
+            doc = await reviews.review(pool, doc, state, by=given.by, note=given.note, source=ReviewSource.API)
+        except reviews.UnknownDocument as err:
+            raise _not_found(str(err)) from None
+        except reviews.ReviewRefused as err:
+            raise HTTPException(409, detail=str(err)) from None
+        return Reviewed(
+            id=doc.id, client_id=doc.client_id, document_key=doc.document_key, version=doc.version, review=doc.review()
+        )
+
+    _review_answers: dict[int | str, dict[str, Any]] = {
+        404: {"description": "No such document."},
+        409: {"description": "A superseded version: only the newest version of a document can be reviewed."},
+    }
+
+    @router.post(
+        "/documents/{document_id}/approve", response_model=Reviewed, tags=["documents"], responses=_review_answers
+    )
+    async def approve_document(
+        document_id: Annotated[int, Path(ge=1, le=2**63 - 1)], body: ReviewInput | None = None
+    ) -> Reviewed:
+        """Approve this version (it must be the newest of its document); nothing changes otherwise."""
+        return await set_review(document_id, ReviewState.APPROVED, body or ReviewInput())
+
+    @router.post(
+        "/documents/{document_id}/request-changes",
+        response_model=Reviewed,
+        tags=["documents"],
+        responses=_review_answers,
+    )
+    async def request_changes(document_id: Annotated[int, Path(ge=1, le=2**63 - 1)], body: ChangesRequest) -> Reviewed:
+        """Ask for changes to this version (the newest of its document), saying what in ``note``."""
+        return await set_review(document_id, ReviewState.CHANGES_REQUESTED, body)
 
     @router.get("/dashboard", tags=["dashboard"])
     async def dashboard() -> dict[str, Any]:

@@ -26,18 +26,42 @@ from prometheus_client import CONTENT_TYPE_LATEST
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
+from activities import crm_notify
 from crm import dashboard, limits, metrics, signature
 from crm.api import PREFIX, build_router
 from crm.auth import bearer_guard, bearer_matches, bearer_token, token_value
 from crm.events import parse_envelope
 from crm.intake import Answer, Intake
 from domain.limits import InputRefused, NotJSON
+from wavelaunch import erasure
+from wavelaunch.runtime import crm_notify_config
 
 log = logging.getLogger(__name__)
 
 
 def _answer(answer: Answer) -> JSONResponse:
     return JSONResponse(answer.body, status_code=answer.status)
+
+
+@asynccontextmanager
+async def _retention(intake: Intake) -> AsyncIterator[None]:
+    """Erasure's hourly housekeeping: tombstones forgotten, and the erasure of clients archived
+    longer than WAVELAUNCH_ERASE_ARCHIVED_AFTER_DAYS (when set)."""
+    sweep = asyncio.create_task(
+        erasure.housekeeping_loop(
+            intake.pool,
+            intake.temporal,
+            days=intake.settings.erase_archived_after_days,
+            legal_hold=intake.settings.legal_hold_documents,
+        ),
+        name="erasure-housekeeping",
+    )
+    try:
+        yield
+    finally:
+        sweep.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await sweep
 
 
 def create_app(intake: Intake, *, secret: str, max_age_seconds: float, api_token: str | None = None) -> FastAPI:
@@ -52,7 +76,9 @@ def create_app(intake: Intake, *, secret: str, max_age_seconds: float, api_token
         # The outbox's sender runs as long as the app: accepted webhooks reach Temporal from here.
         sender = asyncio.create_task(intake.starts.run(), name="outbox-starter")
         try:
-            yield
+            # And the CRM outbox (documents completed, failed, needing review), when configured.
+            async with crm_notify.sending(pool, crm_notify_config(settings)), _retention(intake):
+                yield
         finally:
             sender.cancel()
             with contextlib.suppress(asyncio.CancelledError):

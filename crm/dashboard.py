@@ -15,6 +15,7 @@ import asyncpg
 
 from storage import alerts as stored_alerts
 from storage import budgets, usage
+from storage import documents as stored_documents
 from wavelaunch.settings import Settings
 
 RECENT_GENERATIONS = 20
@@ -72,6 +73,7 @@ async def dashboard_data(pool: asyncpg.Pool, settings: Settings) -> dict[str, An
         "recent": recent,
         "budgets": await budget_status(pool),
         "alerts": await alerts(pool),
+        "reviews": await stored_documents.review_overview(pool),
         "web_ui_url": settings.web_ui_url(),
     }
 

@@ -15,16 +15,30 @@ from typing import Any
 import asyncpg
 from temporalio.client import Client
 
-from crm.events import CLIENT_PLAN_EVENTS, KNOWN_EVENTS, ArchivedData, DeliverableData, Envelope, event_data
+from crm.events import (
+    CLIENT_PLAN_EVENTS,
+    KNOWN_EVENTS,
+    MERGED_CLIENT_EVENTS,
+    TICKET_EVENTS,
+    ArchivedData,
+    DeliverableData,
+    Envelope,
+    PlanEventData,
+    TicketData,
+    client_fields,
+    event_data,
+    ticket_message,
+)
 from crm.starter import Starter
 from domain.client import InvalidClientRecord, parse_client
 from domain.deliverables import workflow_id as deliverable_workflow_id
 from domain.limits import InputRefused
+from domain.reviews import ReviewSource, ReviewState
 from domain.sections import DocumentKind, Level, sections_for_level
-from storage import documents, webhook_deliveries
+from storage import clients, documents, erasure, messages, webhook_deliveries
 from storage.clients import UnknownClient
 from storage.db import DB
-from wavelaunch import plans
+from wavelaunch import plans, reviews
 from wavelaunch.intake import accept_client
 from wavelaunch.settings import Settings
 from workflows.models import DeliverableRequest, PlanRequest
@@ -42,12 +56,6 @@ class Answer:
 class _Refused(Exception):  # noqa: N818 - control flow: rolls the delivery's transaction back
     def __init__(self, answer: Answer):
         self.answer = answer
-
-
-def _client_data(data: dict[str, Any]) -> dict[str, Any]:
-    # The CRM nests the record under "client" for some events and sends it flat for others.
-    inner = data.get("client")
-    return inner if isinstance(inner, dict) else data
 
 
 class Intake:
@@ -88,6 +96,19 @@ class Intake:
                 return await self._archived(conn, envelope.data)
             if event == "deliverable.created":
                 return await self._deliverable(conn, envelope.data)
+            if event == "businessplan.approved":
+                return await self._plan_approved(conn, envelope.data)
+            if event in TICKET_EVENTS:
+                return await self._ticket(conn, envelope)
+            # The rest need no work, but carry the CRM's ids: their shape is checked all the same.
+            if event.startswith("deliverable."):
+                event_data(DeliverableData, envelope.data)
+            elif event.startswith("businessplan."):
+                event_data(PlanEventData, envelope.data)
+        except reviews.UnknownDocument as err:
+            return Answer(404, {"status": "rejected", "errors": [str(err)]})
+        except reviews.ReviewRefused as err:
+            return Answer(409, {"status": "rejected", "errors": [str(err)]})
         except InvalidClientRecord as err:
             return Answer(422, {"status": "rejected", "errors": err.problems})
         except InputRefused as err:
@@ -97,8 +118,17 @@ class Intake:
         return Answer(200, {"status": "ignored", "reason": f"{event} needs no work here"})
 
     async def _client_event(self, conn: DB, event: str, data: dict[str, Any], at: datetime) -> Answer:
-        record = parse_client(_client_data(data))
+        client_id, fields = client_fields(data)
+        if event in MERGED_CLIENT_EVENTS and client_id is not None:
+            # Only the changed fields may come: merged onto the stored snapshot (locked, so two
+            # partial updates cannot lose each other's fields) and validated as a whole. A
+            # client not stored yet must be sent whole. A null clears a field.
+            if (stored_now := await clients.current_for_update(conn, client_id)) is not None:
+                fields = stored_now.record.wire() | fields
+        record = parse_client(fields)
         stored, changed = await accept_client(conn, record)
+        if event == "client.activated":
+            await erasure.mark_archived(conn, record.id, False)
         if record.status.value != "ACTIVE":
             return Answer(202, {"status": "stored", "client_version": stored.version})
         if event == "client.updated":
@@ -139,11 +169,39 @@ class Intake:
 
     async def _archived(self, conn: DB, data: dict[str, Any]) -> Answer:
         client_id = event_data(ArchivedData, data).target()
+        await erasure.mark_archived(conn, client_id, True)  # the retention period counts from here
         # Through the outbox too, so a cancel never overtakes a start still waiting there.
         ids = [plan_workflow_id(client_id), *(deliverable_workflow_id(client_id, n) for n in range(1, 9))]
         await self.starts.cancel(ids, db=conn)
         await self.starts.pause_schedules(client_id, db=conn)
         return Answer(202, {"status": "cancelling", "workflows": ids})
+
+    async def _plan_approved(self, conn: DB, data: dict[str, Any]) -> Answer:
+        """The CRM approved the client's plan: the version it names (``documentId`` or ``version``,
+        as our ``document.*`` webhooks sent them), else the newest. A superseded version is
+        refused (409) with nothing changed: the CRM approved what it saw, not what is newest."""
+        found = event_data(PlanEventData, data)
+        if found.document_id is not None:
+            doc = await reviews.find_by_id(conn, found.document_id)
+            if (doc.client_id, doc.kind) != (found.client_id, DocumentKind.BUSINESS_PLAN.value):
+                raise reviews.UnknownDocument(f"document {found.document_id} is not client {found.client_id}'s plan")
+        else:
+            doc = await reviews.find(conn, found.client_id, version=found.version)
+        note = f"CRM plan {found.plan_id}" if found.plan_id else None
+        doc = await reviews.review(
+            conn, doc, ReviewState.APPROVED, by=found.approved_by or "crm", note=note, source=ReviewSource.CRM
+        )
+        return Answer(200, {"status": "approved", "document_id": doc.id, "version": doc.version})
+
+    async def _ticket(self, conn: DB, envelope: Envelope) -> Answer:
+        """A ticket event becomes a message of the client's ticket thread (``ticket-<ticketId>``),
+        which the next summary folds in. Idempotent by content: the same event data sent again
+        (under any delivery id) is stored once."""
+        found = event_data(TicketData, envelope.data)
+        await clients.get(conn, found.client_id)
+        thread_id, message = ticket_message(envelope.event, found, envelope.timestamp)
+        appended = await messages.append_messages(conn, found.client_id, thread_id, [message], subject=found.heading())
+        return Answer(202, {"status": "stored", "thread_id": thread_id, "added": appended.added})
 
     async def _deliverable(self, conn: DB, data: dict[str, Any]) -> Answer:
         found = event_data(DeliverableData, data)

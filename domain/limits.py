@@ -134,6 +134,8 @@ def _id(pattern: str, spelled: str) -> AfterValidator:
 
 # Field types for the pydantic models that take outside input.
 ClientId = Annotated[str, _id(CLIENT_ID_PATTERN, "1-64 letters, digits, _ or -")]
+# The CRM's other ids (planId, deliverableId, ticketId): cuids, like a client's.
+CrmId = Annotated[str, _id(CLIENT_ID_PATTERN, "1-64 letters, digits, _ or -")]
 ThreadId = Annotated[str, _id(THREAD_ID_PATTERN, "1-200 letters, digits, '.', '_', ':' or '-'")]
 MessageId = Annotated[str, _id(MESSAGE_ID_PATTERN, "1-200 letters, digits or any of . _ : @ + = -")]
 SectionKey = Annotated[str, _id(SECTION_KEY_PATTERN, "a catalogue key: 1-64 lowercase letters, digits or _")]

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 
-def _label(key: str) -> str:
+def label(key: str) -> str:
     return key.replace("_", " ").capitalize()
 
 
@@ -15,7 +15,7 @@ def _render_value(value: Any) -> list[str]:
     if isinstance(value, list) and value and all(isinstance(v, dict) for v in value):
         headers = list(value[0])
         lines = [
-            "| " + " | ".join(_label(h) for h in headers) + " |",
+            "| " + " | ".join(label(h) for h in headers) + " |",
             "|" + "---|" * len(headers),
         ]
         for row in value:
@@ -27,7 +27,7 @@ def _render_value(value: Any) -> list[str]:
     if isinstance(value, dict):
         out: list[str] = []
         for key, inner in value.items():
-            out += [f"**{_label(key)}**", "", *_render_value(inner)]
+            out += [f"**{label(key)}**", "", *_render_value(inner)]
         return out
     return [str(value), ""]
 
@@ -35,7 +35,7 @@ def _render_value(value: Any) -> list[str]:
 def render_section(title: str, content: dict[str, Any]) -> str:
     lines = [f"## {title}", ""]
     for key, value in content.items():
-        lines += [f"### {_label(key)}", "", *_render_value(value)]
+        lines += [f"### {label(key)}", "", *_render_value(value)]
     return "\n".join(lines).rstrip() + "\n"
 
 

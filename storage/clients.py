@@ -95,6 +95,22 @@ async def get(pool: DB, client_id: str, version: int | None = None) -> StoredCli
     )
 
 
+async def current_for_update(conn: DB, client_id: str) -> StoredClient | None:
+    """The client's current snapshot with its row locked until the caller's transaction ends
+    (a merge of a partial update onto it), or None for a client not stored."""
+    row = await conn.fetchrow(
+        "SELECT s.record, s.version, s.content_hash FROM clients c"
+        " JOIN client_snapshots s ON s.client_id = c.id AND s.version = c.current_version"
+        " WHERE c.id = $1 FOR UPDATE OF c",
+        client_id,
+    )
+    if row is None:
+        return None
+    return StoredClient(
+        ClientRecord.model_validate(row["record"], context=TRUSTED), row["version"], row["content_hash"]
+    )
+
+
 async def list_ids(pool: asyncpg.Pool) -> list[str]:
     return [r["id"] for r in await pool.fetch("SELECT id FROM clients ORDER BY id")]
 

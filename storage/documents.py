@@ -9,8 +9,9 @@ from typing import Any
 
 import asyncpg
 
+from domain.reviews import ReviewRefused, ReviewSource, ReviewState
 from storage import sections
-from storage.db import DB
+from storage.db import DB, transaction
 
 
 @dataclass(frozen=True)
@@ -29,16 +30,29 @@ class StoredDocument:
     # Which document of its kind: the kind itself for a business plan, the document's catalogue
     # key for a deliverable (five a month, versioned each on its own).
     document_key: str = ""
+    review_state: str = ReviewState.DRAFT.value
+    reviewed_at: datetime | None = None
+    reviewed_by: str | None = None
+    review_note: str | None = None
+
+    def review(self) -> dict[str, Any]:
+        """The review as JSON: state, and who set it when (null for a draft never reviewed)."""
+        return {
+            "state": self.review_state,
+            "by": self.reviewed_by,
+            "at": self.reviewed_at.isoformat() if self.reviewed_at else None,
+            "note": self.review_note,
+        }
 
 
 _COLUMNS = (
     "id, client_id, kind, version, level, client_version, workflow_id, section_ids, markdown, created_at, changes,"
-    " document_key"
+    " document_key, review_state, reviewed_at, reviewed_by, review_note"
 )
 
 
 async def store(
-    pool: asyncpg.Pool,
+    pool: DB,
     *,
     client_id: str,
     kind: str,
@@ -54,7 +68,7 @@ async def store(
     """Store the next version of the document (``document_key``, default: the kind itself);
     idempotent per workflow run and document (a retried activity stores once)."""
     key = document_key or kind
-    async with pool.acquire() as conn, conn.transaction():
+    async with transaction(pool) as conn:
         existing = await conn.fetchrow(
             f"SELECT {_COLUMNS} FROM documents WHERE workflow_id=$1 AND run_id=$2 AND document_key=$3",
             workflow_id,
@@ -136,7 +150,7 @@ async def get(pool: asyncpg.Pool, document_id: int) -> StoredDocument | None:
 async def list_for_client(pool: asyncpg.Pool, client_id: str) -> list[dict[str, Any]]:
     """Every document version of the client, without its text: newest first per document."""
     rows = await pool.fetch(
-        """SELECT id, kind, document_key, version, level, client_version, workflow_id, created_at
+        """SELECT id, kind, document_key, version, level, client_version, workflow_id, created_at, review_state
            FROM documents WHERE client_id = $1 ORDER BY kind, document_key, version DESC""",
         client_id,
     )
@@ -157,11 +171,93 @@ async def as_json(pool: asyncpg.Pool, doc: StoredDocument) -> dict[str, Any]:
         "workflow_id": doc.workflow_id,
         "created_at": doc.created_at.isoformat(),
         "changes": doc.changes,
+        "review": doc.review(),
         "sections": [
             {"key": stored[i].section_key, "model": stored[i].model, "content": stored[i].content}
             for i in doc.section_ids
         ],
     }
+
+
+async def review_overview(db: DB, limit: int = 20) -> dict[str, Any]:
+    """The newest version of every document by review state (counts), and the newest ones still
+    waiting on a reviewer (draft or changes requested), newest first."""
+    latest = """SELECT DISTINCT ON (client_id, kind, document_key) id, client_id, kind, document_key, version,
+                       review_state, reviewed_by, reviewed_at, created_at
+                FROM documents ORDER BY client_id, kind, document_key, version DESC"""
+    counts = await db.fetch(f"SELECT review_state, count(*) AS n FROM ({latest}) l GROUP BY review_state")
+    waiting = await db.fetch(
+        f"SELECT * FROM ({latest}) l WHERE review_state <> 'approved' ORDER BY created_at DESC LIMIT $1", limit
+    )
+    return {
+        "counts": {state.value: 0 for state in ReviewState} | {r["review_state"]: r["n"] for r in counts},
+        "waiting": [
+            dict(r)
+            | {
+                "created_at": r["created_at"].isoformat(),
+                "reviewed_at": r["reviewed_at"].isoformat() if r["reviewed_at"] else None,
+            }
+            for r in waiting
+        ],
+    }
+
+
+async def version_of(db: DB, client_id: str, kind: str, document_key: str, version: int) -> StoredDocument | None:
+    """One version of the client's document, or None."""
+    row = await db.fetchrow(
+        f"SELECT {_COLUMNS} FROM documents WHERE client_id=$1 AND kind=$2 AND document_key=$3 AND version=$4",
+        client_id,
+        kind,
+        document_key,
+        version,
+    )
+    return StoredDocument(**dict(row)) if row else None
+
+
+async def set_review(
+    db: DB, document_id: int, state: ReviewState, *, by: str | None, note: str | None, source: ReviewSource
+) -> StoredDocument:
+    """Set the review state of one document version and log it. Only the newest version of its
+    document can be reviewed (ReviewRefused for a superseded one, naming the newest); the check
+    and the change hold the lock new versions are numbered under, so a version stored meanwhile
+    cannot slip between them. Setting the state a version already has changes nothing."""
+    async with transaction(db) as conn:
+        doc = await conn.fetchrow(f"SELECT {_COLUMNS} FROM documents WHERE id = $1", document_id)
+        if doc is None:
+            raise LookupError(f"no document {document_id}")
+        await conn.execute(
+            "SELECT pg_advisory_xact_lock(hashtext($1))", f"{doc['client_id']}/{doc['kind']}/{doc['document_key']}"
+        )
+        newest = await conn.fetchval(
+            "SELECT max(version) FROM documents WHERE client_id=$1 AND kind=$2 AND document_key=$3",
+            doc["client_id"],
+            doc["kind"],
+            doc["document_key"],
+        )
+        if newest != doc["version"]:
+            raise ReviewRefused(
+                f"{doc['document_key']} v{doc['version']} of client {doc['client_id']} is superseded by v{newest}; "
+                f"review v{newest} instead (nothing changed)"
+            )
+        if doc["review_state"] == state.value:
+            return StoredDocument(**dict(doc))
+        row = await conn.fetchrow(
+            f"""UPDATE documents SET review_state = $2, reviewed_at = now(), reviewed_by = $3, review_note = $4
+                WHERE id = $1 RETURNING {_COLUMNS}""",
+            document_id,
+            state.value,
+            by,
+            note,
+        )
+        await conn.execute(
+            "INSERT INTO document_reviews (document_id, state, reviewed_by, note, source) VALUES ($1, $2, $3, $4, $5)",
+            document_id,
+            state.value,
+            by,
+            note,
+            source.value,
+        )
+        return StoredDocument(**dict(row))
 
 
 async def store_digest(pool: asyncpg.Pool, *, client_id: str, month: int, text: str) -> str:

@@ -9,6 +9,7 @@ import asyncpg
 
 from domain.limits import TRUSTED, quote
 from domain.summaries import NewMessage, ThreadMessage
+from storage.db import DB, transaction
 
 
 class UnknownThread(LookupError):
@@ -30,13 +31,14 @@ class AppendResult:
 
 
 async def append_messages(
-    pool: asyncpg.Pool, client_id: str, thread_id: str, messages: Sequence[NewMessage], *, subject: str | None = None
+    pool: DB, client_id: str, thread_id: str, messages: Sequence[NewMessage], *, subject: str | None = None
 ) -> AppendResult:
     """Append ``messages`` to the client's thread (created on first use), numbering new ones after
     the thread's last message; a message id already in the thread is stored once (idempotent).
 
-    The client must exist (asyncpg.ForeignKeyViolationError otherwise; check it first)."""
-    async with pool.acquire() as conn, conn.transaction():
+    The client must exist (asyncpg.ForeignKeyViolationError otherwise; check it first). Given a
+    connection in a transaction, the append joins it."""
+    async with transaction(pool) as conn:
         await conn.execute(
             """INSERT INTO message_threads (client_id, thread_id, subject) VALUES ($1, $2, $3)
                ON CONFLICT (client_id, thread_id) DO NOTHING""",

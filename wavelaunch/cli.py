@@ -31,6 +31,7 @@ from domain.limits import (
     InputRefused,
     quote,
 )
+from domain.reviews import ReviewRefused, ReviewState
 from domain.sections import DocumentKind, Level, UnknownSection
 from domain.summaries import InvalidMessages
 from stack.errors import StackError
@@ -48,6 +49,7 @@ from wavelaunch.console import (
     progress_table,
     usage_table,
 )
+from wavelaunch.edits import UnknownProposal
 from wavelaunch.input_files import read_json_file
 from wavelaunch.runtime import WorkerMetricsUnavailable
 from wavelaunch.schedules import ScheduleInfo, UnknownSchedule
@@ -73,6 +75,9 @@ schedule_app = typer.Typer(
     no_args_is_help=True, help="Temporal Schedules: each client's deliverable months and weekly summary."
 )
 eval_app = typer.Typer(no_args_is_help=True, help="Evaluations against an OpenAI-compatible endpoint.")
+document_app = typer.Typer(
+    no_args_is_help=True, help="Review document versions: approve, or ask for changes (draft until then)."
+)
 app.add_typer(stack_app, name="stack")
 app.add_typer(clients_app, name="clients")
 app.add_typer(plan_app, name="plan")
@@ -86,6 +91,7 @@ app.add_typer(budget_app, name="budget")
 app.add_typer(alerts_app, name="alerts")
 app.add_typer(eval_app, name="eval")
 app.add_typer(schedule_app, name="schedule")
+app.add_typer(document_app, name="document")
 
 T = TypeVar("T")
 
@@ -104,6 +110,8 @@ _USER_ERRORS = (
     commands.UnknownFields,
     commands.InvalidMonth,
     commands.UnknownDocument,
+    ReviewRefused,
+    UnknownProposal,
     InvalidMessages,
     UnknownThread,
     commands.UnknownWorkflow,
@@ -236,17 +244,27 @@ def _fast_loop() -> Callable[[], asyncio.AbstractEventLoop] | None:
     return uvloop.new_event_loop
 
 
-def _check_format(fmt: str) -> None:
-    if fmt not in ("md", "json"):
-        raise typer.BadParameter("--format must be md or json")
+def _check_format(fmt: str, *, docx: bool = False) -> None:
+    allowed = ("md", "json", "docx") if docx else ("md", "json")
+    if fmt not in allowed:
+        raise typer.BadParameter(f"--format must be {', '.join(allowed[:-1])} or {allowed[-1]}")
 
 
-def _print_document(text: str, fmt: str) -> None:
-    # JSON goes out plain so it stays machine-readable; Markdown is printed as text, not markup.
-    if fmt == "json":
+def _print_document(text: str | bytes, fmt: str, out: Path | None = None) -> None:
+    # A Word file is written, never printed; JSON goes out plain so it stays machine-readable;
+    # Markdown is printed as text, not markup.
+    if isinstance(text, bytes):
+        assert out is not None
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_bytes(text)
+        console.print(f"written to {out} ({len(text):,} bytes)", markup=False, highlight=False)
+    elif fmt == "json":
         print(text)
     else:
         console.print(text, markup=False, highlight=False)
+
+
+_OUT = typer.Option(None, "--out", "-o", help="Where --format docx writes (default: ./<client>-<document>.docx).")
 
 
 def _parse_sections(value: str | None, option: str = "--sections") -> list[str] | None:
@@ -306,6 +324,46 @@ async def clients_import(file: Path = typer.Argument(..., help="A JSON file: one
     await commands.import_clients(get_settings(), file)
 
 
+@clients_app.command("erase")
+@_run
+async def clients_erase(
+    client_id: str,
+    legal_hold: bool = typer.Option(
+        False, "--legal-hold", help="Keep the client's documents (and their sections); erase everything else."
+    ),
+    yes: bool = typer.Option(False, "--yes", "-y", help="Do not ask for confirmation."),
+) -> None:
+    """Erase a client: end its workflows, remove its personal fields, snapshots, messages, summaries,
+    cached answers, embeddings and documents; keep its usage figures under an anonymous id."""
+    if not yes and not typer.confirm(f"Erase every trace of client {client_id}? This cannot be undone"):
+        raise typer.BadParameter("not confirmed; nothing erased")
+    done = await commands.erase_client(get_settings(), client_id, legal_hold=legal_hold)
+    _print_erasure(done)
+
+
+@clients_app.command("erase-archived")
+@_run
+async def clients_erase_archived(
+    days: float | None = typer.Option(None, "--days", help="Default: WAVELAUNCH_ERASE_ARCHIVED_AFTER_DAYS."),
+) -> None:
+    """Erase every client archived (client.archived) more than N days ago (the API does it hourly)."""
+    done = await commands.erase_archived(get_settings(), days)
+    for erasure in done:
+        _print_erasure(erasure)
+    console.print(f"{len(done)} client(s) erased")
+
+
+def _print_erasure(done: Any) -> None:
+    kept = "; documents kept (legal hold)" if done.erased.legal_hold else ""
+    rows = ", ".join(f"{table} {n}" for table, n in sorted(done.erased.removed.items()))
+    console.print(
+        f"client {done.client_id} erased: usage kept as {done.erased.anon_id}; "
+        f"{len(done.workflows_ended)} workflow(s) ended{kept}; rows: {rows}",
+        markup=False,
+        highlight=False,
+    )
+
+
 # -- plans ---------------------------------------------------------------------------------
 @plan_app.command("generate")
 @_run
@@ -359,12 +417,13 @@ async def plan_regenerate(
 @_run
 async def plan_show(
     client_id: str,
-    format: str = typer.Option("md", "--format", "-f", help="md or json"),
+    format: str = typer.Option("md", "--format", "-f", help="md, json or docx"),
+    out: Path | None = _OUT,
 ) -> None:
-    """Print the latest business plan of a client as Markdown or JSON."""
-    _check_format(format)
+    """Print the latest business plan of a client as Markdown or JSON, or write it as Word (docx)."""
+    _check_format(format, docx=True)
     text = await commands.show_document(get_settings(), client_id, DocumentKind.BUSINESS_PLAN, format)
-    _print_document(text, format)
+    _print_document(text, format, out or Path(f"{client_id}-business-plan.docx"))
 
 
 # -- deliverables --------------------------------------------------------------------------
@@ -421,12 +480,119 @@ async def deliverable_show(
     client_id: str,
     month: int = typer.Option(..., "--month", "-m", help="1–8 (M1–M8)."),
     document: str | None = typer.Option(None, "--document", "-d", help="One document key, e.g. m1_brand_architecture."),
-    format: str = typer.Option("md", "--format", "-f", help="md or json"),
+    format: str = typer.Option("md", "--format", "-f", help="md, json or docx"),
+    out: Path | None = _OUT,
 ) -> None:
-    """Print the latest version of a month's deliverable documents as Markdown or JSON."""
-    _check_format(format)
+    """Print the latest version of a month's deliverable documents as Markdown or JSON, or write
+    them as Word (docx)."""
+    _check_format(format, docx=True)
     text = await commands.show_deliverable(get_settings(), client_id, month, document, format)
-    _print_document(text, format)
+    _print_document(text, format, out or Path(f"{client_id}-{document or f'm{month}'}.docx"))
+
+
+# -- document reviews -----------------------------------------------------------------------
+_MONTH = typer.Option(None, "--month", "-m", help="A deliverable month, 1–8 (default: the business plan).")
+_DOCUMENT = typer.Option(None, "--document", "-d", help="The month's document key, e.g. m1_brand_architecture.")
+_VERSION = typer.Option(None, "--version", "-v", help="This version (default: the newest); must be the newest.")
+_BY = typer.Option(None, "--by", help="Who reviewed it.")
+
+
+async def _review(client_id: str, state: ReviewState, **named: Any) -> None:
+    doc = await commands.review_document(get_settings(), client_id, state, **named)
+    console.print(
+        f"{doc.document_key} v{doc.version} of client {client_id}: {doc.review_state.replace('_', ' ')}",
+        markup=False,
+        highlight=False,
+    )
+
+
+@document_app.command("approve")
+@_run
+async def document_approve(
+    client_id: str,
+    month: int | None = _MONTH,
+    document: str | None = _DOCUMENT,
+    version: int | None = _VERSION,
+    by: str | None = _BY,
+    note: str | None = typer.Option(None, "--note", help="A remark kept with the approval."),
+) -> None:
+    """Approve the newest version of the business plan (or of a month's document)."""
+    await _review(
+        client_id, ReviewState.APPROVED, month=month, document_key=document, version=version, by=by, note=note
+    )
+
+
+@document_app.command("request-changes")
+@_run
+async def document_request_changes(
+    client_id: str,
+    note: str = typer.Option(..., "--note", help="What should change."),
+    month: int | None = _MONTH,
+    document: str | None = _DOCUMENT,
+    version: int | None = _VERSION,
+    by: str | None = _BY,
+) -> None:
+    """Ask for changes to the newest version of the business plan (or of a month's document)."""
+    await _review(
+        client_id,
+        ReviewState.CHANGES_REQUESTED,
+        month=month,
+        document_key=document,
+        version=version,
+        by=by,
+        note=note,
+    )
+
+
+@document_app.command("edit")
+@_run
+async def document_edit(
+    client_id: str,
+    section: str = typer.Option(..., "--section", "-s", help="The section's key, e.g. market_analysis."),
+    file: Path = typer.Option(..., "--file", help="The section's new content: JSON in the section's schema."),
+    month: int | None = _MONTH,
+    document: str | None = _DOCUMENT,
+    by: str | None = _BY,
+) -> None:
+    """Replace a section by hand (a new version, a draft); the section is locked: regenerations
+    then propose, and never overwrite it."""
+    doc = await commands.edit_section(
+        get_settings(), client_id, section, file, month=month, document_key=document, by=by
+    )
+    console.print(f"{doc.document_key} v{doc.version}: {section} replaced and locked", markup=False, highlight=False)
+
+
+@document_app.command("proposals")
+@_run
+async def document_proposals(client_id: str, as_json: bool = typer.Option(False, "--json")) -> None:
+    """What regenerations propose for locked sections, each as a diff against the operator's text."""
+    found = await commands.list_proposals(get_settings(), client_id)
+    if as_json:
+        print(json.dumps([p.as_json() for p in found], indent=2))
+        return
+    if not found:
+        console.print("no pending proposals")
+    for view in found:
+        p = view.proposal
+        console.print(f"proposal {p.id}: {p.document_key} / {p.section_key}", markup=False, highlight=False)
+        console.print(view.diff or "(no difference in the rendered text)", markup=False, highlight=False)
+
+
+@document_app.command("accept")
+@_run
+async def document_accept(proposal_id: int, by: str | None = _BY) -> None:
+    """Accept a proposal: a new version with the regenerated section; the section is unlocked."""
+    doc = await commands.decide_proposal(get_settings(), proposal_id, accept=True, by=by)
+    assert doc is not None
+    console.print(f"{doc.document_key} v{doc.version}: proposal {proposal_id} accepted", markup=False)
+
+
+@document_app.command("reject")
+@_run
+async def document_reject(proposal_id: int, by: str | None = _BY) -> None:
+    """Reject a proposal: the operator's section stays, locked."""
+    await commands.decide_proposal(get_settings(), proposal_id, accept=False, by=by)
+    console.print(f"proposal {proposal_id} rejected", markup=False)
 
 
 # -- summaries -----------------------------------------------------------------------------

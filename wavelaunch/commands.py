@@ -23,12 +23,14 @@ from temporalio.service import RPCError
 from temporalio.worker import Replayer
 
 import stack
+from activities import crm_notify
 from domain import deliverables
 from domain.budgets import Alert, BudgetScope, BudgetSpec, BudgetUse, Period
 from domain.client import KNOWN_FIELDS, ClientRecord, InvalidClientRecord, parse_client
 from domain.limits import CLIENT_ID_PATTERN, MAX_PROBLEMS, InputRefused, quote
 from domain.outputs import in_schema_order
 from domain.render import render_document
+from domain.reviews import ReviewInput, ReviewSource, ReviewState
 from domain.sections import DocumentKind, Level
 from domain.summaries import CLIENT_SUMMARY, THREAD_SUMMARY, InvalidMessages, ThreadInput, parse_threads
 from storage import alerts, budgets, cache, clients, db, documents, messages, summaries, usage
@@ -36,7 +38,7 @@ from storage.messages import UnknownThread
 from tokenopt.reads import month_sections_reading, plan_sections_reading
 from tokenopt.service_tiers import Urgency, deadline_from
 from tokenopt.techniques import Techniques
-from wavelaunch import plans, schedules
+from wavelaunch import edits, erasure, exports, plans, reviews, schedules
 from wavelaunch import summaries as summary_runs
 from wavelaunch.console import console, money, progress_table, usage_table
 from wavelaunch.input_files import read_json_file
@@ -46,6 +48,7 @@ from wavelaunch.runtime import (
     build_worker,
     close_dependencies,
     connect_temporal,
+    crm_notify_config,
     ensure_search_attributes,
     plan_dependencies,
     worker_runtime,
@@ -154,7 +157,8 @@ async def run_worker(settings: Settings) -> None:
             console.print(
                 f"worker metrics on http://{settings.worker_metrics_host}:{settings.worker_metrics_port}/metrics"
             )
-        async with worker:
+        # The CRM outbox is sent from here too, so documents are announced with no API running.
+        async with worker, crm_notify.sending(deps.pool, deps.crm):
             await _until_signal()
     finally:
         await close_dependencies(deps)
@@ -188,6 +192,23 @@ async def import_clients(settings: Settings, file: Path) -> list[tuple[str, int,
             state = f"stored as version {stored.version}" if changed else f"unchanged (version {stored.version})"
             console.print(f"client {record.id}: {state}")
     return results
+
+
+async def erase_client(settings: Settings, client_id: str, *, legal_hold: bool) -> erasure.Erasure:
+    """End the client's workflows and erase its data (documents kept under legal hold)."""
+    async with _database(settings) as pool:
+        return await erasure.erase_client(pool, await _temporal(settings), client_id, legal_hold=legal_hold)
+
+
+async def erase_archived(settings: Settings, days: float | None) -> list[erasure.Erasure]:
+    """Erase every client archived more than ``days`` (default: the retention setting) ago."""
+    days = settings.erase_archived_after_days if days is None else days
+    if days is None:
+        raise InputRefused(["give --days, or set WAVELAUNCH_ERASE_ARCHIVED_AFTER_DAYS"])
+    async with _database(settings) as pool:
+        return await erasure.erase_archived(
+            pool, await _temporal(settings), days=days, legal_hold=settings.legal_hold_documents
+        )
 
 
 # -- plans ---------------------------------------------------------------------------------
@@ -244,7 +265,8 @@ async def watch_plan(
     return await plans.watch(handle, on_progress)
 
 
-async def show_document(settings: Settings, client_id: str, kind: DocumentKind, fmt: str) -> str:
+async def show_document(settings: Settings, client_id: str, kind: DocumentKind, fmt: str) -> str | bytes:
+    """The client's latest ``kind`` document as Markdown, JSON (text) or Word (``docx``, bytes)."""
     async with _database(settings) as pool:
         await clients.get(pool, client_id)
         doc = await documents.latest(pool, client_id, kind.value)
@@ -255,12 +277,74 @@ async def show_document(settings: Settings, client_id: str, kind: DocumentKind, 
             )
         if fmt == "json":
             return json.dumps(await documents.as_json(pool, doc), indent=2)
-        return doc.markdown
+        if fmt == "docx":
+            return await exports.docx(pool, [doc])
+        return _with_review(doc)
+
+
+def _with_review(doc: documents.StoredDocument) -> str:
+    """The stored Markdown under its review line (title first)."""
+    title, _, rest = doc.markdown.partition("\n")
+    return f"{title}\n\n{reviews.review_line(doc)}{rest.lstrip()}"
+
+
+async def review_document(
+    settings: Settings,
+    client_id: str,
+    state: ReviewState,
+    *,
+    month: int | None,
+    document_key: str | None,
+    version: int | None,
+    by: str | None,
+    note: str | None,
+) -> documents.StoredDocument:
+    """Approve a document version or ask for changes (the newest version by default); an unknown
+    document or a superseded version is refused with nothing changed."""
+    given = ReviewInput.checked(by, note)
+    reviews.document_name(month, document_key)  # a bad name is refused before the stack starts
+    async with _database(settings) as pool:
+        doc = await reviews.find(pool, client_id, month=month, document_key=document_key, version=version)
+        return await reviews.review(pool, doc, state, by=given.by, note=given.note, source=ReviewSource.CLI)
 
 
 async def usage_report(settings: Settings, *, client_id: str | None = None) -> dict[str, Any]:
     async with _database(settings) as pool:
         return await usage.report(pool, client_id=client_id)
+
+
+async def edit_section(
+    settings: Settings,
+    client_id: str,
+    section_key: str,
+    file: Path,
+    *,
+    month: int | None,
+    document_key: str | None,
+    by: str | None,
+) -> documents.StoredDocument:
+    """Replace a section of the newest version of a document with the file's content (checked
+    against the section's schema), in a new version; the section is locked."""
+    given = ReviewInput.checked(by, None)
+    content = read_json_file(file)
+    reviews.document_name(month, document_key)
+    async with _database(settings) as pool:
+        doc = await reviews.find(pool, client_id, month=month, document_key=document_key)
+        return await edits.edit_section(pool, doc, section_key, content, by=given.by, crm=crm_notify_config(settings))
+
+
+async def list_proposals(settings: Settings, client_id: str) -> list[edits.ProposalView]:
+    async with _database(settings) as pool:
+        await clients.get(pool, client_id)
+        return await edits.proposals(pool, client_id)
+
+
+async def decide_proposal(
+    settings: Settings, proposal_id: int, *, accept: bool, by: str | None
+) -> documents.StoredDocument | None:
+    given = ReviewInput.checked(by, None)
+    async with _database(settings) as pool:
+        return await edits.decide(pool, proposal_id, accept=accept, by=given.by, crm=crm_notify_config(settings))
 
 
 # -- deliverables --------------------------------------------------------------------------
@@ -313,11 +397,12 @@ async def watch_deliverable(
     return await plans.watch(handle, on_progress, query=DeliverableWorkflow.progress)
 
 
-class UnknownDocument(ValueError):
-    pass
+UnknownDocument = reviews.UnknownDocument
 
 
-async def show_deliverable(settings: Settings, client_id: str, month: int, document_key: str | None, fmt: str) -> str:
+async def show_deliverable(
+    settings: Settings, client_id: str, month: int, document_key: str | None, fmt: str
+) -> str | bytes:
     """The latest version of month ``month``'s documents (or of one, ``document_key``)."""
     check_month(month)
     keys = [d.key for d in deliverables.documents(month)]
@@ -339,7 +424,9 @@ async def show_deliverable(settings: Settings, client_id: str, month: int, docum
             )
         if fmt == "json":
             return json.dumps([await documents.as_json(pool, doc) for doc in found], indent=2)
-        return "\n".join(doc.markdown for doc in found)
+        if fmt == "docx":
+            return await exports.docx(pool, found)
+        return "\n".join(_with_review(doc) for doc in found)
 
 
 # -- summaries -----------------------------------------------------------------------------

@@ -16,6 +16,7 @@ from temporalio.worker import Worker
 from activities.alerts import AlertConfig, AlertNotifier
 from activities.budget_guard import BudgetGuard
 from activities.bulk import BulkActivities
+from activities.crm_notify import CrmNotifyConfig, NotifyActivities
 from activities.deliverable import DeliverableActivities
 from activities.plan import PlanActivities, PlanDependencies
 from activities.section_cache import CacheConfig
@@ -163,6 +164,7 @@ async def plan_dependencies(settings: Settings, database_url: str, llm: LLMConfi
         stale_after_seconds=settings.budget_reservation_ttl_seconds,
     )
     return PlanDependencies(
+        crm=crm_notify_config(settings),
         guard=guard,
         pool=pool,
         llm=client,
@@ -198,8 +200,19 @@ def alert_config(settings: Settings) -> AlertConfig:
     )
 
 
+def crm_notify_config(settings: Settings) -> CrmNotifyConfig:
+    secret = settings.crm_webhook_secret or settings.webhook_secret
+    return CrmNotifyConfig(
+        url=settings.crm_webhook_url,
+        secret=secret.get_secret_value() if secret else None,
+        timeout_seconds=settings.crm_webhook_timeout_seconds,
+        attempts=settings.crm_webhook_attempts,
+    )
+
+
 def build_worker(client: Client, settings: Settings, deps: PlanDependencies) -> Worker:
     activities = PlanActivities(deps)
+    notify = NotifyActivities(deps.pool, deps.crm)
     deliverable = DeliverableActivities(deps, activities)
     summary = SummaryActivities(deps)
     bulk = BulkActivities(deps, activities)
@@ -229,6 +242,7 @@ def build_worker(client: Client, settings: Settings, deps: PlanDependencies) -> 
             bulk.cancel_batch,
             bulk.collect_batch,
             bulk.bulk_fallback,
+            notify.document_failed,
         ],
         max_concurrent_activities=concurrency,
     )

@@ -128,6 +128,18 @@ class Settings(BaseSettings):
     cache_hit_rate_window_hours: float = 24.0
     cache_hit_rate_min_sections: int = 50
 
+    # The CRM is told when a document is completed, failed or needs review: POSTed here when set
+    # (from a Postgres outbox), signed with this secret (default: the webhook secret).
+    crm_webhook_url: str | None = None
+    crm_webhook_secret: SecretStr | None = None
+    crm_webhook_timeout_seconds: float = Field(10.0, gt=0)
+    crm_webhook_attempts: int = Field(4, ge=1)  # tries per pass; the row is tried again later
+
+    # Erasure: a client archived (client.archived) this many days ago is erased by the API's
+    # hourly sweep (unset: never on its own); legal hold keeps its documents when it is.
+    erase_archived_after_days: float | None = Field(None, ge=0)
+    legal_hold_documents: bool = False
+
     worker_max_concurrent_activities: int = 8
     # Where a worker keeps bought answers until Postgres has them (storage.spool), so a worker
     # that dies during a database outage loses none. Unset: <state_dir>/spool.

@@ -7,6 +7,8 @@ from temporalio.exceptions import ActivityError, ApplicationError
 
 with workflow.unsafe.imports_passed_through():
     from activities.plan import PlanActivities
+    from domain.sections import DocumentKind
+    from workflows.failures import tell_crm_failed
     from workflows.fanout import FollowsClientUpdates, run_sections, service_tier, set_status, waits_for_budget
     from workflows.models import (
         AssembleRequest,
@@ -42,6 +44,13 @@ class BusinessPlanWorkflow(FollowsClientUpdates):
 
     @workflow.run
     async def run(self, request: PlanRequest) -> PlanResult:
+        try:
+            return await self._run(request)
+        except Exception as err:
+            await tell_crm_failed(err, request.client_id, DocumentKind.BUSINESS_PLAN, None)
+            raise
+
+    async def _run(self, request: PlanRequest) -> PlanResult:
         self._progress = PlanProgress(client_id=request.client_id, level=request.level)
         self._regenerate = set(request.regenerate)
         while True:

@@ -14,6 +14,8 @@ from temporalio.exceptions import ApplicationError
 
 with workflow.unsafe.imports_passed_through():
     from activities.deliverable import DeliverableActivities, section_request
+    from domain.sections import DocumentKind
+    from workflows.failures import tell_crm_failed
     from workflows.fanout import FollowsClientUpdates, run_deadline, run_sections, service_tier, set_status
     from workflows.models import (
         DeliverableAssembleRequest,
@@ -48,6 +50,13 @@ class DeliverableWorkflow(FollowsClientUpdates):
 
     @workflow.run
     async def run(self, request: DeliverableRequest) -> DeliverableResult:
+        try:
+            return await self._run(request)
+        except Exception as err:
+            await tell_crm_failed(err, request.client_id, DocumentKind.DELIVERABLE, request.month)
+            raise
+
+    async def _run(self, request: DeliverableRequest) -> DeliverableResult:
         self._progress = DeliverableProgress(client_id=request.client_id, month=request.month)
         self._regenerate = set(request.regenerate)
         if request.within is not None and request.deadline is None:

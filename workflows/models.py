@@ -121,6 +121,17 @@ class SectionChange(BaseModel):
     fields: list[str] = Field(default_factory=list)
 
 
+class DocumentFailure(BaseModel):
+    """A document workflow run that failed, for the CRM (ids and the error's type only)."""
+
+    client_id: str
+    kind: DocumentKind
+    workflow_id: str
+    run_id: str
+    month: int | None = None
+    reason: str
+
+
 class DocumentRef(BaseModel):
     document_id: int
     version: int

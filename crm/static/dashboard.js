@@ -178,6 +178,34 @@ function render(data) {
     alerts.appendChild(li);
   }
 
+  const counts = data.reviews.counts;
+  document.getElementById("review-counts").textContent =
+    `newest versions: ${counts.approved} approved, ${counts.draft} draft, ${counts.changes_requested} changes requested`;
+  const reviews = document.getElementById("reviews");
+  reviews.replaceChildren();
+  for (const d of data.reviews.waiting) {
+    const tr = document.createElement("tr");
+    tr.className = "review-" + d.review_state;
+    const cells = [d.client_id, d.document_key, String(d.version), d.review_state.replace("_", " "), d.reviewed_by || "",
+      d.created_at.slice(0, 19).replace("T", " ")];
+    cells.forEach((cell, i) => {
+      const td = document.createElement("td");
+      if (i === 2) td.className = "num";
+      td.textContent = cell;
+      tr.appendChild(td);
+    });
+    reviews.appendChild(tr);
+  }
+  if (!data.reviews.waiting.length) {
+    const tr = document.createElement("tr");
+    const td = document.createElement("td");
+    td.colSpan = 6;
+    td.className = "empty";
+    td.textContent = "Nothing waiting for review.";
+    tr.appendChild(td);
+    reviews.appendChild(tr);
+  }
+
   const body = document.getElementById("recent");
   body.replaceChildren();
   for (const r of data.recent) {

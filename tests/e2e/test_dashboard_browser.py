@@ -189,6 +189,10 @@ async def test_the_dashboard_shows_the_usage_reports_figures(
     assert f"client {client_id}" in await page.locator("#budgets").inner_text()
     assert f"client {client_id}" in await page.locator("#alerts").inner_text()
 
+    # The client's new plan waits for review (a draft), and the counts cover it.
+    assert "draft" in await page.locator(f'#reviews tr:has-text("{client_id}")').inner_text()
+    assert "draft" in await page.locator("#review-counts").inner_text()
+
     # Recent generations link to the Temporal Web UI.
     links = {await a.inner_text(): await a.get_attribute("href") for a in await page.locator("a.workflow-link").all()}
     assert links[handle.id] == settings.workflow_url(handle.id)

@@ -102,6 +102,16 @@ def test_a_bad_messages_file_is_refused_in_one_line(run, tmp_path):
         (["plan", "generate", "c1", "--by", "soon"], "'soon' is not a duration"),
         (["deliverable", "generate", "c1", "--month", "2", "--by", "90d"], "at most 31 days"),
         (["summary", "generate", "c1", "--by", "6h", "--urgency", "today"], "not both"),
+        (["plan", "show", "c1", "--format", "pdf"], "--format must be md, json or docx"),
+        (["summary", "show", "c1", "--format", "docx"], "--format must be md or json"),
+        (["document", "approve", "c1", "--document", "m1_brand_architecture"], "give --month too"),
+        (["document", "approve", "c1", "--month", "9"], "month"),
+        (["document", "approve", "c1", "--month", "1", "--document", "nope"], "name one with --document"),
+        (["document", "approve", "c1", "--by", "Ana\u0000"], "--by: "),
+        (["document", "request-changes", "c1", "--note", "x" * 6_000], "--note: "),
+        (["clients", "erase", "a b", "--yes"], "client id 'a b' is not a valid id"),
+        (["clients", "erase-archived"], "give --days"),
+        (["document", "edit", "c1", "--section", "market_analysis", "--file", "/nonexistent.json"], "nonexistent"),
     ],
 )
 def test_bad_arguments_are_refused_in_one_line(run, args, says):

@@ -44,6 +44,11 @@ CASES = {
     "business_plan_batched": (BatchingFakes(), PlanRequest(client_id="c5", level=Level.COMPLETE)),
     # One section refused by a paused budget: the wait (its re-check timer fires), then again.
     "business_plan_budget_paused": (PausingActivities(times=1), PlanRequest(client_id="c5", level=Level.ESSENTIAL)),
+    # The "crm-notify-failed" patch: a failed plan runs document_failed (the CRM outbox) first.
+    "business_plan_failed_crm_told": (
+        FakeActivities(fail_sections={"market_analysis"}),
+        PlanRequest(client_id="c6", level=Level.ESSENTIAL),
+    ),
 }
 DELIVERABLE_CASES = {
     "deliverable_m2": (FakeDeliverableActivities(), DeliverableRequest(client_id="c4", month=2)),
@@ -84,6 +89,7 @@ async def record(names: list[str]) -> None:
                     fakes.prepare_plan,
                     fakes.generate_section,
                     fakes.assemble_document,
+                    fakes.document_failed,
                     *([fakes.generate_section_batch] if isinstance(fakes, BatchingFakes) else []),
                 ],
             ):

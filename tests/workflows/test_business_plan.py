@@ -16,6 +16,7 @@ from domain.sections import Level, resolve_sections
 from workflows.business_plan import BusinessPlanWorkflow
 from workflows.models import (
     AssembleRequest,
+    DocumentFailure,
     DocumentRef,
     PlanInputs,
     PlanRequest,
@@ -31,6 +32,7 @@ class FakeActivities:
         self.generated: list[str] = []
         self.assembled: list[AssembleRequest] = []
         self.fail_sections = fail_sections or set()
+        self.failures: list[DocumentFailure] = []
 
     @activity.defn(name="prepare_plan")
     async def prepare_plan(self, request: PlanRequest) -> PlanInputs:
@@ -57,6 +59,10 @@ class FakeActivities:
         self.assembled.append(request)
         return DocumentRef(document_id=7, version=1, markdown_chars=1234)
 
+    @activity.defn(name="document_failed")
+    async def document_failed(self, failure: DocumentFailure) -> None:
+        self.failures.append(failure)
+
 
 async def _run(env: WorkflowEnvironment, fakes: FakeActivities, request: PlanRequest, **start: object):
     queue = f"tq-{uuid.uuid4()}"
@@ -64,7 +70,7 @@ async def _run(env: WorkflowEnvironment, fakes: FakeActivities, request: PlanReq
         env.client,
         task_queue=queue,
         workflows=[BusinessPlanWorkflow],
-        activities=[fakes.prepare_plan, fakes.generate_section, fakes.assemble_document],
+        activities=[fakes.prepare_plan, fakes.generate_section, fakes.assemble_document, fakes.document_failed],
     ):
         handle = await env.client.start_workflow(
             BusinessPlanWorkflow.run, request, id=f"plan-{uuid.uuid4()}", task_queue=queue, **start
@@ -104,6 +110,16 @@ async def test_failed_section_fails_the_plan_after_the_others_finish(env):
     # The other sections still ran (they are stored for a retry); nothing was assembled.
     assert set(fakes.generated) == {"executive_summary", "market_analysis", "competitive_landscape"}
     assert fakes.assembled == []
+    # The CRM is told (through the outbox), with the error's type, never its text.
+    [failure] = fakes.failures
+    assert (failure.client_id, failure.kind, failure.reason) == ("c1", "business_plan", "SectionsFailed")
+    assert failure.workflow_id.startswith("plan-")
+
+
+async def test_a_completed_plan_tells_the_crm_of_no_failure(env):
+    fakes = FakeActivities()
+    await _run(env, fakes, PlanRequest(client_id="c1", level=Level.ESSENTIAL))
+    assert fakes.failures == []
 
 
 async def test_an_announced_newer_version_gets_one_more_round_on_that_version(env):

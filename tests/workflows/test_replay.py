@@ -29,6 +29,7 @@ def test_histories_are_recorded():
         "business_plan_update_folded_in",
         "business_plan_batched",
         "business_plan_budget_paused",
+        "business_plan_failed_crm_told",
         "deliverable_m2",
         "summary_threads_and_client",
         "bulk_batch_with_fallback",
