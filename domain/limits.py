@@ -201,9 +201,10 @@ def _finite(text: str) -> float:
 
 
 # Only these escapes (or a raw DEL) can put a refused character into a parsed string: strict
-# json.loads refuses raw control characters. Conservative: an escaped backslash before "u0000"
-# also matches, and only costs the full check.
-_RISKY_ESCAPE = re.compile(r"\\u(?:00[01][0-9a-fA-F]|007[fF]|[dD][89a-fA-F][0-9a-fA-F]{2})|\\[bf]|\x7f")
+# json.loads refuses raw control characters. \n, \r and \t are allowed in free text but not in
+# a field name, so they take the full check too. Conservative: an escaped backslash before
+# "u0000" also matches, and only costs the full check.
+_RISKY_ESCAPE = re.compile(r"\\u(?:00[01][0-9a-fA-F]|007[fF]|[dD][89a-fA-F][0-9a-fA-F]{2})|\\[bfnrt]|\x7f")
 
 
 def parse_json(raw: bytes | str, what: str = "input") -> Any:

@@ -171,3 +171,10 @@ def test_any_body_is_an_envelope_or_refused_without_a_crash(body):
     fuzzing.record("webhook envelope (parse)", "accepted")
     assert storable(envelope.model_dump(mode="json"))
     assert not json_problems(envelope.data)
+
+
+def test_a_field_name_with_an_escaped_newline_is_refused():
+    # Found by the property test above: "\n" is allowed in free text, never in a field name.
+    body = b'{"event": "client.created", "timestamp": "2026-11-30T15:59:14+00:00", "data": {"id": {"\\n": null}}}'
+    with pytest.raises(InputRefused, match="field name"):
+        parse_envelope(body)
