@@ -42,6 +42,7 @@ from tokenopt.summary_prompts import (
     client_inputs,
     client_inputs_hash,
     next_step,
+    rereads_whole_thread,
 )
 from tokenopt.techniques import Technique
 from workflows.models import (
@@ -117,6 +118,9 @@ class SummaryActivities:
 
         known = _known(client)
         previous = latest.content if latest else None
+        if rereads_whole_thread(previous, thread, new, model=self.deps.router.model_for(tier), known=known):
+            # A young thread: its messages are shorter than its summary, so read them all again.
+            previous, after, new = None, 0, thread
         steps: list[ThreadSummaryResult] = []
         async with _heartbeating():
             while new:

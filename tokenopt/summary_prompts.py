@@ -80,6 +80,29 @@ def next_step(
     return step
 
 
+def rereads_whole_thread(
+    previous: dict[str, Any] | None,
+    thread: Sequence[ThreadMessage],
+    new: Sequence[ThreadMessage],
+    *,
+    model: str,
+    known: Iterable[str] = (),
+) -> bool:
+    """Whether to summarise the whole thread again rather than fold the new messages into the
+    previous summary: when the thread's lines take fewer tokens than the previous summary plus
+    the new lines (a young thread, whose summary is longer than its messages) and fit one step.
+    Every fact reaches the prompt either way; this only picks the shorter prompt."""
+    if previous is None:
+        return False
+    known = tuple(known)
+    whole = sum(count_tokens(message_line(m, known), model) for m in thread)
+    if whole > THREAD_STEP_TOKENS:
+        return False
+    folded = count_tokens(redact(_compact(previous), known), model)
+    folded += sum(count_tokens(message_line(m, known), model) for m in new)
+    return whole <= folded
+
+
 def build_thread_prompt(
     thread_id: str,
     previous: dict[str, Any] | None,

@@ -206,3 +206,13 @@ def test_a_step_takes_the_leading_messages_that_fit_and_never_none():
     assert [m.seq for m in next_step(lines, model="gpt-4.1-nano")] == list(range(1, 11))  # a usual update: one step
     # A single message larger than a step is still read (alone), never skipped.
     assert [m.seq for m in next_step(lines, model="gpt-4.1-nano", max_tokens=5)] == [1]
+
+
+def test_a_young_thread_is_read_again_whole_an_older_one_folded():
+    from tokenopt.summary_prompts import rereads_whole_thread
+
+    young = [msg(n, f"Short note {n}.") for n in range(1, 5)]
+    assert rereads_whole_thread(PREVIOUS, young, young[-1:], model="gpt-4.1-nano")
+    older = [msg(n) for n in range(1, 41)]
+    assert not rereads_whole_thread(PREVIOUS, older, older[-3:], model="gpt-4.1-nano")
+    assert not rereads_whole_thread(None, young, young, model="gpt-4.1-nano")  # nothing to fold into
