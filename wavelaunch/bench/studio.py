@@ -307,7 +307,8 @@ def fidelity_inputs(
 ) -> tuple[dict[str, list[dict[str, Any]]], dict[str, dict[str, list[str]]]]:
     """What tokenopt.fidelity checks an arm's prompts against: every version each client's record
     had (edits applied in order), and each client's threads as the workload sent them."""
-    versions = {r["id"]: [dict(r)] for r in records}
+    # From the workload's own records: the run's copies hold the last version by now.
+    versions = {r["id"]: [dict(c) | {"id": r["id"]}] for c, r in zip(workload.clients, records, strict=True)}
     threads: dict[str, dict[str, list[str]]] = defaultdict(lambda: defaultdict(list))
     for e in workload.events:
         client_id = records[e.client]["id"]
