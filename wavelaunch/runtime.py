@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 
+import asyncpg
 from temporalio.api.enums.v1 import IndexedValueType
 from temporalio.api.operatorservice.v1 import AddSearchAttributesRequest, ListSearchAttributesRequest
 from temporalio.client import Client, TLSConfig
@@ -19,8 +20,10 @@ from activities.bulk import BulkActivities
 from activities.crm_notify import CrmNotifyConfig, NotifyActivities
 from activities.deliverable import DeliverableActivities
 from activities.plan import PlanActivities, PlanDependencies
+from activities.rate_limiter import RateLimiter
 from activities.section_cache import CacheConfig
 from activities.summary import SummaryActivities
+from domain.rate_limits import default_limits
 from llm.client import LLMClient
 from llm.timeouts import LOCAL_SECONDS_PER_TOKEN, REMOTE_SECONDS_PER_TOKEN, CallTimeouts
 from stack.manager import LLMEndpoint
@@ -166,6 +169,7 @@ async def plan_dependencies(settings: Settings, database_url: str, llm: LLMConfi
     return PlanDependencies(
         crm=crm_notify_config(settings),
         guard=guard,
+        limiter=rate_limiter(settings, pool, llm),
         pool=pool,
         llm=client,
         router=router,
@@ -176,6 +180,16 @@ async def plan_dependencies(settings: Settings, database_url: str, llm: LLMConfi
         batch_api=settings.batch_api,
         spool=Spool(settings.spool_dir),
     )
+
+
+def rate_limiter(settings: Settings, pool: asyncpg.Pool, llm: LLMConfig) -> RateLimiter | None:
+    """The shared provider limits: the setting, else the endpoint's defaults (OpenAI: tier 1);
+    a local model has none. None when no model is limited."""
+    if llm.structured_output == "json_object":
+        return None
+    limits = settings.rate_limits if settings.rate_limits is not None else default_limits(llm.base_url)
+    limiter = RateLimiter(pool, limits, max_inline_wait_seconds=settings.rate_limit_max_inline_wait_seconds)
+    return limiter if limiter.limits else None
 
 
 def call_timeouts(settings: Settings, llm: LLMConfig) -> CallTimeouts:

@@ -14,6 +14,7 @@ from typing import Literal
 from pydantic import AliasChoices, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from domain.rate_limits import ModelLimit
 from workflows.shared import SECTION_START_TO_CLOSE
 
 
@@ -118,6 +119,15 @@ class Settings(BaseSettings):
     # (longer than any call can run: SECTION_START_TO_CLOSE is 15 minutes).
     budget_on_pause: Literal["wait", "fail"] = "wait"
     budget_reservation_ttl_seconds: float = 1200.0
+
+    # Provider rate limits per model, held across every worker in Postgres (domain.rate_limits):
+    # JSON {"model": {"tokens_per_minute": N, "requests_per_minute": N}} (null or a missing key:
+    # that dimension unlimited; a model not listed: unlimited; {}: no limits at all). Unset: OpenAI
+    # usage tier 1 against OpenAI's API, no limits against any other endpoint.
+    rate_limits: dict[str, ModelLimit] | None = None
+    # A call that must wait longer than this for its model's limits leaves the activity and waits
+    # on a durable timer in the workflow (the section shows "waiting"); shorter waits stay inside.
+    rate_limit_max_inline_wait_seconds: float = Field(20.0, ge=0)
     # Alerts (budget thresholds, cache hit rate): POSTed here when set, signed like the CRM's
     # webhooks with this secret (default: the webhook secret).
     alert_webhook_url: str | None = None
