@@ -67,8 +67,8 @@ async def complete_on_tier(
     )
     prompt_tokens = estimate.prompt_tokens(call["messages"], model, call["schema"])
     for i, attempt in enumerate(attempts):
+        # The rate-limit place is taken last, right before the request (see domain.rate_limits).
         async with (
-            _rate_slot(limiter, model, prompt_tokens + limit) as slot,
             guard.spend(
                 client_id=client_id,
                 model=model,
@@ -76,6 +76,7 @@ async def complete_on_tier(
                 max_completion_tokens=limit,
                 tier=attempt.tier,
             ) as spend,
+            _rate_slot(limiter, model, prompt_tokens + limit) as slot,
         ):
             try:
                 completion = await llm.complete_json(

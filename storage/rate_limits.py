@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import asyncpg
 
-from domain.rate_limits import WINDOW_SECONDS, ModelLimit, wait_seconds
+from domain.rate_limits import HELD_SECONDS, ModelLimit, wait_seconds
 
 # pg_advisory_xact_lock(class, hashtext(model)): one lock per model, apart from other locks.
 _LOCK_CLASS = 0x5A7E
@@ -44,7 +44,7 @@ async def reserve(pool: asyncpg.Pool, model: str, tokens: int, limit: ModelLimit
         await conn.execute(
             "DELETE FROM rate_limit_calls WHERE model = $1 AND at <= clock_timestamp() - make_interval(secs => $2)",
             model,
-            WINDOW_SECONDS,
+            HELD_SECONDS,
         )
         rows = await conn.fetch(
             "SELECT extract(epoch FROM clock_timestamp() - at)::float8 AS age, tokens"
@@ -72,6 +72,6 @@ async def window(pool: asyncpg.Pool, model: str) -> tuple[int, int]:
         "SELECT coalesce(sum(tokens), 0)::bigint AS tokens, count(*) AS requests FROM rate_limit_calls"
         " WHERE model = $1 AND at > clock_timestamp() - make_interval(secs => $2)",
         model,
-        WINDOW_SECONDS,
+        HELD_SECONDS,
     )
     return row["tokens"], row["requests"]

@@ -6,6 +6,7 @@ import pytest
 from pydantic import ValidationError
 
 from domain.rate_limits import OPENAI_TIER1, ModelLimit, default_limits, wait_seconds
+from domain.rate_limits import SEND_MARGIN_SECONDS as M
 
 
 def test_a_call_that_fits_waits_nothing() -> None:
@@ -15,13 +16,15 @@ def test_a_call_that_fits_waits_nothing() -> None:
 def test_the_wait_is_until_enough_of_the_oldest_calls_leave_the_window() -> None:
     window = [(50.0, 1_000), (30.0, 1_000), (5.0, 1_000)]
     # 3,000 held of 3,500: a 1,500-token call needs the oldest to leave (in 10 s); 2,500 needs two.
-    assert wait_seconds(window, 1_500, ModelLimit(tokens_per_minute=3_500)) == pytest.approx(10)
-    assert wait_seconds(window, 2_500, ModelLimit(tokens_per_minute=3_500)) == pytest.approx(30)
+    assert wait_seconds(window, 1_500, ModelLimit(tokens_per_minute=3_500)) == pytest.approx(10 + M)
+    assert wait_seconds(window, 2_500, ModelLimit(tokens_per_minute=3_500)) == pytest.approx(30 + M)
     # Three requests held of three: one must leave.
-    assert wait_seconds(window, 1, ModelLimit(requests_per_minute=3)) == pytest.approx(10)
+    assert wait_seconds(window, 1, ModelLimit(requests_per_minute=3)) == pytest.approx(10 + M)
     assert wait_seconds(window, 1, ModelLimit(requests_per_minute=4)) == 0
     # Both limits: the longer wait.
-    assert wait_seconds(window, 2_500, ModelLimit(tokens_per_minute=3_500, requests_per_minute=3)) == pytest.approx(30)
+    assert wait_seconds(window, 2_500, ModelLimit(tokens_per_minute=3_500, requests_per_minute=3)) == pytest.approx(
+        30 + M
+    )
 
 
 def test_defaults_are_openai_tier_1_for_openai_only_and_limits_are_checked() -> None:
