@@ -19,6 +19,7 @@ from pydantic import ValidationError
 
 from activities.budget_guard import BudgetGuard
 from activities.ledger import SectionLedger
+from activities.rate_limiter import RateLimiter
 from activities.tiered_call import complete_on_tier, failed_completion
 from activities.writer import Written, as_application_error, describe_invalid
 from domain.outputs import batch_json_schema, batch_schema_name, output_model
@@ -120,6 +121,7 @@ async def write_batch(
     *,
     service_tier: ServiceTier = ServiceTier.STANDARD,
     deadline: datetime | None = None,
+    limiter: RateLimiter | None = None,
 ) -> BatchOutcome:
     """One call answering every member, on the cheapest service tier ``deadline`` allows, its
     estimate held against the budgets while it runs; raises ApplicationError for LLM errors
@@ -159,6 +161,7 @@ async def write_batch(
             price=members[0].ledger.cost,
             on_failure=failed,
             on_answer=record,
+            limiter=limiter,
         )
     except LLMError as err:
         raise as_application_error(err) from None

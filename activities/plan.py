@@ -37,6 +37,7 @@ from activities.budget_guard import BudgetGuard
 from activities.crm_notify import CrmNotifyConfig
 from activities.durable import persist
 from activities.ledger import Baseline, SectionLedger
+from activities.rate_limiter import RateLimiter
 from activities.section_cache import CACHE_ERRORS, CacheConfig, SectionCache
 from activities.writer import AnswerForm, OutputRejected, SectionWriter, Written, patch_parser
 from domain import deliverables
@@ -89,6 +90,8 @@ class PlanDependencies:
     batch_api: bool = True
     # Budgets and alerts; unset: budgets enforced, alerts logged only (no webhook).
     guard: BudgetGuard = None  # type: ignore[assignment]
+    # The provider's rate limits shared by every worker (WAVELAUNCH_RATE_LIMITS); unset: none held.
+    limiter: RateLimiter | None = None
     # Where bought answers wait for Postgres (storage.spool); unset: in-memory retries only.
     spool: Spool = field(default_factory=Spool)
     # Where the CRM is told about documents (activities/crm_notify.py); unset: it is not.
@@ -338,6 +341,7 @@ class PlanActivities:
             self.guard,
             service_tier=first.service_tier,
             deadline=first.deadline,
+            limiter=self.deps.limiter,
         )
         for key, problem in outcome.problems.items():
             log.warning("batch member %s invalid (%s); writing it on its own", key, problem)
@@ -515,6 +519,7 @@ class PlanActivities:
             self.guard,
             service_tier=request.service_tier,
             deadline=request.deadline,
+            limiter=self.deps.limiter,
         )
         return _Job(request, spec, client, tier, prompt, key, ledger, writer, context)
 

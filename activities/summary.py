@@ -350,6 +350,7 @@ class SummaryActivities:
             self.deps.guard,
             service_tier=when.service_tier,
             deadline=when.deadline,
+            limiter=self.deps.limiter,
         )
         try:
             return await writer.write(

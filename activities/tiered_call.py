@@ -1,16 +1,20 @@
 """One direct LLM call on the service tier its deadline allows, held against the budgets at that
-tier's price: flex first where ``tokenopt.service_tiers`` says so, then standard at once when
-flex refuses (429, resource unavailable) or runs out of time. Every try is its own reservation,
-settled at the price of the tier that served it, and a failed try is a usage row."""
+tier's price, each try under the provider's rate limits (``activities.rate_limiter``): flex
+first where ``tokenopt.service_tiers`` says so, then standard at once when flex refuses (429,
+resource unavailable) or runs out of time. Every try is its own reservation, settled at the
+price of the tier that served it, and a failed try is a usage row."""
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Awaitable, Callable
+from contextlib import AbstractAsyncContextManager
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any, TypeVar
 
 from activities.budget_guard import BudgetGuard
+from activities.rate_limiter import RateLimiter, Slot
 from llm.client import Completion, LLMClient
 from llm.errors import LLMError
 from storage.spool import Settlement
@@ -43,11 +47,14 @@ async def complete_on_tier(
     price: Pricer,
     on_failure: OnFailure,
     on_answer: OnAnswer[T],
+    limiter: RateLimiter | None = None,
 ) -> tuple[T, Settlement | None]:
     """``llm.complete_json(**call)`` on the cheapest tier ``allowed`` and ``deadline`` permit;
     the answer goes to ``on_answer`` inside its reservation, and its result comes back with the
     settlement that was written when the reservation closed. Raises the last try's LLMError when
-    no try answered (each failed try already recorded)."""
+    no try answered (each failed try already recorded). With a ``limiter`` each try first takes
+    its place under the model's limits (its prompt plus the answer it allows, as the provider
+    counts it); a long wait raises ``RateLimited`` before anything is reserved or bought."""
     model = call["model"]
     limit = call["max_completion_tokens"]
     time_left = deadline - datetime.now(UTC) if deadline is not None else None
@@ -60,13 +67,17 @@ async def complete_on_tier(
     )
     prompt_tokens = estimate.prompt_tokens(call["messages"], model, call["schema"])
     for i, attempt in enumerate(attempts):
-        async with guard.spend(
-            client_id=client_id,
-            model=model,
-            prompt_tokens=prompt_tokens,
-            max_completion_tokens=limit,
-            tier=attempt.tier,
-        ) as spend:
+        # The rate-limit place is taken last, right before the request (see domain.rate_limits).
+        async with (
+            guard.spend(
+                client_id=client_id,
+                model=model,
+                prompt_tokens=prompt_tokens,
+                max_completion_tokens=limit,
+                tier=attempt.tier,
+            ) as spend,
+            _rate_slot(limiter, model, prompt_tokens + limit) as slot,
+        ):
             try:
                 completion = await llm.complete_json(
                     **call, service_tier=attempt.tier.wire, timeout_seconds=attempt.timeout_seconds
@@ -76,6 +87,7 @@ async def complete_on_tier(
                 if i + 1 < len(attempts) and service_tiers.falls_back(err.kind):
                     continue
                 raise
+            slot.settle(completion.prompt_tokens + completion.completion_tokens)
             spend.settle(
                 completion.prompt_tokens,
                 completion.cached_tokens,
@@ -85,3 +97,7 @@ async def complete_on_tier(
             out = await on_answer(completion, spend.settlement())
         return out, spend.settlement()
     raise AssertionError("call_attempts always returns a standard try")
+
+
+def _rate_slot(limiter: RateLimiter | None, model: str, tokens: int) -> AbstractAsyncContextManager[Slot]:
+    return limiter.hold(model, tokens) if limiter is not None else contextlib.nullcontext(Slot(None))

@@ -17,6 +17,7 @@ from temporalio.exceptions import ApplicationError
 
 from activities.budget_guard import BudgetGuard
 from activities.ledger import SectionLedger
+from activities.rate_limiter import RateLimiter
 from activities.tiered_call import complete_on_tier, failed_completion
 from domain.outputs import SectionPatch, output_model, schema_name, strict_json_schema
 from domain.sections import SectionSpec
@@ -116,6 +117,7 @@ class SectionWriter:
         *,
         service_tier: ServiceTier = ServiceTier.STANDARD,
         deadline: datetime | None = None,
+        limiter: RateLimiter | None = None,
     ):
         self.llm = llm
         self.router = router
@@ -126,6 +128,8 @@ class SectionWriter:
         # The cheapest tier the work's deadline allows (tokenopt.service_tiers), and the deadline.
         self.service_tier = service_tier
         self.deadline = deadline
+        # The provider's per-model limits, shared by every worker (None: not held).
+        self.limiter = limiter
 
     async def write(
         self,
@@ -262,6 +266,7 @@ class SectionWriter:
                 price=self.ledger.cost,
                 on_failure=failed,
                 on_answer=record,
+                limiter=self.limiter,
             )
         except LLMError as err:
             raise as_application_error(err) from None

@@ -1081,6 +1081,8 @@ async def chat_completions(request: Request) -> JSONResponse:
             "service_tier": None,
             # Simulated generation time (latency_per_completion_token, slower for flex).
             "generation_seconds": 0.0,
+            # When it arrived (time.monotonic()), for tests of rate limits over time.
+            "received_at": time.monotonic(),
         }
     )
     response = await _chat_completions(request, state, entry)

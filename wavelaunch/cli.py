@@ -1116,6 +1116,45 @@ async def bench_overhead(
     console.print(f"JSON written to {json_file}")
 
 
+@bench_app.command("throughput")
+@_run
+async def bench_throughput(
+    workers: str = typer.Option("1,2,4", "--workers", help="Worker process counts to measure, comma-separated."),
+    plans: int = typer.Option(50, "--plans", help="Measured plans per worker count (after 4 warm-up plans)."),
+    seconds_per_token: float = typer.Option(0.0002, help="Stub generation time per completion token."),
+    in_flight: int = typer.Option(2, "--in-flight", help="Plans kept running at once, per worker."),
+    json_file: Path = typer.Option(Path("bench-results/throughput.json"), "--json"),
+) -> None:
+    """Plans per minute and orchestration overhead per worker count, against a bare Temporal fan-out."""
+    from wavelaunch.bench import cost, throughput
+
+    try:
+        counts = [int(n) for n in workers.split(",") if n.strip()]
+    except ValueError:
+        counts = []
+    if not counts or any(n < 1 for n in counts):
+        raise typer.BadParameter("a comma-separated list of worker counts, e.g. 1,2,4", param_hint="--workers")
+    if plans < 1:
+        raise typer.BadParameter("at least one plan", param_hint="--plans")
+    result = await throughput.run(
+        get_settings(),
+        workers=counts,
+        plans_count=plans,
+        seconds_per_token=seconds_per_token,
+        in_flight_per_worker=in_flight,
+    )
+    for n, row in result["workers"].items():
+        ours, bare = row["ours"], row["bare"]
+        console.print(
+            f"{n} worker(s): {ours['plans_per_minute']} plans/min; overhead p50 {ours['overhead_s']['p50']} s,"
+            f" p95 {ours['overhead_s']['p95']} s; bare fan-out p50 {bare['overhead_s']['p50']} s,"
+            f" p95 {bare['overhead_s']['p95']} s ({bare['plans_per_minute']}/min);"
+            f" ratio p50 {row['overhead_ratio_p50']}"
+        )
+    cost.write_json(result, json_file)
+    console.print(f"JSON written to {json_file}")
+
+
 @bench_app.command("budget")
 @_run
 async def bench_budget(

@@ -152,7 +152,8 @@ async def run_worker(settings: Settings) -> None:
     deps = await plan_dependencies(settings, endpoints.database_url, LLMConfig.from_endpoint(endpoints.llm))
     try:
         worker = build_worker(client, settings, deps)
-        console.print(f"worker on task queue {settings.task_queue!r}; Ctrl-C to stop")
+        queues = " and ".join(repr(q) for q in worker.task_queues)
+        console.print(f"worker on task queues {queues}; Ctrl-C to stop")
         if settings.worker_metrics_port:
             console.print(
                 f"worker metrics on http://{settings.worker_metrics_host}:{settings.worker_metrics_port}/metrics"

@@ -20,6 +20,7 @@ from temporalio.service import RPCError
 
 from activities.deliverable import month_level
 from domain import deliverables
+from domain.queues import Lane, lane_for
 from domain.sections import DocumentKind, resolve_sections
 from storage import clients
 from storage.db import DB
@@ -58,7 +59,7 @@ async def start_plan(
         BusinessPlanWorkflow.run,
         request,
         id=plan_workflow_id(request.client_id),
-        task_queue=settings.task_queue,
+        task_queue=settings.queue_for(lane_for(deadline=request.deadline)),
         id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
         id_reuse_policy=WorkflowIDReusePolicy.ALLOW_DUPLICATE,
         search_attributes=TypedSearchAttributes(
@@ -97,7 +98,7 @@ async def start_deliverable(
         DeliverableWorkflow.run,
         request,
         id=deliverables.workflow_id(request.client_id, request.month),
-        task_queue=settings.task_queue,
+        task_queue=settings.queue_for(lane_for(deadline=request.deadline, within=request.within)),
         id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
         id_reuse_policy=WorkflowIDReusePolicy.ALLOW_DUPLICATE,
         search_attributes=TypedSearchAttributes(
@@ -171,7 +172,7 @@ async def start_bulk(
         BulkRegenerationWorkflow.run,
         request,
         id=workflow_id or bulk_workflow_id(request.client_ids, request.document_kind.value, request.level.value),
-        task_queue=settings.task_queue,
+        task_queue=settings.queue_for(Lane.BACKGROUND),
         id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
         id_reuse_policy=WorkflowIDReusePolicy.ALLOW_DUPLICATE,
         search_attributes=TypedSearchAttributes(

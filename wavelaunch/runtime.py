@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from dataclasses import dataclass
 
+import asyncpg
 from temporalio.api.enums.v1 import IndexedValueType
 from temporalio.api.operatorservice.v1 import AddSearchAttributesRequest, ListSearchAttributesRequest
 from temporalio.client import Client, TLSConfig
@@ -19,8 +21,11 @@ from activities.bulk import BulkActivities
 from activities.crm_notify import CrmNotifyConfig, NotifyActivities
 from activities.deliverable import DeliverableActivities
 from activities.plan import PlanActivities, PlanDependencies
+from activities.rate_limiter import RateLimiter
 from activities.section_cache import CacheConfig
 from activities.summary import SummaryActivities
+from domain.queues import Lane
+from domain.rate_limits import default_limits
 from llm.client import LLMClient
 from llm.timeouts import LOCAL_SECONDS_PER_TOKEN, REMOTE_SECONDS_PER_TOKEN, CallTimeouts
 from stack.manager import LLMEndpoint
@@ -166,6 +171,7 @@ async def plan_dependencies(settings: Settings, database_url: str, llm: LLMConfi
     return PlanDependencies(
         crm=crm_notify_config(settings),
         guard=guard,
+        limiter=rate_limiter(settings, pool, llm),
         pool=pool,
         llm=client,
         router=router,
@@ -176,6 +182,16 @@ async def plan_dependencies(settings: Settings, database_url: str, llm: LLMConfi
         batch_api=settings.batch_api,
         spool=Spool(settings.spool_dir),
     )
+
+
+def rate_limiter(settings: Settings, pool: asyncpg.Pool, llm: LLMConfig) -> RateLimiter | None:
+    """The shared provider limits: the setting, else the endpoint's defaults (OpenAI: tier 1);
+    a local model has none. None when no model is limited."""
+    if llm.structured_output == "json_object":
+        return None
+    limits = settings.rate_limits if settings.rate_limits is not None else default_limits(llm.base_url)
+    limiter = RateLimiter(pool, limits, max_inline_wait_seconds=settings.rate_limit_max_inline_wait_seconds)
+    return limiter if limiter.limits else None
 
 
 def call_timeouts(settings: Settings, llm: LLMConfig) -> CallTimeouts:
@@ -210,41 +226,83 @@ def crm_notify_config(settings: Settings) -> CrmNotifyConfig:
     )
 
 
-def build_worker(client: Client, settings: Settings, deps: PlanDependencies) -> Worker:
+class Workers:
+    """One worker process's Temporal workers: the interactive task queue, and the background
+    queue (domain.queues) with activity slots of its own, so background work never takes the
+    slots interactive work needs. Used as ``async with build_worker(...)``."""
+
+    def __init__(self, workers: list[Worker]):
+        self.workers = workers
+
+    @property
+    def task_queue(self) -> str:
+        return self.workers[0].task_queue
+
+    @property
+    def task_queues(self) -> list[str]:
+        return [w.task_queue for w in self.workers]
+
+    async def __aenter__(self) -> Workers:
+        entered: list[Worker] = []
+        try:
+            for w in self.workers:
+                await w.__aenter__()
+                entered.append(w)
+        except BaseException:
+            for w in reversed(entered):
+                await w.__aexit__(None, None, None)
+            raise
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        # Shut down together: each waits for its running activities (graceful shutdown).
+        await asyncio.gather(*(w.__aexit__(None, None, None) for w in reversed(self.workers)))
+
+
+def build_worker(client: Client, settings: Settings, deps: PlanDependencies) -> Workers:
+    """The workers of ``wavelaunch worker``: interactive and background queues (see Workers)."""
     activities = PlanActivities(deps)
     notify = NotifyActivities(deps.pool, deps.crm)
     deliverable = DeliverableActivities(deps, activities)
     summary = SummaryActivities(deps)
     bulk = BulkActivities(deps, activities)
     concurrency = settings.worker_max_concurrent_activities
+    background = settings.worker_max_concurrent_background_activities
     if deps.llm.structured_output == "json_object":
         # The local llama.cpp server answers one request at a time. More sections in flight only
         # queue inside it, where the wait counts against the call's timeout (and an abandoned
         # call keeps the server busy); one at a time, each timeout covers just its own answer.
-        concurrency = 1
-    return Worker(
-        client,
-        task_queue=settings.task_queue,
-        workflows=[BusinessPlanWorkflow, DeliverableWorkflow, SummaryWorkflow, BulkRegenerationWorkflow],
-        activities=[
-            activities.prepare_plan,
-            activities.generate_section,
-            activities.generate_section_batch,
-            activities.assemble_document,
-            deliverable.prepare_deliverable,
-            deliverable.assemble_deliverable,
-            summary.prepare_summary,
-            summary.summarize_thread,
-            summary.summarize_client,
-            bulk.prepare_bulk,
-            bulk.submit_batch,
-            bulk.poll_batch,
-            bulk.cancel_batch,
-            bulk.collect_batch,
-            bulk.bulk_fallback,
-            notify.document_failed,
-        ],
-        max_concurrent_activities=concurrency,
+        concurrency, background = 1, min(background, 1)
+    workflows: list[type] = [BusinessPlanWorkflow, DeliverableWorkflow, SummaryWorkflow, BulkRegenerationWorkflow]
+    methods = [
+        activities.prepare_plan,
+        activities.generate_section,
+        activities.generate_section_batch,
+        activities.assemble_document,
+        deliverable.prepare_deliverable,
+        deliverable.assemble_deliverable,
+        summary.prepare_summary,
+        summary.summarize_thread,
+        summary.summarize_client,
+        bulk.prepare_bulk,
+        bulk.submit_batch,
+        bulk.poll_batch,
+        bulk.cancel_batch,
+        bulk.collect_batch,
+        bulk.bulk_fallback,
+        notify.document_failed,
+    ]
+    queues = [(settings.queue_for(Lane.INTERACTIVE), concurrency)]
+    if settings.queue_for(Lane.BACKGROUND) == queues[0][0]:
+        # Both lanes configured on one queue: one worker with all the slots (no fairness).
+        queues = [(queues[0][0], concurrency + background)]
+    elif background:
+        queues.append((settings.queue_for(Lane.BACKGROUND), background))
+    return Workers(
+        [
+            Worker(client, task_queue=queue, workflows=workflows, activities=methods, max_concurrent_activities=slots)
+            for queue, slots in queues
+        ]
     )
 
 

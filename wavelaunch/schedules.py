@@ -35,6 +35,7 @@ from temporalio.service import RPCError, RPCStatusCode
 from activities.deliverable import month_level
 from domain import deliverables
 from domain import summaries as summary_docs
+from domain.queues import Lane
 from domain.schedules import (
     PREFIX,
     Cadence,
@@ -111,7 +112,7 @@ def _schedule(planned: PlannedSchedule, settings: Settings) -> Schedule:
             DeliverableWorkflow.run,
             DeliverableRequest(client_id=planned.client_id, month=planned.month, within=planned.due_within),
             id=deliverables.workflow_id(planned.client_id, planned.month),
-            task_queue=settings.task_queue,
+            task_queue=settings.queue_for(Lane.BACKGROUND),
             typed_search_attributes=TypedSearchAttributes(
                 [
                     *attributes,
@@ -129,7 +130,7 @@ def _schedule(planned: PlannedSchedule, settings: Settings) -> Schedule:
             SummaryWorkflow.run,
             SummaryRequest(client_id=planned.client_id, within=planned.due_within),
             id=summary_docs.workflow_id(planned.client_id),
-            task_queue=settings.task_queue,
+            task_queue=settings.queue_for(Lane.BACKGROUND),
             typed_search_attributes=TypedSearchAttributes(
                 [
                     *attributes,

@@ -14,6 +14,8 @@ from typing import Literal
 from pydantic import AliasChoices, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from domain.queues import Lane
+from domain.rate_limits import ModelLimit
 from workflows.shared import SECTION_START_TO_CLOSE
 
 
@@ -38,6 +40,9 @@ class Settings(BaseSettings):
     temporal_ui_port: int = 8233
     temporal_ui_url: str | None = None
     task_queue: str = "wavelaunch"
+    # Background work (bulk, scheduled runs, deadlines a day or more away: domain.queues) goes on
+    # its own queue; unset: "<task_queue>-background".
+    background_task_queue: str | None = None
 
     # Postgres: DATABASE_URL, else the embedded server under state_dir.
     database_url: str | None = Field(
@@ -118,6 +123,15 @@ class Settings(BaseSettings):
     # (longer than any call can run: SECTION_START_TO_CLOSE is 15 minutes).
     budget_on_pause: Literal["wait", "fail"] = "wait"
     budget_reservation_ttl_seconds: float = 1200.0
+
+    # Provider rate limits per model, held across every worker in Postgres (domain.rate_limits):
+    # JSON {"model": {"tokens_per_minute": N, "requests_per_minute": N}} (null or a missing key:
+    # that dimension unlimited; a model not listed: unlimited; {}: no limits at all). Unset: OpenAI
+    # usage tier 1 against OpenAI's API, no limits against any other endpoint.
+    rate_limits: dict[str, ModelLimit] | None = None
+    # A call that must wait longer than this for its model's limits leaves the activity and waits
+    # on a durable timer in the workflow (the section shows "waiting"); shorter waits stay inside.
+    rate_limit_max_inline_wait_seconds: float = Field(20.0, ge=0)
     # Alerts (budget thresholds, cache hit rate): POSTed here when set, signed like the CRM's
     # webhooks with this secret (default: the webhook secret).
     alert_webhook_url: str | None = None
@@ -141,6 +155,9 @@ class Settings(BaseSettings):
     legal_hold_documents: bool = False
 
     worker_max_concurrent_activities: int = 8
+    # Activity slots per worker for the background queue, apart from the interactive ones; 0: this
+    # worker serves the interactive queue only.
+    worker_max_concurrent_background_activities: int = Field(4, ge=0)
     # Where a worker keeps bought answers until Postgres has them (storage.spool), so a worker
     # that dies during a database outage loses none. Unset: <state_dir>/spool.
     answer_spool_dir: Path | None = None
@@ -183,6 +200,12 @@ class Settings(BaseSettings):
     @property
     def uses_remote_llm(self) -> bool:
         return self.openai_api_key is not None
+
+    def queue_for(self, lane: Lane) -> str:
+        """The task queue of ``lane`` (domain.queues decides the lane)."""
+        if lane is Lane.INTERACTIVE:
+            return self.task_queue
+        return self.background_task_queue or f"{self.task_queue}-background"
 
     def effective_temporal_address(self) -> str:
         return self.temporal_address or f"127.0.0.1:{self.temporal_port}"

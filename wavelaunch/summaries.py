@@ -13,6 +13,7 @@ from temporalio.common import (
     WorkflowIDReusePolicy,
 )
 
+from domain.queues import lane_for
 from domain.sections import DocumentKind
 from domain.summaries import ThreadInput, workflow_id
 from storage import clients, messages
@@ -53,7 +54,7 @@ async def start_summary(
         SummaryWorkflow.run,
         request,
         id=workflow_id(request.client_id),
-        task_queue=settings.task_queue,
+        task_queue=settings.queue_for(lane_for(deadline=request.deadline, within=request.within)),
         id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
         id_reuse_policy=WorkflowIDReusePolicy.ALLOW_DUPLICATE,
         search_attributes=TypedSearchAttributes(

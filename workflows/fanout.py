@@ -27,10 +27,12 @@ with workflow.unsafe.imports_passed_through():
     )
     from workflows.shared import (
         BUDGET_RECHECK_AFTER,
+        RATE_LIMIT_WAIT_PATCH,
         SECTION_HEARTBEAT_TIMEOUT,
         SECTION_RETRY,
         SECTION_START_TO_CLOSE,
         failure_message,
+        rate_limit_wait,
     )
 
 # The signal `wavelaunch budget resume` sends to every workflow waiting on a paused budget.
@@ -134,8 +136,9 @@ async def _until_not_paused(
     gate: BudgetGate | None,
 ) -> list[SectionResult]:
     """Run ``call`` (one section or one batch activity), mirroring its outcome into ``members``;
-    refused by a paused budget, it waits at ``gate`` and runs again (only on that error, so
-    recorded histories replay unchanged)."""
+    refused by a paused budget, it waits at ``gate`` and runs again; refused by the provider's
+    rate limit, it shows as waiting, sleeps on a durable timer and runs again (only on those
+    errors, so recorded histories replay unchanged)."""
     while True:
         for progress in members:
             progress.status = SectionStatus.RUNNING
@@ -144,6 +147,11 @@ async def _until_not_paused(
         except ActivityError as err:
             for progress in members:
                 progress.error = failure_message(err)
+            if (delay := rate_limit_wait(err)) is not None and workflow.patched(RATE_LIMIT_WAIT_PATCH):
+                for progress in members:
+                    progress.status = SectionStatus.WAITING
+                await workflow.sleep(delay)
+                continue
             if gate is not None and document is not None and waits_for_budget(err):
                 for progress in members:
                     progress.status = SectionStatus.PAUSED

@@ -144,6 +144,8 @@ class SectionStatus(StrEnum):
     RUNNING = "running"
     # Refused by a paused budget; waiting for `budget resume`.
     PAUSED = "paused"
+    # Waiting on a durable timer for the provider's rate limit (the error says how long).
+    WAITING = "waiting"
     DONE = "done"
     FAILED = "failed"
 

@@ -4,7 +4,7 @@ import hashlib
 from datetime import timedelta
 
 from temporalio.common import RetryPolicy
-from temporalio.exceptions import ActivityError
+from temporalio.exceptions import ActivityError, ApplicationError
 
 
 def plan_workflow_id(client_id: str) -> str:
@@ -19,6 +19,22 @@ def failure_message(err: BaseException) -> str:
 
 # workflow.patched id of the batch code path (sections written together in one activity).
 SECTION_BATCHES_PATCH = "section-batches"
+# workflow.patched id of the wait on a durable timer for a section refused by a rate limit.
+RATE_LIMIT_WAIT_PATCH = "rate-limit-wait"
+
+
+def rate_limit_wait(err: ActivityError) -> timedelta | None:
+    """How long a section refused by the provider's rate limit (``RateLimited``, raised by
+    activities.rate_limiter) asks to wait; None for any other failure."""
+    cause = err.cause
+    if not (isinstance(cause, ApplicationError) and cause.type == "RateLimited" and cause.details):
+        return None
+    details = cause.details[0]
+    if not isinstance(details, dict) or not isinstance(details.get("retry_after_seconds"), int | float):
+        return None
+    # At least a second, so a wait rounded to nothing cannot spin.
+    return timedelta(seconds=max(1.0, float(details["retry_after_seconds"])))
+
 
 PREPARE_TIMEOUT = timedelta(seconds=30)
 ASSEMBLE_TIMEOUT = timedelta(seconds=60)

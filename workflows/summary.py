@@ -31,11 +31,13 @@ with workflow.unsafe.imports_passed_through():
     )
     from workflows.shared import (
         PREPARE_TIMEOUT,
+        RATE_LIMIT_WAIT_PATCH,
         SECTION_HEARTBEAT_TIMEOUT,
         SECTION_RETRY,
         SECTION_START_TO_CLOSE,
         STORAGE_RETRY,
         failure_message,
+        rate_limit_wait,
     )
 
 
@@ -138,19 +140,26 @@ class SummaryWorkflow:
 
 
 async def _tracked(progress: SectionProgress, activity_method: Any, request: Any) -> Any:
-    """One summary activity, its outcome mirrored into its progress row."""
-    progress.status = SectionStatus.RUNNING
-    try:
-        result = await workflow.execute_activity_method(
-            activity_method,
-            request,
-            start_to_close_timeout=SECTION_START_TO_CLOSE,
-            heartbeat_timeout=SECTION_HEARTBEAT_TIMEOUT,
-            retry_policy=SECTION_RETRY,
-        )
-    except ActivityError as err:
-        progress.status = SectionStatus.FAILED
-        progress.error = failure_message(err)
-        raise
+    """One summary activity, its outcome mirrored into its progress row; refused by the
+    provider's rate limit, it shows as waiting, sleeps on a durable timer and runs again."""
+    while True:
+        progress.status = SectionStatus.RUNNING
+        try:
+            result = await workflow.execute_activity_method(
+                activity_method,
+                request,
+                start_to_close_timeout=SECTION_START_TO_CLOSE,
+                heartbeat_timeout=SECTION_HEARTBEAT_TIMEOUT,
+                retry_policy=SECTION_RETRY,
+            )
+        except ActivityError as err:
+            progress.error = failure_message(err)
+            if (delay := rate_limit_wait(err)) is not None and workflow.patched(RATE_LIMIT_WAIT_PATCH):
+                progress.status = SectionStatus.WAITING
+                await workflow.sleep(delay)
+                continue
+            progress.status = SectionStatus.FAILED
+            raise
+        break
     _done(progress, result)
     return result

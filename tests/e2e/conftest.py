@@ -17,7 +17,6 @@ from temporalio.api.enums.v1 import EventType
 from temporalio.client import Client, WorkflowExecution, WorkflowExecutionStatus, WorkflowHandle
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
-from temporalio.worker import Worker
 
 from llm.stub_server import StubServer
 from stack import postgres
@@ -25,6 +24,7 @@ from storage import db
 from tests.conftest import venv_binary
 from wavelaunch.runtime import (
     LLMConfig,
+    Workers,
     build_worker,
     close_dependencies,
     ensure_search_attributes,
@@ -114,8 +114,8 @@ def external(settings: Settings, temporal_env: WorkflowEnvironment, database_url
 @pytest.fixture
 async def worker(
     temporal_env: WorkflowEnvironment, settings: Settings, database_url: str, llm_config: LLMConfig
-) -> AsyncIterator[Worker]:
-    """An in-process worker on its own task queue, wired exactly as `wavelaunch worker` is."""
+) -> AsyncIterator[Workers]:
+    """An in-process worker on its own task queues, wired exactly as `wavelaunch worker` is."""
     deps = await plan_dependencies(settings, database_url, llm_config)
     try:
         async with build_worker(temporal_env.client, settings, deps) as running:

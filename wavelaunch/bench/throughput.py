@@ -1,0 +1,193 @@
+"""`wavelaunch bench throughput`: plans per minute and per-plan orchestration overhead with 1, 2,
+4 ... worker processes, against a bare Temporal fan-out of the same shape in the same run.
+
+For each worker count: that many `wavelaunch worker` processes on a queue of their own, the
+stub answering at a fixed token speed, a few warm-up plans (not counted), then ``plans``
+complete plans (8 sections, batching off so each is one activity) kept ``in_flight`` at a time.
+Overhead = a plan's wall time minus its slowest section's LLM time. The bare arm then runs the
+same plans' section times as sleeping activities, with the same concurrency, on one in-process
+worker against the same dev server (``overhead_ratio_p50``: ours over bare; the top-level figure
+is the worst worker count's).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+import statistics
+import sys
+import time
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+from temporalio.client import Client
+from temporalio.worker import Worker
+
+from domain.client import parse_client
+from domain.sections import Level
+from llm.stub_server import StubServer
+from storage import db
+from wavelaunch import plans
+from wavelaunch.bench.bare_fanout import BareFanout, bare_sleep
+from wavelaunch.bench.cost import STUB_KEY, bench_stack
+from wavelaunch.bench.workload import make_clients
+from wavelaunch.intake import accept_client
+from wavelaunch.runtime import connect_temporal, ensure_search_attributes
+from wavelaunch.settings import Settings
+from workflows.models import PlanRequest
+
+WARMUP = 4
+
+
+def _pct(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return round(ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))], 4)
+
+
+def _figures(overheads: list[float], elapsed: float, count: int) -> dict[str, Any]:
+    return {
+        "plans": count,
+        "elapsed_s": round(elapsed, 2),
+        "plans_per_minute": round(count / elapsed * 60, 1),
+        "overhead_s": {
+            "p50": _pct(overheads, 0.5),
+            "p95": _pct(overheads, 0.95),
+            "mean": round(statistics.mean(overheads), 4),
+        },
+    }
+
+
+async def _in_flight(count: int, limit: int, one: Callable[[int], Awaitable[None]]) -> float:
+    """Run ``one(i)`` for i < count, ``limit`` at a time; the seconds it took."""
+    gate = asyncio.Semaphore(limit)
+
+    async def run(i: int) -> None:
+        async with gate:
+            await one(i)
+
+    began = time.monotonic()
+    await asyncio.gather(*(run(i) for i in range(count)))
+    return time.monotonic() - began
+
+
+@contextlib.asynccontextmanager
+async def _workers(n: int, env: dict[str, str], state: Path) -> AsyncIterator[None]:
+    procs = []
+    state.mkdir(parents=True, exist_ok=True)
+    try:
+        for i in range(n):
+            out = (state / f"worker{i}.log").open("wb")
+            procs.append(
+                await asyncio.create_subprocess_exec(
+                    str(Path(sys.executable).parent / "wavelaunch"),
+                    "worker",
+                    env=env | {"WAVELAUNCH_STATE_DIR": str(state / f"w{i}")},
+                    stdout=out,
+                    stderr=out,
+                )
+            )
+        yield
+    finally:
+        for proc in procs:
+            if proc.returncode is None:
+                proc.send_signal(signal.SIGINT)
+        for proc in procs:
+            try:
+                await asyncio.wait_for(proc.wait(), timeout=30)
+            except TimeoutError:
+                proc.kill()
+                await proc.wait()
+
+
+async def _ours(
+    temporal: Client, settings: Settings, pool: Any, tag: str, count: int, in_flight: int
+) -> tuple[dict[str, Any], list[list[float]]]:
+    records = make_clients(count + WARMUP, seed=41)
+    for i, record in enumerate(records):
+        record["id"] = f"{tag}-{i}"
+        await accept_client(pool, parse_client(record))
+    overheads: list[float] = []
+    shapes: list[list[float]] = []
+
+    async def one(i: int) -> None:
+        began = time.monotonic()
+        handle = await plans.start_plan(
+            temporal, settings, PlanRequest(client_id=records[i]["id"], level=Level.COMPLETE)
+        )
+        result = await handle.result()
+        wall = time.monotonic() - began
+        seconds = [s.duration_ms / 1000 for s in result.sections]
+        if i >= WARMUP:
+            overheads.append(wall - max(seconds))
+            shapes.append(seconds)
+
+    await _in_flight(WARMUP, in_flight, one)
+    elapsed = await _in_flight(count, in_flight, lambda i: one(i + WARMUP))
+    return _figures(overheads, elapsed, count), shapes
+
+
+async def _bare(temporal: Client, queue: str, shapes: list[list[float]], in_flight: int) -> dict[str, Any]:
+    overheads: list[float] = []
+
+    async def one(i: int, record: bool = True) -> None:
+        began = time.monotonic()
+        await temporal.execute_workflow(BareFanout.run, shapes[i], id=f"bare-{uuid.uuid4().hex}", task_queue=queue)
+        if record:
+            overheads.append(time.monotonic() - began - max(shapes[i]))
+
+    async with Worker(temporal, task_queue=queue, workflows=[BareFanout], activities=[bare_sleep]):
+        await _in_flight(WARMUP, in_flight, lambda i: one(i, record=False))
+        elapsed = await _in_flight(len(shapes), in_flight, one)
+    return _figures(overheads, elapsed, len(shapes))
+
+
+async def run(
+    base: Settings, *, workers: list[int], plans_count: int, seconds_per_token: float, in_flight_per_worker: int
+) -> dict[str, Any]:
+    tag = f"t{uuid.uuid4().hex[:6]}"
+    out: dict[str, Any] = {
+        "plans_per_count": plans_count,
+        "warmup_plans": WARMUP,
+        "level": Level.COMPLETE.value,
+        "seconds_per_completion_token": seconds_per_token,
+        "in_flight_per_worker": in_flight_per_worker,
+        "cpus": os.cpu_count(),
+        "workers": {},
+    }
+    with StubServer(api_key=STUB_KEY, latency_per_completion_token=seconds_per_token) as stub:
+        async with bench_stack(base) as endpoints:
+            temporal = await connect_temporal(base, endpoints.temporal_address)
+            await ensure_search_attributes(temporal, base.temporal_namespace)
+            pool = await db.connect(endpoints.database_url)
+            try:
+                for n in workers:
+                    queue = f"bench-{tag}-w{n}"
+                    settings = base.model_copy(update={"task_queue": queue})
+                    env = os.environ | {
+                        "TEMPORAL_ADDRESS": endpoints.temporal_address,
+                        "DATABASE_URL": endpoints.database_url,
+                        "OPENAI_API_KEY": STUB_KEY,
+                        "OPENAI_BASE_URL": stub.base_url,
+                        "WAVELAUNCH_TASK_QUEUE": queue,
+                        "WAVELAUNCH_WORKER_METRICS_PORT": "0",
+                        "WAVELAUNCH_DISABLED_TECHNIQUES": '["batching"]',
+                    }
+                    in_flight = in_flight_per_worker * n
+                    async with _workers(n, env, base.state_dir / "bench" / f"{tag}-w{n}"):
+                        ours, shapes = await _ours(temporal, settings, pool, f"{tag}-w{n}", plans_count, in_flight)
+                    bare = await _bare(temporal, f"{queue}-bare", shapes, in_flight)
+                    ratio = ours["overhead_s"]["p50"] / bare["overhead_s"]["p50"] if bare["overhead_s"]["p50"] else None
+                    out["workers"][str(n)] = {
+                        "ours": ours,
+                        "bare": bare,
+                        "overhead_ratio_p50": round(ratio, 2) if ratio else None,
+                    }
+            finally:
+                await pool.close()
+    ratios = [w["overhead_ratio_p50"] for w in out["workers"].values() if w["overhead_ratio_p50"]]
+    out["overhead_ratio_p50"] = max(ratios) if ratios else None
+    return out
