@@ -33,6 +33,7 @@ from wavelaunch.settings import Settings
 from workflows import search_attributes
 from workflows.bulk import BulkRegenerationWorkflow
 from workflows.business_plan import BusinessPlanWorkflow
+from workflows.deadline_batch import DeadlineBatchWorkflow
 from workflows.deliverable import DeliverableWorkflow
 from workflows.summary import SummaryWorkflow
 
@@ -225,7 +226,13 @@ def build_worker(client: Client, settings: Settings, deps: PlanDependencies) -> 
     return Worker(
         client,
         task_queue=settings.task_queue,
-        workflows=[BusinessPlanWorkflow, DeliverableWorkflow, SummaryWorkflow, BulkRegenerationWorkflow],
+        workflows=[
+            BusinessPlanWorkflow,
+            DeliverableWorkflow,
+            SummaryWorkflow,
+            BulkRegenerationWorkflow,
+            DeadlineBatchWorkflow,
+        ],
         activities=[
             activities.prepare_plan,
             activities.generate_section,
@@ -237,10 +244,12 @@ def build_worker(client: Client, settings: Settings, deps: PlanDependencies) -> 
             summary.summarize_thread,
             summary.summarize_client,
             bulk.prepare_bulk,
+            bulk.prepare_sections_batch,
             bulk.submit_batch,
             bulk.poll_batch,
             bulk.cancel_batch,
             bulk.collect_batch,
+            bulk.collect_batch_sections,
             bulk.bulk_fallback,
             notify.document_failed,
         ],

@@ -27,14 +27,15 @@ async def run_month(env: WorkflowEnvironment, request: DeliverableRequest) -> Fa
     return fake
 
 
-async def test_a_run_due_within_days_writes_every_section_on_flex(env: WorkflowEnvironment) -> None:
-    fake = await run_month(env, DeliverableRequest(client_id="c1", month=2, within=timedelta(days=7)))
+async def test_a_run_due_within_hours_writes_every_section_on_flex(env: WorkflowEnvironment) -> None:
+    # Under a day (and the batch margin) away: no Batch API (tests/workflows/test_deadline_batch.py).
+    fake = await run_month(env, DeliverableRequest(client_id="c1", month=2, within=timedelta(hours=20)))
     assert {r.service_tier for r in fake.requests} == {ServiceTier.FLEX}
     [deadline] = {r.deadline for r in fake.requests}
     assert deadline is not None
     # Counted from the run's start (the test server's clock), fixed for the whole run.
     now = await env.get_current_time()
-    assert timedelta(days=6) < deadline - now <= timedelta(days=7)
+    assert timedelta(hours=19) < deadline - now <= timedelta(hours=20)
 
 
 async def test_an_interactive_run_stays_on_standard(env: WorkflowEnvironment) -> None:
