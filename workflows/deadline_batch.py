@@ -201,7 +201,6 @@ async def batch_what_can_wait(
     set_status(document, "batching")
     for progress, _ in work:
         progress.status = SectionStatus.RUNNING
-    info = workflow.info()
     result = await workflow.execute_child_workflow(
         DeadlineBatchWorkflow.run,
         DeadlineBatchRequest(
@@ -212,7 +211,8 @@ async def batch_what_can_wait(
             wait_until=batch_wait_until(deadline),
             poll_seconds=poll_seconds,
         ),
-        id=f"{info.workflow_id}-batch-{workflow.uuid4().hex[:8]}",
+        # Readable in the Web UI, unique per document run (the uuid is the workflow's, replayed).
+        id=f"batch-{client_id}-{label}-{workflow.uuid4().hex[:8]}",
         # A cancelled document cancels its batch (the child's cancellation handler).
         parent_close_policy=workflow.ParentClosePolicy.REQUEST_CANCEL,
         search_attributes=TypedSearchAttributes(
