@@ -32,12 +32,15 @@ from storage.clients import UnknownClient
 from tokenopt import estimate
 from tokenopt.estimate import CallEstimate
 from workflows.models import (
+    BatchSections,
     BatchState,
     BulkClient,
     BulkCollected,
     BulkPrepared,
     BulkRequest,
+    DeadlineBatchRequest,
     SectionRequest,
+    SectionResult,
 )
 
 log = logging.getLogger(__name__)
@@ -73,6 +76,8 @@ def _section_request(item: bulk.BulkItem) -> SectionRequest:
         client_version=item.client_version,
         section_key=item.section_key,
         document_sections=item.document_sections,
+        document_kind=DocumentKind(item.document_kind),
+        context_ref=item.context_ref,
     )
 
 
@@ -118,22 +123,66 @@ class BulkActivities:
                     section_key=spec.key,
                     document_sections=keys,
                 )
-                job = await self.plan.section_job(section)
-                if await self.plan.reusable(job):
+                item = await self._item(section)
+                if item is None:
                     reused += 1
-                    continue
-                model, body = self.plan.request_body(job)
-                items.append(
-                    bulk.BulkItem(
-                        custom_id=job.key,
-                        client_id=section.client_id,
-                        client_version=section.client_version,
-                        section_key=spec.key,
-                        document_sections=keys,
-                        model=model,
-                        body=body,
-                    )
-                )
+                else:
+                    items.append(item)
+        return await self._create(
+            request.document_kind,
+            request.level.value,
+            items,
+            reused=reused,
+            clients=[BulkClient(client_id=s.record.id, client_version=s.version) for s in current],
+        )
+
+    @activity.defn
+    async def prepare_sections_batch(self, request: DeadlineBatchRequest) -> BulkPrepared:
+        """A document's sections that can wait a day: leave out every one the stored, exact,
+        semantic or patch tier would serve (and answers asked afresh, whose key is the
+        document run's), and store the rest as a request set like a bulk's."""
+        versions = sorted({s.client_version for s in request.sections})
+        clients_ = [BulkClient(client_id=request.client_id, client_version=v) for v in versions]
+        if self.mode == DIRECT:
+            # No Batch API here: nothing to store, the document writes every section itself.
+            return BulkPrepared(ref="", mode=DIRECT, clients=clients_, to_generate=0, reused=0)
+        items: list[bulk.BulkItem] = []
+        reused = 0
+        for section in request.sections:
+            activity.heartbeat()
+            if section.fresh:
+                continue
+            job = await self.plan.section_job(section)
+            item = None if await self.plan.patchable(job) else await self._item(section, job)
+            if item is None:
+                reused += 1
+            else:
+                items.append(item)
+        return await self._create(request.document_kind, request.label, items, reused=reused, clients=clients_)
+
+    async def _item(self, section: SectionRequest, job: Any = None) -> bulk.BulkItem | None:
+        """The batch line for ``section`` (exactly what ``generate_section`` would send), or None
+        when the stored or exact tier would serve it."""
+        job = job or await self.plan.section_job(section)
+        if await self.plan.reusable(job):
+            return None
+        model, body = self.plan.request_body(job)
+        return bulk.BulkItem(
+            custom_id=job.key,
+            client_id=section.client_id,
+            client_version=section.client_version,
+            section_key=section.section_key,
+            document_sections=section.document_sections,
+            model=model,
+            body=body,
+            document_kind=section.document_kind.value,
+            context_ref=section.context_ref,
+        )
+
+    async def _create(
+        self, kind: DocumentKind, label: str, items: list[bulk.BulkItem], *, reused: int, clients: list[BulkClient]
+    ) -> BulkPrepared:
+        """Store ``items`` as the run's request set; its reference and counts."""
         info = activity.info()
         # One request set per workflow run: a retried prepare finds the same set, a new run of the
         # workflow (after a failure) prepares afresh.
@@ -142,21 +191,15 @@ class BulkActivities:
             digest.update(item.custom_id.encode())
         ref = digest.hexdigest()[:32]
         await bulk.create(
-            pool,
+            self.deps.pool,
             ref=ref,
             workflow_id=info.workflow_id,
-            document_kind=request.document_kind.value,
-            level=request.level.value,
+            document_kind=kind.value,
+            level=label,
             mode=self.mode,
             items=items,
         )
-        return BulkPrepared(
-            ref=ref,
-            mode=self.mode,
-            clients=[BulkClient(client_id=s.record.id, client_version=s.version) for s in current],
-            to_generate=len(items),
-            reused=reused,
-        )
+        return BulkPrepared(ref=ref, mode=self.mode, clients=clients, to_generate=len(items), reused=reused)
 
     # -- submit ------------------------------------------------------------------------------
     @activity.defn
@@ -224,6 +267,15 @@ class BulkActivities:
         """Read the finished batch: validate each answer with its section's output model, store
         the valid ones as a full generation would, one usage row per answered line at the batch
         price. Lines that failed, are invalid or never came back stay for the direct way."""
+        return (await self._collect(ref)).collected
+
+    @activity.defn
+    async def collect_batch_sections(self, ref: str) -> BatchSections:
+        """``collect_batch`` for a document's batch: also each stored section's figures, for the
+        document to assemble from (what a retried collect finished earlier is reported too)."""
+        return await self._collect(ref)
+
+    async def _collect(self, ref: str) -> BatchSections:
         pool, llm = self.deps.pool, self.deps.llm
         row = await bulk.get(pool, ref)
         answers: dict[str, batch_api.BatchResult] = {}
@@ -236,6 +288,7 @@ class BulkActivities:
         except LLMError as err:
             raise as_application_error(err) from None
         totals = BulkCollected()
+        results: list[SectionResult] = []
 
         async def mark(custom_id: str, **values: Any) -> None:
             await persist(lambda: bulk.mark(pool, ref, custom_id, **values), f"bulk item {custom_id[:12]}")
@@ -309,12 +362,36 @@ class BulkActivities:
             )
             section_id = await self.plan.keep(job, content, item.model, completion.completion_tokens, cost)
             await mark(item.custom_id, state="stored", section_id=section_id)
+            baseline_cost = job.ledger.baseline.cost(completion.completion_tokens)
             totals.cost += cost
-            totals.baseline_cost += job.ledger.baseline.cost(completion.completion_tokens)
+            totals.baseline_cost += baseline_cost
             totals.stored += 1
+            results.append(
+                SectionResult(
+                    section_key=item.section_key,
+                    section_id=section_id,
+                    model=item.model,
+                    tier=job.tier.value,
+                    prompt_tokens=completion.prompt_tokens,
+                    cached_tokens=completion.cached_tokens,
+                    completion_tokens=completion.completion_tokens,
+                    cost=cost,
+                    baseline_tokens=job.ledger.baseline.prompt_tokens + completion.completion_tokens,
+                    baseline_cost=baseline_cost,
+                    llm_calls=1,
+                    compression_steps=list(job.prompt.compression_steps),
+                )
+            )
+        # Lines a retried collect finished earlier: their sections, without their figures (the
+        # ledger has them once).
+        for item in await bulk.items(pool, ref, states=("stored",)):
+            if item.section_id is not None and item.section_key not in {r.section_key for r in results}:
+                results.append(
+                    SectionResult(section_key=item.section_key, section_id=item.section_id, model=item.model, tier="")
+                )
         await persist(lambda: self._settle(ref), "batch settlement")
         await persist(lambda: bulk.mark_collected(pool, ref), "batch collected")
-        return totals
+        return BatchSections(collected=totals, sections=results)
 
     # -- budgets -----------------------------------------------------------------------------
     async def _hold(self, conn: Any, ref: str, items: list[bulk.BulkItem]) -> None:

@@ -724,6 +724,18 @@ class PlanActivities:
         except CACHE_ERRORS:
             return False
 
+    async def patchable(self, job: _Job) -> bool:
+        """Whether the semantic or patch tier may serve this section from an earlier answer (a
+        small patch call, or none): a document's batch leaves it to ``generate_section``."""
+        if job.request.fresh:
+            return False
+        _, semantic_on, patch_on = self._cache_tiers(job)
+        if not (semantic_on or patch_on):
+            return False
+        if await self.cache.latest(self.deps.pool, self._scope(job), job.spec) is not None:
+            return True
+        return patch_on and await self._stored_base(job) is not None
+
     def request_body(self, job: _Job) -> tuple[str, dict[str, Any]]:
         """The model and the chat request body a full generation of ``job`` would send."""
         model = self.deps.router.model_for(job.tier)

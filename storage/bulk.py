@@ -21,6 +21,10 @@ class BulkItem:
     document_sections: list[str]
     model: str
     body: dict[str, Any]
+    # Which catalogue the section key belongs to, and the stored context it reads (see
+    # workflows.models.SectionRequest): a deliverable month's lines carry both.
+    document_kind: str = "business_plan"
+    context_ref: str | None = None
     state: str = "pending"
     section_id: int | None = None
     error: str | None = None
@@ -69,8 +73,8 @@ async def create(
             return
         await conn.executemany(
             """INSERT INTO bulk_items (ref, custom_id, client_id, client_version, section_key,
-                                       document_sections, model, body)
-               VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT DO NOTHING""",
+                                       document_sections, model, body, document_kind, context_ref)
+               VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) ON CONFLICT DO NOTHING""",
             [
                 (
                     ref,
@@ -81,6 +85,8 @@ async def create(
                     i.document_sections,
                     i.model,
                     json.dumps(i.body, ensure_ascii=False),
+                    i.document_kind,
+                    i.context_ref,
                 )
                 for i in items
             ],
@@ -110,7 +116,7 @@ async def locked(pool: asyncpg.Pool, ref: str) -> AsyncIterator[tuple[asyncpg.Co
 async def items(db: Any, ref: str, *, states: tuple[str, ...] | None = None) -> list[BulkItem]:
     rows = await db.fetch(
         """SELECT custom_id, client_id, client_version, section_key, document_sections, model, body,
-                  state, section_id, error
+                  document_kind, context_ref, state, section_id, error
            FROM bulk_items WHERE ref = $1 AND ($2::text[] IS NULL OR state = ANY($2::text[]))
            ORDER BY client_id, custom_id""",
         ref,

@@ -6,7 +6,9 @@ unavailable") and the Batch API (the same rates, answered within 24 hours). Work
 takes the cheapest tier that still meets its deadline:
 
 - a document due a day and more away (the batch window plus a margin for the lines the batch
-  does not answer) goes through the Batch API where the endpoint has one;
+  does not answer) goes through the Batch API where the endpoint has one; the workflow waits for
+  the batch only until ``batch_wait_until`` (the deadline less that margin), then writes what
+  the batch did not answer directly;
 - work due in half an hour and more goes on flex, falling back to standard when flex refuses
   or when the deadline comes close (a flex call is given only the time that leaves a standard
   call room to finish);
@@ -65,6 +67,9 @@ _URGENCY_WINDOWS: dict[Urgency, timedelta | None] = {
 # answer the direct way.
 BATCH_WINDOW = timedelta(hours=24)
 BATCH_MARGIN = timedelta(hours=2)
+# A batch cancelled at ``batch_wait_until`` is looked at for this long more, so the lines it
+# answered before the cancel took hold are kept (and paid once), not written again.
+BATCH_CANCEL_GRACE = timedelta(minutes=15)
 # Less time than this left: flex's slower answers (and a possible refusal) are not worth the risk.
 FLEX_MIN_LEFT = timedelta(minutes=30)
 # OpenAI's advice for a flex request's timeout.
@@ -121,6 +126,12 @@ def document_tier(time_left: timedelta | None, *, batch_available: bool) -> Serv
     if time_left >= FLEX_MIN_LEFT:
         return ServiceTier.FLEX
     return ServiceTier.STANDARD
+
+
+def batch_wait_until(deadline: datetime) -> datetime:
+    """When a document waiting on its Batch API batch stops waiting: the lines not answered by
+    then are written directly (flex, then standard), in the margin left before ``deadline``."""
+    return deadline - BATCH_MARGIN
 
 
 @dataclass(frozen=True)

@@ -964,26 +964,30 @@ async def bench_deadlines(
     latency_per_token: float = typer.Option(0.0002, "--latency-per-token", help="The stub's seconds per token."),
     flex_slowdown: float = typer.Option(3.0, "--flex-slowdown", help="Flex takes this many times as long."),
     refuse_share: float = typer.Option(0.1, "--refuse-share", min=0, max=1, help="Requests meeting a flex 429."),
+    family: str = typer.Option("gpt-5", "--family", help="Models: gpt-5 (sold on flex) or gpt-4.1 (not)."),
     json_file: Path = typer.Option(Path("bench-results/deadlines.json"), "--json", help="Where the JSON goes."),
 ) -> None:
     """The studio month with deadlines: dollars by service tier against all-standard and the naive way."""
     from wavelaunch.bench import cost, deadlines
     from wavelaunch.bench.workload import workload_studio
 
+    if family not in deadlines.FAMILIES:
+        raise typer.BadParameter(f"--family must be one of {', '.join(deadlines.FAMILIES)}, not {family[:40]!r}")
     result = await deadlines.run(
         workload_studio(clients, seed),
         get_settings(),
         latency_per_token=latency_per_token,
         flex_slowdown=flex_slowdown,
         refuse_share=refuse_share,
+        family=family,
     )
     console.print(f"naive ({result['naive_model']}): ${result['naive']['cost']:.4f}")
     for name, arm in result["arms"].items():
         tiers = ", ".join(f"{t} ${v['cost']:.4f} ({v['calls']} calls)" for t, v in arm["by_tier"].items())
         finish = arm["finish_vs_deadline"]
         console.print(
-            f"{name}: ${arm['cost']:.4f} ({escape(tiers)}); {finish['documents']} documents, "
-            f"{finish['with_deadline']} with a deadline, {finish['missed']} missed"
+            f"{name}: ${arm['cost']:.4f} ({escape(tiers)}); {arm['batches']} batches; {finish['documents']} "
+            f"documents, {finish['with_deadline']} with a deadline, {finish['missed']} missed"
         )
     console.print(
         f"deadlines/standard: {result['deadlines_vs_standard']}, deadlines/naive: {result['deadlines_vs_naive']}, "

@@ -56,6 +56,7 @@ from wavelaunch.runtime import (
 from wavelaunch.settings import Settings
 from workflows.bulk import BulkRegenerationWorkflow
 from workflows.business_plan import BusinessPlanWorkflow
+from workflows.deadline_batch import DeadlineBatchWorkflow
 from workflows.deliverable import DeliverableWorkflow
 from workflows.models import (
     BulkProgress,
@@ -640,7 +641,13 @@ async def replay(settings: Settings, workflow_id: str) -> str | None:
     client = await _temporal(settings)
     history = await client.get_workflow_handle(workflow_id).fetch_history()
     replayer = Replayer(
-        workflows=[BusinessPlanWorkflow, DeliverableWorkflow, SummaryWorkflow, BulkRegenerationWorkflow],
+        workflows=[
+            BusinessPlanWorkflow,
+            DeliverableWorkflow,
+            SummaryWorkflow,
+            BulkRegenerationWorkflow,
+            DeadlineBatchWorkflow,
+        ],
         data_converter=client.data_converter,
     )
     result = await replayer.replay_workflow(history, raise_on_replay_failure=False)

@@ -94,6 +94,8 @@ async def start_deliverable(
     signal: dict[str, Any] = {}
     if announce_version is not None:
         signal = {"start_signal": "client_updated", "start_signal_args": [announce_version]}
+    if "batch_poll_seconds" not in request.model_fields_set:
+        request = request.model_copy(update={"batch_poll_seconds": settings.bulk_poll_seconds})
     return await client.start_workflow(
         DeliverableWorkflow.run,
         request,

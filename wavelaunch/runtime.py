@@ -38,6 +38,7 @@ from wavelaunch.settings import Settings
 from workflows import search_attributes
 from workflows.bulk import BulkRegenerationWorkflow
 from workflows.business_plan import BusinessPlanWorkflow
+from workflows.deadline_batch import DeadlineBatchWorkflow
 from workflows.deliverable import DeliverableWorkflow
 from workflows.summary import SummaryWorkflow
 
@@ -273,7 +274,13 @@ def build_worker(client: Client, settings: Settings, deps: PlanDependencies) -> 
         # queue inside it, where the wait counts against the call's timeout (and an abandoned
         # call keeps the server busy); one at a time, each timeout covers just its own answer.
         concurrency, background = 1, min(background, 1)
-    workflows: list[type] = [BusinessPlanWorkflow, DeliverableWorkflow, SummaryWorkflow, BulkRegenerationWorkflow]
+    workflows: list[type] = [
+        BusinessPlanWorkflow,
+        DeliverableWorkflow,
+        SummaryWorkflow,
+        BulkRegenerationWorkflow,
+        DeadlineBatchWorkflow,
+    ]
     methods = [
         activities.prepare_plan,
         activities.generate_section,
@@ -285,10 +292,12 @@ def build_worker(client: Client, settings: Settings, deps: PlanDependencies) -> 
         summary.summarize_thread,
         summary.summarize_client,
         bulk.prepare_bulk,
+        bulk.prepare_sections_batch,
         bulk.submit_batch,
         bulk.poll_batch,
         bulk.cancel_batch,
         bulk.collect_batch,
+        bulk.collect_batch_sections,
         bulk.bulk_fallback,
         notify.document_failed,
     ]

@@ -110,7 +110,12 @@ def _schedule(planned: PlannedSchedule, settings: Settings) -> Schedule:
         assert planned.month is not None
         action = ScheduleActionStartWorkflow(
             DeliverableWorkflow.run,
-            DeliverableRequest(client_id=planned.client_id, month=planned.month, within=planned.due_within),
+            DeliverableRequest(
+                client_id=planned.client_id,
+                month=planned.month,
+                within=planned.due_within,
+                batch_poll_seconds=settings.bulk_poll_seconds,
+            ),
             id=deliverables.workflow_id(planned.client_id, planned.month),
             task_queue=settings.queue_for(Lane.BACKGROUND),
             typed_search_attributes=TypedSearchAttributes(

@@ -1,8 +1,10 @@
 """DeliverableWorkflow: month N's five documents, six sections each, fanned out like a plan's.
 
-prepare (client, month, digest of earlier months by reference) -> the shared Brand Context,
-once -> the month's other 25 sections concurrently (the same section activity as plans) ->
-one assemble storing five documents.
+prepare (client, month, digest of earlier months by reference) -> when the deadline is a day
+and more away, the sections that can wait go through one Batch API batch (a child
+DeadlineBatchWorkflow) -> the shared Brand Context, once -> the month's other 25 sections
+concurrently (the same section activity as plans; those the batch wrote are skipped) -> one
+assemble storing five documents.
 """
 
 from __future__ import annotations
@@ -13,8 +15,10 @@ from temporalio import workflow
 from temporalio.exceptions import ApplicationError
 
 with workflow.unsafe.imports_passed_through():
-    from activities.deliverable import DeliverableActivities, section_request
+    from activities.deliverable import DeliverableActivities, month_level, section_request
     from domain.sections import DocumentKind
+    from tokenopt.service_tiers import ServiceTier
+    from workflows.deadline_batch import batch_what_can_wait
     from workflows.failures import tell_crm_failed
     from workflows.fanout import FollowsClientUpdates, run_deadline, run_sections, service_tier, set_status
     from workflows.models import (
@@ -24,6 +28,7 @@ with workflow.unsafe.imports_passed_through():
         DeliverableRequest,
         DeliverableResult,
         SectionProgress,
+        SectionRequest,
         SectionResult,
     )
     from workflows.shared import (
@@ -113,13 +118,43 @@ class DeliverableWorkflow(FollowsClientUpdates):
         self._progress.sections = list(progress.values())
         self._set_status("generating")
 
+        # What can wait a day goes through the Batch API first (nothing when the deadline is
+        # closer); the gathers below write the rest.
+        written = await batch_what_can_wait(
+            [(p, self._request(inputs, p)) for p in progress.values()],
+            client_id=inputs.client_id,
+            label=month_level(inputs.month),
+            kind=DocumentKind.DELIVERABLE,
+            deadline=request.deadline,
+            poll_seconds=request.batch_poll_seconds,
+            document=self._progress,
+        )
         # Shared sections first: every document shows them, and they are written once.
-        shared = await self._gather([progress[k] for k in inputs.shared_sections], inputs, None, request.deadline)
+        shared_group = [progress[k] for k in inputs.shared_sections]
+        shared = await self._gather(shared_group, inputs, None, request.deadline, written)
         # Batches (tokenopt.batching) are a newer code path: histories recorded before it replay
         # without it. Decided at prepare; the workflow only follows.
         batches = inputs.batches if inputs.batches and workflow.patched(SECTION_BATCHES_PATCH) else []
-        rest = await self._gather([progress[k] for k in inputs.sections], inputs, batches, request.deadline)
+        rest = await self._gather([progress[k] for k in inputs.sections], inputs, batches, request.deadline, written)
         return inputs, shared, rest
+
+    def _request(
+        self,
+        inputs: DeliverableInputs,
+        progress: SectionProgress,
+        tier: ServiceTier = ServiceTier.STANDARD,
+        deadline: datetime | None = None,
+    ) -> SectionRequest:
+        return section_request(
+            inputs.client_version,
+            inputs.client_id,
+            progress.section_key,
+            inputs.documents,
+            inputs.digest_ref,
+            fresh=progress.section_key in self._regenerate,
+            service_tier=tier,
+            deadline=deadline,
+        )
 
     async def _gather(
         self,
@@ -127,28 +162,22 @@ class DeliverableWorkflow(FollowsClientUpdates):
         inputs: DeliverableInputs,
         batches: list[list[str]] | None = None,
         deadline: datetime | None = None,
+        written: dict[str, SectionResult] | None = None,
     ) -> list[SectionResult]:
-        """Every section of the group concurrently (each batch as one activity), on the tier
-        ``deadline`` allows; fails the month if any failed."""
+        """Every section of the group not ``written`` already (by a Batch API batch)
+        concurrently (each batch of sections as one activity), on the tier ``deadline`` allows
+        now; fails the month if any failed."""
+        written = written or {}
         tier = service_tier(deadline)
         work = [
-            (
-                progress,
-                section_request(
-                    inputs.client_version,
-                    inputs.client_id,
-                    progress.section_key,
-                    inputs.documents,
-                    inputs.digest_ref,
-                    fresh=progress.section_key in self._regenerate,
-                    service_tier=tier,
-                    deadline=deadline,
-                ),
-            )
+            (progress, self._request(inputs, progress, tier, deadline))
             for progress in group
+            if progress.section_key not in written
         ]
         try:
-            return await run_sections(work, "deliverable", batches, self._progress, self._budget)
+            done = await run_sections(work, "deliverable", batches, self._progress, self._budget) if work else []
         except ApplicationError:
             self._set_status("failed")
             raise
+        by_key = {**written, **{r.section_key: r for r in done}}
+        return [by_key[progress.section_key] for progress in group]

@@ -54,8 +54,8 @@ def run_deadline(deadline: datetime | None, within: timedelta | None) -> datetim
 
 
 def service_tier(deadline: datetime | None) -> ServiceTier:
-    """The cheapest tier the work's sections may take now (workflow time) and still meet
-    ``deadline``; the Batch API is the bulk workflow's, so a document's calls are direct."""
+    """The cheapest tier a direct call of the work may take now (workflow time) and still meet
+    ``deadline``; what goes through the Batch API is decided before (workflows.deadline_batch)."""
     time_left = deadline - workflow.now() if deadline is not None else None
     return document_tier(time_left, batch_available=False)
 
@@ -161,7 +161,7 @@ async def _until_not_paused(
                 progress.status = SectionStatus.FAILED
             raise
         for progress, result in zip(members, results, strict=True):
-            _done(progress, result)
+            mark_done(progress, result)
         return results
 
 
@@ -208,7 +208,8 @@ async def run_batch(
     return await _until_not_paused(call, [progress for progress, _ in group], document, gate)
 
 
-def _done(progress: SectionProgress, result: SectionResult) -> None:
+def mark_done(progress: SectionProgress, result: SectionResult) -> None:
+    """A section finished: its figures shown in the workflow's progress."""
     progress.error = None
     progress.status = SectionStatus.DONE
     progress.model = result.model

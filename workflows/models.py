@@ -220,6 +220,9 @@ class DeliverableRequest(BaseModel):
     # A deadline counted from the run's start (a schedule's runs: their arguments are fixed, so
     # an absolute deadline could not move with each run); ``deadline`` wins when both are set.
     within: timedelta | None = None
+    # A deadline a day and more away sends the month's sections through the Batch API: the
+    # durable timer between two looks at that batch (WAVELAUNCH_BULK_POLL_SECONDS).
+    batch_poll_seconds: int = Field(default=60, ge=1)
 
 
 class DeliverableInputs(BaseModel):
@@ -462,4 +465,47 @@ class BulkResult(BaseModel):
     documents: dict[str, int]
 
 
+class BatchSections(BaseModel):
+    """A collected batch's totals and, per section stored from it, its figures as a direct
+    generation would report them (a document's batch only: a bulk's would be too many)."""
+
+    collected: BulkCollected
+    sections: list[SectionResult] = Field(default_factory=list)
+
+
+class DeadlineBatchRequest(BaseModel):
+    """The sections of one document that can wait a day, for one Batch API batch
+    (DeadlineBatchWorkflow, a child of the document's workflow)."""
+
+    client_id: str
+    # How the set is labelled in bulk_requests.level (e.g. "m3").
+    label: str
+    document_kind: DocumentKind
+    # Exactly the requests the document would make; those the stored, exact, semantic or patch
+    # tier can serve are left out at prepare.
+    sections: list[SectionRequest]
+    # Stop waiting for the batch then (tokenopt.service_tiers.batch_wait_until): whatever it has
+    # not answered is written directly before the deadline.
+    wait_until: datetime
+    poll_seconds: int = Field(default=60, ge=1)
+    max_polls_per_run: int = Field(default=500, ge=1)
+    # Set when the workflow continued as new while waiting for its batch.
+    resume: BulkResume | None = None
+
+
+class DeadlineBatchResult(BaseModel):
+    ref: str | None = None
+    mode: str | None = None
+    batch_id: str | None = None
+    batch_status: str | None = None
+    to_generate: int = 0
+    polls: int = 0
+    # The batch was still running at ``wait_until`` and was cancelled.
+    cut_short: bool = False
+    # The sections stored from the batch; every other section is the document's to write.
+    sections: list[SectionResult] = Field(default_factory=list)
+    cost: Decimal = Decimal(0)
+
+
 BulkRequest.model_rebuild()
+DeadlineBatchRequest.model_rebuild()

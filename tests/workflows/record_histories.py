@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import sys
 import uuid
+from datetime import timedelta
 from pathlib import Path
 
 from temporalio.client import WorkflowFailureError
@@ -22,11 +23,13 @@ from tests.conftest import venv_binary
 from tests.workflows.test_budget_pause import PausingActivities
 from tests.workflows.test_bulk import FakeBulkActivities
 from tests.workflows.test_business_plan import BatchingFakes, FakeActivities
+from tests.workflows.test_deadline_batch import FakeBatchActivities
 from tests.workflows.test_deliverable import FakeDeliverableActivities
 from tests.workflows.test_summary import FakeSummaryActivities
 from wavelaunch.runtime import ensure_search_attributes
 from workflows.bulk import BulkRegenerationWorkflow
 from workflows.business_plan import BusinessPlanWorkflow
+from workflows.deadline_batch import DeadlineBatchWorkflow
 from workflows.deliverable import DeliverableWorkflow
 from workflows.models import BulkRequest, DeliverableRequest, PlanRequest, SummaryRequest
 from workflows.summary import SummaryWorkflow
@@ -52,6 +55,13 @@ CASES = {
 }
 DELIVERABLE_CASES = {
     "deliverable_m2": (FakeDeliverableActivities(), DeliverableRequest(client_id="c4", month=2)),
+    # The "deadline-batch" patch: a month due in 3 days; its sections through one Batch API batch
+    # (a child DeadlineBatchWorkflow, recorded as deliverable_batched_child), three looks, one
+    # line left unanswered and written direct on flex.
+    "deliverable_batched": (
+        FakeBatchActivities(polls_to_complete=3),
+        DeliverableRequest(client_id="c7", month=2, within=timedelta(days=3), batch_poll_seconds=600),
+    ),
 }
 SUMMARY_CASES = {
     "summary_threads_and_client": (FakeSummaryActivities(), SummaryRequest(client_id="c1")),
@@ -110,7 +120,8 @@ async def record(names: list[str]) -> None:
             if names and name not in names:
                 continue
             queue = f"record-{uuid.uuid4()}"
-            async with Worker(env.client, task_queue=queue, workflows=[DeliverableWorkflow], activities=fakes.all()):
+            workflows = [DeliverableWorkflow, DeadlineBatchWorkflow]
+            async with Worker(env.client, task_queue=queue, workflows=workflows, activities=fakes.all()):
                 handle = await env.client.start_workflow(
                     DeliverableWorkflow.run,
                     request,
@@ -122,8 +133,20 @@ async def record(names: list[str]) -> None:
                 except WorkflowFailureError:
                     pass
                 history = await handle.fetch_history()
+                children = [
+                    e.child_workflow_execution_started_event_attributes.workflow_execution
+                    for e in history.events
+                    if e.HasField("child_workflow_execution_started_event_attributes")
+                ]
+                child_histories = [
+                    await env.client.get_workflow_handle(c.workflow_id, run_id=c.run_id).fetch_history()
+                    for c in children
+                ]
             (HISTORIES / f"{name}.json").write_text(history.to_json())
             print(f"recorded {name}: {len(history.events)} events")
+            for child in child_histories:
+                (HISTORIES / f"{name}_child.json").write_text(child.to_json())
+                print(f"recorded {name}_child: {len(child.events)} events")
         for name, (fakes, request) in SUMMARY_CASES.items():
             if names and name not in names:
                 continue

@@ -27,16 +27,17 @@ async def run_month(env: WorkflowEnvironment, request: DeliverableRequest) -> Fa
     return fake
 
 
-async def test_a_run_due_within_days_writes_every_section_on_flex(env: WorkflowEnvironment) -> None:
+async def test_a_run_due_within_hours_writes_every_section_on_flex(env: WorkflowEnvironment) -> None:
+    # Under a day (and the batch margin) away: no Batch API (tests/workflows/test_deadline_batch.py).
     before = await env.get_current_time()
-    fake = await run_month(env, DeliverableRequest(client_id="c1", month=2, within=timedelta(days=7)))
+    fake = await run_month(env, DeliverableRequest(client_id="c1", month=2, within=timedelta(hours=20)))
     after = await env.get_current_time()
     assert {r.service_tier for r in fake.requests} == {ServiceTier.FLEX}
     [deadline] = {r.deadline for r in fake.requests}
     assert deadline is not None
     # Counted from the run's start on the test server's clock (which other tests' timers may
     # skip ahead while this one runs), fixed for the whole run.
-    assert before + timedelta(days=7) - timedelta(seconds=1) <= deadline <= after + timedelta(days=7)
+    assert before + timedelta(hours=20) - timedelta(seconds=1) <= deadline <= after + timedelta(hours=20)
 
 
 async def test_an_interactive_run_stays_on_standard(env: WorkflowEnvironment) -> None:

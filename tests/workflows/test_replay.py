@@ -14,6 +14,7 @@ from temporalio.worker import Replayer
 
 from workflows.bulk import BulkRegenerationWorkflow
 from workflows.business_plan import BusinessPlanWorkflow
+from workflows.deadline_batch import DeadlineBatchWorkflow
 from workflows.deliverable import DeliverableWorkflow
 from workflows.models import PlanRequest
 from workflows.summary import SummaryWorkflow
@@ -34,13 +35,21 @@ def test_histories_are_recorded():
         "summary_threads_and_client",
         "bulk_batch_with_fallback",
         "bulk_budget_paused",
+        "deliverable_batched",
+        "deliverable_batched_child",
     } <= names
 
 
 @pytest.mark.parametrize("path", HISTORIES, ids=[p.stem for p in HISTORIES])
 async def test_history_replays_on_current_code(path: Path):
     replayer = Replayer(
-        workflows=[BusinessPlanWorkflow, DeliverableWorkflow, SummaryWorkflow, BulkRegenerationWorkflow],
+        workflows=[
+            BusinessPlanWorkflow,
+            DeliverableWorkflow,
+            SummaryWorkflow,
+            BulkRegenerationWorkflow,
+            DeadlineBatchWorkflow,
+        ],
         data_converter=pydantic_data_converter,
     )
     result = await replayer.replay_workflow(WorkflowHistory.from_json(path.stem, path.read_text()))

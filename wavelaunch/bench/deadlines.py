@@ -12,10 +12,17 @@ which are another benchmark's subject) and the same stub:
 - ``standard``: ours through the real workflows, every request interactive;
 - ``deadlines``: ours, each request with its deadline.
 
+Work due a day and more away (a deliverable month, due in 3 days) goes through the Batch API:
+the month's sections no stored, exact or patch tier serves are one batch, and whatever it does
+not answer is written directly (workflows.deadline_batch); the stub completes each batch after
+two looks, one second apart (``BATCH_POLL_SECONDS``), so a month's finish time here is the
+stub's, not OpenAI's (up to 24 hours).
+
 Flex is sold only for some models (tokenopt.pricing.offers_flex: the gpt-5 and o-series
-families, not gpt-4.1), so the arms run on the gpt-5 family (``FLEX_MODELS``), the naive way on
-its top model. The stub answers flex ``flex_slowdown`` times slower and refuses a share of flex
-calls with 429 resource unavailable (``refuse_share``), so fallbacks to standard are on the bill.
+families, not gpt-4.1), so the arms run on the gpt-5 family by default (``FAMILIES``), the naive
+way on its top model; on the gpt-4.1 family only the Batch API is cheaper than standard. The
+stub answers flex ``flex_slowdown`` times slower and refuses a share of flex calls with 429
+resource unavailable (``refuse_share``), so fallbacks to standard are on the bill.
 Every document's finish time is reported against its deadline.
 """
 
@@ -60,6 +67,17 @@ log = logging.getLogger(__name__)
 # Models OpenAI sells on flex (and at Batch API rates), one per routing tier; the naive way's top model.
 FLEX_MODELS = {"model_premium": "gpt-5", "model_standard": "gpt-5-mini", "model_economy": "gpt-5-nano"}
 NAIVE_MODEL = "gpt-5"
+# Model families the benchmark runs on: (models per routing tier, the naive way's model). gpt-4.1
+# is not sold on flex: there only the Batch API is cheaper than standard.
+FAMILIES: dict[str, tuple[dict[str, str], str]] = {
+    "gpt-5": (FLEX_MODELS, NAIVE_MODEL),
+    "gpt-4.1": (
+        {"model_premium": "gpt-4.1", "model_standard": "gpt-4.1-mini", "model_economy": "gpt-4.1-nano"},
+        "gpt-4.1",
+    ),
+}
+# The stub answers a batch after two looks: a second between looks keeps the month short.
+BATCH_POLL_SECONDS = 1
 
 # How long a studio gives each kind of work (None: interactive, someone is waiting).
 STUDIO_DEADLINES: dict[str, timedelta | None] = {
@@ -95,6 +113,9 @@ class ArmResult:
     calls: int = 0
     seconds: float = 0.0
     documents: list[Finished] = field(default_factory=list)
+    # Batch API batches submitted, and their lines (each a section).
+    batches: int = 0
+    batch_lines: int = 0
 
 
 def _messages(batch: list[dict[str, str]]) -> list[NewMessage]:
@@ -253,6 +274,7 @@ async def run_ours(
                     await run.apply(e)
             run.documents = []
             watermark = await pool.fetchval("SELECT coalesce(max(id), 0) FROM usage_ledger")
+            warmup_batches = len(stub.batches())
             began = time.monotonic()
             for e in workload.events:
                 if e.warmup:
@@ -266,6 +288,10 @@ async def run_ours(
         await close_dependencies(deps)
     result = await _ledger(pool, prefix, watermark)
     result.seconds, result.documents = seconds, run.documents
+    # The month's batches, not the warm-up's (the ledger figures start at the same point).
+    measured = stub.batches()[warmup_batches:]
+    result.batches = len(measured)
+    result.batch_lines = sum(b["lines"] for b in measured)
     return result
 
 
@@ -305,13 +331,17 @@ async def run(
     latency_per_token: float = 0.0002,
     flex_slowdown: float = 3.0,
     refuse_share: float = 0.1,
+    family: str = "gpt-5",
 ) -> dict[str, Any]:
     tag = f"d{uuid.uuid4().hex[:6]}"
+    models, naive_model = FAMILIES[family]
     # Failures are the studio benchmark's subject; here every arm sees the same clean month.
     workload = workload.model_copy(
         update={"events": [e.model_copy(update={"fail_section": None}) for e in workload.events]}
     )
-    base = base.model_copy(update={**FLEX_MODELS, "naive_model": NAIVE_MODEL})
+    base = base.model_copy(
+        update={**models, "naive_model": naive_model, "batch_api": True, "bulk_poll_seconds": BATCH_POLL_SECONDS}
+    )
     arms: dict[str, ArmResult] = {}
     with StubServer(
         api_key=STUB_KEY, latency_per_completion_token=latency_per_token, flex_slowdown=flex_slowdown
@@ -337,8 +367,10 @@ async def run(
     return {
         "benchmark": "deadlines",
         "workload": {"name": workload.name, "seed": workload.seed, "clients": len(workload.clients)},
-        "models": FLEX_MODELS,
-        "naive_model": NAIVE_MODEL,
+        "family": family,
+        "models": models,
+        "naive_model": naive_model,
+        "batch_poll_seconds": BATCH_POLL_SECONDS,
         "stub": {"latency_per_token": latency_per_token, "flex_slowdown": flex_slowdown, "refuse_share": refuse_share},
         "deadlines": {k: (v.total_seconds() if v else None) for k, v in STUDIO_DEADLINES.items()},
         "naive": {
@@ -353,6 +385,8 @@ async def run(
                 "by_tier": a.by_tier,
                 "by_kind": a.by_kind,
                 "seconds": round(a.seconds, 1),
+                "batches": a.batches,
+                "batch_lines": a.batch_lines,
                 "finish_vs_deadline": _documents_report(a.documents),
             }
             for name, a in arms.items()
