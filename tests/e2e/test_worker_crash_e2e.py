@@ -4,7 +4,6 @@ never requested again, and the in-flight ones are picked up within the heartbeat
 from __future__ import annotations
 
 import asyncio
-import os
 import signal
 import subprocess
 import sys
@@ -16,7 +15,7 @@ import pytest
 from temporalio.testing import WorkflowEnvironment
 
 from domain.sections import Level, resolve_sections
-from tests.e2e.conftest import STUB_KEY, requested_sections
+from tests.e2e.conftest import requested_sections, worker_env
 from tests.e2e.test_business_plan_e2e import new_client
 from wavelaunch import plans
 from workflows.business_plan import BusinessPlanWorkflow
@@ -41,17 +40,15 @@ def start_worker(env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
 async def test_killed_worker_resumes_without_paying_again(
     pool, temporal_env: WorkflowEnvironment, settings, stub, database_url, tmp_path
 ):
-    env = {
-        **os.environ,
-        "TEMPORAL_ADDRESS": temporal_env.client.service_client.config.target_host,
-        "DATABASE_URL": database_url,
-        "OPENAI_API_KEY": STUB_KEY,
-        "OPENAI_BASE_URL": stub.base_url,
-        "WAVELAUNCH_TASK_QUEUE": settings.task_queue,
-        "WAVELAUNCH_STATE_DIR": str(tmp_path / "state"),
+    env = worker_env(
+        temporal_env,
+        settings,
+        stub,
+        database_url,
+        WAVELAUNCH_STATE_DIR=str(tmp_path / "state"),
         # Two sections at a time, so the plan runs in waves and some finish before the kill.
-        "WAVELAUNCH_WORKER_MAX_CONCURRENT_ACTIVITIES": "2",
-    }
+        WAVELAUNCH_WORKER_MAX_CONCURRENT_ACTIVITIES="2",
+    )
     stub.add_faults([{"kind": "delay", "seconds": 3, "times": 100}])
     client_id = await new_client(pool)
     log = tmp_path / "worker.log"
