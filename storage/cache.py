@@ -13,7 +13,7 @@ import contextlib
 import json
 import logging
 import math
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
@@ -23,7 +23,7 @@ import asyncpg
 from asyncpg.pool import PoolConnectionProxy
 
 from storage import usage
-from storage.db import DB, connection, transaction
+from storage.db import DB, connection, session_lock, transaction
 
 log = logging.getLogger(__name__)
 
@@ -461,10 +461,9 @@ async def stats(pool: DB) -> dict[str, Any]:
 
 
 # -- single flight ----------------------------------------------------------------------------
-@contextlib.asynccontextmanager
-async def single_flight(
+def single_flight(
     pool: asyncpg.Pool, key: str, *, lock_timeout: float | None = None
-) -> AsyncIterator[PoolConnectionProxy]:
+) -> contextlib.AbstractAsyncContextManager[PoolConnectionProxy]:
     """Hold a session advisory lock on ``key`` so only one holder of the same key proceeds.
 
     A connection is taken from ``pool`` for the duration and yielded: use it for the cache calls
@@ -473,39 +472,14 @@ async def single_flight(
     there can be concurrent holders and waiters, or they deadlock on the pool.
 
     ``lock_timeout`` (seconds) bounds the wait for the lock (``TimeoutError``). The lock is
-    released on exit, whatever the exit (exception, cancellation); if the explicit unlock cannot
-    run, returning the connection to the pool does it (asyncpg resets a released connection with
-    ``pg_advisory_unlock_all()``, or closes it, which ends the session and its locks).
+    released on exit, whatever the exit (``storage.db.session_lock``).
     """
-    async with pool.acquire() as conn:
-        await conn.execute("SELECT pg_advisory_lock(hashtextextended($1, 0))", key, timeout=lock_timeout)
-        try:
-            yield conn
-        finally:
-            try:
-                await conn.execute("SELECT pg_advisory_unlock(hashtextextended($1, 0))", key)
-            except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError) as exc:
-                log.warning("cache: unlock of %r failed (%s); the pool reset releases it", key, exc)
+    return session_lock(pool, key, wait=lock_timeout)
 
 
-@contextlib.asynccontextmanager
-async def single_flight_many(
+def single_flight_many(
     pool: asyncpg.Pool, keys: Sequence[str], *, lock_timeout: float | None = None
-) -> AsyncIterator[PoolConnectionProxy]:
-    """:func:`single_flight` for several keys (a batch of sections) on one connection.
-
-    Locks are taken in sorted order, so two holders of overlapping key sets cannot deadlock, and
-    released in reverse on exit (or by the pool's reset, as in :func:`single_flight`)."""
-    async with pool.acquire() as conn:
-        taken: list[str] = []
-        try:
-            for key in sorted(set(keys)):
-                await conn.execute("SELECT pg_advisory_lock(hashtextextended($1, 0))", key, timeout=lock_timeout)
-                taken.append(key)
-            yield conn
-        finally:
-            for key in reversed(taken):
-                try:
-                    await conn.execute("SELECT pg_advisory_unlock(hashtextextended($1, 0))", key)
-                except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError) as exc:
-                    log.warning("cache: unlock of %r failed (%s); the pool reset releases it", key, exc)
+) -> contextlib.AbstractAsyncContextManager[PoolConnectionProxy]:
+    """:func:`single_flight` for several keys (a batch of sections) on one connection. Locks are
+    taken in sorted order, so two holders of overlapping key sets cannot deadlock."""
+    return session_lock(pool, *sorted(set(keys)), wait=lock_timeout)

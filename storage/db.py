@@ -48,8 +48,50 @@ async def _init_connection(conn: asyncpg.Connection) -> None:
     await conn.set_type_codec("jsonb", encoder=json.dumps, decoder=json.loads, schema="pg_catalog")
 
 
+@contextlib.asynccontextmanager
+async def session_lock(
+    pool: asyncpg.Pool, *keys: str | int, wait: float | None = None
+) -> AsyncIterator[PoolConnectionProxy]:
+    """A connection holding session advisory locks on ``keys`` (text keys hashed, integers as
+    they are), taken in the order given (sort them so two holders cannot deadlock) and released
+    in reverse on exit, whatever the exit. If a lock cannot be released, the connection is
+    closed, which ends its session and every lock with it: a connection never goes back to the
+    pool holding a lock (the pool does not reset released connections, ``_release_as_is``).
+    ``wait`` (seconds) bounds the wait for each lock (``TimeoutError``)."""
+    async with pool.acquire() as conn:
+        taken: list[str | int] = []
+        try:
+            for key in keys:
+                await conn.execute(f"SELECT pg_advisory_lock({_lock_id(key)})", key, timeout=wait)
+                taken.append(key)
+            yield conn
+        finally:
+            try:
+                for key in reversed(taken):
+                    await conn.execute(f"SELECT pg_advisory_unlock({_lock_id(key)})", key)
+            except BaseException as err:
+                log.warning("advisory unlock failed (%s); closing the connection instead", type(err).__name__)
+                conn.terminate()
+                if not isinstance(err, Exception):
+                    raise
+
+
+def _lock_id(key: str | int) -> str:
+    return "$1::bigint" if isinstance(key, int) else "hashtextextended($1, 0)"
+
+
+async def _release_as_is(conn: asyncpg.Connection) -> None:
+    """A released connection goes back to the pool as it is. asyncpg has already rolled back any
+    open transaction; our code leaves no other session state (no SET, LISTEN or cursor outside a
+    transaction, and the holders of session advisory locks, ``session_lock``, unlock them or
+    close the connection). asyncpg's default reset (unlock all, close all, unlisten, reset all)
+    would cost every query a second round trip."""
+
+
 async def create_pool(dsn: str, *, min_size: int = 1, max_size: int = 10) -> asyncpg.Pool:
-    pool = await asyncpg.create_pool(dsn, min_size=min_size, max_size=max_size, init=_init_connection)
+    pool = await asyncpg.create_pool(
+        dsn, min_size=min_size, max_size=max_size, init=_init_connection, reset=_release_as_is
+    )
     assert pool is not None
     return pool
 
@@ -67,25 +109,21 @@ def _migration_files() -> list[tuple[int, str, str]]:
 async def migrate(pool: asyncpg.Pool) -> list[str]:
     """Apply pending migrations, each in its own transaction; safe to run concurrently."""
     applied: list[str] = []
-    async with pool.acquire() as conn:
-        await conn.execute("SELECT pg_advisory_lock($1)", _MIGRATION_LOCK)
-        try:
-            await conn.execute(
-                """CREATE TABLE IF NOT EXISTS schema_migrations (
-                       version integer PRIMARY KEY, name text NOT NULL,
-                       applied_at timestamptz NOT NULL DEFAULT now())"""
-            )
-            done = {r["version"] for r in await conn.fetch("SELECT version FROM schema_migrations")}
-            for version, name, sql in _migration_files():
-                if version in done:
-                    continue
-                async with conn.transaction():
-                    await conn.execute(sql)
-                    await conn.execute("INSERT INTO schema_migrations (version, name) VALUES ($1, $2)", version, name)
-                applied.append(name)
-                log.info("applied migration %s", name)
-        finally:
-            await conn.execute("SELECT pg_advisory_unlock($1)", _MIGRATION_LOCK)
+    async with session_lock(pool, _MIGRATION_LOCK) as conn:
+        await conn.execute(
+            """CREATE TABLE IF NOT EXISTS schema_migrations (
+                   version integer PRIMARY KEY, name text NOT NULL,
+                   applied_at timestamptz NOT NULL DEFAULT now())"""
+        )
+        done = {r["version"] for r in await conn.fetch("SELECT version FROM schema_migrations")}
+        for version, name, sql in _migration_files():
+            if version in done:
+                continue
+            async with conn.transaction():
+                await conn.execute(sql)
+                await conn.execute("INSERT INTO schema_migrations (version, name) VALUES ($1, $2)", version, name)
+            applied.append(name)
+            log.info("applied migration %s", name)
     return applied
 
 

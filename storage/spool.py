@@ -3,11 +3,14 @@
 Between a model's answer and its writes (the usage row, the budget settlement, the section or
 summary row) a worker may die, and while Postgres is down that window lasts as long as the
 outage. So the answer and its rows are written here first (one small JSON file per piece of
-work, replaced atomically and fsynced), and each item is struck off once Postgres has it. A later
-attempt of the same work on this worker finds what is left: it writes the rows (idempotent by
-``call_id``), settles the reservations (idempotent) and stores the answer instead of buying it
-again. Section text stays out of Temporal's history (no heartbeat details): it lives here and in
-Postgres only. A spool without a directory keeps nothing (in-memory retries only).
+work, replaced atomically and fsynced), and each item is struck off once Postgres has it. A
+later attempt of the same work on this worker finds what is left: it writes the rows (idempotent
+by ``call_id``), settles the reservations (idempotent) and stores the answer instead of buying
+it again. Only what is added is written (and fsynced) before going on; an item struck off is
+struck off in memory, and the file is deleted once nothing is owed, because a file that still
+lists a paid item costs nothing more than doing that idempotent write again. Section text stays
+out of Temporal's history (no heartbeat details): it lives here and in Postgres only. A spool
+without a directory keeps nothing (in-memory retries only).
 """
 
 from __future__ import annotations
@@ -52,10 +55,21 @@ class Owed(BaseModel):
     def empty(self) -> bool:
         return not self.rows and not self.settlements and self.answer is None
 
+    def covers(self, other: Owed) -> bool:
+        """Whether everything ``other`` owes is listed here too (a recovery from this would redo it)."""
+        return (
+            self.rows.keys() >= other.rows.keys()
+            and self.settlements.keys() >= other.settlements.keys()
+            and (other.answer is None or other.answer == self.answer)
+        )
+
 
 class Spool:
     def __init__(self, directory: Path | None = None):
         self.directory = directory
+        # Per piece of work: what it owes now, and what its file lists (a superset of it).
+        self._owed: dict[str, Owed] = {}
+        self._listed: dict[str, Owed] = {}
 
     @property
     def enabled(self) -> bool:
@@ -66,7 +80,10 @@ class Spool:
         return self.directory / (hashlib.sha256(work.encode()).hexdigest()[:40] + ".json")
 
     def read(self, work: str) -> Owed | None:
-        """What ``work`` still owes, or None (nothing, or no spool)."""
+        """What ``work``'s file lists (it may still list paid items: redoing them is harmless),
+        or None (nothing, or no spool)."""
+        self._owed.pop(work, None)
+        self._listed.pop(work, None)
         if self.directory is None:
             return None
         try:
@@ -87,6 +104,8 @@ class Spool:
         path = self._path(work)
         if owed.empty:
             path.unlink(missing_ok=True)
+            self._owed.pop(work, None)
+            self._listed.pop(work, None)
             return
         self.directory.mkdir(parents=True, exist_ok=True)
         tmp = path.with_suffix(".tmp")
@@ -95,14 +114,22 @@ class Spool:
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
+        self._owed[work] = owed.model_copy(deep=True)
+        self._listed[work] = owed.model_copy(deep=True)
 
     def update(self, work: str, change: Any) -> None:
-        """Read, ``change(owed)`` in place, write back (no await in between: one event loop)."""
+        """``change(owed)`` on what ``work`` owes (no await in between: one event loop). What it
+        adds is on disk before this returns; what it strikes off is not rewritten (the file is
+        deleted once nothing is owed)."""
         if self.directory is None:
             return
-        owed = self.read(work) or Owed()
+        if work not in self._owed:
+            self._owed[work] = self.read(work) or Owed()
+            self._listed[work] = self._owed[work].model_copy(deep=True)
+        owed = self._owed[work]
         change(owed)
-        self.write(work, owed)
+        if owed.empty or not self._listed[work].covers(owed):
+            self.write(work, owed)
 
     def pending(self) -> int:
         """How many pieces of work owe something (for logs and tests)."""

@@ -9,7 +9,14 @@ with workflow.unsafe.imports_passed_through():
     from activities.plan import PlanActivities
     from domain.sections import DocumentKind
     from workflows.failures import tell_crm_failed
-    from workflows.fanout import FollowsClientUpdates, run_sections, service_tier, set_status, waits_for_budget
+    from workflows.fanout import (
+        FollowsClientUpdates,
+        run_sections,
+        run_step,
+        service_tier,
+        set_status,
+        waits_for_budget,
+    )
     from workflows.models import (
         AssembleRequest,
         PlanInputs,
@@ -67,7 +74,7 @@ class BusinessPlanWorkflow(FollowsClientUpdates):
         info = workflow.info()
         while True:
             try:
-                document = await workflow.execute_activity_method(
+                document = await run_step(
                     PlanActivities.assemble_document,
                     AssembleRequest(
                         client_id=request.client_id,
@@ -77,8 +84,8 @@ class BusinessPlanWorkflow(FollowsClientUpdates):
                         run_id=info.run_id,
                         sections=sections,
                     ),
-                    start_to_close_timeout=ASSEMBLE_TIMEOUT,
-                    retry_policy=STORAGE_RETRY,
+                    limit=ASSEMBLE_TIMEOUT,
+                    retry=STORAGE_RETRY,
                 )
                 break
             except ActivityError as err:
@@ -100,12 +107,7 @@ class BusinessPlanWorkflow(FollowsClientUpdates):
         """Prepare, then every section concurrently; fails the plan if any section failed."""
         assert self._progress is not None
         self._set_status("preparing")
-        inputs = await workflow.execute_activity_method(
-            PlanActivities.prepare_plan,
-            request,
-            start_to_close_timeout=PREPARE_TIMEOUT,
-            retry_policy=STORAGE_RETRY,
-        )
+        inputs = await run_step(PlanActivities.prepare_plan, request, limit=PREPARE_TIMEOUT, retry=STORAGE_RETRY)
         self._progress.sections = [SectionProgress(section_key=k) for k in inputs.sections]
         self._set_status("generating")
 

@@ -20,7 +20,7 @@ with workflow.unsafe.imports_passed_through():
     from tokenopt.service_tiers import ServiceTier
     from workflows.deadline_batch import batch_what_can_wait
     from workflows.failures import tell_crm_failed
-    from workflows.fanout import FollowsClientUpdates, run_deadline, run_sections, service_tier, set_status
+    from workflows.fanout import FollowsClientUpdates, run_deadline, run_sections, run_step, service_tier, set_status
     from workflows.models import (
         DeliverableAssembleRequest,
         DeliverableInputs,
@@ -79,7 +79,7 @@ class DeliverableWorkflow(FollowsClientUpdates):
 
         self._set_status("assembling")
         info = workflow.info()
-        documents = await workflow.execute_activity_method(
+        documents = await run_step(
             DeliverableActivities.assemble_deliverable,
             DeliverableAssembleRequest(
                 client_id=inputs.client_id,
@@ -90,8 +90,8 @@ class DeliverableWorkflow(FollowsClientUpdates):
                 documents=inputs.documents,
                 sections=[*shared, *rest],
             ),
-            start_to_close_timeout=ASSEMBLE_TIMEOUT,
-            retry_policy=STORAGE_RETRY,
+            limit=ASSEMBLE_TIMEOUT,
+            retry=STORAGE_RETRY,
         )
         self._set_status("completed")
         return DeliverableResult(
@@ -108,11 +108,8 @@ class DeliverableWorkflow(FollowsClientUpdates):
         """Prepare, then the shared sections, then the rest; fails the month if any failed."""
         assert self._progress is not None
         self._set_status("preparing")
-        inputs = await workflow.execute_activity_method(
-            DeliverableActivities.prepare_deliverable,
-            request,
-            start_to_close_timeout=PREPARE_TIMEOUT,
-            retry_policy=STORAGE_RETRY,
+        inputs = await run_step(
+            DeliverableActivities.prepare_deliverable, request, limit=PREPARE_TIMEOUT, retry=STORAGE_RETRY
         )
         progress = {k: SectionProgress(section_key=k) for k in (*inputs.shared_sections, *inputs.sections)}
         self._progress.sections = list(progress.values())

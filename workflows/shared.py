@@ -21,6 +21,8 @@ def failure_message(err: BaseException) -> str:
 SECTION_BATCHES_PATCH = "section-batches"
 # workflow.patched id of the wait on a durable timer for a section refused by a rate limit.
 RATE_LIMIT_WAIT_PATCH = "rate-limit-wait"
+# workflow.patched id of a document's prepare and assemble steps run as local activities.
+LOCAL_STEPS_PATCH = "local-prepare-assemble"
 
 
 def rate_limit_wait(err: ActivityError) -> timedelta | None:

@@ -48,3 +48,20 @@ def test_no_directory_keeps_nothing() -> None:
     spool = Spool()
     spool.write("w", owed())
     assert spool.read("w") is None and spool.pending() == 0
+
+
+def test_an_addition_is_on_disk_at_once_and_a_strike_off_is_not_rewritten(tmp_path: Path) -> None:
+    spool = Spool(tmp_path)
+    spool.update("w", lambda o: o.rows.__setitem__("c1", owed().rows["c1"]))
+    assert Spool(tmp_path).read("w") == Owed(rows=owed().rows)  # another process sees the addition
+    [path] = tmp_path.glob("*.json")
+    listed = path.read_bytes()
+    spool.update("w", lambda o: o.settlements.__setitem__("7", owed().settlements["7"]))
+    assert Spool(tmp_path).read("w") == Owed(rows=owed().rows, settlements=owed().settlements)
+    listed = path.read_bytes()
+    spool.update("w", lambda o: o.rows.pop("c1"))  # paid: struck off in memory only
+    assert path.read_bytes() == listed
+    # The file still lists the paid row (redoing it is idempotent); this spool knows it is paid,
+    # so paying the settlement as well leaves nothing owed and the file goes.
+    spool.update("w", lambda o: o.settlements.pop("7"))
+    assert list(tmp_path.iterdir()) == []
