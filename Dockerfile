@@ -22,9 +22,12 @@ ENV UV_COMPILE_BYTECODE=1 \
 WORKDIR /src
 
 # Dependencies first, from the lock alone, so this layer is rebuilt only when the lock changes.
+# dev/pyproject.toml only names the workspace's development package (test doubles, benchmarks),
+# which --no-dev leaves out; uv reads it to check the lock.
 RUN --mount=type=cache,target=/root/.cache/uv \
     --mount=type=bind,source=uv.lock,target=uv.lock \
     --mount=type=bind,source=pyproject.toml,target=pyproject.toml \
+    --mount=type=bind,source=dev/pyproject.toml,target=dev/pyproject.toml \
     uv sync --locked --no-dev --no-install-project --no-editable
 
 # Then the project itself, as a regular (non-editable) install: the runtime stage copies only

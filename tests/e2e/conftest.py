@@ -19,9 +19,9 @@ from temporalio.client import Client, WorkflowExecution, WorkflowExecutionStatus
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
-from llm.stub_server import StubServer
 from stack import postgres
 from storage import db
+from stubs.llm_server import StubServer
 from tests.conftest import venv_binary
 from wavelaunch.runtime import (
     LLMConfig,

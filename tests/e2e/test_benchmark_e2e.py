@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
+from bench import cost, studio
+from bench.workload import EventKind, workload_studio, workload_v1
 from tokenopt.pricing import UnknownModelPrice
-from wavelaunch.bench import cost, studio
-from wavelaunch.bench.workload import EventKind, workload_studio, workload_v1
 from wavelaunch.runtime import LLMConfig, plan_dependencies
 from wavelaunch.settings import Settings
 
@@ -90,8 +90,8 @@ async def test_tiny_studio_months_report_every_arm_and_the_bound_is_below_redund
 
 
 async def test_tiny_budget_race_never_goes_over_the_limit_with_reservations(tmp_path):
+    from bench import budget
     from domain.sections import Level
-    from wavelaunch.bench import budget
 
     settings = Settings.model_validate({"state_dir": tmp_path})
     report = await budget.run(
@@ -107,7 +107,7 @@ async def test_tiny_budget_race_never_goes_over_the_limit_with_reservations(tmp_
 
 
 async def test_tiny_webhook_bench_answers_every_delivery_and_sends_every_start(tmp_path):
-    from wavelaunch.bench import webhooks
+    from bench import webhooks
 
     settings = Settings.model_validate({"state_dir": tmp_path})
     report = await webhooks.run(settings, requests=30, rate=30)

@@ -14,9 +14,9 @@ from temporalio.exceptions import ApplicationError
 from domain.client import parse_client
 from domain.outputs import output_model
 from domain.sections import Level, UnknownSection, resolve_sections
-from llm.stub_server import StubServer
 from storage import clients, documents, usage
 from storage.clients import UnknownClient
+from stubs.llm_server import StubServer
 from tests.e2e.conftest import section_requests
 from wavelaunch import plans
 from wavelaunch.commands import sample_client_file

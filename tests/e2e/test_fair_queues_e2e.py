@@ -13,13 +13,13 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from temporalio.client import Client
 
+from bench.workload import make_clients
 from domain.client import parse_client
 from domain.queues import Lane
 from domain.sections import Level
-from llm.stub_server import StubServer
+from stubs.llm_server import StubServer
 from tests.e2e.conftest import finished, make_settings
 from wavelaunch import plans
-from wavelaunch.bench.workload import make_clients
 from wavelaunch.intake import accept_client
 from wavelaunch.runtime import LLMConfig, build_worker, close_dependencies, plan_dependencies
 from wavelaunch.settings import Settings

@@ -31,9 +31,9 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 from crm.app import create_app
 from crm.intake import Intake
 from domain.sections import Level, resolve_sections
-from llm.stub_server import StubServer
 from stack import postgres, temporal
 from storage import db
+from stubs.llm_server import StubServer
 from tests.e2e.conftest import closed_runs, finished, make_settings, worker_env
 from tests.e2e.test_business_plan_e2e import new_client
 from tests.e2e.test_webhooks_e2e import SECRET, delivery, record

@@ -8,7 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from llm.stub_server import StubServer
+from stubs.llm_server import StubServer
 from tests.e2e.conftest import STUB_KEY
 
 SECTIONS = ("market_analysis", "m1_brand_architecture__kpis")

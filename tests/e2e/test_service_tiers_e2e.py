@@ -12,7 +12,7 @@ import pytest
 from temporalio.client import Client
 
 from domain.sections import Level
-from llm.stub_server import StubServer
+from stubs.llm_server import StubServer
 from tests.e2e.conftest import make_settings, section_requests
 from tests.e2e.test_budgets_e2e import running_worker
 from tests.e2e.test_business_plan_e2e import new_client

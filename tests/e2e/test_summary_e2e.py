@@ -11,10 +11,10 @@ from temporalio.client import WorkflowFailureError
 from temporalio.exceptions import ApplicationError
 
 from domain.summaries import InvalidMessages, NewMessage, ThreadSummary, parse_threads
-from llm.stub_server import StubServer
 from storage import messages, summaries
 from storage.clients import UnknownClient
 from storage.messages import UnknownThread
+from stubs.llm_server import StubServer
 from tests.e2e.test_business_plan_e2e import new_client
 from tokenopt.counting import count_tokens
 from tokenopt.summary_prompts import THREAD_STEP_TOKENS

@@ -11,7 +11,7 @@ from domain import deliverables
 from domain.client import parse_client
 from domain.outputs import batch_json_schema, batch_output_model, batch_schema_name, output_model
 from domain.sections import BUSINESS_PLAN_SECTIONS, DocumentKind
-from llm.stub_server import ChatRequest, batch_target_tokens, generate_content
+from stubs.llm_server import ChatRequest, batch_target_tokens, generate_content
 from tokenopt.batching import Candidate, choose_batches, estimate
 from tokenopt.counting import count_tokens
 from tokenopt.prompts import build_batch_prompt, build_section_prompt
@@ -167,7 +167,7 @@ def test_the_stub_answers_a_batch_with_each_members_target():
 
 
 def test_a_fault_naming_a_member_matches_its_batch_and_one_naming_the_batch_matches_only_batches():
-    from llm.stub_server import StubState, parse_fault_rule
+    from stubs.llm_server import StubState, parse_fault_rule
 
     state = StubState()
     state.add_faults(

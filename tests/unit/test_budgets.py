@@ -22,8 +22,8 @@ from domain.budgets import (
     use_fraction,
 )
 from domain.outputs import output_model, strict_json_schema
-from llm.stub_server import parse_chat_request
-from llm.stub_server import prompt_tokens as stub_prompt_tokens
+from stubs.llm_server import parse_chat_request
+from stubs.llm_server import prompt_tokens as stub_prompt_tokens
 from tokenopt import pricing
 from tokenopt.estimate import estimate_call, prompt_tokens
 

@@ -270,3 +270,16 @@ def test_dockerfile_installs_the_lock_without_dev_or_local_extras() -> None:
     for line in syncs:
         assert "--locked" in line and "--no-dev" in line, line
         assert "--all-extras" not in line and "--extra" not in line, line
+
+
+def test_dockerfile_gives_uv_every_workspace_member_before_the_dependency_layer() -> None:
+    """uv reads every workspace member's pyproject.toml to check the lock, even with --no-dev;
+    the dependency layer only sees what is mounted, and the context must keep those files."""
+    members = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["uv"]["workspace"]["members"]
+    text = re.sub(r"\\\n", " ", DOCKERFILE.read_text())
+    [deps_layer] = [line for line in text.splitlines() if "uv sync" in line and "--no-install-project" in line]
+    ignored = (ROOT / ".dockerignore").read_text().splitlines()
+    for member in members:
+        assert f"source={member}/pyproject.toml,target={member}/pyproject.toml" in deps_layer, member
+        hidden = any(line.rstrip("/*") == member for line in ignored)
+        assert not hidden or f"!{member}/pyproject.toml" in ignored, member

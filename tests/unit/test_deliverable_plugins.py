@@ -9,7 +9,7 @@ from domain import deliverables
 from domain.cache_policy import policy
 from domain.outputs import output_model, schema_name
 from domain.sections import DocumentKind, UnknownSection, section
-from llm.stub_server import section_from_schema_name, target_tokens
+from stubs.llm_server import section_from_schema_name, target_tokens
 from tokenopt.prompts import build_section_prompt
 from tokenopt.routing import Tier, tier_for
 

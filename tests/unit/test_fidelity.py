@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from bench.workload import make_clients
 from domain import deliverables as dlv
 from domain.needs import needed_fields
 from domain.sections import BUSINESS_PLAN_SECTIONS, DocumentKind, section
@@ -28,7 +29,6 @@ from tokenopt.fidelity import (
 from tokenopt.projection import truncate_sentences
 from tokenopt.prompts import build_section_prompt
 from tokenopt.summary_prompts import build_client_prompt, build_thread_prompt
-from wavelaunch.bench.workload import make_clients
 from wavelaunch.commands import sample_client_file
 
 MODEL = "gpt-4.1"

@@ -15,8 +15,8 @@ from domain.outputs import output_model, schema_name, strict_json_schema
 from domain.sections import BUSINESS_PLAN_SECTIONS, section
 from llm.client import LOCAL_MAX_TOKENS, LLMClient
 from llm.errors import LLMError
-from llm.stub_server import StubServer
 from llm.timeouts import LOCAL_SECONDS_PER_TOKEN, REMOTE_SECONDS_PER_TOKEN, CallTimeouts
+from stubs.llm_server import StubServer
 from wavelaunch.runtime import LLMConfig, call_timeouts
 from wavelaunch.settings import Settings
 from workflows.shared import FINAL_ERRORS, SECTION_START_TO_CLOSE

@@ -6,14 +6,14 @@ import json
 
 import pytest
 
+from bench.lower_bound import lower_bound, parse_models
+from bench.workload import Event, EventKind, Workload
 from domain import deliverables
 from domain.needs import needs
 from domain.sections import DocumentKind
 from domain.summaries import CLIENT_SUMMARY, THREAD_SUMMARY
 from tokenopt.counting import count_messages, count_tokens
 from tokenopt.projection import project
-from wavelaunch.bench.lower_bound import lower_bound, parse_models
-from wavelaunch.bench.workload import Event, EventKind, Workload
 from wavelaunch.commands import sample_client_file
 
 MODEL = "gpt-4.1-nano"

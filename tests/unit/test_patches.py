@@ -8,8 +8,8 @@ import pytest
 
 from domain.outputs import SectionPatch, patch_schema_name, strict_json_schema
 from domain.sections import section
-from llm.stub_server import PATCH_FILL, answer_body, parse_chat_request
-from llm.stub_server import StubState as _State  # noqa: N814
+from stubs.llm_server import PATCH_FILL, answer_body, parse_chat_request
+from stubs.llm_server import StubState as _State  # noqa: N814
 from tokenopt.counting import count_tokens
 from tokenopt.patches import (
     MAX_CHANGED_FIELDS,

@@ -14,7 +14,7 @@ from llm import batch_api
 from llm.batch_api import BatchLine
 from llm.client import LLMClient
 from llm.errors import LLMError
-from llm.stub_server import StubServer
+from stubs.llm_server import StubServer
 
 KEY = "test-key"
 SECTIONS = ["market_analysis", "executive_summary"]

@@ -20,7 +20,7 @@ from openai import AsyncOpenAI
 
 from domain.outputs import output_model, schema_name, strict_json_schema
 from domain.sections import section
-from llm.stub_server import (
+from stubs.llm_server import (
     CACHE_IDLE_SECONDS,
     CACHE_MIN_TOKENS,
     CACHE_STEP_TOKENS,
@@ -417,7 +417,7 @@ def test_stop_is_quick_while_a_delayed_request_is_in_flight() -> None:
 
 def test_runs_as_a_separate_process(unused_port: int) -> None:
     proc = subprocess.Popen(
-        [sys.executable, "-m", "llm.stub_server", "--port", str(unused_port), "--api-key", KEY],
+        [sys.executable, "-m", "stubs.llm_server", "--port", str(unused_port), "--api-key", KEY],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )

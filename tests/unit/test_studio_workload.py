@@ -8,12 +8,12 @@ from collections import defaultdict
 
 import pytest
 
+from bench import studio
+from bench.naive_arm import stored_messages
+from bench.workload import DAY, MONTH_DAYS, EventKind, workload_studio
 from domain.sections import Level, resolve_sections
 from tokenopt import naive
 from tokenopt.counting import count_messages
-from wavelaunch.bench import studio
-from wavelaunch.bench.naive_arm import stored_messages
-from wavelaunch.bench.workload import DAY, MONTH_DAYS, EventKind, workload_studio
 from wavelaunch.commands import sample_client_file
 
 RECORD = json.loads(sample_client_file().read_text())
@@ -155,7 +155,7 @@ def test_studio_seeds_report_the_spread_of_their_ratios():
 
 
 def test_the_docs_tables_come_from_the_json():
-    from wavelaunch.bench.studio_markdown import tables
+    from bench.studio_markdown import tables
 
     def arm(tokens: int, cost: float) -> dict:
         kind = {"total_tokens": tokens // 3, "cost": cost / 3}

@@ -17,7 +17,7 @@ from domain.summaries import (
     ThreadSummary,
     parse_threads,
 )
-from llm.stub_server import target_tokens
+from stubs.llm_server import target_tokens
 from tokenopt.counting import count_messages, count_tokens
 from tokenopt.naive import naive_summary_messages, naive_summary_tokens
 from tokenopt.redaction import redact

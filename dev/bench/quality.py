@@ -31,6 +31,8 @@ import openai
 from openai import AsyncOpenAI
 from pydantic import BaseModel, ConfigDict, Field
 
+from bench.totals import Totals
+from bench.workload import make_clients
 from domain import deliverables
 from domain.needs import needed_fields
 from domain.outputs import output_model, schema_name, strict_json_schema
@@ -41,8 +43,6 @@ from tokenopt.projection import full_record
 from tokenopt.prompts import build_section_prompt
 from tokenopt.routing import ModelRouter, tier_for
 from tokenopt.techniques import Technique, Techniques
-from wavelaunch.bench.totals import Totals
-from wavelaunch.bench.workload import make_clients
 from wavelaunch.settings import Settings
 
 # One section per routing tier and document kind: the premium, standard and economy models all

@@ -33,6 +33,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from bench.totals import Totals
+from bench.workload import Event, EventKind, Workload
 from domain import deliverables
 from domain.needs import needs
 from domain.sections import BUSINESS_PLAN_SECTIONS, DocumentKind, SectionSpec
@@ -40,8 +42,6 @@ from domain.summaries import CLIENT_SUMMARY, THREAD_SUMMARY
 from tokenopt import pricing
 from tokenopt.counting import count_messages, count_tokens
 from tokenopt.projection import project
-from wavelaunch.bench.totals import Totals
-from wavelaunch.bench.workload import Event, EventKind, Workload
 
 METHOD = "independent"
 # Per earlier document, what a month that builds on it must at least be told: its title and

@@ -22,14 +22,14 @@ import asyncpg
 from temporalio.client import WorkflowFailureError
 
 from activities.budget_guard import BudgetGuard
+from bench.cost import STUB_KEY, bench_stack, fresh_arm, llm_config
+from bench.workload import make_clients
 from domain.budgets import BudgetScope, BudgetSpec, Period
 from domain.client import parse_client
 from domain.sections import Level, resolve_sections
-from llm.stub_server import StubServer
 from storage import budgets, db
+from stubs.llm_server import StubServer
 from wavelaunch import plans
-from wavelaunch.bench.cost import STUB_KEY, bench_stack, fresh_arm, llm_config
-from wavelaunch.bench.workload import make_clients
 from wavelaunch.intake import accept_client
 from wavelaunch.runtime import build_worker, close_dependencies, connect_temporal, ensure_search_attributes
 from wavelaunch.runtime import plan_dependencies as build_dependencies

@@ -27,11 +27,11 @@ from typing import Any
 import aiohttp
 import httpx
 
+from bench.cost import bench_stack
+from bench.workload import make_clients
 from crm import signature
 from stack.processes import free_port
 from storage import db, workflow_starts
-from wavelaunch.bench.cost import bench_stack
-from wavelaunch.bench.workload import make_clients
 from wavelaunch.settings import Settings
 
 SECRET = "bench-secret"

@@ -5,7 +5,7 @@ Arms:
   every client field, the request), the top model, no cache, full regeneration on any change,
   and a failure mid-way restarts the document from scratch (the cut-off half is still billed).
 - optimized: everything this project does, through the real workflow, worker and Postgres.
-- lower bound: the independent lower bound of the workload (``wavelaunch.bench.lower_bound``:
+- lower bound: the independent lower bound of the workload (``bench.lower_bound``:
   every distinct section once at its catalogue size with a minimal prompt, revisions as patches,
   on the economy model), never read from a ledger.
 - ablations: optimized with one technique switched off at a time.
@@ -29,16 +29,16 @@ import asyncpg
 from openai import AsyncOpenAI
 
 import stack
+from bench.lower_bound import lower_bound
+from bench.totals import Totals
+from bench.workload import Event, EventKind, Workload
 from domain.client import parse_client
 from domain.sections import Level, resolve_sections
-from llm.stub_server import TARGET_HEADER, StubServer
 from storage import cache, db
+from stubs.llm_server import TARGET_HEADER, StubServer
 from tokenopt import naive, pricing
 from tokenopt.techniques import Technique
 from wavelaunch import plans
-from wavelaunch.bench.lower_bound import lower_bound
-from wavelaunch.bench.totals import Totals
-from wavelaunch.bench.workload import Event, EventKind, Workload
 from wavelaunch.intake import accept_client
 from wavelaunch.runtime import (
     LLMConfig,
@@ -259,7 +259,7 @@ async def run(workload: Workload, base: Settings, arms: list[str] | None = None)
 
 
 def independent_bound(workload: Workload, base: Settings) -> Totals:
-    """The independent lower bound (``wavelaunch.bench.lower_bound``), all kinds together."""
+    """The independent lower bound (``bench.lower_bound``), all kinds together."""
     out = Totals(extra={"method": "independent"})
     for t in lower_bound(workload, base.model_economy).kinds.values():
         out.calls += t.calls

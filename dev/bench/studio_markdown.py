@@ -1,6 +1,6 @@
 """The tables of docs/benchmarks.md's studio section, from a ``bench studio`` JSON file.
 
-``uv run python -m wavelaunch.bench.studio_markdown docs/results/studio-....json`` prints them,
+``uv run python -m bench.studio_markdown docs/results/studio-....json`` prints them,
 so refreshing the doc after a re-run is a paste, not a transcription. Figures are means over
 the seeds, with the range (min–max) where a ratio is shown.
 """
@@ -134,7 +134,7 @@ def tables(result: dict[str, Any]) -> str:
 def main(argv: list[str] | None = None) -> None:
     args = sys.argv[1:] if argv is None else argv
     if len(args) != 1:
-        raise SystemExit("usage: python -m wavelaunch.bench.studio_markdown RESULT.json")
+        raise SystemExit("usage: python -m bench.studio_markdown RESULT.json")
     print(tables(json.loads(Path(args[0]).read_text())))
 
 

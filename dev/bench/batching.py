@@ -17,13 +17,13 @@ from typing import Any
 import asyncpg
 from rich.table import Table
 
+from bench import cost
+from bench.workload import workload_v1
 from domain.client import parse_client
 from domain.sections import Level
-from llm.stub_server import StubServer
 from storage import db
+from stubs.llm_server import StubServer
 from wavelaunch import plans
-from wavelaunch.bench import cost
-from wavelaunch.bench.workload import workload_v1
 from wavelaunch.intake import accept_client
 from wavelaunch.runtime import (
     build_worker,

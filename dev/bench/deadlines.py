@@ -40,16 +40,16 @@ from typing import Any
 import asyncpg
 from temporalio.client import Client
 
+from bench import naive_arm
+from bench.cost import STUB_KEY, bench_stack, fresh_arm, llm_config
+from bench.studio import ArmTotals
+from bench.workload import Event, EventKind, Workload
 from domain.client import parse_client
 from domain.sections import Level
 from domain.summaries import Author, NewMessage, ThreadInput
-from llm.stub_server import StubServer
 from storage import db
+from stubs.llm_server import StubServer
 from wavelaunch import plans
-from wavelaunch.bench import naive_arm
-from wavelaunch.bench.cost import STUB_KEY, bench_stack, fresh_arm, llm_config
-from wavelaunch.bench.studio import ArmTotals
-from wavelaunch.bench.workload import Event, EventKind, Workload
 from wavelaunch.intake import accept_client
 from wavelaunch.runtime import (
     build_worker,

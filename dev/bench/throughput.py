@@ -27,14 +27,14 @@ from typing import Any
 from temporalio.client import Client
 from temporalio.worker import Worker
 
+from bench.bare_fanout import BareFanout, bare_sleep
+from bench.cost import STUB_KEY, bench_stack
+from bench.workload import make_clients
 from domain.client import parse_client
 from domain.sections import Level
-from llm.stub_server import StubServer
 from storage import db
+from stubs.llm_server import StubServer
 from wavelaunch import plans
-from wavelaunch.bench.bare_fanout import BareFanout, bare_sleep
-from wavelaunch.bench.cost import STUB_KEY, bench_stack
-from wavelaunch.bench.workload import make_clients
 from wavelaunch.intake import accept_client
 from wavelaunch.runtime import connect_temporal, ensure_search_attributes
 from wavelaunch.settings import Settings

@@ -12,13 +12,13 @@ import time
 import uuid
 from typing import Any
 
+from bench.cost import STUB_KEY, bench_stack, llm_config
+from bench.workload import make_clients
 from domain.client import parse_client
 from domain.sections import Level
-from llm.stub_server import StubServer
 from storage import db
+from stubs.llm_server import StubServer
 from wavelaunch import plans
-from wavelaunch.bench.cost import STUB_KEY, bench_stack, llm_config
-from wavelaunch.bench.workload import make_clients
 from wavelaunch.intake import accept_client
 from wavelaunch.runtime import (
     build_worker,

@@ -27,14 +27,14 @@ from typing import Any, Literal
 
 from openai import AsyncOpenAI
 
+from bench.totals import Totals
+from bench.workload import Event, EventKind, Workload
 from domain import deliverables
 from domain.sections import Level, SectionSpec, resolve_sections
 from domain.summaries import CLIENT_SUMMARY, THREAD_SUMMARY, Author, ThreadMessage
-from llm.stub_server import TARGET_HEADER, StubServer
+from stubs.llm_server import TARGET_HEADER, StubServer
 from tokenopt import naive, pricing
 from tokenopt.counting import count_tokens
-from wavelaunch.bench.totals import Totals
-from wavelaunch.bench.workload import Event, EventKind, Workload
 
 KINDS = ("business_plan", "deliverable", "summary")
 History = Literal["previous_month", "all_months_text", "none"]

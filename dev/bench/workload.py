@@ -1,7 +1,7 @@
 """The benchmark workload as a list of events, so later document kinds extend the same list.
 
 Workload v1's clients are the sample client with a few varied values (``make_clients``); the
-studio months' clients have every fact drawn per client (``wavelaunch.bench.synthetic``) or are
+studio months' clients have every fact drawn per client (``bench.synthetic``) or are
 a studio's own record varied per client. Everything is derived from the seed, so two runs with
 the same seed see the same workload.
 """
@@ -16,9 +16,9 @@ from typing import Any
 
 from pydantic import BaseModel
 
+from bench import synthetic
 from domain import deliverables
 from domain.client import KNOWN_FIELDS
-from wavelaunch.bench import synthetic
 from wavelaunch.commands import sample_client_file
 
 # Workload v1's clients, as measured before: the first ten names of the synthetic lists.

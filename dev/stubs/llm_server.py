@@ -2,7 +2,7 @@
 
 It speaks enough of the real wire format for the official ``openai`` client to parse its answers
 (``/v1/chat/completions``, ``/v1/embeddings``, ``/v1/models``, and the Batch API in
-``llm.stub_batches``), and it is honest about tokens:
+``stubs.batches``), and it is honest about tokens:
 
 * Every answer to a section has the same size whatever the prompt (DESIGN.md §7), so no
   benchmark arm can win by making the model answer shorter.
@@ -19,7 +19,7 @@ Tests steer it through control endpoints under ``/_stub`` (fault injection, requ
 response; a ``resource_unavailable`` fault refuses flex requests with OpenAI's 429.
 Auth (``api_key``) and the model allowlist (``models``) apply to every ``/v1`` endpoint, the
 embeddings model included; ``/_stub`` needs no key.
-Run it in-process with :class:`StubServer` or as a process with ``python -m llm.stub_server``.
+Run it in-process with :class:`StubServer` or as a process with ``python -m stubs.llm_server``.
 """
 
 from __future__ import annotations
@@ -52,8 +52,8 @@ from starlette.routing import Route
 from domain import deliverables, summaries
 from domain.outputs import BATCH_SCHEMA_KEY, PATCH_SCHEMA_KEY
 from domain.sections import UnknownSection, section
-from llm.stub_batches import ROUTES as BATCH_ROUTES
-from llm.stub_batches import BatchStore, parse_batch_fault
+from stubs.batches import ROUTES as BATCH_ROUTES
+from stubs.batches import BatchStore, parse_batch_fault
 from tokenopt.counting import count_messages, count_tokens, decode, encode
 
 DEFAULT_TARGET_TOKENS = 200
@@ -835,7 +835,7 @@ class StubState:
     _wake: asyncio.Event | None = field(default=None, repr=False)
     _loop: asyncio.AbstractEventLoop | None = field(default=None, repr=False)
     _closing: bool = field(default=False, repr=False)
-    # The Batch API's files and batches (llm.stub_batches), answered by this state's chat code.
+    # The Batch API's files and batches (stubs.batches), answered by this state's chat code.
     batches: BatchStore = field(default_factory=BatchStore, repr=False)
 
     def __post_init__(self) -> None:
@@ -1461,7 +1461,7 @@ class StubServer:
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    """``python -m llm.stub_server``: serve in the foreground until interrupted."""
+    """``python -m stubs.llm_server``: serve in the foreground until interrupted."""
     parser = argparse.ArgumentParser(description="Deterministic OpenAI-compatible stub")
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8099)

@@ -30,18 +30,18 @@ from typing import Any
 import asyncpg
 from temporalio.client import Client, WorkflowFailureError
 
+from bench import naive_arm
+from bench.cost import STUB_KEY, Totals, arm_settings, bench_stack, fresh_arm, llm_config
+from bench.lower_bound import METHOD, lower_bound
+from bench.workload import Event, EventKind, Workload
 from domain import deliverables
 from domain.client import parse_client
 from domain.sections import Level
 from domain.summaries import Author, NewMessage, ThreadInput
-from llm.stub_server import StubServer
 from storage import db
+from stubs.llm_server import StubServer
 from tokenopt.fidelity import fidelity_of_requests
 from wavelaunch import plans
-from wavelaunch.bench import naive_arm
-from wavelaunch.bench.cost import STUB_KEY, Totals, arm_settings, bench_stack, fresh_arm, llm_config
-from wavelaunch.bench.lower_bound import METHOD, lower_bound
-from wavelaunch.bench.workload import Event, EventKind, Workload
 from wavelaunch.intake import accept_client
 from wavelaunch.runtime import (
     build_worker,

@@ -23,13 +23,13 @@ from typing import Any
 
 from openai import AsyncOpenAI
 
+from bench.cost import STUB_KEY, Totals, bench_stack, ledger_totals, llm_config
 from domain.client import parse_client
 from domain.outputs import schema_name, strict_json_schema
 from domain.summaries import CLIENT_SUMMARY, THREAD_SUMMARY, ClientSummary, NewMessage, ThreadMessage, ThreadSummary
-from llm.stub_server import StubServer
 from storage import db, messages
+from stubs.llm_server import StubServer
 from tokenopt import naive, pricing
-from wavelaunch.bench.cost import STUB_KEY, Totals, bench_stack, ledger_totals, llm_config
 from wavelaunch.commands import load_records, sample_client_file
 from wavelaunch.intake import accept_client
 from wavelaunch.runtime import build_worker, close_dependencies, connect_temporal, ensure_search_attributes

@@ -8,7 +8,7 @@ file holds one line per request, answered by the same code as ``/v1/chat/complet
 and token counts match). Faults (``POST /_stub/batch_faults``): a failed batch, an expired batch,
 a line answered with an error, a line whose answer is not valid JSON.
 
-This module does not import ``llm.stub_server``: the stub hands it its answer function.
+This module does not import ``stubs.llm_server``: the stub hands it its answer function.
 """
 
 from __future__ import annotations

@@ -1,0 +1,1 @@
+"""Test doubles served over real HTTP: the OpenAI-compatible LLM stub and its Batch API."""
