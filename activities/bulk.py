@@ -23,7 +23,8 @@ from temporalio.exceptions import ApplicationError
 from activities.durable import persist
 from activities.plan import PlanActivities, PlanDependencies
 from activities.writer import as_application_error, parse_answer
-from domain.sections import DocumentKind, UnknownSection, resolve_sections
+from domain.catalogue.plan import resolve_sections
+from domain.sections import DocumentKind, UnknownSection
 from llm import batch_api
 from llm.client import Completion
 from llm.errors import InvalidModelOutput, LLMError

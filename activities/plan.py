@@ -40,11 +40,12 @@ from activities.ledger import Baseline, SectionLedger
 from activities.rate_limiter import RateLimiter
 from activities.section_cache import CACHE_ERRORS, CacheConfig, SectionCache
 from activities.writer import AnswerForm, OutputRejected, SectionWriter, Written, patch_parser
-from domain import deliverables
 from domain.cache_policy import policy
-from domain.outputs import SectionPatch, in_schema_order, patch_schema_name, strict_json_schema
+from domain.catalogue import deliverables
+from domain.catalogue.plan import resolve_sections, section
+from domain.outputs.schemas import SectionPatch, in_schema_order, patch_schema_name, strict_json_schema
 from domain.render import render_document
-from domain.sections import DocumentKind, SectionSpec, UnknownSection, resolve_sections, section
+from domain.sections import DocumentKind, SectionSpec, Tier, UnknownSection
 from llm.client import LOCAL_MAX_TOKENS, LLMClient
 from storage import cache as cache_store
 from storage import clients, documents, edits, sections
@@ -58,7 +59,7 @@ from tokenopt.estimate import answer_tokens
 from tokenopt.patches import allowance, build_patch_prompt, field_changes
 from tokenopt.prompts import BuiltPrompt, build_batch_prompt, build_section_prompt
 from tokenopt.reads import PROMPT_VERSION, reads
-from tokenopt.routing import ModelRouter, Tier
+from tokenopt.routing import ModelRouter
 from tokenopt.techniques import Technique, Techniques
 from workflows.models import (
     AssembleRequest,

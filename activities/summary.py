@@ -25,8 +25,9 @@ from activities.plan import PlanDependencies, _heartbeating
 from activities.section_cache import SectionCache
 from activities.writer import OutputRejected, SectionWriter, Written
 from domain.cache_policy import policy
-from domain.sections import DocumentKind, SectionSpec
-from domain.summaries import CLIENT_SUMMARY, THREAD_SUMMARY, ThreadMessage
+from domain.catalogue.summaries import CLIENT_SUMMARY, THREAD_SUMMARY
+from domain.sections import DocumentKind, SectionSpec, Tier
+from domain.summaries import ThreadMessage
 from storage import clients, messages, summaries
 from storage.clients import StoredClient, UnknownClient
 from storage.messages import UnknownThread
@@ -34,7 +35,7 @@ from tokenopt import estimate
 from tokenopt.cache_keys import exact_key
 from tokenopt.naive import naive_summary_tokens
 from tokenopt.prompts import BuiltPrompt
-from tokenopt.routing import Tier, tier_for
+from tokenopt.routing import tier_for
 from tokenopt.summary_prompts import (
     SUMMARY_PROMPT_VERSION,
     build_client_prompt,

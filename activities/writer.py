@@ -19,13 +19,13 @@ from activities.budget_guard import BudgetGuard
 from activities.ledger import SectionLedger
 from activities.rate_limiter import RateLimiter
 from activities.tiered_call import complete_on_tier, failed_completion
-from domain.outputs import SectionPatch, output_model, schema_name, strict_json_schema
-from domain.sections import SectionSpec
+from domain.outputs.schemas import SectionPatch, output_model, schema_name, strict_json_schema
+from domain.sections import SectionSpec, Tier
 from llm.client import Completion, LLMClient
 from llm.errors import InvalidModelOutput, LLMError
 from storage.spool import KeptAnswer, Settlement
 from tokenopt.patches import PatchRejected, apply_patch
-from tokenopt.routing import ModelRouter, Tier
+from tokenopt.routing import ModelRouter
 from tokenopt.service_tiers import ServiceTier
 from workflows.models import SectionResult
 

@@ -49,7 +49,7 @@ class SectionRequest(BaseModel):
     document_sections: list[str]
     # Skip the stored and cached answers: the operator asked for a fresh one.
     fresh: bool = False
-    # Which catalogue the section key belongs to (domain.sections or domain.deliverables).
+    # Which catalogue the section key belongs to (domain.catalogue).
     document_kind: DocumentKind = DocumentKind.BUSINESS_PLAN
     # Key of stored context (a deliverable month's digest of earlier months), read by the
     # sections whose kind uses it; the text itself never crosses the workflow boundary.

@@ -15,7 +15,7 @@ from temporalio.exceptions import ActivityError, ApplicationError
 
 with workflow.unsafe.imports_passed_through():
     from activities.summary import SummaryActivities
-    from domain.summaries import CLIENT_SUMMARY
+    from domain.catalogue.summaries import CLIENT_SUMMARY
     from workflows.fanout import run_deadline, service_tier, set_status
     from workflows.models import (
         ClientSummaryRequest,

@@ -8,7 +8,8 @@ from collections import defaultdict
 
 import pytest
 
-from domain.sections import Level, resolve_sections
+from domain.catalogue.plan import resolve_sections
+from domain.sections import Level
 from tokenopt import naive
 from tokenopt.counting import count_messages
 from wavelaunch.bench import studio

@@ -23,8 +23,9 @@ from temporalio.client import WorkflowFailureError
 
 from activities.budget_guard import BudgetGuard
 from domain.budgets import BudgetScope, BudgetSpec, Period
+from domain.catalogue.plan import resolve_sections
 from domain.client import parse_client
-from domain.sections import Level, resolve_sections
+from domain.sections import Level
 from llm.stub_server import StubServer
 from storage import budgets, db
 from wavelaunch import plans

@@ -29,8 +29,9 @@ import asyncpg
 from openai import AsyncOpenAI
 
 import stack
+from domain.catalogue.plan import resolve_sections
 from domain.client import parse_client
-from domain.sections import Level, resolve_sections
+from domain.sections import Level
 from llm.stub_server import TARGET_HEADER, StubServer
 from storage import cache, db
 from tokenopt import naive, pricing

@@ -27,9 +27,11 @@ from typing import Any, Literal
 
 from openai import AsyncOpenAI
 
-from domain import deliverables
-from domain.sections import Level, SectionSpec, resolve_sections
-from domain.summaries import CLIENT_SUMMARY, THREAD_SUMMARY, Author, ThreadMessage
+from domain.catalogue import deliverables
+from domain.catalogue.plan import resolve_sections
+from domain.catalogue.summaries import CLIENT_SUMMARY, THREAD_SUMMARY
+from domain.sections import Level, SectionSpec
+from domain.summaries import Author, ThreadMessage
 from llm.stub_server import TARGET_HEADER, StubServer
 from tokenopt import naive, pricing
 from tokenopt.counting import count_tokens

@@ -31,10 +31,11 @@ import openai
 from openai import AsyncOpenAI
 from pydantic import BaseModel, ConfigDict, Field
 
-from domain import deliverables
+from domain.catalogue import deliverables
+from domain.catalogue.plan import BUSINESS_PLAN_SECTIONS, section
 from domain.needs import needed_fields
-from domain.outputs import output_model, schema_name, strict_json_schema
-from domain.sections import BUSINESS_PLAN_SECTIONS, DocumentKind, SectionSpec, UnknownSection, section
+from domain.outputs.schemas import output_model, schema_name, strict_json_schema
+from domain.sections import DocumentKind, SectionSpec, UnknownSection
 from tokenopt import pricing
 from tokenopt.fidelity import FactKind, field_facts, found, prompt_text
 from tokenopt.projection import full_record

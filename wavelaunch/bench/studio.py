@@ -30,7 +30,7 @@ from typing import Any
 import asyncpg
 from temporalio.client import Client, WorkflowFailureError
 
-from domain import deliverables
+from domain.catalogue import deliverables
 from domain.client import parse_client
 from domain.sections import Level
 from domain.summaries import Author, NewMessage, ThreadInput

@@ -23,9 +23,11 @@ from typing import Any
 
 from openai import AsyncOpenAI
 
+from domain.catalogue.summaries import CLIENT_SUMMARY, THREAD_SUMMARY
 from domain.client import parse_client
-from domain.outputs import schema_name, strict_json_schema
-from domain.summaries import CLIENT_SUMMARY, THREAD_SUMMARY, ClientSummary, NewMessage, ThreadMessage, ThreadSummary
+from domain.outputs.schemas import schema_name, strict_json_schema
+from domain.outputs.summaries import ClientSummary, ThreadSummary
+from domain.summaries import NewMessage, ThreadMessage
 from llm.stub_server import StubServer
 from storage import db, messages
 from tokenopt import naive, pricing

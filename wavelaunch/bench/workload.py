@@ -16,7 +16,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from domain import deliverables
+from domain.catalogue import deliverables
 from domain.client import KNOWN_FIELDS
 from wavelaunch.bench import synthetic
 from wavelaunch.commands import sample_client_file
