@@ -6,10 +6,27 @@ domain.sections says what each flag means); this is the one place callers ask.
 
 from __future__ import annotations
 
+from enum import StrEnum
+
 from domain import catalogue
 from domain.sections import CachePolicy, DocumentKind, UnknownSection
 
 _DEFAULT = CachePolicy()
+
+
+class CacheTier(StrEnum):
+    """The reuse tier that served a section; results, usage rows and metric labels carry it."""
+
+    # Written now by a model call.
+    NONE = "none"
+    # The section stored for the same inputs (the client version did not touch it).
+    STORED = "stored"
+    EXACT = "exact"
+    TEMPLATE = "template"
+    # An earlier answer from the same inputs under another prompt.
+    SEMANTIC = "semantic"
+    # The stored answer patched for a few changed facts.
+    PATCH = "patch"
 
 
 def policy(kind: DocumentKind, section_key: str) -> CachePolicy:

@@ -12,6 +12,7 @@ with workflow.unsafe.imports_passed_through():
     from workflows.fanout import FollowsClientUpdates, run_sections, service_tier, set_status, waits_for_budget
     from workflows.models import (
         AssembleRequest,
+        DocumentStatus,
         PlanInputs,
         PlanProgress,
         PlanRequest,
@@ -38,7 +39,7 @@ class BusinessPlanWorkflow(FollowsClientUpdates):
     def progress(self) -> PlanProgress | None:
         return self._progress
 
-    def _set_status(self, status: str) -> None:
+    def _set_status(self, status: DocumentStatus) -> None:
         assert self._progress is not None
         set_status(self._progress, status)
 
@@ -63,7 +64,7 @@ class BusinessPlanWorkflow(FollowsClientUpdates):
             if workflow.info().is_continue_as_new_suggested():
                 workflow.continue_as_new(request)
 
-        self._set_status("assembling")
+        self._set_status(DocumentStatus.ASSEMBLING)
         info = workflow.info()
         while True:
             try:
@@ -86,8 +87,8 @@ class BusinessPlanWorkflow(FollowsClientUpdates):
                 # dropped made a model call here) waits as a section does.
                 if not waits_for_budget(err):
                     raise
-                await self._budget.wait(self._progress, then="assembling")
-        self._set_status("completed")
+                await self._budget.wait(self._progress, then=DocumentStatus.ASSEMBLING)
+        self._set_status(DocumentStatus.COMPLETED)
         return PlanResult(
             client_id=request.client_id,
             client_version=inputs.client_version,
@@ -99,7 +100,7 @@ class BusinessPlanWorkflow(FollowsClientUpdates):
     async def _round(self, request: PlanRequest) -> tuple[PlanInputs, list[SectionResult]]:
         """Prepare, then every section concurrently; fails the plan if any section failed."""
         assert self._progress is not None
-        self._set_status("preparing")
+        self._set_status(DocumentStatus.PREPARING)
         inputs = await workflow.execute_activity_method(
             PlanActivities.prepare_plan,
             request,
@@ -107,7 +108,7 @@ class BusinessPlanWorkflow(FollowsClientUpdates):
             retry_policy=STORAGE_RETRY,
         )
         self._progress.sections = [SectionProgress(section_key=k) for k in inputs.sections]
-        self._set_status("generating")
+        self._set_status(DocumentStatus.GENERATING)
 
         tier = service_tier(request.deadline)
         work = [
@@ -132,5 +133,5 @@ class BusinessPlanWorkflow(FollowsClientUpdates):
         try:
             return inputs, await run_sections(work, "plan", batches, self._progress, self._budget)
         except ApplicationError:
-            self._set_status("failed")
+            self._set_status(DocumentStatus.FAILED)
             raise
