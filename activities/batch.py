@@ -22,14 +22,14 @@ from activities.ledger import SectionLedger
 from activities.rate_limiter import RateLimiter
 from activities.tiered_call import complete_on_tier, failed_completion
 from activities.writer import Written, as_application_error, describe_invalid
-from domain.outputs import batch_json_schema, batch_schema_name, output_model
-from domain.sections import SectionSpec
+from domain.outputs.schemas import batch_json_schema, batch_schema_name, output_model
+from domain.sections import SectionSpec, Tier
 from llm.client import Completion, LLMClient
 from llm.errors import LLMError
 from storage.spool import KeptAnswer, Settlement
 from tokenopt.batching import completion_budget
 from tokenopt.counting import count_tokens
-from tokenopt.routing import ModelRouter, Tier
+from tokenopt.routing import ModelRouter
 from tokenopt.service_tiers import ServiceTier
 from workflows.models import SectionResult
 

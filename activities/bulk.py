@@ -23,7 +23,8 @@ from temporalio.exceptions import ApplicationError
 from activities.durable import persist
 from activities.plan import PlanActivities, PlanDependencies
 from activities.writer import as_application_error, parse_answer
-from domain.sections import DocumentKind, UnknownSection, resolve_sections
+from domain.catalogue.plan import resolve_sections
+from domain.sections import DocumentKind, UnknownSection
 from llm import batch_api
 from llm.client import Completion
 from llm.errors import InvalidModelOutput, LLMError
@@ -36,6 +37,7 @@ from workflows.models import (
     BatchState,
     BulkClient,
     BulkCollected,
+    BulkMode,
     BulkPrepared,
     BulkRequest,
     DeadlineBatchRequest,
@@ -45,8 +47,6 @@ from workflows.models import (
 
 log = logging.getLogger(__name__)
 
-BATCH = "batch"
-DIRECT = "direct"
 # The batch's metadata key that finds it again after a crash between create and record.
 REF_KEY = "wavelaunch_ref"
 OPERATION = "batch_section"
@@ -87,11 +87,11 @@ class BulkActivities:
         self.plan = plan or PlanActivities(deps)
 
     @property
-    def mode(self) -> str:
+    def mode(self) -> BulkMode:
         """The Batch API where the endpoint has one; a local model (json_object mode) or
         WAVELAUNCH_BATCH_API=false makes direct calls."""
         local = self.deps.llm.structured_output == "json_object"
-        return BATCH if self.deps.batch_api and not local else DIRECT
+        return BulkMode.BATCH if self.deps.batch_api and not local else BulkMode.DIRECT
 
     # -- prepare -----------------------------------------------------------------------------
     @activity.defn
@@ -143,9 +143,9 @@ class BulkActivities:
         document run's), and store the rest as a request set like a bulk's."""
         versions = sorted({s.client_version for s in request.sections})
         clients_ = [BulkClient(client_id=request.client_id, client_version=v) for v in versions]
-        if self.mode == DIRECT:
+        if self.mode == BulkMode.DIRECT:
             # No Batch API here: nothing to store, the document writes every section itself.
-            return BulkPrepared(ref="", mode=DIRECT, clients=clients_, to_generate=0, reused=0)
+            return BulkPrepared(ref="", mode=BulkMode.DIRECT, clients=clients_, to_generate=0, reused=0)
         items: list[bulk.BulkItem] = []
         reused = 0
         for section in request.sections:

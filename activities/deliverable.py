@@ -13,8 +13,9 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from activities.plan import PlanActivities, PlanDependencies
-from domain import deliverables
-from domain.outputs import in_schema_order
+from domain.catalogue import deliverables
+from domain.digest import build_digest, digest_section_keys, render_digest
+from domain.outputs.schemas import in_schema_order
 from domain.render import render_document
 from domain.sections import DocumentKind
 from storage import clients, documents, sections
@@ -44,7 +45,7 @@ def month_level(n: int) -> str:
 async def earlier_sections(pool: Any, client_id: str, n: int) -> dict[str, dict[str, Any]]:
     """Section key -> content of what month ``n``'s digest reads, from the latest stored version
     of each earlier month's documents (a month never generated contributes nothing)."""
-    wanted = set(deliverables.digest_section_keys(n))
+    wanted = set(digest_section_keys(n))
     ids: list[int] = []
     for m in deliverables.months()[: n - 1]:
         for doc in m.documents:
@@ -103,8 +104,8 @@ class DeliverableActivities:
         digest_ref, digest_tokens, text = None, 0, ""
         if month.number > deliverables.FIRST_MONTH:
             contents = await earlier_sections(self.deps.pool, request.client_id, month.number)
-            digest = deliverables.build_digest(month.number, contents, count_tokens=count_tokens)
-            text = deliverables.render_digest(digest)
+            digest = build_digest(month.number, contents, count_tokens=count_tokens)
+            text = render_digest(digest)
             if text:
                 digest_ref = await documents.store_digest(
                     self.deps.pool, client_id=request.client_id, month=month.number, text=text

@@ -17,6 +17,7 @@ import asyncpg
 from temporalio import activity
 
 from activities.durable import persist
+from domain.cache_policy import CacheTier
 from domain.sections import DocumentKind, SectionSpec
 from llm.client import Completion
 from storage import usage
@@ -116,7 +117,7 @@ class SectionLedger:
         *,
         success: bool,
         tier: str,
-        cache_tier: str = "none",
+        cache_tier: CacheTier = CacheTier.NONE,
         cache_key: str | None = None,
         error: str | None = None,
         escalated: bool = False,
@@ -179,7 +180,7 @@ class SectionLedger:
     async def hit(
         self,
         model: str,
-        cache_tier: str,
+        cache_tier: CacheTier,
         cache_key: str,
         *,
         completion_tokens: int,

@@ -40,11 +40,12 @@ from activities.ledger import Baseline, SectionLedger
 from activities.rate_limiter import RateLimiter
 from activities.section_cache import CACHE_ERRORS, CacheConfig, SectionCache
 from activities.writer import AnswerForm, OutputRejected, SectionWriter, Written, patch_parser
-from domain import deliverables
-from domain.cache_policy import policy
-from domain.outputs import SectionPatch, in_schema_order, patch_schema_name, strict_json_schema
+from domain.cache_policy import CacheTier, policy
+from domain.catalogue import deliverables
+from domain.catalogue.plan import resolve_sections, section
+from domain.outputs.schemas import SectionPatch, in_schema_order, patch_schema_name, strict_json_schema
 from domain.render import render_document
-from domain.sections import DocumentKind, SectionSpec, UnknownSection, resolve_sections, section
+from domain.sections import DocumentKind, SectionSpec, Tier, UnknownSection
 from llm.client import LOCAL_MAX_TOKENS, LLMClient
 from storage import cache as cache_store
 from storage import clients, documents, edits, sections
@@ -58,10 +59,11 @@ from tokenopt.estimate import answer_tokens
 from tokenopt.patches import allowance, build_patch_prompt, field_changes
 from tokenopt.prompts import BuiltPrompt, build_batch_prompt, build_section_prompt
 from tokenopt.reads import PROMPT_VERSION, reads
-from tokenopt.routing import ModelRouter, Tier
+from tokenopt.routing import ModelRouter
 from tokenopt.techniques import Technique, Techniques
 from workflows.models import (
     AssembleRequest,
+    ChangeReason,
     DocumentRef,
     PlanInputs,
     PlanRequest,
@@ -372,12 +374,12 @@ class PlanActivities:
             return None
         saved = await job.ledger.hit(
             existing.model,
-            "stored",
+            CacheTier.STORED,
             job.key,
             completion_tokens=answer_tokens(existing.content, existing.model),
             counterfactual=job.request.reuse_saves,
         )
-        return self._served(job, existing.id, existing.model, "stored", saved)
+        return self._served(job, existing.id, existing.model, CacheTier.STORED, saved)
 
     def _cache_tiers(self, job: _Job) -> tuple[bool, bool, bool]:
         """(exact tier on, semantic tier on, patch tier on) for this section."""
@@ -397,8 +399,8 @@ class PlanActivities:
         if hit is None:
             return None
         section_id = await self._store(job, hit.content, hit.model)
-        saved = await job.ledger.hit(hit.model, "exact", ekey, completion_tokens=hit.completion_tokens)
-        return self._served(job, section_id, hit.model, "exact", saved)
+        saved = await job.ledger.hit(hit.model, CacheTier.EXACT, ekey, completion_tokens=hit.completion_tokens)
+        return self._served(job, section_id, hit.model, CacheTier.EXACT, saved)
 
     async def _put(
         self,
@@ -632,8 +634,8 @@ class PlanActivities:
         if serve and not changes and not entry.stale:
             section_id = await self._store(job, entry.content, entry.model)
             tokens = entry.completion_tokens or answer_tokens(entry.content, entry.model)
-            saved = await job.ledger.hit(entry.model, "semantic", entry.key, completion_tokens=tokens)
-            return self._served(job, section_id, entry.model, "semantic", saved), entry.content
+            saved = await job.ledger.hit(entry.model, CacheTier.SEMANTIC, entry.key, completion_tokens=tokens)
+            return self._served(job, section_id, entry.model, CacheTier.SEMANTIC, saved), entry.content
         if not patch or not changes:
             return None
         model = self.deps.router.model_for(job.tier)
@@ -660,7 +662,7 @@ class PlanActivities:
                 job.tier,  # the section's own model: a patch is not a cheaper section
                 messages_for,
                 operation="patch_section",
-                cache_tier="patch",
+                cache_tier=CacheTier.PATCH,
                 cache_key=entry.key,
                 attempts=1,
                 form=form,
@@ -668,7 +670,7 @@ class PlanActivities:
         except OutputRejected as err:
             log.info("%s: patch rejected (%s); writing it in full", job.spec.key, err)
             return None
-        written.result.cache_tier = "patch"
+        written.result.cache_tier = CacheTier.PATCH
         return await self._finish(job, written)
 
     async def _finish(self, job: _Job, written: Written) -> tuple[SectionResult, dict[str, Any]]:
@@ -695,7 +697,9 @@ class PlanActivities:
             inputs=job.prompt.inputs,
         )
 
-    def _served(self, job: _Job, section_id: int, model: str, cache_tier: str, baseline_cost: Any) -> SectionResult:
+    def _served(
+        self, job: _Job, section_id: int, model: str, cache_tier: CacheTier, baseline_cost: Any
+    ) -> SectionResult:
         return SectionResult(
             section_key=job.spec.key,
             section_id=section_id,
@@ -806,7 +810,7 @@ class PlanActivities:
             self.deps.pool, request.client_id, KIND.value, excluding_run=(request.workflow_id, request.run_id)
         )
         if previous is None:
-            return [SectionChange(section_key=k, reason="new") for k in current]
+            return [SectionChange(section_key=k, reason=ChangeReason.NEW) for k in current]
         old_sections = await sections.get_many(self.deps.pool, previous.section_ids)
         before = {s.section_key: s for s in old_sections.values()}
         old_client = await clients.get(self.deps.pool, request.client_id, previous.client_version)
@@ -814,9 +818,9 @@ class PlanActivities:
         out = []
         for key, now in current.items():
             if key not in before:
-                out.append(SectionChange(section_key=key, reason="new"))
+                out.append(SectionChange(section_key=key, reason=ChangeReason.NEW))
             elif before[key].content != now.content:
                 fields = sorted(changed_fields & set(reads(KIND, section(key), self.deps.techniques).fields))
-                reason = "inputs changed" if fields else "regenerated"
+                reason = ChangeReason.INPUTS_CHANGED if fields else ChangeReason.REGENERATED
                 out.append(SectionChange(section_key=key, reason=reason, fields=fields))
         return out

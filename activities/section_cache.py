@@ -18,7 +18,7 @@ import asyncpg
 
 from activities.durable import TRANSIENT, persist
 from activities.ledger import SectionLedger
-from domain.outputs import output_model
+from domain.outputs.schemas import output_model
 from domain.sections import DocumentKind, SectionSpec
 from llm.client import LLMClient
 from llm.errors import LLMError

@@ -24,9 +24,10 @@ from activities.ledger import Baseline, SectionLedger
 from activities.plan import PlanDependencies, _heartbeating
 from activities.section_cache import SectionCache
 from activities.writer import OutputRejected, SectionWriter, Written
-from domain.cache_policy import policy
-from domain.sections import DocumentKind, SectionSpec
-from domain.summaries import CLIENT_SUMMARY, THREAD_SUMMARY, ThreadMessage
+from domain.cache_policy import CacheTier, policy
+from domain.catalogue.summaries import CLIENT_SUMMARY, THREAD_SUMMARY
+from domain.sections import DocumentKind, SectionSpec, Tier
+from domain.summaries import ThreadMessage
 from storage import clients, messages, summaries
 from storage.clients import StoredClient, UnknownClient
 from storage.messages import UnknownThread
@@ -34,7 +35,7 @@ from tokenopt import estimate
 from tokenopt.cache_keys import exact_key
 from tokenopt.naive import naive_summary_tokens
 from tokenopt.prompts import BuiltPrompt
-from tokenopt.routing import Tier, tier_for
+from tokenopt.routing import tier_for
 from tokenopt.summary_prompts import (
     SUMMARY_PROMPT_VERSION,
     build_client_prompt,
@@ -107,7 +108,9 @@ class SummaryActivities:
         if not new:
             assert latest is not None
             key = f"thread:{request.thread_id}@{after}"
-            figures = await _reused(ledger, tier, latest.model, "stored", key, "summarize_thread", latest.content)
+            figures = await _reused(
+                ledger, tier, latest.model, CacheTier.STORED, key, "summarize_thread", latest.content
+            )
             return ThreadSummaryResult(
                 thread_id=request.thread_id,
                 summary_id=latest.id,
@@ -199,7 +202,13 @@ class SummaryActivities:
         latest = await summaries.latest_client(pool, request.client_id)
         if latest is not None and latest.inputs_hash == inputs_hash:
             figures = await _reused(
-                ledger, tier, latest.model, "stored", f"client:{inputs_hash}", "summarize_client", latest.content
+                ledger,
+                tier,
+                latest.model,
+                CacheTier.STORED,
+                f"client:{inputs_hash}",
+                "summarize_client",
+                latest.content,
             )
             return ClientSummaryResult(
                 summary_id=latest.id, version=latest.version, thread_summary_ids=latest.thread_summary_ids, **figures
@@ -271,7 +280,7 @@ class SummaryActivities:
         async with self._exact_scope(spec, ekey) as (db, exact_on):
             if exact_on and (hit := await self.cache.exact(db, ekey, spec)) is not None:
                 stored = await persist(lambda: store(hit.content, hit.model, 0, 0), f"{spec.key} summary")
-                reused = await _reused(ledger, tier, hit.model, "exact", ekey, operation, hit.content)
+                reused = await _reused(ledger, tier, hit.model, CacheTier.EXACT, ekey, operation, hit.content)
                 return stored, reused, hit.content
             written = await self._write(ledger, client_id, spec, tier, prompt_for, operation, ekey, when)
             stored = await keep(written)
@@ -383,7 +392,7 @@ async def _reused(
     ledger: SectionLedger,
     tier: Tier,
     model: str,
-    cache_tier: str,
+    cache_tier: CacheTier,
     key: str,
     operation: str,
     content: dict[str, Any],
@@ -420,11 +429,11 @@ def _combined(steps: list[ThreadSummaryResult]) -> ThreadSummaryResult:
             "llm_calls",
         )
     }
-    written_now = any(step.cache_tier == "none" for step in steps)
+    written_now = any(step.cache_tier == CacheTier.NONE for step in steps)
     return last.model_copy(
         update={
             **summed,
-            "cache_tier": "none" if written_now else last.cache_tier,
+            "cache_tier": CacheTier.NONE if written_now else last.cache_tier,
             "escalated": any(step.escalated for step in steps),
         }
     )
@@ -435,7 +444,7 @@ def _figures(written: Written) -> dict[str, Any]:
     return dict(
         model=r.model,
         tier=r.tier,
-        cache_tier="none",
+        cache_tier=CacheTier.NONE,
         prompt_tokens=r.prompt_tokens,
         cached_tokens=r.cached_tokens,
         completion_tokens=r.completion_tokens,

@@ -19,13 +19,14 @@ from activities.budget_guard import BudgetGuard
 from activities.ledger import SectionLedger
 from activities.rate_limiter import RateLimiter
 from activities.tiered_call import complete_on_tier, failed_completion
-from domain.outputs import SectionPatch, output_model, schema_name, strict_json_schema
-from domain.sections import SectionSpec
+from domain.cache_policy import CacheTier
+from domain.outputs.schemas import SectionPatch, output_model, schema_name, strict_json_schema
+from domain.sections import SectionSpec, Tier
 from llm.client import Completion, LLMClient
 from llm.errors import InvalidModelOutput, LLMError
 from storage.spool import KeptAnswer, Settlement
 from tokenopt.patches import PatchRejected, apply_patch
-from tokenopt.routing import ModelRouter, Tier
+from tokenopt.routing import ModelRouter
 from tokenopt.service_tiers import ServiceTier
 from workflows.models import SectionResult
 
@@ -138,7 +139,7 @@ class SectionWriter:
         messages_for: Callable[[str], tuple[list[dict[str, str]], list[str]]],
         *,
         operation: str,
-        cache_tier: str = "none",
+        cache_tier: CacheTier = CacheTier.NONE,
         cache_key: str | None = None,
         attempts: int = MAX_OUTPUT_ATTEMPTS,
         form: AnswerForm | None = None,
@@ -151,7 +152,7 @@ class SectionWriter:
         than the section (a patch), read by its own parser.
         """
         counterfactual = form.counterfactual_completion_tokens if form else None
-        totals = SectionResult(section_key=spec.key, section_id=0, model="", tier=tier.value, cache_tier=cache_tier)
+        totals = SectionResult(section_key=spec.key, section_id=0, model="", tier=tier, cache_tier=cache_tier)
         problems: list[str] = []
         for attempt in range(1, attempts + 1):
             model = self.router.model_for(tier)
@@ -185,7 +186,7 @@ class SectionWriter:
                         settlement=settlement,
                     )
                     return None
-                totals.model, totals.tier = model, tier.value
+                totals.model, totals.tier = model, tier
                 naive_completion = completion.completion_tokens if counterfactual is None else counterfactual
                 totals.baseline_tokens = self.ledger.baseline.prompt_tokens + naive_completion
                 totals.baseline_cost = self.ledger.baseline.cost(naive_completion)

@@ -30,11 +30,12 @@ from crm.events import (
     ticket_message,
 )
 from crm.starter import Starter
+from domain.catalogue.deliverables import workflow_id as deliverable_workflow_id
+from domain.catalogue.plan import sections_for_level
 from domain.client import InvalidClientRecord, parse_client
-from domain.deliverables import workflow_id as deliverable_workflow_id
 from domain.limits import InputRefused
 from domain.reviews import ReviewSource, ReviewState
-from domain.sections import DocumentKind, Level, sections_for_level
+from domain.sections import DocumentKind, Level
 from storage import clients, documents, erasure, messages, webhook_deliveries
 from storage.clients import UnknownClient
 from storage.db import DB

@@ -22,7 +22,7 @@ import asyncpg
 from temporalio.client import Client
 from temporalio.service import RPCError
 
-from domain.deliverables import workflow_id as deliverable_workflow_id
+from domain.catalogue.deliverables import workflow_id as deliverable_workflow_id
 from storage import workflow_starts
 from storage.db import DB
 from storage.workflow_starts import PendingStart

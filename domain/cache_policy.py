@@ -1,45 +1,40 @@
-"""What may be cached, for how long, and how: one table per document kind and section.
+"""What may be cached, for how long, and how: the policy a section's spec carries.
 
-Follows the seed: identical client-data regeneration, template-based content, reference
-material and boilerplate are cacheable; anything time-sensitive, dynamic data (prices, dates)
-and personalised recommendations flagged as such are not.
+The per-section rules live in the catalogues (``cache=`` on a spec; CachePolicy in
+domain.sections says what each flag means); this is the one place callers ask.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from enum import StrEnum
 
-from domain import deliverables
-from domain.sections import DocumentKind
-
-
-@dataclass(frozen=True)
-class CachePolicy:
-    cacheable: bool = True
-    # An earlier answer written from the same inputs under another prompt may be served.
-    semantic: bool = True
-    # A few changed facts may be patched into the earlier answer instead of a rewrite.
-    patchable: bool = True
-    reason: str = ""
-
+from domain import catalogue
+from domain.sections import CachePolicy, DocumentKind, UnknownSection
 
 _DEFAULT = CachePolicy()
 
-POLICIES: dict[tuple[DocumentKind, str], CachePolicy] = {
-    # Figures depend on the client's numbers and dates: an exact match is safe, a "similar"
-    # one is not, so financial projections never come from the semantic tier.
-    (DocumentKind.BUSINESS_PLAN, "financial_projections"): CachePolicy(
-        semantic=False, reason="prices and dates must match exactly"
-    ),
-    (DocumentKind.BUSINESS_PLAN, "operations_plan"): CachePolicy(semantic=False, reason="deadlines must match exactly"),
-    # Deliverables are keyed by section kind (domain.deliverables): KPI targets are figures and
-    # dates, so a "similar" answer is never served.
-    (DocumentKind.DELIVERABLE, "kpis"): CachePolicy(semantic=False, reason="KPI targets must match exactly"),
-}
+
+class CacheTier(StrEnum):
+    """The reuse tier that served a section; results, usage rows and metric labels carry it."""
+
+    # Written now by a model call.
+    NONE = "none"
+    # The section stored for the same inputs (the client version did not touch it).
+    STORED = "stored"
+    EXACT = "exact"
+    TEMPLATE = "template"
+    # An earlier answer from the same inputs under another prompt.
+    SEMANTIC = "semantic"
+    # The stored answer patched for a few changed facts.
+    PATCH = "patch"
 
 
 def policy(kind: DocumentKind, section_key: str) -> CachePolicy:
-    """The policy of a section; a deliverable section's is its kind's (``m1_x__kpis`` -> kpis)."""
-    if kind is DocumentKind.DELIVERABLE:
-        section_key = deliverables.kind_of(section_key)
-    return POLICIES.get((kind, section_key), _DEFAULT)
+    """The policy of a section; a deliverable section's is its kind's (``m1_x__kpis`` -> kpis).
+    Raises UnknownSection for an unknown deliverable key; other unknown keys get the default."""
+    try:
+        return catalogue.spec(kind, section_key).cache
+    except UnknownSection:
+        if kind is DocumentKind.DELIVERABLE:
+            raise
+        return _DEFAULT

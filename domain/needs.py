@@ -16,8 +16,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from domain import deliverables
-from domain.sections import DocumentKind, section
+from domain.catalogue import deliverables
+from domain.catalogue.plan import section
+from domain.sections import DocumentKind
 
 
 @dataclass(frozen=True)
@@ -53,7 +54,7 @@ BUSINESS_PLAN_NEEDS: dict[str, Needs] = {
 }
 
 # Deliverable section kinds. A per-document kind also needs its document's focus fields when
-# the kind writes about the document's topic (KindTraits.document_fields).
+# the kind writes about the document's topic (KindSpec.document_fields).
 DELIVERABLE_NEEDS: dict[str, Needs] = {
     "exec_summary": Needs(("brandName", "industryNiche")),
     "brand_context": Needs(("brandName", "brandValues", "brandPersonality", "targetAudience", "brandingAesthetics")),

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
 
-from domain.deliverables import MONTHS
+from domain.catalogue.deliverables import MONTHS
 
 PREFIX = "wl-"
 

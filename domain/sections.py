@@ -1,8 +1,11 @@
-"""The section catalogue: which sections a document has, their priority, size and inputs.
+"""What a section is: the spec every catalogue builds, and the vocabulary specs are made of.
 
-This module is the one place that knows the business plan's sections (DESIGN.md §3) and which
-client fields each one reads. Routing, caching, projection and differential regeneration ask
-it; none of them re-decides.
+Each document kind has one catalogue (domain/catalogue/): the business plan's sections, the
+deliverables' months, documents and section kinds, and the summaries. A spec there carries every
+fact about its section: size, purpose, the client fields it reads, its routing tier, its cache
+policy and its output model. Routing (tokenopt.routing), caching (domain.cache_policy), the
+dependency set (tokenopt.reads) and output schemas (domain.outputs.schemas) ask the spec; none
+keeps a table of its own.
 """
 
 from __future__ import annotations
@@ -10,7 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import StrEnum
 
-from domain.limits import quote
+from pydantic import BaseModel
 
 
 class DocumentKind(StrEnum):
@@ -20,6 +23,8 @@ class DocumentKind(StrEnum):
 
 
 class Level(StrEnum):
+    """How much of the business plan a request asks for: the sections up to a priority."""
+
     ESSENTIAL = "essential"
     STANDARD = "standard"
     COMPLETE = "complete"
@@ -29,156 +34,62 @@ class Level(StrEnum):
         return {Level.ESSENTIAL: 2, Level.STANDARD: 3, Level.COMPLETE: 5}[self]
 
 
+class Tier(StrEnum):
+    """A section's routing tier: which of the configured models writes it (tokenopt.routing)."""
+
+    ECONOMY = "economy"
+    STANDARD = "standard"
+    PREMIUM = "premium"
+
+    def escalated(self) -> Tier | None:
+        order = list(Tier)
+        index = order.index(self)
+        return order[index + 1] if index + 1 < len(order) else None
+
+
+@dataclass(frozen=True)
+class CachePolicy:
+    """What may be reused for a section, and how (domain.cache_policy reads it off the spec).
+
+    Follows the seed: identical client-data regeneration, template-based content, reference
+    material and boilerplate are cacheable; anything time-sensitive, dynamic data (prices,
+    dates) and personalised recommendations flagged as such are not.
+    """
+
+    cacheable: bool = True
+    # An earlier answer written from the same inputs under another prompt may be served.
+    semantic: bool = True
+    # A few changed facts may be patched into the earlier answer instead of a rewrite.
+    patchable: bool = True
+    reason: str = ""
+
+
 # Fields every section of a client reads: the brand's identity, in the stable client block of
 # every prompt (tokenopt.prompts), so a change to either touches every section (tokenopt.reads).
 CORE_FIELDS = ("brandName", "industryNiche")
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class SectionSpec:
     key: str
     title: str
     priority: int
+    # Output tokens the section is written to (the stub answers with exactly that).
     target_tokens: int
     purpose: str
     # CRM field names (camelCase) this section reads beside CORE_FIELDS; nothing else reaches
     # its prompt (tokenopt.reads is the whole dependency set).
     fields: tuple[str, ...]
+    # Complexity, not priority: reasoning-heavy sections get the strong model, structured
+    # boilerplate the cheapest one.
+    tier: Tier
+    # What the model must return, as strict JSON (domain.outputs).
+    output: type[BaseModel]
+    cache: CachePolicy = CachePolicy()
+    # Its prompt carries the compact digest of earlier months (deliverable kinds that build on them).
+    uses_digest: bool = False
     schema_version: int = 1
-
-
-BUSINESS_PLAN_SECTIONS: tuple[SectionSpec, ...] = (
-    SectionSpec(
-        "executive_summary",
-        "Executive Summary",
-        1,
-        500,
-        "Summarise the venture: what it sells, to whom, why it wins and what it aims for.",
-        (
-            "fullName",
-            "brandName",
-            "industryNiche",
-            "visionForVenture",
-            "hopeToAchieve",
-            "targetAudience",
-            "uniqueValueProps",
-            "productCategories",
-            "longTermVision",
-        ),
-    ),
-    SectionSpec(
-        "market_analysis",
-        "Market Analysis",
-        2,
-        800,
-        "Size and segment the market, name the trends and the audience's pain points.",
-        (
-            "industryNiche",
-            "country",
-            "targetAudience",
-            "demographicProfile",
-            "targetDemographicAge",
-            "audienceGenderSplit",
-            "audienceMaritalStatus",
-            "keyPainPoints",
-        ),
-    ),
-    SectionSpec(
-        "competitive_landscape",
-        "Competitive Landscape",
-        2,
-        600,
-        "Map direct and emerging competitors and how the brand stands apart.",
-        (
-            "brandName",
-            "industryNiche",
-            "differentiation",
-            "uniqueValueProps",
-            "emergingCompetitors",
-            "inspirationBrands",
-        ),
-    ),
-    SectionSpec(
-        "product_services",
-        "Products and Services",
-        3,
-        700,
-        "Define the product line, price points and the launch order.",
-        (
-            "brandName",
-            "productCategories",
-            "otherProductIdeas",
-            "keyPainPoints",
-            "brandValues",
-            "uniqueValueProps",
-        ),
-    ),
-    SectionSpec(
-        "marketing_strategy",
-        "Marketing Strategy",
-        3,
-        900,
-        "Plan positioning, channels, content pillars and the launch campaign.",
-        (
-            "brandName",
-            "instagramHandle",
-            "tiktokHandle",
-            "currentChannels",
-            "targetAudience",
-            "brandPersonality",
-            "emotionsBrandEvokes",
-            "idealBrandImage",
-            "brandingAesthetics",
-            "growthStrategies",
-        ),
-    ),
-    SectionSpec(
-        "financial_projections",
-        "Financial Projections",
-        4,
-        1200,
-        "Project revenue streams and costs over three years with explicit assumptions.",
-        ("productCategories", "country", "currentChannels", "scalingGoals", "specificDeadlines"),
-    ),
-    SectionSpec(
-        "operations_plan",
-        "Operations Plan",
-        4,
-        600,
-        "Describe sourcing, production, fulfilment, milestones and operational risks.",
-        ("productCategories", "country", "growthStrategies", "scalingGoals", "specificDeadlines"),
-    ),
-    SectionSpec(
-        "team_structure",
-        "Team Structure",
-        5,
-        400,
-        "Set the founder's role, key hires, advisors and partners.",
-        ("fullName", "professionalMilestones", "scalingGoals", "longTermVision"),
-    ),
-)
-
-_BY_KEY = {spec.key: spec for spec in BUSINESS_PLAN_SECTIONS}
 
 
 class UnknownSection(ValueError):
     pass
-
-
-def section(key: str) -> SectionSpec:
-    try:
-        return _BY_KEY[key]
-    except KeyError:
-        known = ", ".join(_BY_KEY)
-        raise UnknownSection(f"unknown section {quote(key)}; known sections: {known}") from None
-
-
-def sections_for_level(level: Level) -> list[SectionSpec]:
-    return [s for s in BUSINESS_PLAN_SECTIONS if s.priority <= level.max_priority]
-
-
-def resolve_sections(level: Level, only: list[str] | None = None) -> list[SectionSpec]:
-    """Sections a plan request asks for: the level's, narrowed to ``only`` when given."""
-    if not only:
-        return sections_for_level(level)
-    return [section(key) for key in dict.fromkeys(only)]

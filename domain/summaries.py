@@ -1,10 +1,7 @@
-"""Summaries: message threads between a client and the studio, and what the model returns for them.
+"""Summaries' input: message threads between a client and the studio, as the CRM sends them.
 
-Two kinds (DESIGN.md §1): a thread summary (topic, action items, sentiment) that grows with the
-thread's new messages only, and a client summary written from the client's compact context and
-its thread summaries (never from raw messages). Their output models are registered with the
-section outputs (``domain.outputs.output_model``), so the writer, the cache and the stub treat
-them like any section.
+What is summarised and what the model returns are the summaries' catalogue
+(domain.catalogue.summaries) and outputs (domain.outputs.summaries).
 """
 
 from __future__ import annotations
@@ -27,84 +24,11 @@ from domain.limits import (
     ThreadId,
     where,
 )
-from domain.sections import SectionSpec, UnknownSection
-
-
-class _Out(BaseModel):
-    model_config = ConfigDict(extra="forbid")
 
 
 class Author(StrEnum):
     CLIENT = "client"
     STUDIO = "studio"
-
-
-class Sentiment(StrEnum):
-    POSITIVE = "positive"
-    NEUTRAL = "neutral"
-    NEGATIVE = "negative"
-    MIXED = "mixed"
-
-
-# -- outputs ---------------------------------------------------------------------------------
-class ActionItem(_Out):
-    owner: Author
-    task: str
-    due: str
-
-
-class ThreadSummary(_Out):
-    topic: str
-    sentiment: Sentiment
-    key_points: list[str]
-    action_items: list[ActionItem]
-    open_questions: list[str]
-
-
-class ClientSummary(_Out):
-    status: str
-    sentiment: Sentiment
-    highlights: list[str]
-    risks: list[str]
-    next_steps: list[str]
-
-
-# -- the catalogue -----------------------------------------------------------------------------
-# Specs in the section catalogue's shape, so routing, the writer, the cache and the ledger take
-# them as they take sections. Targets are output tokens (the stub answers with exactly that).
-THREAD_SUMMARY = SectionSpec(
-    "thread_summary",
-    "Thread Summary",
-    1,
-    250,
-    "Summarise the thread: its topic, key points, action items with owners, open questions and sentiment.",
-    (),
-)
-CLIENT_SUMMARY = SectionSpec(
-    "client_summary",
-    "Client Summary",
-    1,
-    350,
-    "Summarise where the client stands: status, highlights, risks, next steps and overall sentiment.",
-    # The compact client context: what situates the brand, nothing personal (never the email).
-    ("brandName", "industryNiche", "productCategories", "specificDeadlines", "scalingGoals"),
-)
-
-SUMMARY_SPECS: dict[str, SectionSpec] = {s.key: s for s in (THREAD_SUMMARY, CLIENT_SUMMARY)}
-SUMMARY_OUTPUTS: dict[str, type[_Out]] = {"thread_summary": ThreadSummary, "client_summary": ClientSummary}
-
-
-def spec(key: str) -> SectionSpec:
-    """A summary kind's spec; raises UnknownSection for other keys."""
-    try:
-        return SUMMARY_SPECS[key]
-    except KeyError:
-        raise UnknownSection(f"unknown summary kind {key!r}; known: {', '.join(SUMMARY_SPECS)}") from None
-
-
-def output_model_for(key: str) -> type[_Out]:
-    spec(key)
-    return SUMMARY_OUTPUTS[key]
 
 
 def workflow_id(client_id: str) -> str:

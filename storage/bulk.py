@@ -7,9 +7,12 @@ import contextlib
 import json
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 import asyncpg
+
+# A line's state: waiting for its answer, stored as a section, or failed (written directly instead).
+ItemState = Literal["pending", "stored", "failed"]
 
 
 @dataclass(frozen=True)
@@ -25,7 +28,7 @@ class BulkItem:
     # workflows.models.SectionRequest): a deliverable month's lines carry both.
     document_kind: str = "business_plan"
     context_ref: str | None = None
-    state: str = "pending"
+    state: ItemState = "pending"
     section_id: int | None = None
     error: str | None = None
 
@@ -113,7 +116,7 @@ async def locked(pool: asyncpg.Pool, ref: str) -> AsyncIterator[tuple[asyncpg.Co
         yield conn, await get(conn, ref, for_update=True)
 
 
-async def items(db: Any, ref: str, *, states: tuple[str, ...] | None = None) -> list[BulkItem]:
+async def items(db: Any, ref: str, *, states: tuple[ItemState, ...] | None = None) -> list[BulkItem]:
     rows = await db.fetch(
         """SELECT custom_id, client_id, client_version, section_key, document_sections, model, body,
                   document_kind, context_ref, state, section_id, error
@@ -149,7 +152,13 @@ async def set_status(
 
 
 async def mark(
-    pool: asyncpg.Pool, ref: str, custom_id: str, *, state: str, section_id: int | None = None, error: str | None = None
+    pool: asyncpg.Pool,
+    ref: str,
+    custom_id: str,
+    *,
+    state: ItemState,
+    section_id: int | None = None,
+    error: str | None = None,
 ) -> None:
     await pool.execute(
         "UPDATE bulk_items SET state = $3, section_id = $4, error = $5 WHERE ref = $1 AND custom_id = $2",

@@ -18,12 +18,11 @@ import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from domain.outputs import batch_json_schema, output_model, strict_json_schema
-from domain.sections import DocumentKind, SectionSpec
+from domain.outputs.schemas import batch_json_schema, output_model, strict_json_schema
+from domain.sections import DocumentKind, SectionSpec, Tier
 from tokenopt.budget import section_budget
 from tokenopt.counting import count_tokens
 from tokenopt.prompts import BuiltPrompt, build_batch_prompt
-from tokenopt.routing import Tier
 from tokenopt.techniques import Technique, Techniques
 
 # Low priority per document kind: the plan's priority 4-5 sections; a deliverable document's

@@ -25,9 +25,11 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
-from domain import deliverables
+from domain.catalogue import deliverables
+from domain.catalogue.plan import BUSINESS_PLAN_SECTIONS
+from domain.digest import digest_section_keys
 from domain.needs import needs
-from domain.sections import BUSINESS_PLAN_SECTIONS, DocumentKind, UnknownSection
+from domain.sections import DocumentKind, UnknownSection
 from tokenopt.projection import normalise
 from tokenopt.redaction import EMAIL_MARK, PHONE_MARK, redact
 
@@ -226,7 +228,7 @@ def field_facts(record: Mapping[str, Any], fields: Iterable[str]) -> list[Fact]:
 
 def earlier_month_facts(section_key: str, earlier: Mapping[str, Mapping[str, Any]]) -> list[Fact]:
     """The decisions and KPI names of the months before a deliverable section's month, from the
-    earlier sections' contents (keyed as ``deliverables.build_digest`` takes them)."""
+    earlier sections' contents (keyed as ``domain.digest.build_digest`` takes them)."""
     doc_key, _ = deliverables.split_section_key(section_key)
     if doc_key is None:
         return []
@@ -235,7 +237,7 @@ def earlier_month_facts(section_key: str, earlier: Mapping[str, Mapping[str, Any
         return []
     decisions: list[str] = []
     kpis: list[str] = []
-    for key in deliverables.digest_section_keys(month):
+    for key in digest_section_keys(month):
         content = earlier.get(key) or {}
         kind = deliverables.kind_of(key)
         if kind == "framework_strategy":
@@ -572,4 +574,4 @@ def _remember(
         earlier[client][key] = content
 
 
-_DIGEST_KEYS = frozenset(deliverables.digest_section_keys(deliverables.LAST_MONTH))
+_DIGEST_KEYS = frozenset(digest_section_keys(deliverables.LAST_MONTH))

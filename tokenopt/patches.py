@@ -20,7 +20,7 @@ from typing import Any
 import jsonpatch
 import jsonpointer
 
-from domain.outputs import SectionPatch
+from domain.outputs.schemas import SectionPatch
 from domain.sections import DocumentKind, SectionSpec
 from tokenopt.counting import count_messages, count_tokens
 from tokenopt.prompts import DOCUMENT_LABELS, BuiltPrompt

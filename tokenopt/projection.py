@@ -1,6 +1,6 @@
 """Context compression: each section sees only the client fields it reads, cleaned up.
 
-The field list comes from the section catalogue (domain.sections); this module only decides
+The field list comes from the section catalogue (domain.catalogue); this module only decides
 how values are normalised. Email never reaches a prompt, whatever a catalogue entry says.
 """
 

@@ -5,7 +5,8 @@ core block and the section's own), the digest of earlier months for the kinds th
 them, the prompt and schema versions, and the routing tier that picks its model. The prompt
 builder, the stored tier's key, the exact key, invalidation on a client update, the semantic
 guard and ``regenerate --fields`` all take it from here, so none of them can disagree about
-which sections a changed field touches.
+which sections a changed field touches. A spec declares what it reads (its fields, whether it
+uses the digest, its tier); this module is where those become the set.
 """
 
 from __future__ import annotations
@@ -13,11 +14,12 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from domain import deliverables
+from domain.catalogue import deliverables
+from domain.catalogue.plan import BUSINESS_PLAN_SECTIONS
 from domain.client import KNOWN_FIELDS
-from domain.sections import BUSINESS_PLAN_SECTIONS, CORE_FIELDS, DocumentKind, SectionSpec
+from domain.sections import CORE_FIELDS, DocumentKind, SectionSpec, Tier
 from tokenopt.projection import NEVER_SENT
-from tokenopt.routing import Tier, tier_for
+from tokenopt.routing import tier_for
 from tokenopt.techniques import Technique, Techniques
 
 # Bumped when the wording or layout of section prompts changes: no answer written under an
@@ -51,7 +53,7 @@ class SectionReads:
 def reads(kind: DocumentKind, spec: SectionSpec, techniques: Techniques = Techniques()) -> SectionReads:
     """The dependency set of ``spec`` (a business-plan section or a concrete deliverable section)."""
     own = spec.fields if techniques.on(Technique.CONTEXT_COMPRESSION) else ALL_FIELDS
-    earlier = kind is DocumentKind.DELIVERABLE and deliverables.traits(deliverables.kind_of(spec.key)).uses_digest
+    earlier = kind is DocumentKind.DELIVERABLE and spec.uses_digest
     return SectionReads(
         section_key=spec.key,
         fields=tuple(dict.fromkeys((*CORE_FIELDS, *own))),

@@ -1,40 +1,11 @@
-"""Cheapest-capable model routing: one table from section to tier, tiers to configured models."""
+"""Cheapest-capable model routing: a section's spec names its tier, tiers map to configured models."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from enum import StrEnum
 
-from domain import deliverables
-from domain.sections import UnknownSection
-
-
-class Tier(StrEnum):
-    ECONOMY = "economy"
-    STANDARD = "standard"
-    PREMIUM = "premium"
-
-    def escalated(self) -> Tier | None:
-        order = list(Tier)
-        index = order.index(self)
-        return order[index + 1] if index + 1 < len(order) else None
-
-
-# Complexity, not priority: reasoning-heavy sections get the strong model, structured
-# boilerplate the cheapest one.
-SECTION_TIERS: dict[str, Tier] = {
-    "executive_summary": Tier.PREMIUM,
-    "financial_projections": Tier.PREMIUM,
-    "market_analysis": Tier.STANDARD,
-    "competitive_landscape": Tier.STANDARD,
-    "marketing_strategy": Tier.STANDARD,
-    "product_services": Tier.STANDARD,
-    "operations_plan": Tier.ECONOMY,
-    "team_structure": Tier.ECONOMY,
-    # Summaries condense text the prompt carries; an invalid answer still escalates once.
-    "thread_summary": Tier.ECONOMY,
-    "client_summary": Tier.ECONOMY,
-}
+from domain import catalogue
+from domain.sections import Tier, UnknownSection
 
 
 @dataclass(frozen=True)
@@ -55,10 +26,9 @@ class ModelRouter:
 
 
 def tier_for(section_key: str) -> Tier:
-    """A business-plan section's tier from SECTION_TIERS; a deliverable section's from its kind."""
-    if section_key in SECTION_TIERS:
-        return SECTION_TIERS[section_key]
+    """The tier the section's spec carries (a deliverable section's is its kind's); standard for
+    a key no catalogue knows."""
     try:
-        return Tier(deliverables.tier_name(section_key))
+        return catalogue.spec_of(section_key).tier
     except UnknownSection:
         return Tier.STANDARD

@@ -13,8 +13,9 @@ import json
 from collections.abc import Iterable, Sequence
 from typing import Any
 
+from domain.catalogue.summaries import CLIENT_SUMMARY, THREAD_SUMMARY
 from domain.sections import SectionSpec
-from domain.summaries import CLIENT_SUMMARY, THREAD_SUMMARY, ThreadMessage
+from domain.summaries import ThreadMessage
 from tokenopt.budget import LONG_FIELD_CHARS
 from tokenopt.counting import count_messages, count_tokens
 from tokenopt.projection import normalise, project, truncate_sentences

@@ -24,15 +24,16 @@ from temporalio.worker import Replayer
 
 import stack
 from activities import crm_notify
-from domain import deliverables
 from domain.budgets import Alert, BudgetScope, BudgetSpec, BudgetUse, Period
+from domain.catalogue import deliverables
+from domain.catalogue.summaries import CLIENT_SUMMARY, THREAD_SUMMARY
 from domain.client import KNOWN_FIELDS, ClientRecord, InvalidClientRecord, parse_client
 from domain.limits import CLIENT_ID_PATTERN, MAX_PROBLEMS, InputRefused, quote
-from domain.outputs import in_schema_order
+from domain.outputs.schemas import in_schema_order
 from domain.render import render_document
 from domain.reviews import ReviewInput, ReviewSource, ReviewState
 from domain.sections import DocumentKind, Level
-from domain.summaries import CLIENT_SUMMARY, THREAD_SUMMARY, InvalidMessages, ThreadInput, parse_threads
+from domain.summaries import InvalidMessages, ThreadInput, parse_threads
 from storage import alerts, budgets, cache, clients, db, documents, messages, summaries, usage
 from storage.messages import UnknownThread
 from tokenopt.reads import month_sections_reading, plan_sections_reading

@@ -20,7 +20,7 @@ from pydantic import ValidationError
 from activities import crm_notify
 from activities.crm_notify import CrmNotifyConfig
 from domain.limits import MAX_PROBLEMS, InputRefused, json_problems, quote, where
-from domain.outputs import in_schema_order, output_model
+from domain.outputs.schemas import in_schema_order, output_model
 from domain.render import render_document, render_section
 from domain.reviews import ReviewRefused, UnknownDocument
 from storage import documents, edits, sections

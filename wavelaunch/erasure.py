@@ -15,7 +15,8 @@ from dataclasses import dataclass
 from temporalio.client import Client, WorkflowExecutionStatus
 from temporalio.service import RPCError
 
-from domain import deliverables, summaries
+from domain import summaries
+from domain.catalogue import deliverables
 from storage import erasure
 from storage.clients import UnknownClient
 from storage.db import DB

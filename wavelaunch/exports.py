@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from domain import deliverables
-from domain.outputs import in_schema_order
+from domain.catalogue import deliverables
+from domain.catalogue.plan import section
+from domain.outputs.schemas import in_schema_order
 from domain.render_docx import render_docx
-from domain.sections import DocumentKind, section
+from domain.sections import DocumentKind
 from storage import sections
 from storage.db import DB
 from storage.documents import StoredDocument

@@ -19,9 +19,10 @@ from temporalio.common import (
 from temporalio.service import RPCError
 
 from activities.deliverable import month_level
-from domain import deliverables
+from domain.catalogue import deliverables
+from domain.catalogue.plan import resolve_sections
 from domain.queues import Lane, lane_for
-from domain.sections import DocumentKind, resolve_sections
+from domain.sections import DocumentKind
 from storage import clients
 from storage.db import DB
 from wavelaunch.settings import Settings

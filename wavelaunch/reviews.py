@@ -7,7 +7,7 @@ version of a document can be reviewed; anything else is refused with nothing cha
 
 from __future__ import annotations
 
-from domain import deliverables
+from domain.catalogue import deliverables
 from domain.limits import quote
 from domain.reviews import ReviewRefused, ReviewSource, ReviewState, UnknownDocument
 from domain.sections import DocumentKind

@@ -33,8 +33,8 @@ from temporalio.common import SearchAttributePair, TypedSearchAttributes
 from temporalio.service import RPCError, RPCStatusCode
 
 from activities.deliverable import month_level
-from domain import deliverables
 from domain import summaries as summary_docs
+from domain.catalogue import deliverables
 from domain.queues import Lane
 from domain.schedules import (
     PREFIX,

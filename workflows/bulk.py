@@ -17,18 +17,20 @@ from temporalio.common import SearchAttributePair, TypedSearchAttributes
 from temporalio.exceptions import ActivityError, ApplicationError, ChildWorkflowError, WorkflowAlreadyStartedError
 
 with workflow.unsafe.imports_passed_through():
-    from activities.bulk import BATCH, BulkActivities
+    from activities.bulk import BulkActivities
     from workflows import search_attributes as sa
     from workflows.business_plan import BusinessPlanWorkflow
     from workflows.fanout import BudgetGate, WaitsOnBudget, run_section, set_status, waits_for_budget
     from workflows.models import (
         BatchState,
         BulkCollected,
+        BulkMode,
         BulkPrepared,
         BulkProgress,
         BulkRequest,
         BulkResult,
         BulkResume,
+        DocumentStatus,
         PlanRequest,
         PlanResult,
         SectionProgress,
@@ -61,7 +63,7 @@ class BulkRegenerationWorkflow(WaitsOnBudget):
     def progress(self) -> BulkProgress:
         return self._progress
 
-    def _set_status(self, status: str) -> None:
+    def _set_status(self, status: DocumentStatus) -> None:
         set_status(self._progress, status)
 
     def _gate(self) -> BudgetGate | None:
@@ -77,7 +79,7 @@ class BulkRegenerationWorkflow(WaitsOnBudget):
             self._show_batch(batch)
             self._progress.polls = request.resume.polls
         else:
-            self._set_status("preparing")
+            self._set_status(DocumentStatus.PREPARING)
             prepared = await workflow.execute_activity_method(
                 BulkActivities.prepare_bulk,
                 request,
@@ -87,14 +89,14 @@ class BulkRegenerationWorkflow(WaitsOnBudget):
             )
             self._show_prepared(prepared)
             batch = None
-            if prepared.mode == BATCH and prepared.to_generate:
-                self._set_status("submitting")
+            if prepared.mode == BulkMode.BATCH and prepared.to_generate:
+                self._set_status(DocumentStatus.SUBMITTING)
                 batch = await self._submit(prepared)
                 self._show_batch(batch)
 
         if batch is not None:
             batch = await self._wait(request, prepared, batch)
-            self._set_status("collecting")
+            self._set_status(DocumentStatus.COLLECTING)
             collected = await workflow.execute_activity_method(
                 BulkActivities.collect_batch,
                 prepared.ref,
@@ -108,14 +110,14 @@ class BulkRegenerationWorkflow(WaitsOnBudget):
         if request.assemble:
             await self._assemble(request, prepared, failed_clients)
         if self._progress.failed:
-            self._set_status("failed")
+            self._set_status(DocumentStatus.FAILED)
             raise ApplicationError(
                 f"{len(self._progress.failed)} failure(s) in the bulk regeneration: "
                 + "; ".join(self._progress.failed),
                 type="BulkFailed",
                 non_retryable=True,
             )
-        self._set_status("completed")
+        self._set_status(DocumentStatus.COMPLETED)
         return BulkResult(
             ref=prepared.ref,
             mode=prepared.mode,
@@ -145,12 +147,12 @@ class BulkRegenerationWorkflow(WaitsOnBudget):
                 gate = self._gate() if waits_for_budget(err) else None
                 if gate is None:
                     raise
-                await gate.wait(self._progress, then="submitting")
+                await gate.wait(self._progress, then=DocumentStatus.SUBMITTING)
 
     async def _wait(self, request: BulkRequest, prepared: BulkPrepared, batch: BatchState) -> BatchState:
         """Durable timers between polls until the batch is done; continue as new when the wait
         has made the history long (a 24 h window at one poll a minute is 1,440 polls)."""
-        self._set_status("waiting")
+        self._set_status(DocumentStatus.WAITING)
         polls_this_run = 0
         while not batch.terminal:
             try:
@@ -163,7 +165,7 @@ class BulkRegenerationWorkflow(WaitsOnBudget):
                 )
             except asyncio.CancelledError:
                 # A cancelled bulk cancels its batch, so nobody pays for answers no one collects.
-                self._set_status("cancelled")
+                self._set_status(DocumentStatus.CANCELLED)
                 await workflow.execute_activity_method(
                     BulkActivities.cancel_batch,
                     prepared.ref,
@@ -192,7 +194,7 @@ class BulkRegenerationWorkflow(WaitsOnBudget):
         )
         if not requests:
             return set()
-        self._set_status("generating")
+        self._set_status(DocumentStatus.GENERATING)
         self._progress.fallback = len(requests)
         work = [(SectionProgress(section_key=r.section_key), r) for r in requests]
         gate = self._gate()
@@ -213,7 +215,7 @@ class BulkRegenerationWorkflow(WaitsOnBudget):
         """Each client's plan (``plan-<clientId>``), pinned to the version prepared: every section
         is stored by now, so the plan only assembles. A plan already running for a client is
         left to finish on its own."""
-        self._set_status("assembling")
+        self._set_status(DocumentStatus.ASSEMBLING)
         todo = [c for c in prepared.clients if c.client_id not in skip]
         results = await asyncio.gather(
             *(self._plan(request, c.client_id, c.client_version) for c in todo), return_exceptions=True

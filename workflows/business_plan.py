@@ -19,6 +19,7 @@ with workflow.unsafe.imports_passed_through():
     )
     from workflows.models import (
         AssembleRequest,
+        DocumentStatus,
         PlanInputs,
         PlanProgress,
         PlanRequest,
@@ -45,7 +46,7 @@ class BusinessPlanWorkflow(FollowsClientUpdates):
     def progress(self) -> PlanProgress | None:
         return self._progress
 
-    def _set_status(self, status: str) -> None:
+    def _set_status(self, status: DocumentStatus) -> None:
         assert self._progress is not None
         set_status(self._progress, status)
 
@@ -70,7 +71,7 @@ class BusinessPlanWorkflow(FollowsClientUpdates):
             if workflow.info().is_continue_as_new_suggested():
                 workflow.continue_as_new(request)
 
-        self._set_status("assembling")
+        self._set_status(DocumentStatus.ASSEMBLING)
         info = workflow.info()
         while True:
             try:
@@ -93,8 +94,8 @@ class BusinessPlanWorkflow(FollowsClientUpdates):
                 # dropped made a model call here) waits as a section does.
                 if not waits_for_budget(err):
                     raise
-                await self._budget.wait(self._progress, then="assembling")
-        self._set_status("completed")
+                await self._budget.wait(self._progress, then=DocumentStatus.ASSEMBLING)
+        self._set_status(DocumentStatus.COMPLETED)
         return PlanResult(
             client_id=request.client_id,
             client_version=inputs.client_version,
@@ -106,10 +107,10 @@ class BusinessPlanWorkflow(FollowsClientUpdates):
     async def _round(self, request: PlanRequest) -> tuple[PlanInputs, list[SectionResult]]:
         """Prepare, then every section concurrently; fails the plan if any section failed."""
         assert self._progress is not None
-        self._set_status("preparing")
+        self._set_status(DocumentStatus.PREPARING)
         inputs = await run_step(PlanActivities.prepare_plan, request, limit=PREPARE_TIMEOUT, retry=STORAGE_RETRY)
         self._progress.sections = [SectionProgress(section_key=k) for k in inputs.sections]
-        self._set_status("generating")
+        self._set_status(DocumentStatus.GENERATING)
 
         tier = service_tier(request.deadline)
         work = [
@@ -134,5 +135,5 @@ class BusinessPlanWorkflow(FollowsClientUpdates):
         try:
             return inputs, await run_sections(work, "plan", batches, self._progress, self._budget)
         except ApplicationError:
-            self._set_status("failed")
+            self._set_status(DocumentStatus.FAILED)
             raise

@@ -21,17 +21,19 @@ from temporalio.common import SearchAttributePair, TypedSearchAttributes
 from temporalio.exceptions import ActivityError
 
 with workflow.unsafe.imports_passed_through():
-    from activities.bulk import BATCH, BulkActivities
+    from activities.bulk import BulkActivities
     from domain.sections import DocumentKind
     from tokenopt.service_tiers import BATCH_CANCEL_GRACE, ServiceTier, batch_wait_until, document_tier
     from workflows import search_attributes as sa
     from workflows.fanout import Statused, mark_done, set_status
     from workflows.models import (
         BatchState,
+        BulkMode,
         BulkPrepared,
         BulkResume,
         DeadlineBatchRequest,
         DeadlineBatchResult,
+        DocumentStatus,
         SectionProgress,
         SectionRequest,
         SectionResult,
@@ -78,7 +80,7 @@ class DeadlineBatchWorkflow:
                 retry_policy=STORAGE_RETRY,
             )
             self._show(prepared, None)
-            if prepared.mode != BATCH or not prepared.to_generate or workflow.now() >= request.wait_until:
+            if prepared.mode != BulkMode.BATCH or not prepared.to_generate or workflow.now() >= request.wait_until:
                 return out
             try:
                 batch = await workflow.execute_activity_method(
@@ -198,7 +200,7 @@ async def batch_what_can_wait(
     path). The document writes the others as usual."""
     if deadline is None or not batch_allowed(deadline) or not workflow.patched(DEADLINE_BATCH_PATCH):
         return {}
-    set_status(document, "batching")
+    set_status(document, DocumentStatus.BATCHING)
     for progress, _ in work:
         progress.status = SectionStatus.RUNNING
     result = await workflow.execute_child_workflow(
@@ -225,5 +227,5 @@ async def batch_what_can_wait(
             mark_done(progress, written[progress.section_key])
         else:
             progress.status = SectionStatus.PENDING
-    set_status(document, "generating")
+    set_status(document, DocumentStatus.GENERATING)
     return written

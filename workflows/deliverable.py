@@ -27,6 +27,7 @@ with workflow.unsafe.imports_passed_through():
         DeliverableProgress,
         DeliverableRequest,
         DeliverableResult,
+        DocumentStatus,
         SectionProgress,
         SectionRequest,
         SectionResult,
@@ -49,7 +50,7 @@ class DeliverableWorkflow(FollowsClientUpdates):
     def progress(self) -> DeliverableProgress | None:
         return self._progress
 
-    def _set_status(self, status: str) -> None:
+    def _set_status(self, status: DocumentStatus) -> None:
         assert self._progress is not None
         set_status(self._progress, status)
 
@@ -77,7 +78,7 @@ class DeliverableWorkflow(FollowsClientUpdates):
             if workflow.info().is_continue_as_new_suggested():
                 workflow.continue_as_new(request)
 
-        self._set_status("assembling")
+        self._set_status(DocumentStatus.ASSEMBLING)
         info = workflow.info()
         documents = await run_step(
             DeliverableActivities.assemble_deliverable,
@@ -93,7 +94,7 @@ class DeliverableWorkflow(FollowsClientUpdates):
             limit=ASSEMBLE_TIMEOUT,
             retry=STORAGE_RETRY,
         )
-        self._set_status("completed")
+        self._set_status(DocumentStatus.COMPLETED)
         return DeliverableResult(
             client_id=inputs.client_id,
             client_version=inputs.client_version,
@@ -107,13 +108,13 @@ class DeliverableWorkflow(FollowsClientUpdates):
     ) -> tuple[DeliverableInputs, list[SectionResult], list[SectionResult]]:
         """Prepare, then the shared sections, then the rest; fails the month if any failed."""
         assert self._progress is not None
-        self._set_status("preparing")
+        self._set_status(DocumentStatus.PREPARING)
         inputs = await run_step(
             DeliverableActivities.prepare_deliverable, request, limit=PREPARE_TIMEOUT, retry=STORAGE_RETRY
         )
         progress = {k: SectionProgress(section_key=k) for k in (*inputs.shared_sections, *inputs.sections)}
         self._progress.sections = list(progress.values())
-        self._set_status("generating")
+        self._set_status(DocumentStatus.GENERATING)
 
         # What can wait a day goes through the Batch API first (nothing when the deadline is
         # closer); the gathers below write the rest.
@@ -174,7 +175,7 @@ class DeliverableWorkflow(FollowsClientUpdates):
         try:
             done = await run_sections(work, "deliverable", batches, self._progress, self._budget) if work else []
         except ApplicationError:
-            self._set_status("failed")
+            self._set_status(DocumentStatus.FAILED)
             raise
         by_key = {**written, **{r.section_key: r for r in done}}
         return [by_key[progress.section_key] for progress in group]

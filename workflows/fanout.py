@@ -20,6 +20,7 @@ with workflow.unsafe.imports_passed_through():
     from workflows import search_attributes as sa
     from workflows.models import (
         DocumentProgress,
+        DocumentStatus,
         SectionBatchRequest,
         SectionProgress,
         SectionRequest,
@@ -72,7 +73,7 @@ async def run_step(step: Callable[[Any, In], Awaitable[Out]], arg: In, *, limit:
 class Statused(Protocol):
     """A workflow's progress (a document's, or the bulk regeneration's): what its status is."""
 
-    status: str
+    status: DocumentStatus
 
 
 def run_deadline(deadline: datetime | None, within: timedelta | None) -> datetime | None:
@@ -90,7 +91,7 @@ def service_tier(deadline: datetime | None) -> ServiceTier:
     return document_tier(time_left, batch_available=False)
 
 
-def set_status(progress: Statused, status: str) -> None:
+def set_status(progress: Statused, status: DocumentStatus) -> None:
     """Record a workflow's status for its query and for the Web UI's filter."""
     progress.status = status
     workflow.upsert_search_attributes([sa.STATUS.value_set(status)])
@@ -107,11 +108,11 @@ class BudgetGate:
     def resume(self) -> None:
         self.resumes += 1
 
-    async def wait(self, document: Statused, then: str = "generating") -> None:
+    async def wait(self, document: Statused, then: DocumentStatus = DocumentStatus.GENERATING) -> None:
         """Wait for the signal (or the re-check timeout); ``then``: the status to show after."""
         seen = self.resumes
         self.waiting += 1
-        set_status(document, "paused")
+        set_status(document, DocumentStatus.PAUSED)
         try:
             await workflow.wait_condition(lambda: self.resumes > seen, timeout=BUDGET_RECHECK_AFTER)
         except TimeoutError:

@@ -12,7 +12,8 @@ from typing import TYPE_CHECKING
 
 from pydantic import BaseModel, Field
 
-from domain.sections import DocumentKind, Level
+from domain.cache_policy import CacheTier
+from domain.sections import DocumentKind, Level, Tier
 from tokenopt.service_tiers import ServiceTier
 
 
@@ -49,7 +50,7 @@ class SectionRequest(BaseModel):
     document_sections: list[str]
     # Skip the stored and cached answers: the operator asked for a fresh one.
     fresh: bool = False
-    # Which catalogue the section key belongs to (domain.sections or domain.deliverables).
+    # Which catalogue the section key belongs to (domain.catalogue).
     document_kind: DocumentKind = DocumentKind.BUSINESS_PLAN
     # Key of stored context (a deliverable month's digest of earlier months), read by the
     # sections whose kind uses it; the text itself never crosses the workflow boundary.
@@ -73,9 +74,9 @@ class CallFigures(BaseModel):
     """What one unit of work spent (a section, a summary), and what the naive way would have."""
 
     model: str
-    tier: str
-    # The tier that served it: "none" (written now), "stored", "exact", "semantic", "template".
-    cache_tier: str = "none"
+    tier: Tier
+    # The reuse tier that served it (NONE: written now).
+    cache_tier: CacheTier = CacheTier.NONE
     prompt_tokens: int = 0
     cached_tokens: int = 0
     completion_tokens: int = 0
@@ -113,11 +114,17 @@ class AssembleRequest(BaseModel):
     sections: list[SectionResult]
 
 
+class ChangeReason(StrEnum):
+    NEW = "new"
+    INPUTS_CHANGED = "inputs changed"
+    REGENERATED = "regenerated"
+
+
 class SectionChange(BaseModel):
     """A section that differs from the previous version of the document, and why."""
 
     section_key: str
-    reason: str  # "new", "inputs changed" or "regenerated"
+    reason: ChangeReason
     fields: list[str] = Field(default_factory=list)
 
 
@@ -156,15 +163,37 @@ class SectionProgress(BaseModel):
     model: str | None = None
     tokens: int = 0
     cost: Decimal = Decimal(0)
-    cache_tier: str | None = None
+    cache_tier: CacheTier | None = None
     error: str | None = None
+
+
+class DocumentStatus(StrEnum):
+    """Where a document workflow (or the bulk run) is: its ``progress`` query and the Web UI's
+    status search attribute show it."""
+
+    STARTING = "starting"
+    PREPARING = "preparing"
+    GENERATING = "generating"
+    SUMMARISING = "summarising"
+    # A deadline document waiting on its Batch API batch.
+    BATCHING = "batching"
+    # Bulk: the batch is being sent, waited for, collected.
+    SUBMITTING = "submitting"
+    WAITING = "waiting"
+    COLLECTING = "collecting"
+    # Held by a paused budget.
+    PAUSED = "paused"
+    ASSEMBLING = "assembling"
+    COMPLETED = "completed"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
 
 
 class DocumentProgress(BaseModel):
     """What a document workflow's ``progress`` query returns: each section's state and figures."""
 
     client_id: str
-    status: str = "starting"
+    status: DocumentStatus = DocumentStatus.STARTING
     sections: list[SectionProgress] = Field(default_factory=list)
 
     def count(self, status: SectionStatus) -> int:
@@ -380,6 +409,14 @@ class BulkRequest(BaseModel):
     resume: BulkResume | None = None
 
 
+class BulkMode(StrEnum):
+    """How a set of sections is generated: through the Batch API, or by per-section calls (an
+    endpoint without the Batch API, or a local model)."""
+
+    BATCH = "batch"
+    DIRECT = "direct"
+
+
 class BulkClient(BaseModel):
     client_id: str
     client_version: int
@@ -389,7 +426,7 @@ class BulkPrepared(BaseModel):
     """The request set stored in Postgres (by reference) and its counts, never the requests."""
 
     ref: str
-    mode: str  # "batch" (the Batch API) or "direct" (per-section calls)
+    mode: BulkMode
     clients: list[BulkClient]
     to_generate: int
     reused: int
@@ -426,9 +463,9 @@ class BulkResume(BaseModel):
 class BulkProgress(BaseModel):
     """What the bulk workflow's ``progress`` query returns."""
 
-    status: str = "starting"
+    status: DocumentStatus = DocumentStatus.STARTING
     level: Level = Level.COMPLETE
-    mode: str | None = None
+    mode: BulkMode | None = None
     clients: int = 0
     to_generate: int = 0
     reused: int = 0
@@ -453,7 +490,7 @@ class BulkProgress(BaseModel):
 
 class BulkResult(BaseModel):
     ref: str
-    mode: str
+    mode: BulkMode
     batch_id: str | None
     clients: list[str]
     to_generate: int
@@ -495,7 +532,7 @@ class DeadlineBatchRequest(BaseModel):
 
 class DeadlineBatchResult(BaseModel):
     ref: str | None = None
-    mode: str | None = None
+    mode: BulkMode | None = None
     batch_id: str | None = None
     batch_status: str | None = None
     to_generate: int = 0

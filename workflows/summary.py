@@ -15,11 +15,12 @@ from temporalio.exceptions import ActivityError, ApplicationError
 
 with workflow.unsafe.imports_passed_through():
     from activities.summary import SummaryActivities
-    from domain.summaries import CLIENT_SUMMARY
+    from domain.catalogue.summaries import CLIENT_SUMMARY
     from workflows.fanout import run_deadline, service_tier, set_status
     from workflows.models import (
         ClientSummaryRequest,
         ClientSummaryResult,
+        DocumentStatus,
         SectionProgress,
         SectionStatus,
         SummaryFigures,
@@ -63,7 +64,7 @@ class SummaryWorkflow:
     def progress(self) -> SummaryProgress | None:
         return self._progress
 
-    def _set_status(self, status: str) -> None:
+    def _set_status(self, status: DocumentStatus) -> None:
         assert self._progress is not None
         set_status(self._progress, status)
 
@@ -71,7 +72,7 @@ class SummaryWorkflow:
     async def run(self, request: SummaryRequest) -> SummaryResult:
         self._progress = SummaryProgress(client_id=request.client_id)
         deadline = run_deadline(request.deadline, request.within)
-        self._set_status("preparing")
+        self._set_status(DocumentStatus.PREPARING)
         inputs = await workflow.execute_activity_method(
             SummaryActivities.prepare_summary,
             request,
@@ -81,7 +82,7 @@ class SummaryWorkflow:
         rows = {t: SectionProgress(section_key=thread_row(t)) for t in inputs.thread_ids}
         client_row = SectionProgress(section_key=CLIENT_SUMMARY.key) if request.include_client_summary else None
         self._progress.sections = [*rows.values(), *([client_row] if client_row else [])]
-        self._set_status("summarising")
+        self._set_status(DocumentStatus.SUMMARISING)
 
         outcomes = await asyncio.gather(
             *(
@@ -104,7 +105,7 @@ class SummaryWorkflow:
             if isinstance(r, BaseException)
         ]
         if failed:
-            self._set_status("failed")
+            self._set_status(DocumentStatus.FAILED)
             raise ApplicationError(
                 f"{len(failed)} of {len(rows)} threads failed: " + "; ".join(failed),
                 type="SummariesFailed",
@@ -123,7 +124,7 @@ class SummaryWorkflow:
                     deadline=deadline,
                 ),
             )
-        self._set_status("completed")
+        self._set_status(DocumentStatus.COMPLETED)
         return SummaryResult(
             client_id=inputs.client_id, client_version=inputs.client_version, threads=threads, client=client
         )
@@ -135,7 +136,7 @@ class SummaryWorkflow:
         try:
             return await _tracked(progress, SummaryActivities.summarize_client, request)
         except ActivityError:
-            self._set_status("failed")
+            self._set_status(DocumentStatus.FAILED)
             raise
 
 

@@ -25,8 +25,9 @@ from activities.budget_guard import BudgetGuard
 from bench.cost import STUB_KEY, bench_stack, fresh_arm, llm_config
 from bench.workload import make_clients
 from domain.budgets import BudgetScope, BudgetSpec, Period
+from domain.catalogue.plan import resolve_sections
 from domain.client import parse_client
-from domain.sections import Level, resolve_sections
+from domain.sections import Level
 from storage import budgets, db
 from stubs.llm_server import StubServer
 from wavelaunch import plans

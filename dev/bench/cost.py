@@ -32,8 +32,9 @@ import stack
 from bench.lower_bound import lower_bound
 from bench.totals import Totals
 from bench.workload import Event, EventKind, Workload
+from domain.catalogue.plan import resolve_sections
 from domain.client import parse_client
-from domain.sections import Level, resolve_sections
+from domain.sections import Level
 from storage import cache, db
 from stubs.llm_server import TARGET_HEADER, StubServer
 from tokenopt import naive, pricing

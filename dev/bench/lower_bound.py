@@ -35,18 +35,20 @@ from typing import Any
 
 from bench.totals import Totals
 from bench.workload import Event, EventKind, Workload
-from domain import deliverables
+from domain.catalogue import deliverables
+from domain.catalogue.plan import BUSINESS_PLAN_SECTIONS
+from domain.catalogue.summaries import CLIENT_SUMMARY, THREAD_SUMMARY
+from domain.digest import MIN_DECISIONS
 from domain.needs import needs
-from domain.sections import BUSINESS_PLAN_SECTIONS, DocumentKind, SectionSpec
-from domain.summaries import CLIENT_SUMMARY, THREAD_SUMMARY
+from domain.sections import DocumentKind, SectionSpec
 from tokenopt import pricing
 from tokenopt.counting import count_messages, count_tokens
 from tokenopt.projection import project
 
 METHOD = "independent"
 # Per earlier document, what a month that builds on it must at least be told: its title and
-# three short items (decisions or KPI names; domain.deliverables.MIN_DECISIONS), 5 tokens each.
-EARLIER_ITEMS = deliverables.MIN_DECISIONS
+# three short items (decisions or KPI names; domain.digest.MIN_DECISIONS), 5 tokens each.
+EARLIER_ITEMS = MIN_DECISIONS
 EARLIER_ITEM_TOKENS = 5
 KINDS = ("business_plan", "deliverable", "summary")
 

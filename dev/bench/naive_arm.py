@@ -29,9 +29,11 @@ from openai import AsyncOpenAI
 
 from bench.totals import Totals
 from bench.workload import Event, EventKind, Workload
-from domain import deliverables
-from domain.sections import Level, SectionSpec, resolve_sections
-from domain.summaries import CLIENT_SUMMARY, THREAD_SUMMARY, Author, ThreadMessage
+from domain.catalogue import deliverables
+from domain.catalogue.plan import resolve_sections
+from domain.catalogue.summaries import CLIENT_SUMMARY, THREAD_SUMMARY
+from domain.sections import Level, SectionSpec
+from domain.summaries import Author, ThreadMessage
 from stubs.llm_server import TARGET_HEADER, StubServer
 from tokenopt import naive, pricing
 from tokenopt.counting import count_tokens

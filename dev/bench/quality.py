@@ -33,10 +33,11 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from bench.totals import Totals
 from bench.workload import make_clients
-from domain import deliverables
+from domain.catalogue import deliverables
+from domain.catalogue.plan import BUSINESS_PLAN_SECTIONS, section
 from domain.needs import needed_fields
-from domain.outputs import output_model, schema_name, strict_json_schema
-from domain.sections import BUSINESS_PLAN_SECTIONS, DocumentKind, SectionSpec, UnknownSection, section
+from domain.outputs.schemas import output_model, schema_name, strict_json_schema
+from domain.sections import DocumentKind, SectionSpec, UnknownSection
 from tokenopt import pricing
 from tokenopt.fidelity import FactKind, field_facts, found, prompt_text
 from tokenopt.projection import full_record

@@ -34,7 +34,7 @@ from bench import naive_arm
 from bench.cost import STUB_KEY, Totals, arm_settings, bench_stack, fresh_arm, llm_config
 from bench.lower_bound import METHOD, lower_bound
 from bench.workload import Event, EventKind, Workload
-from domain import deliverables
+from domain.catalogue import deliverables
 from domain.client import parse_client
 from domain.sections import Level
 from domain.summaries import Author, NewMessage, ThreadInput

@@ -24,9 +24,11 @@ from typing import Any
 from openai import AsyncOpenAI
 
 from bench.cost import STUB_KEY, Totals, bench_stack, ledger_totals, llm_config
+from domain.catalogue.summaries import CLIENT_SUMMARY, THREAD_SUMMARY
 from domain.client import parse_client
-from domain.outputs import schema_name, strict_json_schema
-from domain.summaries import CLIENT_SUMMARY, THREAD_SUMMARY, ClientSummary, NewMessage, ThreadMessage, ThreadSummary
+from domain.outputs.schemas import schema_name, strict_json_schema
+from domain.outputs.summaries import ClientSummary, ThreadSummary
+from domain.summaries import NewMessage, ThreadMessage
 from storage import db, messages
 from stubs.llm_server import StubServer
 from tokenopt import naive, pricing

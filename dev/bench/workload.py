@@ -17,7 +17,7 @@ from typing import Any
 from pydantic import BaseModel
 
 from bench import synthetic
-from domain import deliverables
+from domain.catalogue import deliverables
 from domain.client import KNOWN_FIELDS
 from wavelaunch.commands import sample_client_file
 

@@ -49,9 +49,10 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
-from domain import deliverables, summaries
-from domain.outputs import BATCH_SCHEMA_KEY, PATCH_SCHEMA_KEY
-from domain.sections import UnknownSection, section
+from domain.catalogue import deliverables, summaries
+from domain.catalogue.plan import section
+from domain.outputs.schemas import BATCH_SCHEMA_KEY, PATCH_SCHEMA_KEY
+from domain.sections import UnknownSection
 from stubs.batches import ROUTES as BATCH_ROUTES
 from stubs.batches import BatchStore, parse_batch_fault
 from tokenopt.counting import count_messages, count_tokens, decode, encode

@@ -8,8 +8,9 @@ import pytest
 from temporalio.testing import ActivityEnvironment
 
 from activities.plan import PlanActivities
-from domain.outputs import output_model
-from domain.sections import Level, resolve_sections
+from domain.catalogue.plan import resolve_sections
+from domain.outputs.schemas import output_model
+from domain.sections import Level
 from storage import documents
 from tests.e2e.conftest import make_settings, requested_sections, section_requests
 from tests.e2e.test_business_plan_e2e import new_client, run_plan
@@ -198,7 +199,7 @@ async def test_a_section_over_budget_does_not_stop_prepare_from_deciding(
 async def test_after_an_edit_the_months_kpis_are_patched_and_unchanged_sections_reused(
     pool, client, settings, stub, worker
 ):
-    from domain import deliverables
+    from domain.catalogue import deliverables
     from tests.e2e.test_cache_e2e import update_client
     from wavelaunch import plans
     from workflows.models import DeliverableRequest

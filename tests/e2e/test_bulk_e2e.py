@@ -11,7 +11,8 @@ import pytest
 from temporalio.client import WorkflowExecutionStatus, WorkflowFailureError
 
 from domain.budgets import BudgetScope, BudgetSpec, Period
-from domain.sections import Level, resolve_sections
+from domain.catalogue.plan import resolve_sections
+from domain.sections import Level
 from storage import budgets, documents
 from tests.e2e.conftest import finished, make_settings, section_requests
 from tests.e2e.test_business_plan_e2e import new_client, run_plan

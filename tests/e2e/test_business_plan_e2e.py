@@ -11,9 +11,10 @@ import pytest
 from temporalio.client import Client, WorkflowFailureError
 from temporalio.exceptions import ApplicationError
 
+from domain.catalogue.plan import resolve_sections
 from domain.client import parse_client
-from domain.outputs import output_model
-from domain.sections import Level, UnknownSection, resolve_sections
+from domain.outputs.schemas import output_model
+from domain.sections import Level, UnknownSection
 from storage import clients, documents, usage
 from storage.clients import UnknownClient
 from stubs.llm_server import StubServer

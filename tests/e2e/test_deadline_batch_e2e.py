@@ -10,7 +10,7 @@ from decimal import Decimal
 
 import pytest
 
-from domain import deliverables
+from domain.catalogue import deliverables
 from storage import documents, sections
 from tests.e2e.conftest import section_requests
 from tests.e2e.test_business_plan_e2e import new_client

@@ -6,9 +6,9 @@ from collections import Counter
 
 import pytest
 
-from domain import deliverables
+from domain.catalogue import deliverables
 from domain.client import parse_client
-from domain.outputs import output_model
+from domain.outputs.schemas import output_model
 from llm.client import LLMClient
 from storage import clients, documents
 from tests.e2e.conftest import requested_sections, section_requests
@@ -22,7 +22,8 @@ from workflows.models import DeliverableRequest
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(180)]
 
-DIGEST_KINDS = {k for k, t in deliverables.KIND_TRAITS.items() if t.uses_digest}
+KINDS = [k.key for k in deliverables.section_kinds()]
+DIGEST_KINDS = {k.key for k in deliverables.section_kinds() if k.uses_digest}
 
 
 @pytest.fixture
@@ -65,10 +66,8 @@ async def test_months_one_and_two_share_brand_context_and_build_on_a_digest(
         {"brand_context": 1, "exec_summary": 5, "framework_strategy": 5, "sops_workflows": 5, "section_batch": 2}
     )
     # A single request is named by its kind, a batch member by its section key.
-    kinds = [k if k in deliverables.KIND_TRAITS else deliverables.kind_of(k) for k in requested_sections(stub)]
-    assert Counter(kinds) == Counter(
-        {"brand_context": 1, **{k: 5 for k in deliverables.KIND_TRAITS if k != "brand_context"}}
-    )
+    kinds = [k if k in KINDS else deliverables.kind_of(k) for k in requested_sections(stub)]
+    assert Counter(kinds) == Counter({"brand_context": 1, **{k: 5 for k in KINDS if k != "brand_context"}})
     assert {s.section_key for s in result.sections if s.batch_size} == {
         s.key for s in deliverables.month_sections(1) if deliverables.kind_of(s.key) in ("templates_tools", "kpis")
     }
@@ -113,7 +112,7 @@ async def test_months_one_and_two_share_brand_context_and_build_on_a_digest(
     # The digest once in the KPI batch, not at all in the Templates/Tools batch.
     assert kpis[1]["content"].count(digest_row["text"]) == 1
     assert "EARLIER MONTHS" not in templates[1]["content"]
-    for kind in set(deliverables.KIND_TRAITS) - DIGEST_KINDS - {"brand_context", "templates_tools"}:
+    for kind in set(KINDS) - DIGEST_KINDS - {"brand_context", "templates_tools"}:
         assert not any("EARLIER MONTHS" in m[1]["content"] for m in prompts[f"{kind}_v1"])
     assert all("deliverable section" in m[0]["content"] for ms in prompts.values() for m in ms)
     month_two = [

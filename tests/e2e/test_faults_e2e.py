@@ -30,7 +30,8 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 
 from crm.app import create_app
 from crm.intake import Intake
-from domain.sections import Level, resolve_sections
+from domain.catalogue.plan import resolve_sections
+from domain.sections import Level
 from stack import postgres, temporal
 from storage import db
 from stubs.llm_server import StubServer

@@ -14,8 +14,9 @@ import pytest
 from temporalio.api.enums.v1 import EventType
 from temporalio.testing import WorkflowEnvironment
 
+from domain.catalogue.plan import resolve_sections
 from domain.rate_limits import WINDOW_SECONDS
-from domain.sections import Level, resolve_sections
+from domain.sections import Level
 from tests.e2e.conftest import finished, worker_env
 from tests.e2e.test_business_plan_e2e import new_client
 from tests.e2e.test_worker_crash_e2e import start_worker

@@ -10,7 +10,8 @@ import pytest
 from temporalio.client import WorkflowFailureError
 from temporalio.exceptions import ApplicationError
 
-from domain.summaries import InvalidMessages, NewMessage, ThreadSummary, parse_threads
+from domain.outputs.summaries import ThreadSummary
+from domain.summaries import InvalidMessages, NewMessage, parse_threads
 from storage import messages, summaries
 from storage.clients import UnknownClient
 from storage.messages import UnknownThread

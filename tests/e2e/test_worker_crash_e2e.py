@@ -14,7 +14,8 @@ from pathlib import Path
 import pytest
 from temporalio.testing import WorkflowEnvironment
 
-from domain.sections import Level, resolve_sections
+from domain.catalogue.plan import resolve_sections
+from domain.sections import Level
 from tests.e2e.conftest import requested_sections, worker_env
 from tests.e2e.test_business_plan_e2e import new_client
 from wavelaunch import plans

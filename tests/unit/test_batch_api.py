@@ -10,8 +10,8 @@ from genai_prices import Usage, calc_price
 
 from activities.ledger import Baseline, SectionLedger
 from activities.writer import SectionWriter
-from domain.outputs import output_model, strict_json_schema
-from domain.sections import section
+from domain.catalogue.plan import section
+from domain.outputs.schemas import output_model, strict_json_schema
 from llm.batch_api import BatchLine, build_jsonl, parse_results
 from llm.client import LLMClient
 from tokenopt import pricing

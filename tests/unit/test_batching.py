@@ -7,15 +7,16 @@ import json
 import pytest
 
 from activities.batch import apportion
-from domain import deliverables
+from domain.catalogue import deliverables
+from domain.catalogue.plan import BUSINESS_PLAN_SECTIONS
 from domain.client import parse_client
-from domain.outputs import batch_json_schema, batch_output_model, batch_schema_name, output_model
-from domain.sections import BUSINESS_PLAN_SECTIONS, DocumentKind
+from domain.outputs.schemas import batch_json_schema, batch_output_model, batch_schema_name, output_model
+from domain.sections import DocumentKind, Tier
 from stubs.llm_server import ChatRequest, batch_target_tokens, generate_content
 from tokenopt.batching import Candidate, choose_batches, estimate
 from tokenopt.counting import count_tokens
 from tokenopt.prompts import build_batch_prompt, build_section_prompt
-from tokenopt.routing import Tier, tier_for
+from tokenopt.routing import tier_for
 from tokenopt.techniques import Technique, Techniques
 from wavelaunch.commands import sample_client_file
 

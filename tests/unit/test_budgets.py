@@ -21,7 +21,7 @@ from domain.budgets import (
     reached,
     use_fraction,
 )
-from domain.outputs import output_model, strict_json_schema
+from domain.outputs.schemas import output_model, strict_json_schema
 from stubs.llm_server import parse_chat_request
 from stubs.llm_server import prompt_tokens as stub_prompt_tokens
 from tokenopt import pricing

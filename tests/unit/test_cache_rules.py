@@ -5,7 +5,8 @@ from __future__ import annotations
 import json
 
 from domain.cache_policy import policy
-from domain.sections import BUSINESS_PLAN_SECTIONS, DocumentKind, section
+from domain.catalogue.plan import BUSINESS_PLAN_SECTIONS, section
+from domain.sections import DocumentKind
 from tokenopt.cache_keys import exact_key, normalise_prompt_text
 from tokenopt.prompts import build_section_prompt
 from tokenopt.semantic import changed_fields, cosine, critical_facts, facts_match, hashing_embedding, inputs_text

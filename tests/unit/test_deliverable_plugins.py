@@ -5,13 +5,15 @@ from __future__ import annotations
 
 import pytest
 
-from domain import deliverables
 from domain.cache_policy import policy
-from domain.outputs import output_model, schema_name
-from domain.sections import DocumentKind, UnknownSection, section
+from domain.catalogue import deliverables
+from domain.catalogue.plan import section
+from domain.outputs.deliverables import BrandContext, Kpis
+from domain.outputs.schemas import output_model, schema_name
+from domain.sections import DocumentKind, Tier, UnknownSection
 from stubs.llm_server import section_from_schema_name, target_tokens
 from tokenopt.prompts import build_section_prompt
-from tokenopt.routing import Tier, tier_for
+from tokenopt.routing import tier_for
 
 KPIS = "m1_brand_architecture__kpis"
 STRATEGY = "m3_pre_launch_campaign__framework_strategy"
@@ -25,8 +27,8 @@ RECORD = {
 
 
 def test_outputs_and_schema_names_come_from_the_section_kind():
-    assert output_model(KPIS) is deliverables.Kpis
-    assert output_model("brand_context") is deliverables.BrandContext
+    assert output_model(KPIS) is Kpis
+    assert output_model("brand_context") is BrandContext
     assert output_model("market_analysis").__name__ == "MarketAnalysis"
     assert schema_name(KPIS, 1) == schema_name("m8_brand_authority__kpis", 1) == "kpis_v1"
     assert schema_name("brand_context", 1) == "brand_context_v1"

@@ -6,16 +6,11 @@ import json
 
 import pytest
 
+from domain.catalogue.plan import BUSINESS_PLAN_SECTIONS, resolve_sections, section
 from domain.client import KNOWN_FIELDS, InvalidClientRecord, parse_client
-from domain.outputs import SECTION_OUTPUTS, strict_json_schema
+from domain.outputs.schemas import strict_json_schema
 from domain.render import render_document
-from domain.sections import (
-    BUSINESS_PLAN_SECTIONS,
-    Level,
-    UnknownSection,
-    resolve_sections,
-    section,
-)
+from domain.sections import Level, UnknownSection
 from tokenopt.reads import plan_sections_reading
 from wavelaunch.commands import sample_client_file
 
@@ -72,7 +67,7 @@ def test_every_catalogue_field_is_a_crm_field_and_email_is_never_mapped():
 
 
 def test_strict_schemas_close_every_object_and_require_every_property():
-    for key, model in SECTION_OUTPUTS.items():
+    for key, model in ((s.key, s.output) for s in BUSINESS_PLAN_SECTIONS):
         schema = strict_json_schema(model)
         objects = [schema, *schema.get("$defs", {}).values()]
         for obj in objects:

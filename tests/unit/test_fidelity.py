@@ -10,9 +10,13 @@ from typing import Any
 import pytest
 
 from bench.workload import make_clients
-from domain import deliverables as dlv
+from domain import digest
+from domain.catalogue import deliverables as dlv
+from domain.catalogue import plan as plan_catalogue
+from domain.catalogue.plan import BUSINESS_PLAN_SECTIONS, section
+from domain.digest import build_digest, render_digest
 from domain.needs import needed_fields
-from domain.sections import BUSINESS_PLAN_SECTIONS, DocumentKind, section
+from domain.sections import DocumentKind
 from domain.summaries import Author, ThreadMessage
 from tokenopt import budget
 from tokenopt.counting import count_tokens
@@ -70,9 +74,7 @@ def test_removing_a_needed_field_from_the_projection_drops_the_ratio(monkeypatch
     assert whole.ratio == 1.0
 
     narrowed = replace(spec, fields=tuple(f for f in spec.fields if f != "keyPainPoints"))
-    monkeypatch.setattr(
-        "domain.sections._BY_KEY", {**__import__("domain.sections").sections._BY_KEY, spec.key: narrowed}
-    )
+    monkeypatch.setattr("domain.catalogue.plan._BY_KEY", {**plan_catalogue._BY_KEY, spec.key: narrowed})
     built = build_section_prompt(SAMPLE, section(spec.key), model=MODEL)
     check = check_section(built.messages, SAMPLE, spec.key)
     assert check.ratio < whole.ratio
@@ -142,7 +144,7 @@ def clients() -> list[dict[str, Any]]:
 
 
 def digest_text(n: int, earlier: dict[str, dict[str, Any]]) -> str:
-    return dlv.render_digest(dlv.build_digest(n, earlier, count_tokens=lambda s: count_tokens(s, MODEL)))
+    return render_digest(build_digest(n, earlier, count_tokens=lambda s: count_tokens(s, MODEL)))
 
 
 def test_every_catalogue_section_receives_every_fact_it_needs():
@@ -160,7 +162,7 @@ def test_every_catalogue_section_receives_every_fact_it_needs():
         for n in range(1, dlv.LAST_MONTH + 1):
             context = digest_text(n, earlier)
             for spec in dlv.month_sections(n):
-                uses = dlv.traits(dlv.kind_of(spec.key)).uses_digest
+                uses = spec.uses_digest
                 built = build_section_prompt(
                     record, spec, model=MODEL, context=context if uses else "", kind=DocumentKind.DELIVERABLE
                 )
@@ -194,7 +196,7 @@ def test_earlier_months_decisions_reach_the_framework_and_kpi_prompts(n: int):
 
 def test_a_clipped_decision_is_a_lost_fact(monkeypatch: pytest.MonkeyPatch):
     earlier = earlier_sections(1)
-    monkeypatch.setattr(dlv, "DECISION_CHARS", 20)
+    monkeypatch.setattr(digest, "DECISION_CHARS", 20)
     key = dlv.section_key(dlv.documents(2)[0].key, "framework_strategy")
     messages = [{"role": "user", "content": digest_text(2, earlier)}]
     check = check_section(messages, SAMPLE, key, kind=DocumentKind.DELIVERABLE, earlier=earlier)

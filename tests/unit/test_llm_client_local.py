@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from domain.outputs import output_model, strict_json_schema
+from domain.outputs.schemas import output_model, strict_json_schema
 from llm.client import LOCAL_MAX_ITEMS, LLMClient, _reencode_control_chars
 
 

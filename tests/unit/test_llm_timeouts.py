@@ -10,9 +10,9 @@ import pydantic
 import pytest
 
 from activities.writer import as_application_error
-from domain import deliverables, summaries
-from domain.outputs import output_model, schema_name, strict_json_schema
-from domain.sections import BUSINESS_PLAN_SECTIONS, section
+from domain.catalogue import deliverables, summaries
+from domain.catalogue.plan import BUSINESS_PLAN_SECTIONS, section
+from domain.outputs.schemas import output_model, schema_name, strict_json_schema
 from llm.client import LOCAL_MAX_TOKENS, LLMClient
 from llm.errors import LLMError
 from llm.timeouts import LOCAL_SECONDS_PER_TOKEN, REMOTE_SECONDS_PER_TOKEN, CallTimeouts

@@ -8,10 +8,10 @@ import pytest
 
 from bench.lower_bound import lower_bound, parse_models
 from bench.workload import Event, EventKind, Workload
-from domain import deliverables
+from domain.catalogue import deliverables
+from domain.catalogue.summaries import CLIENT_SUMMARY, THREAD_SUMMARY
 from domain.needs import needs
 from domain.sections import DocumentKind
-from domain.summaries import CLIENT_SUMMARY, THREAD_SUMMARY
 from tokenopt.counting import count_messages, count_tokens
 from tokenopt.projection import project
 from wavelaunch.commands import sample_client_file

@@ -6,8 +6,8 @@ import json
 
 import pytest
 
-from domain.outputs import SectionPatch, patch_schema_name, strict_json_schema
-from domain.sections import section
+from domain.catalogue.plan import section
+from domain.outputs.schemas import SectionPatch, patch_schema_name, strict_json_schema
 from stubs.llm_server import PATCH_FILL, answer_body, parse_chat_request
 from stubs.llm_server import StubState as _State  # noqa: N814
 from tokenopt.counting import count_tokens

@@ -11,13 +11,13 @@ import json
 
 import pytest
 
-from domain import deliverables
+from domain.catalogue import deliverables
+from domain.catalogue.plan import BUSINESS_PLAN_SECTIONS
 from domain.client import KNOWN_FIELDS
-from domain.sections import BUSINESS_PLAN_SECTIONS, DocumentKind
+from domain.sections import DocumentKind, Tier
 from tokenopt.projection import NEVER_SENT
 from tokenopt.prompts import build_section_prompt
 from tokenopt.reads import PROMPT_VERSION, reads, sections_reading
-from tokenopt.routing import Tier
 from tokenopt.techniques import Techniques
 from wavelaunch.commands import sample_client_file
 

@@ -8,8 +8,8 @@ from collections.abc import AsyncIterator, Iterator
 import pytest
 from openai.types.chat import ChatCompletion
 
-from domain.outputs import output_model, schema_name, strict_json_schema
-from domain.sections import section
+from domain.catalogue.plan import section
+from domain.outputs.schemas import output_model, schema_name, strict_json_schema
 from llm import batch_api
 from llm.batch_api import BatchLine
 from llm.client import LLMClient

@@ -18,8 +18,8 @@ import openai
 import pytest
 from openai import AsyncOpenAI
 
-from domain.outputs import output_model, schema_name, strict_json_schema
-from domain.sections import section
+from domain.catalogue.plan import section
+from domain.outputs.schemas import output_model, schema_name, strict_json_schema
 from stubs.llm_server import (
     CACHE_IDLE_SECONDS,
     CACHE_MIN_TOKENS,

@@ -11,7 +11,8 @@ import pytest
 from bench import studio
 from bench.naive_arm import stored_messages
 from bench.workload import DAY, MONTH_DAYS, EventKind, workload_studio
-from domain.sections import Level, resolve_sections
+from domain.catalogue.plan import resolve_sections
+from domain.sections import Level
 from tokenopt import naive
 from tokenopt.counting import count_messages
 from wavelaunch.commands import sample_client_file

@@ -7,21 +7,16 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from domain.outputs import output_model, schema_name, strict_json_schema
-from domain.summaries import (
-    CLIENT_SUMMARY,
-    THREAD_SUMMARY,
-    ClientSummary,
-    InvalidMessages,
-    ThreadMessage,
-    ThreadSummary,
-    parse_threads,
-)
+from domain.catalogue.summaries import CLIENT_SUMMARY, THREAD_SUMMARY
+from domain.outputs.schemas import output_model, schema_name, strict_json_schema
+from domain.outputs.summaries import ClientSummary, ThreadSummary
+from domain.sections import Tier
+from domain.summaries import InvalidMessages, ThreadMessage, parse_threads
 from stubs.llm_server import target_tokens
 from tokenopt.counting import count_messages, count_tokens
 from tokenopt.naive import naive_summary_messages, naive_summary_tokens
 from tokenopt.redaction import redact
-from tokenopt.routing import Tier, tier_for
+from tokenopt.routing import tier_for
 from tokenopt.summary_prompts import (
     build_client_prompt,
     build_thread_prompt,

@@ -7,14 +7,15 @@ from decimal import Decimal
 
 import pytest
 
+from domain.catalogue.plan import BUSINESS_PLAN_SECTIONS, resolve_sections, section
 from domain.client import PERSONAL_FIELDS
-from domain.sections import BUSINESS_PLAN_SECTIONS, Level, resolve_sections, section
+from domain.sections import Level, Tier
 from tokenopt import budget, naive, pricing
 from tokenopt.budget import BudgetExceeded
 from tokenopt.projection import project, truncate_sentences
 from tokenopt.prompts import build_section_prompt
 from tokenopt.reads import ALL_FIELDS
-from tokenopt.routing import ModelRouter, Tier, tier_for
+from tokenopt.routing import ModelRouter, tier_for
 from tokenopt.techniques import Techniques
 from wavelaunch.commands import sample_client_file
 

@@ -13,7 +13,8 @@ from temporalio.exceptions import ApplicationError, CancelledError
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
-from domain.sections import Level, resolve_sections
+from domain.catalogue.plan import resolve_sections
+from domain.sections import Level
 from tests.workflows.test_business_plan import FakeActivities
 from workflows.bulk import BulkRegenerationWorkflow
 from workflows.business_plan import BusinessPlanWorkflow

@@ -12,7 +12,8 @@ from temporalio.exceptions import ApplicationError
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
-from domain.sections import Level, resolve_sections
+from domain.catalogue.plan import resolve_sections
+from domain.sections import Level
 from workflows.business_plan import BusinessPlanWorkflow
 from workflows.models import (
     AssembleRequest,

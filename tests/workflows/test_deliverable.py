@@ -13,7 +13,7 @@ from temporalio.exceptions import ApplicationError
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
-from domain import deliverables
+from domain.catalogue import deliverables
 from domain.sections import DocumentKind
 from workflows.deliverable import DeliverableWorkflow
 from workflows.models import (

@@ -1,10 +1,11 @@
-"""The deliverables catalogue: months M1–M8, their documents, the six section kinds, outputs.
+"""The deliverables catalogue: months M1–M8, their documents and the six section kinds.
 
 DESIGN.md §3: every client gets eight monthly deliverables, five documents a month, each with
 the same six sections (Executive Summary, Brand Context, Framework/Strategy, SOPs/Workflows,
 Templates/Tools, KPIs). This module is the one place that knows them, as the business plan's
-catalogue (domain.sections) knows the plan's sections; workflows, routing, caching and
-rendering ask it.
+catalogue (domain.catalogue.plan) knows the plan's sections; workflows, routing, caching and
+rendering ask it. Each kind's spec carries its tier, cache policy and output model
+(domain.outputs.deliverables); a document's section is its kind's spec narrowed to the document.
 
 Section keys:
 - ``brand_context`` is *shared*: it reads only the client's brand fields, not the month or the
@@ -14,20 +15,22 @@ Section keys:
   ``m1_brand_architecture__kpis`` (double underscore: both halves contain single ones; the
   whole key is also a valid OpenAI schema name).
 
-A month builds on a compact digest of earlier months (decisions and KPI names per document,
-bounded in count and length), never on their full text.
+A month builds on a compact digest of earlier months (domain.digest), never on their full text.
 """
 
 from __future__ import annotations
 
-import re
-from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
-from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
-
-from domain.sections import SectionSpec, UnknownSection
+from domain.outputs.deliverables import (
+    BrandContext,
+    DeliverableSummary,
+    FrameworkStrategy,
+    Kpis,
+    SopsWorkflows,
+    TemplatesTools,
+)
+from domain.sections import CachePolicy, SectionSpec, Tier, UnknownSection
 
 FIRST_MONTH = 1
 LAST_MONTH = 8
@@ -41,7 +44,7 @@ class DocumentSpec:
     month: int
     title: str
     purpose: str
-    # Topic fields this document adds to its document-specific sections (KindTraits.document_fields).
+    # Topic fields this document adds to its document-specific sections (KindSpec.document_fields).
     focus_fields: tuple[str, ...] = ()
 
 
@@ -364,7 +367,7 @@ def document(key: str) -> DocumentSpec:
     except KeyError:
         raise UnknownDocument(
             f"unknown deliverable document {key!r}; keys look like 'm1_brand_architecture' "
-            "(see domain.deliverables.MONTHS)"
+            "(see domain.catalogue.deliverables.MONTHS)"
         ) from None
 
 
@@ -376,44 +379,44 @@ def workflow_id(client_id: str, n: int) -> str:
 
 
 # -- section kinds -------------------------------------------------------------------------
-TierName = Literal["economy", "standard", "premium"]
-
-
-@dataclass(frozen=True)
-class KindTraits:
-    """What a section kind is beyond its SectionSpec."""
+@dataclass(frozen=True, kw_only=True)
+class KindSpec(SectionSpec):
+    """A deliverable section kind: its SectionSpec and what a kind is beyond one."""
 
     # Generated once per client version and reused by every document and month.
     shared: bool
-    # Its prompt carries the compact digest of earlier months.
-    uses_digest: bool
-    # Routing tier name (tokenopt.routing.Tier values); kept as a string so domain does not
-    # import tokenopt.
-    tier: TierName
     # Its fields are the kind's plus the document's focus_fields.
     document_fields: bool
 
+
+# KPI targets are figures and dates, so a "similar" answer is never served.
+KPI_TARGETS_MATCH_EXACTLY = CachePolicy(semantic=False, reason="KPI targets must match exactly")
 
 # Kind keys are distinct from the business plan's section keys (no "executive_summary"), so a
 # key never names two different schemas in tables keyed by section key.
 # Target tokens: a document is 2,300 tokens with Brand Context (2,100 without). Brand Context
 # is compact because it is shown in all 40 documents but says what the client record says.
-SECTION_KINDS: tuple[SectionSpec, ...] = (
-    SectionSpec(
-        "exec_summary",
-        "Executive Summary",
-        1,
-        250,
-        "Summarise what this document delivers for the brand this month and the first actions to take.",
-        ("brandName", "industryNiche", "visionForVenture", "hopeToAchieve"),
+SECTION_KINDS: tuple[KindSpec, ...] = (
+    KindSpec(
+        key="exec_summary",
+        title="Executive Summary",
+        priority=1,
+        target_tokens=250,
+        purpose="Summarise what this document delivers for the brand this month and the first actions to take.",
+        fields=("brandName", "industryNiche", "visionForVenture", "hopeToAchieve"),
+        # Reader-facing and short, but it must be coherent with the document's topic: standard.
+        tier=Tier.STANDARD,
+        output=DeliverableSummary,
+        shared=False,
+        document_fields=True,
     ),
-    SectionSpec(
-        "brand_context",
-        "Brand Context",
-        2,
-        200,
-        "State the brand's positioning, audience, values, personality and visual direction in brief.",
-        (
+    KindSpec(
+        key="brand_context",
+        title="Brand Context",
+        priority=2,
+        target_tokens=200,
+        purpose="State the brand's positioning, audience, values, personality and visual direction in brief.",
+        fields=(
             "brandName",
             "industryNiche",
             "brandValues",
@@ -424,86 +427,99 @@ SECTION_KINDS: tuple[SectionSpec, ...] = (
             "targetAudience",
             "uniqueValueProps",
         ),
+        # A restatement of the brand fields (low complexity), but seen in every document of every
+        # month and written once per client version, so the better model costs next to nothing.
+        tier=Tier.STANDARD,
+        output=BrandContext,
+        # Never reads the digest or the document: that would make it month-specific and unshareable.
+        shared=True,
+        document_fields=False,
     ),
-    SectionSpec(
-        "framework_strategy",
-        "Framework/Strategy",
-        3,
-        650,
-        "Set the objective, the approach, its pillars and the key decisions, building on earlier months.",
-        ("brandName", "industryNiche", "targetAudience", "growthStrategies"),
+    KindSpec(
+        key="framework_strategy",
+        title="Framework/Strategy",
+        priority=3,
+        target_tokens=650,
+        purpose="Set the objective, the approach, its pillars and the key decisions, building on earlier months.",
+        fields=("brandName", "industryNiche", "targetAudience", "growthStrategies"),
+        # The reasoning core and the largest section: it must build on earlier months' decisions
+        # and make new ones that later months inherit (they feed the digest). Premium.
+        tier=Tier.PREMIUM,
+        output=FrameworkStrategy,
+        uses_digest=True,
+        shared=False,
+        document_fields=True,
     ),
-    SectionSpec(
-        "sops_workflows",
-        "SOPs/Workflows",
-        4,
-        500,
-        "Write the standard operating procedures that put the strategy into practice, with owners and steps.",
-        ("brandName", "currentChannels", "scalingGoals"),
+    KindSpec(
+        key="sops_workflows",
+        title="SOPs/Workflows",
+        priority=4,
+        target_tokens=500,
+        purpose="Write the standard operating procedures that put the strategy into practice, with owners and steps.",
+        fields=("brandName", "currentChannels", "scalingGoals"),
+        # Procedural and structured, but specific to the document's topic and the brand's channels.
+        tier=Tier.STANDARD,
+        output=SopsWorkflows,
+        shared=False,
+        document_fields=True,
     ),
-    SectionSpec(
-        "templates_tools",
-        "Templates/Tools",
-        5,
-        400,
-        "Give ready-to-use templates as outlines and the tools to run them with.",
-        ("brandName", "industryNiche", "currentChannels"),
+    KindSpec(
+        key="templates_tools",
+        title="Templates/Tools",
+        priority=5,
+        target_tokens=400,
+        purpose="Give ready-to-use templates as outlines and the tools to run them with.",
+        fields=("brandName", "industryNiche", "currentChannels"),
+        # Outlines of templates and a tool list: largely boilerplate. Economy.
+        tier=Tier.ECONOMY,
+        output=TemplatesTools,
+        shared=False,
+        document_fields=False,
     ),
-    SectionSpec(
-        "kpis",
-        "KPIs",
-        6,
-        300,
-        "Define the KPIs that show this document is working: definition, target and review cadence.",
-        ("brandName", "scalingGoals", "specificDeadlines", "currentChannels"),
+    KindSpec(
+        key="kpis",
+        title="KPIs",
+        priority=6,
+        target_tokens=300,
+        purpose="Define the KPIs that show this document is working: definition, target and review cadence.",
+        fields=("brandName", "scalingGoals", "specificDeadlines", "currentChannels"),
+        # KPI definitions are boilerplate (economy); it reads the digest to keep KPIs chosen in
+        # earlier months instead of renaming them, so dashboards stay comparable month to month.
+        tier=Tier.ECONOMY,
+        output=Kpis,
+        cache=KPI_TARGETS_MATCH_EXACTLY,
+        uses_digest=True,
+        shared=False,
+        document_fields=False,
     ),
 )
 
-KIND_TRAITS: dict[str, KindTraits] = {
-    # Reader-facing and short, but it must be coherent with the document's topic: standard.
-    "exec_summary": KindTraits(shared=False, uses_digest=False, tier="standard", document_fields=True),
-    # A restatement of the brand fields (low complexity), but seen in every document of every
-    # month and written once per client version, so the better model costs next to nothing.
-    # Never reads the digest or the document: that would make it month-specific and unshareable.
-    "brand_context": KindTraits(shared=True, uses_digest=False, tier="standard", document_fields=False),
-    # The reasoning core and the largest section: it must build on earlier months' decisions
-    # and make new ones that later months inherit (they feed the digest). Premium.
-    "framework_strategy": KindTraits(shared=False, uses_digest=True, tier="premium", document_fields=True),
-    # Procedural and structured, but specific to the document's topic and the brand's channels.
-    "sops_workflows": KindTraits(shared=False, uses_digest=False, tier="standard", document_fields=True),
-    # Outlines of templates and a tool list: largely boilerplate. Economy.
-    "templates_tools": KindTraits(shared=False, uses_digest=False, tier="economy", document_fields=False),
-    # KPI definitions are boilerplate (economy); it reads the digest to keep KPIs chosen in
-    # earlier months instead of renaming them, so dashboards stay comparable month to month.
-    "kpis": KindTraits(shared=False, uses_digest=True, tier="economy", document_fields=False),
-}
-
-_KINDS: dict[str, SectionSpec] = {k.key: k for k in SECTION_KINDS}
-SHARED_KINDS = frozenset(k for k, t in KIND_TRAITS.items() if t.shared)
+_KINDS: dict[str, KindSpec] = {k.key: k for k in SECTION_KINDS}
+SHARED_KINDS = frozenset(k.key for k in SECTION_KINDS if k.shared)
 
 
-def section_kinds() -> tuple[SectionSpec, ...]:
+def section_kinds() -> tuple[KindSpec, ...]:
     """The six section kinds every deliverable document has, in reading order."""
     return SECTION_KINDS
 
 
-def section_kind(key: str) -> SectionSpec:
+def section_kind(key: str) -> KindSpec:
     try:
         return _KINDS[key]
     except KeyError:
         raise UnknownSection(f"unknown deliverable section kind {key!r}; known kinds: {', '.join(_KINDS)}") from None
 
 
-def traits(kind_key: str) -> KindTraits:
-    section_kind(kind_key)
-    return KIND_TRAITS[kind_key]
+def traits(kind_key: str) -> KindSpec:
+    """What a section kind is (shared, uses_digest, document_fields...): its spec."""
+    return section_kind(kind_key)
 
 
 def section_key(document_key: str, kind_key: str) -> str:
     """The key a document's section is stored and cached under; a shared kind's own key."""
     section_kind(kind_key)
     doc = document(document_key)
-    if KIND_TRAITS[kind_key].shared:
+    if _KINDS[kind_key].shared:
         return kind_key
     return f"{doc.key}{SEPARATOR}{kind_key}"
 
@@ -516,7 +532,11 @@ def split_section_key(key: str) -> tuple[str | None, str]:
             return None, key
     elif doc_key in _DOCUMENTS and kind_key in _KINDS and kind_key not in SHARED_KINDS:
         return doc_key, kind_key
-    raise UnknownSection(
+    raise _unknown(key)
+
+
+def _unknown(key: str) -> UnknownSection:
+    return UnknownSection(
         f"unknown deliverable section {key!r}; expected one of {', '.join(sorted(SHARED_KINDS))} "
         f"or '<document key>{SEPARATOR}<kind>' with kind one of "
         f"{', '.join(k for k in _KINDS if k not in SHARED_KINDS)}"
@@ -528,7 +548,17 @@ def kind_of(key: str) -> str:
     return split_section_key(key)[1]
 
 
-def section_spec(key: str) -> SectionSpec:
+def find(key: str) -> KindSpec | None:
+    """The spec of a deliverable section key or of a section kind's key; None if neither."""
+    if key in _KINDS:
+        return _KINDS[key]
+    try:
+        return section_spec(key)
+    except UnknownSection:
+        return None
+
+
+def section_spec(key: str) -> KindSpec:
     """The concrete SectionSpec of a deliverable section key, as prompts and the ledger need it:
     the kind's spec, narrowed to the document (purpose, focus fields) unless the kind is shared."""
     doc_key, kind_key = split_section_key(key)
@@ -537,307 +567,23 @@ def section_spec(key: str) -> SectionSpec:
         return kind
     doc = _DOCUMENTS[doc_key]
     fields = kind.fields
-    if KIND_TRAITS[kind_key].document_fields:
+    if kind.document_fields:
         fields = tuple(dict.fromkeys((*kind.fields, *doc.focus_fields)))
     m = MONTHS[doc.month - 1]
     purpose = f"{kind.purpose} Document: {doc.title} (M{m.number} {m.title}): {doc.purpose}"
     return replace(kind, key=key, purpose=purpose, fields=fields)
 
 
-def document_sections(document_key: str) -> tuple[SectionSpec, ...]:
+def document_sections(document_key: str) -> tuple[KindSpec, ...]:
     """The six sections of one document, in reading order (Brand Context is the shared spec)."""
     return tuple(section_spec(section_key(document_key, k.key)) for k in SECTION_KINDS)
 
 
-def month_sections(n: int) -> tuple[SectionSpec, ...]:
+def month_sections(n: int) -> tuple[KindSpec, ...]:
     """The distinct sections month ``n`` fans out: shared ones once, then each document's."""
-    seen: dict[str, SectionSpec] = {}
+    seen: dict[str, KindSpec] = {}
     for doc in documents(n):
         for spec in document_sections(doc.key):
             seen.setdefault(spec.key, spec)
     shared = [s for s in seen.values() if s.key in SHARED_KINDS]
     return (*shared, *(s for s in seen.values() if s.key not in SHARED_KINDS))
-
-
-def tier_name(key: str) -> TierName:
-    """Routing tier name of a deliverable section key or kind key."""
-    kind_key = key if key in _KINDS else kind_of(key)
-    return KIND_TRAITS[kind_key].tier
-
-
-# -- outputs ---------------------------------------------------------------------------------
-class _Out(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-
-class Pillar(_Out):
-    name: str
-    description: str
-
-
-class Sop(_Out):
-    name: str
-    owner: str
-    steps: list[str]
-
-
-class Template(_Out):
-    name: str
-    purpose: str
-    outline: list[str]
-
-
-class Tool(_Out):
-    name: str
-    use: str
-
-
-class Kpi(_Out):
-    # Later months keep the same KPIs by name (the digest carries names whole): short is cheap.
-    name: str = Field(description="at most 5 words")
-    definition: str
-    target: str
-    cadence: str
-
-
-class DeliverableSummary(_Out):
-    headline: str
-    overview: str
-    key_points: list[str]
-    next_steps: list[str]
-
-
-class BrandContext(_Out):
-    positioning: str
-    audience: str
-    values: list[str]
-    personality: str
-    visual_direction: str
-
-
-class FrameworkStrategy(_Out):
-    objective: str
-    approach: str
-    pillars: list[Pillar]
-    # Read by later months through the digest: short is what keeps the digest small.
-    key_decisions: list[str] = Field(description="3-5 decisions made here, each at most 8 words")
-    risks: list[str]
-
-
-class SopsWorkflows(_Out):
-    sops: list[Sop]
-
-
-class TemplatesTools(_Out):
-    templates: list[Template]
-    tools: list[Tool]
-
-
-class Kpis(_Out):
-    kpis: list[Kpi]
-
-
-KIND_OUTPUTS: dict[str, type[_Out]] = {
-    "exec_summary": DeliverableSummary,
-    "brand_context": BrandContext,
-    "framework_strategy": FrameworkStrategy,
-    "sops_workflows": SopsWorkflows,
-    "templates_tools": TemplatesTools,
-    "kpis": Kpis,
-}
-
-
-def output_model_for(key: str) -> type[_Out]:
-    """The output model of a deliverable section key or kind key."""
-    kind_key = key if key in _KINDS else kind_of(key)
-    return KIND_OUTPUTS[kind_key]
-
-
-# -- digest of earlier months ------------------------------------------------------------------
-# What later months must receive (domain.needs: the decisions and KPI names of every earlier
-# month) sets the size. The strategy's schema asks for 3-5 decisions of at most 8 words, so one
-# document is a title, up to five decisions whole and the KPI names no earlier document carried
-# (KPIs repeat from document to document; a name is a fact once): about 50-70 tokens, some
-# 1,700-2,500 for the 35 documents before M8. The budget leaves room for that; trimming the
-# oldest months first (_TRIM_STAGES) and then dropping the oldest documents is the guard for
-# answers that ignore the schema's limits, not the everyday path. The month just before is
-# trimmed last: it is what the next month builds on directly.
-DIGEST_TOKEN_BUDGET = 2800
-MAX_DECISIONS = 5
-MIN_DECISIONS = 3  # kept while the budget allows
-# Eight words fit whole (a clipped decision loses its tail).
-DECISION_CHARS = 80
-MAX_KPIS = 6
-KPI_CHARS = 48
-MAX_DIGEST_DOCUMENTS = (LAST_MONTH - 1) * 5
-
-# Which outputs the digest reads, per kind: decisions from the strategy (topped up from the
-# summary's key points), KPI names from the KPIs section. Nothing else of a month is carried.
-DIGEST_FIELDS: dict[str, tuple[str, ...]] = {
-    "framework_strategy": ("key_decisions",),
-    "exec_summary": ("key_points",),
-    "kpis": ("kpis[].name",),
-}
-
-
-def approx_tokens(text: str) -> int:
-    """A dependency-free estimate (4 characters a token, English prose). Callers that can pass
-    tokenopt.counting.count_tokens to build_digest get an exact bound instead."""
-    return -(-len(text) // 4)
-
-
-Decision = Annotated[str, StringConstraints(max_length=DECISION_CHARS)]
-KpiName = Annotated[str, StringConstraints(max_length=KPI_CHARS)]
-
-
-class DigestDocument(_Out):
-    key: str
-    month: int
-    title: str
-    decisions: list[Decision] = Field(max_length=MAX_DECISIONS)
-    kpis: list[KpiName] = Field(max_length=MAX_KPIS)
-
-
-class Digest(_Out):
-    """What month ``for_month`` is told of the months before it."""
-
-    for_month: int
-    documents: list[DigestDocument] = Field(max_length=MAX_DIGEST_DOCUMENTS)
-
-
-def digest_fields() -> dict[str, tuple[str, ...]]:
-    """Section kind -> the output fields the digest reads (``a[].b``: b of each item of a)."""
-    return dict(DIGEST_FIELDS)
-
-
-def digest_section_keys(n: int) -> list[str]:
-    """The stored sections month ``n``'s digest is built from (earlier months only)."""
-    month(n)
-    return [section_key(d.key, kind) for m in MONTHS[: n - 1] for d in m.documents for kind in DIGEST_FIELDS]
-
-
-_SPACE = re.compile(r"\s+")
-# Words a clipped phrase should not end on ("...the palette as the" -> "...the palette").
-_DANGLING = frozenset("a an and as at by for from in of on or the to with".split())
-
-
-def clip(text: str, max_chars: int) -> str:
-    """One line of at most ``max_chars``, cut at a word boundary and marked with an ellipsis."""
-    text = _SPACE.sub(" ", text).strip().rstrip(".")
-    if len(text) <= max_chars:
-        return text
-    words = text[: max_chars - 1].split(" ")
-    if len(words) > 1:
-        words.pop()  # the last word is probably cut in half
-    while len(words) > 1 and words[-1].casefold() in _DANGLING:
-        words.pop()
-    return " ".join(words).rstrip(" ,;:-") + "…"
-
-
-def _strings(value: Any) -> list[str]:
-    return [v for v in value if isinstance(v, str) and v.strip()] if isinstance(value, list) else []
-
-
-def _pick(candidates: list[str], limit: int, max_chars: int, seen: set[str] | None = None) -> list[str]:
-    """Up to ``limit`` distinct clipped items; ``seen`` (shared across documents) skips items
-    an earlier document already carries."""
-    picked: list[str] = []
-    seen = set() if seen is None else seen
-    for text in candidates:
-        clipped = clip(text, max_chars)
-        if clipped and clipped.casefold() not in seen:
-            seen.add(clipped.casefold())
-            picked.append(clipped)
-        if len(picked) == limit:
-            break
-    return picked
-
-
-def _render(for_month: int, docs: list[DigestDocument]) -> str:
-    if not docs:
-        return ""
-    lines = [f"EARLIER MONTHS (before M{for_month})"]
-    current = 0
-    for doc in docs:
-        if doc.month != current:
-            current = doc.month
-            lines.append(f"M{current} {MONTHS[current - 1].title}")
-        line = f"- {doc.title}: {'; '.join(doc.decisions)}"
-        if doc.kpis:
-            line += f" | KPIs: {', '.join(doc.kpis)}"
-        lines.append(line)
-    return "\n".join(lines)
-
-
-# Trimming order: (which months, field, floor). Older months give up detail first; the month
-# just before keeps three decisions until older months are down to one.
-_TRIM_STAGES: tuple[tuple[str, str, int], ...] = (
-    ("older", "decisions", MIN_DECISIONS),
-    ("older", "kpis", 1),
-    ("previous", "decisions", MIN_DECISIONS),
-    ("older", "decisions", 1),
-    ("older", "kpis", 0),
-    ("previous", "kpis", 1),
-    ("previous", "decisions", 1),
-    ("previous", "kpis", 0),
-)
-
-
-def _trim(for_month: int, docs: list[DigestDocument], fits: Callable[[], bool]) -> None:
-    """Shorten ``docs`` in place until ``fits()``, oldest month first."""
-    for which, field, floor in _TRIM_STAGES:
-        numbers = range(1, for_month - 1) if which == "older" else (for_month - 1,)
-        for number in numbers:
-            in_month = [d for d in docs if d.month == number]
-            while in_month and not fits():
-                # The document of this month with the most items loses its last one.
-                longest = max(reversed(in_month), key=lambda d: len(getattr(d, field)))
-                if len(getattr(longest, field)) <= floor:
-                    break
-                getattr(longest, field).pop()
-            if fits():
-                return
-    while docs and not fits():
-        docs.pop(0)
-
-
-def build_digest(
-    n: int,
-    sections: Mapping[str, Mapping[str, Any]],
-    *,
-    count_tokens: Callable[[str], int] = approx_tokens,
-    max_tokens: int = DIGEST_TOKEN_BUDGET,
-) -> Digest:
-    """The compact digest month ``n`` is given of months 1..n-1.
-
-    ``sections`` maps deliverable section keys to their content as the output models dump it
-    (see digest_section_keys); other keys and missing sections are ignored, and documents with
-    nothing to carry are left out. Picks decisions and KPI names, clips them, then trims the
-    oldest months until ``count_tokens(render_digest(...)) <= max_tokens``.
-    """
-    month(n)
-    docs: list[DigestDocument] = []
-    kpis_seen: set[str] = set()
-    for m in MONTHS[: n - 1]:
-        for doc in m.documents:
-            strategy = sections.get(section_key(doc.key, "framework_strategy")) or {}
-            summary = sections.get(section_key(doc.key, "exec_summary")) or {}
-            kpis = sections.get(section_key(doc.key, "kpis")) or {}
-            decisions = _pick(
-                _strings(strategy.get("key_decisions")) + _strings(summary.get("key_points")),
-                MAX_DECISIONS,
-                DECISION_CHARS,
-            )
-            names = [k.get("name") for k in kpis.get("kpis") or [] if isinstance(k, Mapping)]
-            kpi_names = _pick(_strings(names), MAX_KPIS, KPI_CHARS, kpis_seen)
-            if decisions or kpi_names:
-                docs.append(
-                    DigestDocument(key=doc.key, month=m.number, title=doc.title, decisions=decisions, kpis=kpi_names)
-                )
-    _trim(n, docs, lambda: count_tokens(_render(n, docs)) <= max_tokens)
-    return Digest(for_month=n, documents=docs)
-
-
-def render_digest(digest: Digest) -> str:
-    """The digest as prompt text, one line per earlier document under its month; empty for M1."""
-    return _render(digest.for_month, digest.documents)

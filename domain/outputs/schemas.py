@@ -1,7 +1,7 @@
-"""Output schema of each section: what the model must return, as strict JSON.
+"""A section's output model as it is sent: the strict schema, its name, batch and patch schemas.
 
-Sections are generated as JSON and rendered to Markdown only for display, so the model never
-spends tokens on formatting and every answer can be validated.
+The model itself is the section spec's (domain.catalogue); this module only looks it up and
+shapes it into what OpenAI structured outputs take.
 """
 
 from __future__ import annotations
@@ -13,135 +13,16 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, create_model
 
-from domain import deliverables, summaries
-
-
-class _Out(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-
-class Segment(_Out):
-    name: str
-    description: str
-    size_estimate: str
-
-
-class Competitor(_Out):
-    name: str
-    strengths: str
-    weaknesses: str
-
-
-class Product(_Out):
-    name: str
-    description: str
-    price_point: str
-    launch_phase: str
-
-
-class Channel(_Out):
-    name: str
-    tactics: str
-    kpi: str
-
-
-class RevenueStream(_Out):
-    name: str
-    year_1: str
-    year_2: str
-    year_3: str
-
-
-class Milestone(_Out):
-    quarter: str
-    goal: str
-
-
-class Hire(_Out):
-    role: str
-    responsibility: str
-    timing: str
-
-
-class ExecutiveSummary(_Out):
-    headline: str
-    overview: str
-    mission: str
-    key_objectives: list[str]
-    success_factors: list[str]
-
-
-class MarketAnalysis(_Out):
-    market_overview: str
-    target_segments: list[Segment]
-    trends: list[str]
-    customer_pain_points: list[str]
-    opportunity: str
-
-
-class CompetitiveLandscape(_Out):
-    overview: str
-    competitors: list[Competitor]
-    differentiators: list[str]
-    positioning: str
-
-
-class ProductServices(_Out):
-    overview: str
-    products: list[Product]
-    roadmap: list[str]
-
-
-class MarketingStrategy(_Out):
-    positioning: str
-    channels: list[Channel]
-    content_pillars: list[str]
-    launch_campaign: str
-
-
-class FinancialProjections(_Out):
-    assumptions: list[str]
-    revenue_streams: list[RevenueStream]
-    cost_structure: list[str]
-    break_even: str
-    funding_needs: str
-
-
-class OperationsPlan(_Out):
-    overview: str
-    production: str
-    fulfillment: str
-    milestones: list[Milestone]
-    risks: list[str]
-
-
-class TeamStructure(_Out):
-    founder_role: str
-    key_hires: list[Hire]
-    advisors: list[str]
-    partners: list[str]
-
-
-SECTION_OUTPUTS: dict[str, type[_Out]] = {
-    "executive_summary": ExecutiveSummary,
-    "market_analysis": MarketAnalysis,
-    "competitive_landscape": CompetitiveLandscape,
-    "product_services": ProductServices,
-    "marketing_strategy": MarketingStrategy,
-    "financial_projections": FinancialProjections,
-    "operations_plan": OperationsPlan,
-    "team_structure": TeamStructure,
-}
+from domain import catalogue
+from domain.catalogue import deliverables
+from domain.outputs.base import OutputModel
+from domain.sections import DocumentKind
 
 
 def output_model(section_key: str) -> type[BaseModel]:
-    """The output model of a business-plan section, of a summary kind, else of a
-    deliverable section key (by its kind); raises domain.sections.UnknownSection for keys none knows."""
-    if section_key in SECTION_OUTPUTS:
-        return SECTION_OUTPUTS[section_key]
-    if section_key in summaries.SUMMARY_OUTPUTS:
-        return summaries.SUMMARY_OUTPUTS[section_key]
-    return deliverables.output_model_for(section_key)
+    """The output model the spec of ``section_key`` carries (a deliverable section's is its
+    kind's); raises domain.sections.UnknownSection for keys no catalogue knows."""
+    return catalogue.spec_of(section_key).output
 
 
 def in_schema_order(section_key: str, content: dict[str, Any]) -> dict[str, Any]:
@@ -174,7 +55,7 @@ def strict_json_schema(model: type[BaseModel]) -> dict[str, Any]:
 def schema_name(section_key: str, schema_version: int) -> str:
     """The name sent with the schema; stable per section and version. A deliverable section is
     named by its kind (``m1_brand_architecture__kpis`` -> ``kpis_v1``): one schema, one name."""
-    if section_key not in SECTION_OUTPUTS and section_key not in summaries.SUMMARY_OUTPUTS:
+    if catalogue.document_kind(section_key) is DocumentKind.DELIVERABLE:
         section_key = deliverables.kind_of(section_key)
     return f"{section_key}_v{schema_version}"
 
@@ -220,7 +101,7 @@ PATCH_SCHEMA_KEY = "section_patch"
 PATCH_SCHEMA_VERSION = 1
 
 
-class PatchOperation(_Out):
+class PatchOperation(OutputModel):
     op: Literal["replace", "add", "remove"]
     # A JSON Pointer into the stored section, e.g. /overview or /trends/2 or /trends/- (append).
     path: str
@@ -228,7 +109,7 @@ class PatchOperation(_Out):
     value: str
 
 
-class SectionPatch(_Out):
+class SectionPatch(OutputModel):
     operations: list[PatchOperation]
 
 
