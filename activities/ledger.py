@@ -7,6 +7,7 @@ a later attempt of the same work finds in the spool what the earlier one could n
 
 from __future__ import annotations
 
+import asyncio
 import copy
 import uuid
 from dataclasses import dataclass
@@ -173,7 +174,9 @@ class SectionLedger:
             if answer is not None:
                 owed.answer = answer
 
-        self._spool(owe)
+        # On disk (fsynced) before the row is written, off the event loop: the other sections
+        # this worker runs meanwhile do not wait for the disk.
+        await asyncio.to_thread(self._spool, owe)
         await self._write(row)
         return cost
 

@@ -243,7 +243,8 @@ async def put(
         )
         evicted = int(await conn.fetchval(_EVICT, max_entries))
     if evicted:
-        log.info("cache: evicted %d least-recently-used entries (max %d)", evicted, max_entries)
+        # Debug: a full cache evicts on every store (counted in `cache stats` and /metrics).
+        log.debug("cache: evicted %d least-recently-used entries (max %d)", evicted, max_entries)
     return evicted
 
 

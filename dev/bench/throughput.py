@@ -3,7 +3,10 @@
 
 For each worker count: that many `wavelaunch worker` processes on a queue of their own, the
 stub answering at a fixed token speed, a few warm-up plans (not counted), then ``plans``
-complete plans (8 sections, batching off so each is one activity) kept ``in_flight`` at a time.
+complete plans (8 sections, batching off so each is one activity) kept ``in_flight`` at a time,
+each worker with an activity slot for every section it may be given at once (as the bare arm's
+worker, whose SDK default is 100 slots, has): the comparison is of orchestration, not of a slot
+limit.
 Overhead = a plan's wall time minus its slowest section's LLM time. The bare arm then runs the
 same plans' section times as sleeping activities, with the same concurrency, on one in-process
 worker against the same dev server (``overhead_ratio_p50``: ours over bare; the top-level figure
@@ -30,6 +33,7 @@ from temporalio.worker import Worker
 from bench.bare_fanout import BareFanout, bare_sleep
 from bench.cost import STUB_KEY, bench_stack
 from bench.workload import make_clients
+from domain.catalogue.plan import sections_for_level
 from domain.client import parse_client
 from domain.sections import Level
 from storage import db
@@ -41,6 +45,7 @@ from wavelaunch.settings import Settings
 from workflows.models import PlanRequest
 
 WARMUP = 4
+SECTIONS_PER_PLAN = len(sections_for_level(Level.COMPLETE))
 
 
 def _pct(values: list[float], q: float) -> float:
@@ -155,6 +160,7 @@ async def run(
         "level": Level.COMPLETE.value,
         "seconds_per_completion_token": seconds_per_token,
         "in_flight_per_worker": in_flight_per_worker,
+        "activity_slots_per_worker": in_flight_per_worker * SECTIONS_PER_PLAN,
         "cpus": os.cpu_count(),
         "workers": {},
     }
@@ -175,6 +181,7 @@ async def run(
                         "WAVELAUNCH_TASK_QUEUE": queue,
                         "WAVELAUNCH_WORKER_METRICS_PORT": "0",
                         "WAVELAUNCH_DISABLED_TECHNIQUES": '["batching"]',
+                        "WAVELAUNCH_WORKER_MAX_CONCURRENT_ACTIVITIES": str(in_flight_per_worker * SECTIONS_PER_PLAN),
                     }
                     in_flight = in_flight_per_worker * n
                     async with _workers(n, env, base.state_dir / "bench" / f"{tag}-w{n}"):

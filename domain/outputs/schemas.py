@@ -7,6 +7,7 @@ shapes it into what OpenAI structured outputs take.
 from __future__ import annotations
 
 import copy
+import functools
 from collections.abc import Sequence
 from functools import lru_cache
 from typing import Any, Literal
@@ -34,6 +35,12 @@ def in_schema_order(section_key: str, content: dict[str, Any]) -> dict[str, Any]
 def strict_json_schema(model: type[BaseModel]) -> dict[str, Any]:
     """The model's JSON schema in the strict form OpenAI structured outputs require:
     every object closed and every property required, titles dropped (they cost tokens)."""
+    # Built once per model (every section call sends it); each caller gets its own copy.
+    return copy.deepcopy(_strict_json_schema(model))
+
+
+@functools.cache
+def _strict_json_schema(model: type[BaseModel]) -> dict[str, Any]:
     schema = copy.deepcopy(model.model_json_schema())
 
     def visit(node: Any) -> None:
