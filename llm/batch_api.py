@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Final
 
 import openai
 from openai.types import Batch
@@ -16,8 +16,8 @@ from openai.types import Batch
 from llm.client import LLMClient
 from llm.errors import LLMError, map_openai_error
 
-CHAT_ENDPOINT = "/v1/chat/completions"
-COMPLETION_WINDOW = "24h"
+CHAT_ENDPOINT: Final = "/v1/chat/completions"
+COMPLETION_WINDOW: Final = "24h"
 # Terminal states of a batch (OpenAI's lifecycle); anything else is still moving.
 TERMINAL = frozenset({"completed", "failed", "expired", "cancelled"})
 # OpenAI's limit of requests per batch.
@@ -119,11 +119,11 @@ def parse_results(text: str) -> list[BatchResult]:
         status = response.get("status_code")
         if error is None and status != 200 and isinstance(body, dict) and isinstance(body.get("error"), dict):
             error = body["error"]
-        message = None
+        message: str | None = None
         if error is not None:
             if isinstance(error, dict):
-                code, text = error.get("code"), error.get("message")
-                message = f"{code}: {text}" if code else str(text)
+                code, detail = error.get("code"), error.get("message")
+                message = f"{code}: {detail}" if code else str(detail)
             else:
                 message = str(error)
         out.append(BatchResult(str(line.get("custom_id")), status, body if status == 200 else None, message))

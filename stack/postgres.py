@@ -177,6 +177,7 @@ def _pgdata_owner(pgdata: Path) -> str | None:
 
 def _pg_ctl(pgdata: Path, *args: str, timeout: float) -> subprocess.CompletedProcess[str]:
     library = _library()
+    assert library.__file__ is not None  # a package installed from a wheel has a file
     binary = Path(library.__file__).parent / "pginstall" / "bin" / "pg_ctl"
     return subprocess.run(
         [str(binary), "-D", str(pgdata), *args],

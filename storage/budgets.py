@@ -134,7 +134,8 @@ async def set_budget(pool: asyncpg.Pool, spec: BudgetSpec) -> BudgetUse:
 def _scope_filter(scope: BudgetScope, client_id: str | None, period: Period | None) -> tuple[str, list[object]]:
     if (scope is BudgetScope.CLIENT) != bool(client_id):
         raise InvalidBudget("name either the global budgets or one client's (--global or --client ID)")
-    where, args = ["scope = $1", "coalesce(client_id, '') = $2"], [scope.value, client_id or ""]
+    where = ["scope = $1", "coalesce(client_id, '') = $2"]
+    args: list[object] = [scope.value, client_id or ""]
     if period is not None:
         args.append(period.value)
         where.append(f"period = ${len(args)}")

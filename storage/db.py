@@ -7,6 +7,7 @@ import json
 import logging
 from collections.abc import AsyncIterator
 from importlib import resources
+from typing import TypeAlias
 
 import asyncpg
 from asyncpg.pool import PoolConnectionProxy
@@ -18,7 +19,7 @@ _MIGRATION_LOCK = 0x57A7E_0001
 
 
 # What storage functions take: the pool, or a connection whose transaction the call joins.
-DB = asyncpg.Pool | asyncpg.Connection | PoolConnectionProxy
+DB: TypeAlias = asyncpg.Pool | asyncpg.Connection | PoolConnectionProxy
 
 
 @contextlib.asynccontextmanager

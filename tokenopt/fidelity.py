@@ -236,7 +236,7 @@ def earlier_month_facts(section_key: str, earlier: Mapping[str, Mapping[str, Any
     if month == deliverables.FIRST_MONTH:
         return []
     decisions: list[str] = []
-    kpis: list[str] = []
+    kpis: list[object] = []
     for key in digest_section_keys(month):
         content = earlier.get(key) or {}
         kind = deliverables.kind_of(key)
