@@ -52,9 +52,13 @@ CASES = {
         FakeActivities(fail_sections={"market_analysis"}),
         PlanRequest(client_id="c6", level=Level.ESSENTIAL),
     ),
+    # The "local-prepare-assemble" patch: prepare and assemble as local activities (markers).
+    "business_plan_local_steps": (FakeActivities(), PlanRequest(client_id="c8", level=Level.COMPLETE)),
 }
 DELIVERABLE_CASES = {
     "deliverable_m2": (FakeDeliverableActivities(), DeliverableRequest(client_id="c4", month=2)),
+    # The "local-prepare-assemble" patch, for a month.
+    "deliverable_local_steps": (FakeDeliverableActivities(), DeliverableRequest(client_id="c8", month=3)),
     # The "deadline-batch" patch: a month due in 3 days; its sections through one Batch API batch
     # (a child DeadlineBatchWorkflow, recorded as deliverable_batched_child), three looks, one
     # line left unanswered and written direct on flex.

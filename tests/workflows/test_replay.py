@@ -37,6 +37,8 @@ def test_histories_are_recorded():
         "bulk_budget_paused",
         "deliverable_batched",
         "deliverable_batched_child",
+        "business_plan_local_steps",
+        "deliverable_local_steps",
     } <= names
 
 
