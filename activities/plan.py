@@ -32,10 +32,10 @@ from temporalio.exceptions import ApplicationError
 
 from activities import crm_notify
 from activities.alerts import AlertConfig, AlertNotifier
-from activities.batch import BatchMember, write_batch
 from activities.budget_guard import BudgetGuard
 from activities.crm_notify import CrmNotifyConfig
 from activities.durable import persist
+from activities.group_call import GroupMember, write_group
 from activities.ledger import Baseline, SectionLedger
 from activities.rate_limiter import RateLimiter
 from activities.section_cache import CACHE_ERRORS, CacheConfig, SectionCache
@@ -52,12 +52,12 @@ from storage import clients, documents, edits, sections
 from storage.cache import CacheEntry
 from storage.clients import StoredClient, UnknownClient, diff_fields
 from storage.spool import Spool
-from tokenopt.batching import MAX_BATCH_COMPLETION_TOKENS, Candidate, choose_batches
 from tokenopt.budget import BudgetExceeded
 from tokenopt.cache_keys import exact_key
 from tokenopt.estimate import answer_tokens
+from tokenopt.grouping import MAX_GROUP_COMPLETION_TOKENS, Candidate, choose_groups
 from tokenopt.patches import allowance, build_patch_prompt, field_changes
-from tokenopt.prompts import BuiltPrompt, build_batch_prompt, build_section_prompt
+from tokenopt.prompts import BuiltPrompt, build_group_prompt, build_section_prompt
 from tokenopt.reads import PROMPT_VERSION, reads
 from tokenopt.routing import ModelRouter
 from tokenopt.techniques import Technique, Techniques
@@ -67,9 +67,9 @@ from workflows.models import (
     DocumentRef,
     PlanInputs,
     PlanRequest,
-    SectionBatchRequest,
-    SectionBatchResult,
     SectionChange,
+    SectionGroupRequest,
+    SectionGroupResult,
     SectionRequest,
     SectionResult,
 )
@@ -281,7 +281,7 @@ class PlanActivities:
                 return result
 
     @activity.defn
-    async def generate_section_batch(self, request: SectionBatchRequest) -> SectionBatchResult:
+    async def generate_section_batch(self, request: SectionGroupRequest) -> SectionGroupResult:
         """Several small sections of one document in one call (a batch chosen at prepare).
 
         Each member is first served by the stored and exact tiers as ``generate_section`` would
@@ -314,7 +314,7 @@ class PlanActivities:
                     if job.spec.key in ekeys:
                         await self._put(db, job, ekeys[job.spec.key], result, content)
                     results[job.spec.key] = result
-        return SectionBatchResult(sections=[results[j.spec.key] for j in jobs])
+        return SectionGroupResult(sections=[results[j.spec.key] for j in jobs])
 
     async def _write_batch(self, jobs: list[_Job]) -> dict[str, Written]:
         """One call for ``jobs`` (one tier and context, as tokenopt.batching groups them): the
@@ -323,7 +323,7 @@ class PlanActivities:
         if any(j.tier is not tier or j.context != context for j in jobs):
             log.warning("batch %s mixes tiers or contexts; writing it one by one", [j.spec.key for j in jobs])
             return {}
-        prompt = build_batch_prompt(
+        prompt = build_group_prompt(
             jobs[0].client.record.wire(),
             [j.spec for j in jobs],
             model=self.deps.router.model_for(tier),
@@ -331,9 +331,9 @@ class PlanActivities:
             context=context,
             kind=jobs[0].kind,
         )
-        members = [BatchMember(j.spec, j.ledger, j.prompt.estimated_tokens, j.key) for j in jobs]
+        members = [GroupMember(j.spec, j.ledger, j.prompt.estimated_tokens, j.key) for j in jobs]
         first = jobs[0].request
-        outcome = await write_batch(
+        outcome = await write_group(
             self.deps.llm,
             self.deps.router,
             first.client_id,
@@ -462,7 +462,7 @@ class PlanActivities:
         if not candidates:
             return []
         kind = requests[0].document_kind
-        batches = choose_batches(
+        batches = choose_groups(
             candidates,
             record,
             kind=kind,
@@ -479,7 +479,7 @@ class PlanActivities:
         """The completion budget a batch may ask for: the local server's cap when it has one."""
         if self.deps.llm.structured_output == "json_object":
             return LOCAL_MAX_TOKENS
-        return MAX_BATCH_COMPLETION_TOKENS
+        return MAX_GROUP_COMPLETION_TOKENS
 
     async def _job(self, request: SectionRequest, *, context: str | None = None) -> _Job:
         """What a section request works with; ``context`` given (prepare) instead of read by

@@ -31,7 +31,7 @@ with workflow.unsafe.imports_passed_through():
     from workflows.shared import (
         ASSEMBLE_TIMEOUT,
         PREPARE_TIMEOUT,
-        SECTION_BATCHES_PATCH,
+        SECTION_GROUPS_PATCH,
         STORAGE_RETRY,
     )
 
@@ -129,9 +129,9 @@ class BusinessPlanWorkflow(FollowsClientUpdates):
             )
             for progress in self._progress.sections
         ]
-        # Batches (tokenopt.batching) are a newer code path: histories recorded before it replay
+        # Section groups (tokenopt.grouping) are a newer code path: histories recorded before it replay
         # without it. Decided at prepare; the workflow only follows.
-        batches = inputs.batches if inputs.batches and workflow.patched(SECTION_BATCHES_PATCH) else []
+        batches = inputs.batches if inputs.batches and workflow.patched(SECTION_GROUPS_PATCH) else []
         try:
             return inputs, await run_sections(work, "plan", batches, self._progress, self._budget)
         except ApplicationError:

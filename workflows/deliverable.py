@@ -35,7 +35,7 @@ with workflow.unsafe.imports_passed_through():
     from workflows.shared import (
         ASSEMBLE_TIMEOUT,
         PREPARE_TIMEOUT,
-        SECTION_BATCHES_PATCH,
+        SECTION_GROUPS_PATCH,
         STORAGE_RETRY,
     )
 
@@ -130,9 +130,9 @@ class DeliverableWorkflow(FollowsClientUpdates):
         # Shared sections first: every document shows them, and they are written once.
         shared_group = [progress[k] for k in inputs.shared_sections]
         shared = await self._gather(shared_group, inputs, None, request.deadline, written)
-        # Batches (tokenopt.batching) are a newer code path: histories recorded before it replay
+        # Section groups (tokenopt.grouping) are a newer code path: histories recorded before it replay
         # without it. Decided at prepare; the workflow only follows.
-        batches = inputs.batches if inputs.batches and workflow.patched(SECTION_BATCHES_PATCH) else []
+        batches = inputs.batches if inputs.batches and workflow.patched(SECTION_GROUPS_PATCH) else []
         rest = await self._gather([progress[k] for k in inputs.sections], inputs, batches, request.deadline, written)
         return inputs, shared, rest
 

@@ -1,5 +1,5 @@
-"""The fan-out both document workflows share: one section activity per section (or one per batch
-of sections chosen at prepare), concurrently, with progress kept for the workflow's query; a
+"""The fan-out both document workflows share: one section activity per section (or one per section
+group chosen at prepare), concurrently, with progress kept for the workflow's query; a
 section refused by a paused budget waits durably for ``budget_resumed``. Workflow code:
 deterministic, no I/O."""
 
@@ -21,7 +21,7 @@ with workflow.unsafe.imports_passed_through():
     from workflows.models import (
         DocumentProgress,
         DocumentStatus,
-        SectionBatchRequest,
+        SectionGroupRequest,
         SectionProgress,
         SectionRequest,
         SectionResult,
@@ -166,7 +166,7 @@ async def _until_not_paused(
     document: Statused | None,
     gate: BudgetGate | None,
 ) -> list[SectionResult]:
-    """Run ``call`` (one section or one batch activity), mirroring its outcome into ``members``;
+    """Run ``call`` (one section or one section-group activity), mirroring its outcome into ``members``;
     refused by a paused budget, it waits at ``gate`` and runs again; refused by the provider's
     rate limit, it shows as waiting, sleeps on a durable timer and runs again (only on those
     errors, so recorded histories replay unchanged)."""
@@ -219,17 +219,17 @@ async def run_section(
     return result
 
 
-async def run_batch(
+async def run_group(
     group: list[tuple[SectionProgress, SectionRequest]],
     document: DocumentProgress | None = None,
     gate: BudgetGate | None = None,
 ) -> list[SectionResult]:
-    """One batch activity for several sections, its outcome mirrored into each member's progress."""
+    """One section-group activity for several sections, its outcome mirrored into each member's progress."""
 
     async def call() -> list[SectionResult]:
         result = await workflow.execute_activity_method(
             PlanActivities.generate_section_batch,
-            SectionBatchRequest(members=[request for _, request in group]),
+            SectionGroupRequest(members=[request for _, request in group]),
             start_to_close_timeout=SECTION_START_TO_CLOSE,
             heartbeat_timeout=SECTION_HEARTBEAT_TIMEOUT,
             retry_policy=SECTION_RETRY,
@@ -273,7 +273,7 @@ async def run_sections(
     async def run(group: list[tuple[SectionProgress, SectionRequest]]) -> list[SectionResult]:
         if len(group) == 1 and group[0][0].section_key not in batched:
             return [await run_section(*group[0], document, gate)]
-        return await run_batch(group, document, gate)
+        return await run_group(group, document, gate)
 
     outcomes = await asyncio.gather(*(run(g) for g in groups), return_exceptions=True)
     failed = [

@@ -17,8 +17,9 @@ def failure_message(err: BaseException) -> str:
     return str(cause)
 
 
-# workflow.patched id of the batch code path (sections written together in one activity).
-SECTION_BATCHES_PATCH = "section-batches"
+# workflow.patched id of the section-group code path (sections written together in one
+# activity); the id keeps the name it was recorded with.
+SECTION_GROUPS_PATCH = "section-batches"
 # workflow.patched id of the wait on a durable timer for a section refused by a rate limit.
 RATE_LIMIT_WAIT_PATCH = "rate-limit-wait"
 # workflow.patched id of a document's prepare and assemble steps run as local activities.

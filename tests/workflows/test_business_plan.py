@@ -21,8 +21,8 @@ from workflows.models import (
     DocumentRef,
     PlanInputs,
     PlanRequest,
-    SectionBatchRequest,
-    SectionBatchResult,
+    SectionGroupRequest,
+    SectionGroupResult,
     SectionRequest,
     SectionResult,
 )
@@ -153,12 +153,12 @@ class BatchingFakes(FakeActivities):
         return inputs.model_copy(update={"batches": [self.BATCH]})
 
     @activity.defn(name="generate_section_batch")
-    async def generate_section_batch(self, request: SectionBatchRequest) -> SectionBatchResult:
+    async def generate_section_batch(self, request: SectionGroupRequest) -> SectionGroupResult:
         keys = [m.section_key for m in request.members]
         self.batches.append(keys)
         if self.fail_batch:
             raise ApplicationError("LLM quota exhausted", type="LLMPermissionDenied", non_retryable=True)
-        return SectionBatchResult(
+        return SectionGroupResult(
             sections=[
                 SectionResult(section_key=k, section_id=90 + i, model="m", tier="economy", batch_size=len(keys))
                 for i, k in enumerate(keys)

@@ -21,8 +21,8 @@ from workflows.models import (
     DeliverableDocumentRef,
     DeliverableInputs,
     DeliverableRequest,
-    SectionBatchRequest,
-    SectionBatchResult,
+    SectionGroupRequest,
+    SectionGroupResult,
     SectionRequest,
     SectionResult,
 )
@@ -157,7 +157,7 @@ class BatchingDeliverableFakes(FakeDeliverableActivities):
 
     def __init__(self) -> None:
         super().__init__()
-        self.batches: list[SectionBatchRequest] = []
+        self.batches: list[SectionGroupRequest] = []
 
     @activity.defn(name="prepare_deliverable")
     async def prepare_deliverable(self, request: DeliverableRequest) -> DeliverableInputs:
@@ -166,9 +166,9 @@ class BatchingDeliverableFakes(FakeDeliverableActivities):
         return inputs.model_copy(update={"batches": [kpis]})
 
     @activity.defn(name="generate_section_batch")
-    async def generate_section_batch(self, request: SectionBatchRequest) -> SectionBatchResult:
+    async def generate_section_batch(self, request: SectionGroupRequest) -> SectionGroupResult:
         self.batches.append(request)
-        return SectionBatchResult(
+        return SectionGroupResult(
             sections=[
                 SectionResult(section_key=m.section_key, section_id=100 + i, model="m", tier="economy", batch_size=5)
                 for i, m in enumerate(request.members)
