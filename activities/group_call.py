@@ -19,10 +19,11 @@ from typing import Any
 from pydantic import ValidationError
 
 from activities.budget_guard import BudgetGuard
+from activities.errors import as_application_error
 from activities.ledger import SectionLedger
 from activities.rate_limiter import RateLimiter
 from activities.tiered_call import complete_on_tier, failed_completion
-from activities.writer import Written, as_application_error, describe_invalid
+from activities.writer import Written, describe_invalid
 from domain.outputs.schemas import group_json_schema, group_schema_name, output_model
 from domain.sections import SectionSpec, Tier
 from llm.client import Completion, LLMClient

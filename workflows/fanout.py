@@ -15,7 +15,8 @@ from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError, ApplicationError
 
 with workflow.unsafe.imports_passed_through():
-    from activities.plan import PlanActivities
+    from activities.errors import ErrorType
+    from activities.section_generation import SectionActivities
     from tokenopt.service_tiers import ServiceTier, document_tier
     from workflows import search_attributes as sa
     from workflows.models import (
@@ -154,7 +155,7 @@ class FollowsClientUpdates(WaitsOnBudget):
 def waits_for_budget(err: ActivityError) -> bool:
     """A section refused by a paused budget, with the worker configured to wait (not fail)."""
     cause = err.cause
-    if not (isinstance(cause, ApplicationError) and cause.type == "BudgetPaused"):
+    if not (isinstance(cause, ApplicationError) and cause.type == ErrorType.BUDGET_PAUSED):
         return False
     details = cause.details[0] if cause.details else None
     return isinstance(details, dict) and details.get("on_pause") == "wait"
@@ -207,7 +208,7 @@ async def run_section(
     async def call() -> list[SectionResult]:
         return [
             await workflow.execute_activity_method(
-                PlanActivities.generate_section,
+                SectionActivities.generate_section,
                 request,
                 start_to_close_timeout=SECTION_START_TO_CLOSE,
                 heartbeat_timeout=SECTION_HEARTBEAT_TIMEOUT,
@@ -228,7 +229,7 @@ async def run_group(
 
     async def call() -> list[SectionResult]:
         result = await workflow.execute_activity_method(
-            PlanActivities.generate_section_batch,
+            SectionActivities.generate_section_group,
             SectionGroupRequest(members=[request for _, request in group]),
             start_to_close_timeout=SECTION_START_TO_CLOSE,
             heartbeat_timeout=SECTION_HEARTBEAT_TIMEOUT,

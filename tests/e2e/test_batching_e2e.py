@@ -7,7 +7,7 @@ from collections import Counter
 import pytest
 from temporalio.testing import ActivityEnvironment
 
-from activities.plan import PlanActivities
+from activities.section_generation import SectionActivities
 from domain.catalogue.plan import resolve_sections
 from domain.outputs.schemas import output_model
 from domain.sections import Level
@@ -134,7 +134,7 @@ async def test_a_retried_batch_activity_after_success_makes_no_call(pool, client
                 for k in BATCH
             ]
         )
-        again = await ActivityEnvironment().run(PlanActivities(deps).generate_section_batch, request)
+        again = await ActivityEnvironment().run(SectionActivities(deps).generate_section_group, request)
     finally:
         await close_dependencies(deps)
     assert stub.requests() == []
