@@ -87,6 +87,7 @@ class BusinessPlanWorkflow(FollowsClientUpdates):
                     ),
                     limit=ASSEMBLE_TIMEOUT,
                     retry=STORAGE_RETRY,
+                    summary=f"Assemble the business plan ({len(sections)} sections)",
                 )
                 break
             except ActivityError as err:
@@ -108,7 +109,13 @@ class BusinessPlanWorkflow(FollowsClientUpdates):
         """Prepare, then every section concurrently; fails the plan if any section failed."""
         assert self._progress is not None
         self._set_status(DocumentStatus.PREPARING)
-        inputs = await run_step(PlanActivities.prepare_plan, request, limit=PREPARE_TIMEOUT, retry=STORAGE_RETRY)
+        inputs = await run_step(
+            PlanActivities.prepare_plan,
+            request,
+            limit=PREPARE_TIMEOUT,
+            retry=STORAGE_RETRY,
+            summary=f"Prepare the business plan ({request.level.value})",
+        )
         self._progress.sections = [SectionProgress(section_key=k) for k in inputs.sections]
         self._set_status(DocumentStatus.GENERATING)
 

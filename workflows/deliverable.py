@@ -93,6 +93,7 @@ class DeliverableWorkflow(FollowsClientUpdates):
             ),
             limit=ASSEMBLE_TIMEOUT,
             retry=STORAGE_RETRY,
+            summary=f"Assemble M{inputs.month} ({len(inputs.documents)} documents)",
         )
         self._set_status(DocumentStatus.COMPLETED)
         return DeliverableResult(
@@ -110,7 +111,11 @@ class DeliverableWorkflow(FollowsClientUpdates):
         assert self._progress is not None
         self._set_status(DocumentStatus.PREPARING)
         inputs = await run_step(
-            DeliverableActivities.prepare_deliverable, request, limit=PREPARE_TIMEOUT, retry=STORAGE_RETRY
+            DeliverableActivities.prepare_deliverable,
+            request,
+            limit=PREPARE_TIMEOUT,
+            retry=STORAGE_RETRY,
+            summary=f"Prepare M{request.month}",
         )
         progress = {k: SectionProgress(section_key=k) for k in (*inputs.shared_sections, *inputs.sections)}
         self._progress.sections = list(progress.values())

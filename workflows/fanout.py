@@ -17,6 +17,9 @@ from temporalio.exceptions import ActivityError, ApplicationError
 with workflow.unsafe.imports_passed_through():
     from activities.errors import ErrorType
     from activities.section_generation import SectionActivities
+    from domain import catalogue
+    from domain.catalogue import deliverables
+    from domain.sections import DocumentKind
     from tokenopt.service_tiers import ServiceTier, document_tier
     from workflows import search_attributes as sa
     from workflows.models import (
@@ -46,15 +49,23 @@ In = TypeVar("In")
 Out = TypeVar("Out")
 
 
-async def run_step(step: Callable[[Any, In], Awaitable[Out]], arg: In, *, limit: timedelta, retry: RetryPolicy) -> Out:
+async def run_step(
+    step: Callable[[Any, In], Awaitable[Out]],
+    arg: In,
+    *,
+    limit: timedelta,
+    retry: RetryPolicy,
+    summary: str | None = None,
+) -> Out:
     """A document's short storage step (prepare, assemble) as a local activity: it runs inside
     the workflow task that needs it, so it costs no trip through the server's task queue (about
     a workflow task's latency each, measured by `wavelaunch bench throughput`). Runs recorded
-    before the patch replay with the step as an ordinary activity."""
+    before the patch replay with the step as an ordinary activity. ``summary``: its label in the
+    Web UI."""
     if workflow.patched(LOCAL_STEPS_PATCH):
         try:
             return await workflow.execute_local_activity_method(
-                step, arg, start_to_close_timeout=limit, retry_policy=retry
+                step, arg, start_to_close_timeout=limit, retry_policy=retry, summary=summary
             )
         except ApplicationError as err:
             # A local activity's failure arrives unwrapped; wrapped as an ordinary activity's is,
@@ -68,7 +79,24 @@ async def run_step(step: Callable[[Any, In], Awaitable[Out]], arg: In, *, limit:
                 activity_id="",
                 retry_state=None,
             ) from err
-    return await workflow.execute_activity_method(step, arg, start_to_close_timeout=limit, retry_policy=retry)
+    return await workflow.execute_activity_method(
+        step, arg, start_to_close_timeout=limit, retry_policy=retry, summary=summary
+    )
+
+
+def section_summary(request: SectionRequest) -> str:
+    """A section activity's label in the Web UI, so a document's many read apart: the section's
+    title, after its document's for a deliverable ("Pre-Launch Campaign · KPIs"); its key when
+    the catalogue does not know it (a run recorded before a catalogue change must still replay)."""
+    try:
+        spec = catalogue.spec(request.document_kind, request.section_key)
+        if request.document_kind is DocumentKind.DELIVERABLE:
+            document_key, _ = deliverables.split_section_key(request.section_key)
+            if document_key is not None:
+                return f"{deliverables.document(document_key).title} · {spec.title}"
+        return spec.title
+    except ValueError:  # UnknownSection, UnknownDocument
+        return request.section_key
 
 
 class Statused(Protocol):
@@ -210,6 +238,7 @@ async def run_section(
             await workflow.execute_activity_method(
                 SectionActivities.generate_section,
                 request,
+                summary=section_summary(request),
                 start_to_close_timeout=SECTION_START_TO_CLOSE,
                 heartbeat_timeout=SECTION_HEARTBEAT_TIMEOUT,
                 retry_policy=SECTION_RETRY,
@@ -227,10 +256,14 @@ async def run_group(
 ) -> list[SectionResult]:
     """One section-group activity for several sections, its outcome mirrored into each member's progress."""
 
+    requests = [request for _, request in group]
+    summary = f"{len(requests)} sections in one call: " + ", ".join(section_summary(r) for r in requests)
+
     async def call() -> list[SectionResult]:
         result = await workflow.execute_activity_method(
             SectionActivities.generate_section_group,
-            SectionGroupRequest(members=[request for _, request in group]),
+            SectionGroupRequest(members=requests),
+            summary=summary,
             start_to_close_timeout=SECTION_START_TO_CLOSE,
             heartbeat_timeout=SECTION_HEARTBEAT_TIMEOUT,
             retry_policy=SECTION_RETRY,
