@@ -26,6 +26,7 @@ from temporalio.exceptions import ApplicationError
 
 from activities.alerts import AlertNotifier
 from activities.durable import persist
+from activities.errors import ErrorType
 from storage import budgets
 from storage.budgets import BudgetRefused, Reservation
 from storage.spool import Settlement
@@ -67,11 +68,14 @@ def budget_error(refused: BudgetRefused, on_pause: OnPause) -> ApplicationError:
         return ApplicationError(
             f"budget paused: {refused}",
             {"budget_id": refused.use.budget_id, "on_pause": on_pause},
-            type="BudgetPaused",
+            type=ErrorType.BUDGET_PAUSED.value,
             non_retryable=True,
         )
     return ApplicationError(
-        f"budget exceeded: {refused}", {"budget_id": refused.use.budget_id}, type="BudgetExceeded", non_retryable=True
+        f"budget exceeded: {refused}",
+        {"budget_id": refused.use.budget_id},
+        type=ErrorType.BUDGET_EXCEEDED.value,
+        non_retryable=True,
     )
 
 

@@ -18,11 +18,13 @@ from typing import Any
 from openai.types.chat import ChatCompletion
 from pydantic import ValidationError
 from temporalio import activity
-from temporalio.exceptions import ApplicationError
 
+from activities.dependencies import PlanDependencies
 from activities.durable import persist
-from activities.plan import PlanActivities, PlanDependencies
-from activities.writer import as_application_error, parse_answer
+from activities.errors import ErrorType, as_application_error, final
+from activities.reuse_tiers import ReuseTiers
+from activities.section_job import SectionJob, SectionJobs
+from activities.writer import parse_answer
 from domain.catalogue.plan import resolve_sections
 from domain.sections import DocumentKind, UnknownSection
 from llm import batch_api
@@ -54,10 +56,6 @@ OPERATION = "batch_section"
 BATCH_HOLD_HOURS = 25.0
 
 
-def _final(kind: str, message: str) -> ApplicationError:
-    return ApplicationError(message, type=kind, non_retryable=True)
-
-
 def _state(status: batch_api.BatchStatus) -> BatchState:
     return BatchState(
         batch_id=status.id,
@@ -82,9 +80,11 @@ def _section_request(item: bulk.BulkItem) -> SectionRequest:
 
 
 class BulkActivities:
-    def __init__(self, deps: PlanDependencies, plan: PlanActivities | None = None):
+    def __init__(self, deps: PlanDependencies):
         self.deps = deps
-        self.plan = plan or PlanActivities(deps)
+        # A line is exactly what generate_section would send, and is stored as it would store it.
+        self.jobs = SectionJobs(deps)
+        self.tiers = ReuseTiers(deps)
 
     @property
     def mode(self) -> BulkMode:
@@ -99,8 +99,9 @@ class BulkActivities:
         """Resolve the clients, leave out every section the stored or exact tier would serve,
         and store the rest as the request set; returns its reference and counts."""
         if request.document_kind is not DocumentKind.BUSINESS_PLAN:
-            raise _final(
-                "UnsupportedDocumentKind", f"bulk regeneration writes business plans, not {request.document_kind}"
+            raise final(
+                ErrorType.UNSUPPORTED_DOCUMENT_KIND,
+                f"bulk regeneration writes business plans, not {request.document_kind}",
             )
         pool = self.deps.pool
         ids = sorted(set(request.client_ids)) if request.client_ids is not None else await clients.active_ids(pool)
@@ -108,9 +109,9 @@ class BulkActivities:
             specs = resolve_sections(request.level)
             current = [await clients.get(pool, client_id) for client_id in ids]
         except UnknownClient as err:
-            raise _final("UnknownClient", str(err)) from None
+            raise final(ErrorType.UNKNOWN_CLIENT, err) from None
         except UnknownSection as err:
-            raise _final("UnknownSection", str(err)) from None
+            raise final(ErrorType.UNKNOWN_SECTION, err) from None
         keys = [s.key for s in specs]
         items: list[bulk.BulkItem] = []
         reused = 0
@@ -152,21 +153,21 @@ class BulkActivities:
             activity.heartbeat()
             if section.fresh:
                 continue
-            job = await self.plan.section_job(section)
-            item = None if await self.plan.patchable(job) else await self._item(section, job)
+            job = await self.jobs.job(section)
+            item = None if await self.tiers.patchable(job) else await self._item(section, job)
             if item is None:
                 reused += 1
             else:
                 items.append(item)
         return await self._create(request.document_kind, request.label, items, reused=reused, clients=clients_)
 
-    async def _item(self, section: SectionRequest, job: Any = None) -> bulk.BulkItem | None:
+    async def _item(self, section: SectionRequest, job: SectionJob | None = None) -> bulk.BulkItem | None:
         """The batch line for ``section`` (exactly what ``generate_section`` would send), or None
         when the stored or exact tier would serve it."""
-        job = job or await self.plan.section_job(section)
-        if await self.plan.reusable(job):
+        job = job or await self.jobs.job(section)
+        if await self.tiers.reusable(job):
             return None
-        model, body = self.plan.request_body(job)
+        model, body = self.jobs.request_body(job)
         return bulk.BulkItem(
             custom_id=job.key,
             client_id=section.client_id,
@@ -215,11 +216,11 @@ class BulkActivities:
                 if status is None:
                     items = await bulk.items(conn, ref)
                     if not items:
-                        raise _final("EmptyBatch", f"bulk request set {ref} has nothing to generate")
+                        raise final(ErrorType.EMPTY_BATCH, f"bulk request set {ref} has nothing to generate")
                     try:
                         data = batch_api.build_jsonl([batch_api.BatchLine(i.custom_id, i.body) for i in items])
                     except ValueError as err:
-                        raise _final("BatchTooLarge", str(err)) from None
+                        raise final(ErrorType.BATCH_TOO_LARGE, err) from None
                     await self._hold(conn, ref, items)
                     file_id = await batch_api.upload(llm, data, f"wavelaunch-{ref}.jsonl")
                     status = await batch_api.create(llm, file_id, {REF_KEY: ref, "workflow_id": row.workflow_id})
@@ -247,7 +248,7 @@ class BulkActivities:
         """``call(llm, batch_id)`` on the set's batch; its status recorded, its state returned."""
         row = await bulk.get(self.deps.pool, ref)
         if row.batch_id is None:
-            raise _final("EmptyBatch", f"bulk request set {ref} has no batch yet")
+            raise final(ErrorType.EMPTY_BATCH, f"bulk request set {ref} has no batch yet")
         try:
             status = await call(self.deps.llm, row.batch_id)
         except LLMError as err:
@@ -299,7 +300,7 @@ class BulkActivities:
         # (the batch and the line): written twice, it is written once.
         for item in await bulk.items(pool, ref, states=("pending",)):
             activity.heartbeat()
-            job = await self.plan.section_job(_section_request(item))
+            job = await self.jobs.job(_section_request(item))
             call_id = f"batch:{row.batch_id}:{item.custom_id}"
             answer = answers.get(item.custom_id)
             if answer is None:
@@ -360,7 +361,7 @@ class BulkActivities:
                 batch=True,
                 call_id=call_id,
             )
-            section_id = await self.plan.keep(job, content, item.model, completion.completion_tokens, cost)
+            section_id = await self.tiers.keep(job, content, item.model, completion.completion_tokens, cost)
             await mark(item.custom_id, state="stored", section_id=section_id)
             baseline_cost = job.ledger.baseline.cost(completion.completion_tokens)
             totals.cost += cost

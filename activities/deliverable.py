@@ -1,7 +1,8 @@
 """Deliverable activities around the shared section activity: prepare a month, assemble its documents.
 
-Sections themselves are written by ``PlanActivities.generate_section`` with
-``document_kind=deliverable``: the same cache -> route -> call -> validate -> store path.
+Sections themselves are written by ``SectionActivities.generate_section`` (and section groups
+by ``generate_section_group``, activities.section_generation) with ``document_kind=deliverable``:
+the same cache -> route -> call -> validate -> store path.
 """
 
 from __future__ import annotations
@@ -10,9 +11,10 @@ from datetime import datetime
 from typing import Any
 
 from temporalio import activity
-from temporalio.exceptions import ApplicationError
 
-from activities.plan import PlanActivities, PlanDependencies
+from activities.dependencies import PlanDependencies
+from activities.errors import ErrorType, final
+from activities.section_groups import SectionGroups
 from domain.catalogue import deliverables
 from domain.digest import build_digest, digest_section_keys, render_digest
 from domain.outputs.schemas import in_schema_order
@@ -31,10 +33,6 @@ from workflows.models import (
 )
 
 KIND = DocumentKind.DELIVERABLE
-
-
-def _final(kind: str, err: Exception) -> ApplicationError:
-    return ApplicationError(str(err), type=kind, non_retryable=True)
 
 
 def month_level(n: int) -> str:
@@ -84,10 +82,10 @@ def section_request(
 
 
 class DeliverableActivities:
-    def __init__(self, deps: PlanDependencies, sections: PlanActivities | None = None):
+    def __init__(self, deps: PlanDependencies):
         self.deps = deps
-        # The section activities: prepare asks them which sections to batch.
-        self.sections = sections or PlanActivities(deps)
+        # prepare_deliverable asks which sections to write as section groups.
+        self.groups = SectionGroups(deps)
 
     @activity.defn
     async def prepare_deliverable(self, request: DeliverableRequest) -> DeliverableInputs:
@@ -95,11 +93,11 @@ class DeliverableActivities:
         try:
             month = deliverables.month(request.month)
         except ValueError as err:
-            raise _final("InvalidMonth", err) from None
+            raise final(ErrorType.INVALID_MONTH, err) from None
         try:
             stored = await clients.get(self.deps.pool, request.client_id, request.client_version)
         except UnknownClient as err:
-            raise _final("UnknownClient", err) from None
+            raise final(ErrorType.UNKNOWN_CLIENT, err) from None
         specs = deliverables.month_sections(month.number)
         digest_ref, digest_tokens, text = None, 0, ""
         if month.number > deliverables.FIRST_MONTH:
@@ -122,7 +120,7 @@ class DeliverableActivities:
             documents=doc_sections,
             digest_ref=digest_ref,
             digest_tokens=digest_tokens,
-            batches=await self.sections.section_batches(
+            batches=await self.groups.choose(
                 [
                     section_request(
                         stored.version,

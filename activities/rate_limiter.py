@@ -23,13 +23,12 @@ import asyncpg
 from temporalio.exceptions import ApplicationError
 
 from activities.durable import persist
+from activities.errors import ErrorType
 from domain.rate_limits import ModelLimit
 from storage import rate_limits
 from storage.rate_limits import Granted
 
 log = logging.getLogger(__name__)
-
-RATE_LIMITED = "RateLimited"
 
 
 def rate_limited(model: str, seconds: float) -> ApplicationError:
@@ -37,7 +36,7 @@ def rate_limited(model: str, seconds: float) -> ApplicationError:
     return ApplicationError(
         f"waiting {seconds:.0f} s for {model}'s rate limit",
         {"model": model, "retry_after_seconds": round(seconds, 3)},
-        type=RATE_LIMITED,
+        type=ErrorType.RATE_LIMITED.value,
         non_retryable=True,
     )
 
@@ -76,7 +75,7 @@ class RateLimiter:
             if waited + outcome.seconds > self.max_inline_wait_seconds:
                 log.info("%s: rate limit, the section waits %.1f s in the workflow", model, outcome.seconds)
                 raise rate_limited(model, outcome.seconds)
-            # The activity heartbeats meanwhile (activities.plan._heartbeating).
+            # The activity heartbeats meanwhile (activities.heartbeat).
             await asyncio.sleep(outcome.seconds)
             waited += outcome.seconds
         slot = Slot(outcome)

@@ -17,11 +17,12 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 from temporalio import activity
-from temporalio.exceptions import ApplicationError
 
+from activities.dependencies import PlanDependencies
 from activities.durable import persist
+from activities.errors import ErrorType, final
+from activities.heartbeat import heartbeating
 from activities.ledger import Baseline, SectionLedger
-from activities.plan import PlanDependencies, _heartbeating
 from activities.section_cache import SectionCache
 from activities.writer import OutputRejected, SectionWriter, Written
 from domain.cache_policy import CacheTier, policy
@@ -58,10 +59,6 @@ from workflows.models import (
 KIND = DocumentKind.SUMMARY
 
 
-def _final(kind: str, err: Exception) -> ApplicationError:
-    return ApplicationError(str(err), type=kind, non_retryable=True)
-
-
 def _known(client: StoredClient) -> tuple[str, ...]:
     """Values redacted wherever they appear in a prompt: the client's email."""
     return (str(client.record.email),)
@@ -80,9 +77,9 @@ class SummaryActivities:
             stored = await clients.get(self.deps.pool, request.client_id)
             threads = await messages.resolve_threads(self.deps.pool, request.client_id, request.thread_ids)
         except UnknownClient as err:
-            raise _final("UnknownClient", err) from None
+            raise final(ErrorType.UNKNOWN_CLIENT, err) from None
         except UnknownThread as err:
-            raise _final("UnknownThread", err) from None
+            raise final(ErrorType.UNKNOWN_THREAD, err) from None
         return SummaryInputs(client_id=request.client_id, client_version=stored.version, thread_ids=threads)
 
     # -- threads -----------------------------------------------------------------------------
@@ -96,7 +93,7 @@ class SummaryActivities:
         thread = await messages.messages_after(pool, request.client_id, request.thread_id)
         if not thread:
             known = await messages.thread_ids(pool, request.client_id)
-            raise _final("UnknownThread", UnknownThread(request.client_id, [request.thread_id], known))
+            raise final(ErrorType.UNKNOWN_THREAD, UnknownThread(request.client_id, [request.thread_id], known))
         latest = await summaries.latest_thread(pool, request.client_id, request.thread_id, spec.schema_version)
         after = latest.through_seq if latest else 0
         new = [m for m in thread if m.seq > after]
@@ -125,7 +122,7 @@ class SummaryActivities:
             # A young thread: its messages are shorter than its summary, so read them all again.
             previous, after, new = None, 0, thread
         steps: list[ThreadSummaryResult] = []
-        async with _heartbeating():
+        async with heartbeating():
             while new:
                 step = next_step(new, model=self.deps.router.model_for(tier), known=known)
                 result, previous = await self._thread_step(request, ledger, tier, known, previous, after, step)
@@ -234,7 +231,7 @@ class SummaryActivities:
                 completion_tokens=completion_tokens,
             )
 
-        async with _heartbeating():
+        async with heartbeating():
             stored, figures, _ = await self._serve(
                 ledger, request.client_id, spec, tier, prompt_for, "client", store, "summarize_client", request
             )
@@ -296,7 +293,7 @@ class SummaryActivities:
         try:
             return await clients.get(self.deps.pool, client_id, version)
         except UnknownClient as err:
-            raise _final("UnknownClient", err) from None
+            raise final(ErrorType.UNKNOWN_CLIENT, err) from None
 
     def _tier(self, spec: SectionSpec) -> Tier:
         return tier_for(spec.key) if self.deps.techniques.on(Technique.ROUTING) else Tier.PREMIUM
@@ -366,7 +363,7 @@ class SummaryActivities:
                 spec, tier, lambda model: (prompt_for(model).messages, []), operation=operation, cache_key=key
             )
         except OutputRejected as err:
-            raise _final("InvalidModelOutput", err) from None
+            raise final(ErrorType.INVALID_MODEL_OUTPUT, err) from None
 
     async def _cache_put(
         self, db: Any, key: str, client_id: str, spec: SectionSpec, written: Written, prompt: BuiltPrompt

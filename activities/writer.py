@@ -9,13 +9,13 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any, TypeVar
 
 from pydantic import ValidationError
-from temporalio.exceptions import ApplicationError
 
 from activities.budget_guard import BudgetGuard
+from activities.errors import as_application_error
 from activities.ledger import SectionLedger
 from activities.rate_limiter import RateLimiter
 from activities.tiered_call import complete_on_tier, failed_completion
@@ -99,12 +99,6 @@ def patch_parser(spec: SectionSpec, current: dict[str, Any]) -> Callable[[Comple
             raise InvalidModelOutput(str(err)) from None
 
     return parse
-
-
-def as_application_error(err: LLMError) -> ApplicationError:
-    """Temporal's view of an LLM failure: its type, whether to retry, and when."""
-    delay = timedelta(seconds=err.retry_after) if err.retry_after is not None else None
-    return ApplicationError(str(err), type=err.kind, non_retryable=not err.retryable, next_retry_delay=delay)
 
 
 class SectionWriter:

@@ -1,7 +1,7 @@
 """Turning one verified CRM event into work: store the client, start or signal workflows.
 
 Every answer is small and fast (the CRM waits 10 s, once): the work is stored in the outbox
-and answered 202; crm/starter.py sends it to Temporal off the request path. Workflow IDs are
+and answered 202; crm/outbox_sender.py sends it to Temporal off the request path. Workflow IDs are
 deterministic, so a repeated event never starts a second generation.
 """
 
@@ -29,7 +29,7 @@ from crm.events import (
     event_data,
     ticket_message,
 )
-from crm.starter import Starter
+from crm.outbox_sender import Starter
 from domain.catalogue.deliverables import workflow_id as deliverable_workflow_id
 from domain.catalogue.plan import sections_for_level
 from domain.client import InvalidClientRecord, parse_client

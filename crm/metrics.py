@@ -155,7 +155,7 @@ async def exposition(pool: asyncpg.Pool, settings: Settings, http: httpx.AsyncCl
     for labels, value in await budget_samples(pool, client_labels=settings.metrics_client_labels):
         budget.add_metric([labels["budget"], labels["period"]], value)
     backlog = GaugeMetricFamily(
-        "wavelaunch_outbox_pending", "Accepted webhook starts not yet sent to Temporal (crm/starter.py)."
+        "wavelaunch_outbox_pending", "Accepted webhook starts not yet sent to Temporal (crm/outbox_sender.py)."
     )
     backlog.add_metric([], await workflow_starts.count_pending(pool))
     worker = await worker_metrics(settings, http)

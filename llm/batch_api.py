@@ -14,7 +14,7 @@ import openai
 from openai.types import Batch
 
 from llm.client import LLMClient
-from llm.errors import LLMError, map_openai_error
+from llm.errors import BATCH_NOT_FOUND, LLMError, map_openai_error
 
 CHAT_ENDPOINT: Final = "/v1/chat/completions"
 COMPLETION_WINDOW: Final = "24h"
@@ -133,7 +133,7 @@ def parse_results(text: str) -> list[BatchResult]:
 def _mapped(err: openai.OpenAIError, llm: LLMClient, what: str) -> LLMError:
     if isinstance(err, openai.NotFoundError):
         return LLMError(
-            "LLMBatchNotFound",
+            BATCH_NOT_FOUND,
             f"{what} not found at {llm.endpoint} (404); an endpoint without the Batch API needs "
             "WAVELAUNCH_BATCH_API=false",
             retryable=False,

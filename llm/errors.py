@@ -10,6 +10,16 @@ import openai
 
 RETRYABLE_STATUS = frozenset({408, 409, 429})
 
+# Kinds of failure no retry can fix (the key, the model or the request itself is wrong): the
+# LLMErrors raised with retryable=False; activities.errors lists them for the retry policies.
+AUTHENTICATION_ERROR = "LLMAuthenticationError"
+PERMISSION_DENIED = "LLMPermissionDenied"
+MODEL_NOT_FOUND = "LLMModelNotFound"
+BAD_REQUEST = "LLMBadRequest"
+FINAL_KINDS = (AUTHENTICATION_ERROR, PERMISSION_DENIED, MODEL_NOT_FOUND, BAD_REQUEST)
+# The Batch API's batch or file is not there (llm.batch_api): final for the batch steps.
+BATCH_NOT_FOUND = "LLMBatchNotFound"
+
 
 class LLMError(Exception):
     """A failed LLM call; ``kind`` becomes the Temporal ApplicationError type."""
@@ -63,19 +73,19 @@ def map_openai_error(err: Exception, *, model: str, endpoint: str, timeout: floa
         return LLMError("LLMUnavailable", f"cannot reach {endpoint}: {err}", retryable=True)
     if isinstance(err, openai.AuthenticationError):
         return LLMError(
-            "LLMAuthenticationError",
+            AUTHENTICATION_ERROR,
             f"OPENAI_API_KEY rejected by {endpoint} (401); set a valid key",
             retryable=False,
         )
     if isinstance(err, openai.PermissionDeniedError):
         return LLMError(
-            "LLMPermissionDenied",
+            PERMISSION_DENIED,
             f"the API key may not use model {model!r} at {endpoint} (403)",
             retryable=False,
         )
     if isinstance(err, openai.NotFoundError):
         return LLMError(
-            "LLMModelNotFound",
+            MODEL_NOT_FOUND,
             f"model not found: {model!r} at {endpoint}; check WAVELAUNCH_MODEL_* settings",
             retryable=False,
         )
@@ -90,5 +100,5 @@ def map_openai_error(err: Exception, *, model: str, endpoint: str, timeout: floa
                 retryable=True,
                 retry_after=_retry_after(err),
             )
-        return LLMError("LLMBadRequest", f"{endpoint} refused the request ({status}): {detail}", retryable=False)
+        return LLMError(BAD_REQUEST, f"{endpoint} refused the request ({status}): {detail}", retryable=False)
     return LLMError("LLMError", f"{type(err).__name__}: {err}", retryable=True)

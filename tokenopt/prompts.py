@@ -235,7 +235,7 @@ def build_revision_prompt(
     return BuiltPrompt(messages, count_messages(messages, model), input_hash="", inputs=dict(changed))
 
 
-def build_batch_prompt(
+def build_group_prompt(
     record: dict[str, object],
     specs: list[SectionSpec],
     *,
@@ -244,7 +244,7 @@ def build_batch_prompt(
     context: str = "",
     kind: DocumentKind = DocumentKind.BUSINESS_PLAN,
 ) -> BuiltPrompt:
-    """One prompt for several sections of a client (tokenopt.batching): the instructions, the
+    """One prompt for several sections of a client (a section group, tokenopt.grouping): the instructions, the
     client block and the context once, then one request per section, each under its JSON key.
 
     Fields two or more members read are written once in the shared INPUT block; a field only

@@ -3,7 +3,7 @@ later regenerations leave their answer for it as a proposal (a readable diff) to
 
 Every change makes a new version of the document (a draft): an approved version is never changed
 in place. What the CLI and the REST API share; the regeneration side is
-``PlanDependencies.keep_edits`` (activities/plan.py).
+``PlanDependencies.keep_edits`` (activities/dependencies.py).
 """
 
 from __future__ import annotations

@@ -20,9 +20,11 @@ from activities.budget_guard import BudgetGuard
 from activities.bulk import BulkActivities
 from activities.crm_notify import CrmNotifyConfig, NotifyActivities
 from activities.deliverable import DeliverableActivities
-from activities.plan import PlanActivities, PlanDependencies
+from activities.dependencies import PlanDependencies
+from activities.plan import PlanActivities
 from activities.rate_limiter import RateLimiter
 from activities.section_cache import CacheConfig
+from activities.section_generation import SectionActivities
 from activities.summary import SummaryActivities
 from domain.queues import Lane
 from domain.rate_limits import default_limits
@@ -263,10 +265,11 @@ class Workers:
 def build_worker(client: Client, settings: Settings, deps: PlanDependencies) -> Workers:
     """The workers of ``wavelaunch worker``: interactive and background queues (see Workers)."""
     activities = PlanActivities(deps)
+    sections = SectionActivities(deps)
     notify = NotifyActivities(deps.pool, deps.crm)
-    deliverable = DeliverableActivities(deps, activities)
+    deliverable = DeliverableActivities(deps)
     summary = SummaryActivities(deps)
-    bulk = BulkActivities(deps, activities)
+    bulk = BulkActivities(deps)
     concurrency = settings.worker_max_concurrent_activities
     background = settings.worker_max_concurrent_background_activities
     if deps.llm.structured_output == "json_object":
@@ -283,8 +286,8 @@ def build_worker(client: Client, settings: Settings, deps: PlanDependencies) -> 
     ]
     methods = [
         activities.prepare_plan,
-        activities.generate_section,
-        activities.generate_section_batch,
+        sections.generate_section,
+        sections.generate_section_group,
         activities.assemble_document,
         deliverable.prepare_deliverable,
         deliverable.assemble_deliverable,

@@ -1,7 +1,7 @@
 """Temporal Schedules for a client's recurring work (domain.schedules says what and when): each
 deliverable month on its date and the weekly client summary, each run carrying its deadline so
 its calls take the cheapest service tier that meets it. Created on `client.created` /
-`client.activated` (through the outbox, crm/starter.py), paused on `client.archived`, and
+`client.activated` (through the outbox, crm/outbox_sender.py), paused on `client.archived`, and
 managed with `wavelaunch schedule list|show|pause|resume|trigger|remove`; each is in the Web UI
 under Schedules.
 

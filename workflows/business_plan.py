@@ -31,7 +31,7 @@ with workflow.unsafe.imports_passed_through():
     from workflows.shared import (
         ASSEMBLE_TIMEOUT,
         PREPARE_TIMEOUT,
-        SECTION_BATCHES_PATCH,
+        SECTION_GROUPS_PATCH,
         STORAGE_RETRY,
     )
 
@@ -87,6 +87,7 @@ class BusinessPlanWorkflow(FollowsClientUpdates):
                     ),
                     limit=ASSEMBLE_TIMEOUT,
                     retry=STORAGE_RETRY,
+                    summary=f"Assemble the business plan ({len(sections)} sections)",
                 )
                 break
             except ActivityError as err:
@@ -108,7 +109,13 @@ class BusinessPlanWorkflow(FollowsClientUpdates):
         """Prepare, then every section concurrently; fails the plan if any section failed."""
         assert self._progress is not None
         self._set_status(DocumentStatus.PREPARING)
-        inputs = await run_step(PlanActivities.prepare_plan, request, limit=PREPARE_TIMEOUT, retry=STORAGE_RETRY)
+        inputs = await run_step(
+            PlanActivities.prepare_plan,
+            request,
+            limit=PREPARE_TIMEOUT,
+            retry=STORAGE_RETRY,
+            summary=f"Prepare the business plan ({request.level.value})",
+        )
         self._progress.sections = [SectionProgress(section_key=k) for k in inputs.sections]
         self._set_status(DocumentStatus.GENERATING)
 
@@ -129,9 +136,9 @@ class BusinessPlanWorkflow(FollowsClientUpdates):
             )
             for progress in self._progress.sections
         ]
-        # Batches (tokenopt.batching) are a newer code path: histories recorded before it replay
+        # Section groups (tokenopt.grouping) are a newer code path: histories recorded before it replay
         # without it. Decided at prepare; the workflow only follows.
-        batches = inputs.batches if inputs.batches and workflow.patched(SECTION_BATCHES_PATCH) else []
+        batches = inputs.batches if inputs.batches and workflow.patched(SECTION_GROUPS_PATCH) else []
         try:
             return inputs, await run_sections(work, "plan", batches, self._progress, self._budget)
         except ApplicationError:

@@ -35,7 +35,7 @@ with workflow.unsafe.imports_passed_through():
     from workflows.shared import (
         ASSEMBLE_TIMEOUT,
         PREPARE_TIMEOUT,
-        SECTION_BATCHES_PATCH,
+        SECTION_GROUPS_PATCH,
         STORAGE_RETRY,
     )
 
@@ -93,6 +93,7 @@ class DeliverableWorkflow(FollowsClientUpdates):
             ),
             limit=ASSEMBLE_TIMEOUT,
             retry=STORAGE_RETRY,
+            summary=f"Assemble M{inputs.month} ({len(inputs.documents)} documents)",
         )
         self._set_status(DocumentStatus.COMPLETED)
         return DeliverableResult(
@@ -110,7 +111,11 @@ class DeliverableWorkflow(FollowsClientUpdates):
         assert self._progress is not None
         self._set_status(DocumentStatus.PREPARING)
         inputs = await run_step(
-            DeliverableActivities.prepare_deliverable, request, limit=PREPARE_TIMEOUT, retry=STORAGE_RETRY
+            DeliverableActivities.prepare_deliverable,
+            request,
+            limit=PREPARE_TIMEOUT,
+            retry=STORAGE_RETRY,
+            summary=f"Prepare M{request.month}",
         )
         progress = {k: SectionProgress(section_key=k) for k in (*inputs.shared_sections, *inputs.sections)}
         self._progress.sections = list(progress.values())
@@ -130,9 +135,9 @@ class DeliverableWorkflow(FollowsClientUpdates):
         # Shared sections first: every document shows them, and they are written once.
         shared_group = [progress[k] for k in inputs.shared_sections]
         shared = await self._gather(shared_group, inputs, None, request.deadline, written)
-        # Batches (tokenopt.batching) are a newer code path: histories recorded before it replay
+        # Section groups (tokenopt.grouping) are a newer code path: histories recorded before it replay
         # without it. Decided at prepare; the workflow only follows.
-        batches = inputs.batches if inputs.batches and workflow.patched(SECTION_BATCHES_PATCH) else []
+        batches = inputs.batches if inputs.batches and workflow.patched(SECTION_GROUPS_PATCH) else []
         rest = await self._gather([progress[k] for k in inputs.sections], inputs, batches, request.deadline, written)
         return inputs, shared, rest
 

@@ -1,5 +1,5 @@
-"""The fan-out both document workflows share: one section activity per section (or one per batch
-of sections chosen at prepare), concurrently, with progress kept for the workflow's query; a
+"""The fan-out both document workflows share: one section activity per section (or one per section
+group chosen at prepare), concurrently, with progress kept for the workflow's query; a
 section refused by a paused budget waits durably for ``budget_resumed``. Workflow code:
 deterministic, no I/O."""
 
@@ -15,13 +15,17 @@ from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError, ApplicationError
 
 with workflow.unsafe.imports_passed_through():
-    from activities.plan import PlanActivities
+    from activities.errors import ErrorType
+    from activities.section_generation import SectionActivities
+    from domain import catalogue
+    from domain.catalogue import deliverables
+    from domain.sections import DocumentKind
     from tokenopt.service_tiers import ServiceTier, document_tier
     from workflows import search_attributes as sa
     from workflows.models import (
         DocumentProgress,
         DocumentStatus,
-        SectionBatchRequest,
+        SectionGroupRequest,
         SectionProgress,
         SectionRequest,
         SectionResult,
@@ -45,15 +49,23 @@ In = TypeVar("In")
 Out = TypeVar("Out")
 
 
-async def run_step(step: Callable[[Any, In], Awaitable[Out]], arg: In, *, limit: timedelta, retry: RetryPolicy) -> Out:
+async def run_step(
+    step: Callable[[Any, In], Awaitable[Out]],
+    arg: In,
+    *,
+    limit: timedelta,
+    retry: RetryPolicy,
+    summary: str | None = None,
+) -> Out:
     """A document's short storage step (prepare, assemble) as a local activity: it runs inside
     the workflow task that needs it, so it costs no trip through the server's task queue (about
     a workflow task's latency each, measured by `wavelaunch bench throughput`). Runs recorded
-    before the patch replay with the step as an ordinary activity."""
+    before the patch replay with the step as an ordinary activity. ``summary``: its label in the
+    Web UI."""
     if workflow.patched(LOCAL_STEPS_PATCH):
         try:
             return await workflow.execute_local_activity_method(
-                step, arg, start_to_close_timeout=limit, retry_policy=retry
+                step, arg, start_to_close_timeout=limit, retry_policy=retry, summary=summary
             )
         except ApplicationError as err:
             # A local activity's failure arrives unwrapped; wrapped as an ordinary activity's is,
@@ -67,7 +79,24 @@ async def run_step(step: Callable[[Any, In], Awaitable[Out]], arg: In, *, limit:
                 activity_id="",
                 retry_state=None,
             ) from err
-    return await workflow.execute_activity_method(step, arg, start_to_close_timeout=limit, retry_policy=retry)
+    return await workflow.execute_activity_method(
+        step, arg, start_to_close_timeout=limit, retry_policy=retry, summary=summary
+    )
+
+
+def section_summary(request: SectionRequest) -> str:
+    """A section activity's label in the Web UI, so a document's many read apart: the section's
+    title, after its document's for a deliverable ("Pre-Launch Campaign · KPIs"); its key when
+    the catalogue does not know it (a run recorded before a catalogue change must still replay)."""
+    try:
+        spec = catalogue.spec(request.document_kind, request.section_key)
+        if request.document_kind is DocumentKind.DELIVERABLE:
+            document_key, _ = deliverables.split_section_key(request.section_key)
+            if document_key is not None:
+                return f"{deliverables.document(document_key).title} · {spec.title}"
+        return spec.title
+    except ValueError:  # UnknownSection, UnknownDocument
+        return request.section_key
 
 
 class Statused(Protocol):
@@ -154,7 +183,7 @@ class FollowsClientUpdates(WaitsOnBudget):
 def waits_for_budget(err: ActivityError) -> bool:
     """A section refused by a paused budget, with the worker configured to wait (not fail)."""
     cause = err.cause
-    if not (isinstance(cause, ApplicationError) and cause.type == "BudgetPaused"):
+    if not (isinstance(cause, ApplicationError) and cause.type == ErrorType.BUDGET_PAUSED):
         return False
     details = cause.details[0] if cause.details else None
     return isinstance(details, dict) and details.get("on_pause") == "wait"
@@ -166,7 +195,7 @@ async def _until_not_paused(
     document: Statused | None,
     gate: BudgetGate | None,
 ) -> list[SectionResult]:
-    """Run ``call`` (one section or one batch activity), mirroring its outcome into ``members``;
+    """Run ``call`` (one section or one section-group activity), mirroring its outcome into ``members``;
     refused by a paused budget, it waits at ``gate`` and runs again; refused by the provider's
     rate limit, it shows as waiting, sleeps on a durable timer and runs again (only on those
     errors, so recorded histories replay unchanged)."""
@@ -207,8 +236,9 @@ async def run_section(
     async def call() -> list[SectionResult]:
         return [
             await workflow.execute_activity_method(
-                PlanActivities.generate_section,
+                SectionActivities.generate_section,
                 request,
+                summary=section_summary(request),
                 start_to_close_timeout=SECTION_START_TO_CLOSE,
                 heartbeat_timeout=SECTION_HEARTBEAT_TIMEOUT,
                 retry_policy=SECTION_RETRY,
@@ -219,17 +249,21 @@ async def run_section(
     return result
 
 
-async def run_batch(
+async def run_group(
     group: list[tuple[SectionProgress, SectionRequest]],
     document: DocumentProgress | None = None,
     gate: BudgetGate | None = None,
 ) -> list[SectionResult]:
-    """One batch activity for several sections, its outcome mirrored into each member's progress."""
+    """One section-group activity for several sections, its outcome mirrored into each member's progress."""
+
+    requests = [request for _, request in group]
+    summary = f"{len(requests)} sections in one call: " + ", ".join(section_summary(r) for r in requests)
 
     async def call() -> list[SectionResult]:
         result = await workflow.execute_activity_method(
-            PlanActivities.generate_section_batch,
-            SectionBatchRequest(members=[request for _, request in group]),
+            SectionActivities.generate_section_group,
+            SectionGroupRequest(members=requests),
+            summary=summary,
             start_to_close_timeout=SECTION_START_TO_CLOSE,
             heartbeat_timeout=SECTION_HEARTBEAT_TIMEOUT,
             retry_policy=SECTION_RETRY,
@@ -273,7 +307,7 @@ async def run_sections(
     async def run(group: list[tuple[SectionProgress, SectionRequest]]) -> list[SectionResult]:
         if len(group) == 1 and group[0][0].section_key not in batched:
             return [await run_section(*group[0], document, gate)]
-        return await run_batch(group, document, gate)
+        return await run_group(group, document, gate)
 
     outcomes = await asyncio.gather(*(run(g) for g in groups), return_exceptions=True)
     failed = [

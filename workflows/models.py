@@ -38,7 +38,8 @@ class PlanInputs(BaseModel):
     client_id: str
     client_version: int
     sections: list[str]
-    # Sections to write together in one call each (tokenopt.batching), decided at prepare.
+    # Section groups: sections written together in one call each (tokenopt.grouping), decided
+    # at prepare. The field keeps its first name: it is in recorded histories.
     batches: list[list[str]] = Field(default_factory=list)
 
 
@@ -64,8 +65,8 @@ class SectionRequest(BaseModel):
     deadline: datetime | None = None
 
 
-class SectionBatchRequest(BaseModel):
-    """Sections of one document written together in one call (a batch chosen at prepare)."""
+class SectionGroupRequest(BaseModel):
+    """Sections of one document written together in one call (a section group chosen at prepare)."""
 
     members: list[SectionRequest]
 
@@ -84,7 +85,7 @@ class CallFigures(BaseModel):
     baseline_tokens: int = 0
     baseline_cost: Decimal = Decimal(0)
     duration_ms: int = 0
-    # Calls it took part in (a batch call counts once for each of its members).
+    # Calls it took part in (a section group's call counts once for each of its members).
     llm_calls: int = 0
     escalated: bool = False
 
@@ -96,12 +97,13 @@ class CallFigures(BaseModel):
 class SectionResult(CallFigures):
     section_key: str
     section_id: int
-    # Members of the batch call that wrote the section; 0 when it was written on its own.
+    # Members of the section group whose call wrote the section; 0 when it was written on its own
+    # (named before groups were; the field is in recorded histories).
     batch_size: int = 0
     compression_steps: list[str] = Field(default_factory=list)
 
 
-class SectionBatchResult(BaseModel):
+class SectionGroupResult(BaseModel):
     sections: list[SectionResult]
 
 
@@ -266,7 +268,8 @@ class DeliverableInputs(BaseModel):
     # The stored digest of earlier months (None for M1) and its size.
     digest_ref: str | None = None
     digest_tokens: int = 0
-    # Sections to write together in one call each (tokenopt.batching), decided at prepare.
+    # Section groups: sections written together in one call each (tokenopt.grouping), decided
+    # at prepare. The field keeps its first name: it is in recorded histories.
     batches: list[list[str]] = Field(default_factory=list)
 
 

@@ -6,6 +6,8 @@ from datetime import timedelta
 from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError, ApplicationError
 
+from activities.errors import BATCH_FINAL_ERRORS, BATCH_POLL_FINAL_ERRORS, FINAL_ERRORS, ErrorType
+
 
 def plan_workflow_id(client_id: str) -> str:
     return f"plan-{client_id}"
@@ -17,8 +19,9 @@ def failure_message(err: BaseException) -> str:
     return str(cause)
 
 
-# workflow.patched id of the batch code path (sections written together in one activity).
-SECTION_BATCHES_PATCH = "section-batches"
+# workflow.patched id of the section-group code path (sections written together in one
+# activity); the id keeps the name it was recorded with.
+SECTION_GROUPS_PATCH = "section-batches"
 # workflow.patched id of the wait on a durable timer for a section refused by a rate limit.
 RATE_LIMIT_WAIT_PATCH = "rate-limit-wait"
 # workflow.patched id of a document's prepare and assemble steps run as local activities.
@@ -29,7 +32,7 @@ def rate_limit_wait(err: ActivityError) -> timedelta | None:
     """How long a section refused by the provider's rate limit (``RateLimited``, raised by
     activities.rate_limiter) asks to wait; None for any other failure."""
     cause = err.cause
-    if not (isinstance(cause, ApplicationError) and cause.type == "RateLimited" and cause.details):
+    if not (isinstance(cause, ApplicationError) and cause.type == ErrorType.RATE_LIMITED and cause.details):
         return None
     details = cause.details[0]
     if not isinstance(details, dict) or not isinstance(details.get("retry_after_seconds"), int | float):
@@ -48,20 +51,7 @@ HEARTBEAT_EVERY_SECONDS = 5.0
 # (an auto-pause lifts when its period ends).
 BUDGET_RECHECK_AFTER = timedelta(hours=1)
 
-# Errors no retry can fix; LLM errors also carry non_retryable themselves.
-FINAL_ERRORS = [
-    "UnknownClient",
-    "UnknownSection",
-    "InvalidMonth",
-    "UnknownThread",
-    "InvalidModelOutput",
-    "LLMAuthenticationError",
-    "LLMPermissionDenied",
-    "LLMModelNotFound",
-    "LLMBadRequest",
-    "BudgetExceeded",
-]
-
+# Which errors no retry can fix is decided in activities.errors; the policies name them.
 SECTION_RETRY = RetryPolicy(
     initial_interval=timedelta(seconds=1),
     backoff_coefficient=2.0,
@@ -95,11 +85,11 @@ BATCH_POLL_RETRY = RetryPolicy(
     initial_interval=timedelta(seconds=5),
     maximum_interval=timedelta(minutes=5),
     maximum_attempts=0,
-    non_retryable_error_types=[*FINAL_ERRORS, "LLMBatchNotFound", "EmptyBatch"],
+    non_retryable_error_types=BATCH_POLL_FINAL_ERRORS,
 )
 BATCH_RETRY = RetryPolicy(
     initial_interval=timedelta(seconds=2),
     maximum_interval=timedelta(seconds=60),
     maximum_attempts=10,
-    non_retryable_error_types=[*FINAL_ERRORS, "LLMBatchNotFound", "EmptyBatch", "UnsupportedDocumentKind"],
+    non_retryable_error_types=BATCH_FINAL_ERRORS,
 )

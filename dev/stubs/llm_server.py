@@ -51,7 +51,7 @@ from starlette.routing import Route
 
 from domain.catalogue import deliverables, summaries
 from domain.catalogue.plan import section
-from domain.outputs.schemas import BATCH_SCHEMA_KEY, PATCH_SCHEMA_KEY
+from domain.outputs.schemas import GROUP_SCHEMA_KEY, PATCH_SCHEMA_KEY
 from domain.sections import UnknownSection
 from stubs.batches import ROUTES as BATCH_ROUTES
 from stubs.batches import BatchStore, parse_batch_fault
@@ -187,7 +187,7 @@ class ChatRequest:
     @property
     def batch_members(self) -> tuple[str, ...]:
         """The member section keys of a batch request (one schema property per member), else ()."""
-        if self.section != BATCH_SCHEMA_KEY or self.schema is None:
+        if self.section != GROUP_SCHEMA_KEY or self.schema is None:
             return ()
         return tuple(self.schema.get("properties") or ())
 

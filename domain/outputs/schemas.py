@@ -67,29 +67,30 @@ def schema_name(section_key: str, schema_version: int) -> str:
     return f"{section_key}_v{schema_version}"
 
 
-# A batch of sections answered in one call (tokenopt.batching): strict json_schema needs an
+# A section group answered in one call (tokenopt.grouping): strict json_schema needs an
 # object root, so the "array" is an object with one required property per member section,
 # each the member's own schema (shared by $ref when members have the same output model).
-BATCH_SCHEMA_KEY = "section_batch"
-BATCH_SCHEMA_VERSION = 1
+# The key and the model's name below are sent to the model (billed tokens): kept as first named.
+GROUP_SCHEMA_KEY = "section_batch"
+GROUP_SCHEMA_VERSION = 1
 
 
 @lru_cache(maxsize=256)
-def batch_output_model(section_keys: tuple[str, ...]) -> type[BaseModel]:
-    """The output model of a batch: one required property per member, named by its section key."""
+def group_output_model(section_keys: tuple[str, ...]) -> type[BaseModel]:
+    """The output model of a section group: one required property per member, named by its section key."""
     fields: dict[str, Any] = {key: (output_model(key), ...) for key in section_keys}
     return create_model("SectionBatch", __config__=ConfigDict(extra="forbid"), **fields)
 
 
-def batch_schema_name() -> str:
-    """The name a batch's schema is sent with (the stub recognises batches by it)."""
-    return f"{BATCH_SCHEMA_KEY}_v{BATCH_SCHEMA_VERSION}"
+def group_schema_name() -> str:
+    """The name a group's schema is sent with (the stub recognises groups by it)."""
+    return f"{GROUP_SCHEMA_KEY}_v{GROUP_SCHEMA_VERSION}"
 
 
-def batch_json_schema(section_keys: Sequence[str]) -> dict[str, Any]:
-    """The strict JSON schema of a batch of ``section_keys``: a member's schema is written in
+def group_json_schema(section_keys: Sequence[str]) -> dict[str, Any]:
+    """The strict JSON schema of a group of ``section_keys``: a member's schema is written in
     place, or once under ``$defs`` when several members share it (the schema is billed as input)."""
-    schema = strict_json_schema(batch_output_model(tuple(section_keys)))
+    schema = strict_json_schema(group_output_model(tuple(section_keys)))
     defs = schema.get("$defs", {})
     refs = [p.get("$ref", "") for p in schema["properties"].values()]
     for name, prop in schema["properties"].items():

@@ -7,7 +7,7 @@ from collections import Counter
 import pytest
 from temporalio.testing import ActivityEnvironment
 
-from activities.plan import PlanActivities
+from activities.section_generation import SectionActivities
 from domain.catalogue.plan import resolve_sections
 from domain.outputs.schemas import output_model
 from domain.sections import Level
@@ -16,7 +16,7 @@ from tests.e2e.conftest import make_settings, requested_sections, section_reques
 from tests.e2e.test_business_plan_e2e import new_client, run_plan
 from wavelaunch.runtime import close_dependencies, plan_dependencies
 from workflows.business_plan import BusinessPlanWorkflow
-from workflows.models import PlanRequest, SectionBatchRequest, SectionRequest
+from workflows.models import PlanRequest, SectionGroupRequest, SectionRequest
 
 # Free-text fields of the application form (a long answer in each is plausible).
 LONG_TEXT_FIELDS = (
@@ -126,7 +126,7 @@ async def test_a_retried_batch_activity_after_success_makes_no_call(pool, client
     # The batch activity again, as Temporal would retry it after its members were stored.
     deps = await plan_dependencies(make_settings(), database_url, _llm(stub))
     try:
-        request = SectionBatchRequest(
+        request = SectionGroupRequest(
             members=[
                 SectionRequest(
                     client_id=client_id, client_version=result.client_version, section_key=k, document_sections=COMPLETE
@@ -134,7 +134,7 @@ async def test_a_retried_batch_activity_after_success_makes_no_call(pool, client
                 for k in BATCH
             ]
         )
-        again = await ActivityEnvironment().run(PlanActivities(deps).generate_section_batch, request)
+        again = await ActivityEnvironment().run(SectionActivities(deps).generate_section_group, request)
     finally:
         await close_dependencies(deps)
     assert stub.requests() == []

@@ -12,8 +12,7 @@ import pytest
 from temporalio.client import WorkflowExecutionStatus, WorkflowFailureError
 from temporalio.service import RPCError
 
-from crm import signature
-from crm import starter as crm_starter
+from crm import outbox_sender, signature
 from crm.app import create_app
 from crm.intake import Intake
 from domain.sections import Level
@@ -257,7 +256,7 @@ async def test_a_failing_start_holds_back_only_its_own_workflows_later_rows(pool
 async def test_a_send_that_hangs_gives_up_keeps_its_row_and_idle_says_which(pool, client, settings, monkeypatch):
     """A call to Temporal that never answers must not hold the drain (and every later row)."""
     starter = Intake(pool, client, settings).starts
-    monkeypatch.setattr(crm_starter, "SEND_TIMEOUT_SECONDS", 0.2)
+    monkeypatch.setattr(outbox_sender, "SEND_TIMEOUT_SECONDS", 0.2)
 
     async def never_answers(row):
         await asyncio.Event().wait()

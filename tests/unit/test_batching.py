@@ -6,16 +6,16 @@ import json
 
 import pytest
 
-from activities.batch import apportion
+from activities.group_call import apportion
 from domain.catalogue import deliverables
 from domain.catalogue.plan import BUSINESS_PLAN_SECTIONS
 from domain.client import parse_client
-from domain.outputs.schemas import batch_json_schema, batch_output_model, batch_schema_name, output_model
+from domain.outputs.schemas import group_json_schema, group_output_model, group_schema_name, output_model
 from domain.sections import DocumentKind, Tier
 from stubs.llm_server import ChatRequest, batch_target_tokens, generate_content
-from tokenopt.batching import Candidate, choose_batches, estimate
 from tokenopt.counting import count_tokens
-from tokenopt.prompts import build_batch_prompt, build_section_prompt
+from tokenopt.grouping import Candidate, choose_groups, estimate
+from tokenopt.prompts import build_group_prompt, build_section_prompt
 from tokenopt.routing import tier_for
 from tokenopt.techniques import Technique, Techniques
 from wavelaunch.commands import sample_client_file
@@ -47,7 +47,7 @@ def month_candidates(n: int, context: str = DIGEST) -> list[Candidate]:
 
 
 def choose(candidates, kind=DocumentKind.BUSINESS_PLAN, techniques=Techniques(), **kw):
-    return choose_batches(candidates, RECORD, kind=kind, techniques=techniques, model_for=MODELS.__getitem__, **kw)
+    return choose_groups(candidates, RECORD, kind=kind, techniques=techniques, model_for=MODELS.__getitem__, **kw)
 
 
 def test_a_complete_plan_batches_its_small_low_priority_economy_sections():
@@ -55,7 +55,7 @@ def test_a_complete_plan_batches_its_small_low_priority_economy_sections():
     assert [b.keys for b in batches] == [("operations_plan", "team_structure")]
     # financial_projections is low priority too, but large and on the premium tier.
     assert batches[0].saved_tokens > 0
-    assert batches[0].batched_tokens < batches[0].separate_tokens
+    assert batches[0].grouped_tokens < batches[0].separate_tokens
 
 
 def test_batches_only_when_the_estimate_saves_the_margin():
@@ -111,7 +111,7 @@ def test_a_compressed_prompt_is_not_batched():
 
 def test_the_batch_prompt_carries_the_shared_parts_once_and_one_request_per_member():
     specs = [c.spec for c in plan_candidates() if c.spec.key in ("operations_plan", "team_structure")]
-    prompt = build_batch_prompt(RECORD, specs, model="gpt-4.1-nano")
+    prompt = build_group_prompt(RECORD, specs, model="gpt-4.1-nano")
     user = prompt.messages[1]["content"]
     assert user.count("CLIENT\n") == 1 and user.count("scalingGoals:") == 1
     assert "KEY operations_plan\n" in user and "KEY team_structure\n" in user
@@ -121,14 +121,14 @@ def test_the_batch_prompt_carries_the_shared_parts_once_and_one_request_per_memb
 
 def test_the_batch_schema_is_strict_with_one_required_property_per_member():
     keys = ["m1_brand_architecture__kpis", "m1_visual_identity__kpis", "operations_plan"]
-    schema = batch_json_schema(keys)
+    schema = group_json_schema(keys)
     assert schema["type"] == "object" and schema["additionalProperties"] is False
     assert schema["required"] == keys
     # Two members with one output model share it by reference; a single one is written in place.
     assert schema["properties"][keys[0]] == schema["properties"][keys[1]] == {"$ref": "#/$defs/Kpis"}
     assert schema["properties"]["operations_plan"]["type"] == "object"
-    assert batch_schema_name() == "section_batch_v1"
-    assert batch_output_model(tuple(keys)).model_fields.keys() == set(keys)
+    assert group_schema_name() == "section_batch_v1"
+    assert group_output_model(tuple(keys)).model_fields.keys() == set(keys)
 
 
 def test_the_estimate_counts_the_schema_and_the_answers_keys():
@@ -151,8 +151,8 @@ def test_the_stub_answers_a_batch_with_each_members_target():
         model="gpt-4.1-nano",
         messages=(("user", "x"),),
         response_type="json_schema",
-        schema_name=batch_schema_name(),
-        schema=batch_json_schema(keys),
+        schema_name=group_schema_name(),
+        schema=group_json_schema(keys),
         max_tokens=None,
         prompt_cache_key=None,
     )

@@ -9,7 +9,7 @@ from collections.abc import Iterator
 import pydantic
 import pytest
 
-from activities.writer import as_application_error
+from activities.errors import FINAL_ERRORS, as_application_error
 from domain.catalogue import deliverables, summaries
 from domain.catalogue.plan import BUSINESS_PLAN_SECTIONS, section
 from domain.outputs.schemas import output_model, schema_name, strict_json_schema
@@ -19,7 +19,7 @@ from llm.timeouts import LOCAL_SECONDS_PER_TOKEN, REMOTE_SECONDS_PER_TOKEN, Call
 from stubs.llm_server import StubServer
 from wavelaunch.runtime import LLMConfig, call_timeouts
 from wavelaunch.settings import Settings
-from workflows.shared import FINAL_ERRORS, SECTION_START_TO_CLOSE
+from workflows.shared import SECTION_START_TO_CLOSE
 
 KEY = "test-key"
 KEY_SECTION = "team_structure"

@@ -21,8 +21,8 @@ from workflows.models import (
     DocumentRef,
     PlanInputs,
     PlanRequest,
-    SectionBatchRequest,
-    SectionBatchResult,
+    SectionGroupRequest,
+    SectionGroupResult,
     SectionRequest,
     SectionResult,
 )
@@ -153,12 +153,12 @@ class BatchingFakes(FakeActivities):
         return inputs.model_copy(update={"batches": [self.BATCH]})
 
     @activity.defn(name="generate_section_batch")
-    async def generate_section_batch(self, request: SectionBatchRequest) -> SectionBatchResult:
+    async def generate_section_batch(self, request: SectionGroupRequest) -> SectionGroupResult:
         keys = [m.section_key for m in request.members]
         self.batches.append(keys)
         if self.fail_batch:
             raise ApplicationError("LLM quota exhausted", type="LLMPermissionDenied", non_retryable=True)
-        return SectionBatchResult(
+        return SectionGroupResult(
             sections=[
                 SectionResult(section_key=k, section_id=90 + i, model="m", tier="economy", batch_size=len(keys))
                 for i, k in enumerate(keys)
@@ -201,3 +201,33 @@ async def test_a_failed_batch_fails_each_member_and_the_plan(env):
         await _run_batching(env, fakes, PlanRequest(client_id="c1", level=Level.COMPLETE))
     assert "2 of 8 sections" in str(info.value.cause)
     assert "operations_plan" in str(info.value.cause) and "team_structure" in str(info.value.cause)
+
+
+async def test_section_activities_carry_their_titles_as_summaries(env):
+    """The Web UI tells a document's activities apart by their summaries: the section titles,
+    a section group's members, and the prepare step."""
+    fakes = BatchingFakes()
+    request = PlanRequest(client_id="c1", level=Level.COMPLETE)
+    queue = f"tq-{uuid.uuid4()}"
+    async with Worker(
+        env.client,
+        task_queue=queue,
+        workflows=[BusinessPlanWorkflow],
+        activities=[fakes.prepare_plan, fakes.generate_section, fakes.generate_section_batch, fakes.assemble_document],
+    ):
+        handle = await env.client.start_workflow(
+            BusinessPlanWorkflow.run, request, id=f"plan-{uuid.uuid4()}", task_queue=queue
+        )
+        await handle.result()
+    converter = env.client.data_converter.payload_converter
+    summaries = {}
+    async for event in handle.fetch_history_events():
+        if event.HasField("activity_task_scheduled_event_attributes"):
+            name = event.activity_task_scheduled_event_attributes.activity_type.name
+            summary = converter.from_payload(event.user_metadata.summary, str)
+            summaries.setdefault(name, []).append(summary)
+    titles = {s.key: s.title for s in resolve_sections(Level.COMPLETE)}
+    assert sorted(summaries["generate_section"]) == sorted(t for k, t in titles.items() if k not in BatchingFakes.BATCH)
+    assert summaries["generate_section_batch"] == [
+        "2 sections in one call: " + ", ".join(titles[k] for k in BatchingFakes.BATCH)
+    ]

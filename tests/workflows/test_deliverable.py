@@ -16,13 +16,14 @@ from temporalio.worker import Worker
 from domain.catalogue import deliverables
 from domain.sections import DocumentKind
 from workflows.deliverable import DeliverableWorkflow
+from workflows.fanout import section_summary
 from workflows.models import (
     DeliverableAssembleRequest,
     DeliverableDocumentRef,
     DeliverableInputs,
     DeliverableRequest,
-    SectionBatchRequest,
-    SectionBatchResult,
+    SectionGroupRequest,
+    SectionGroupResult,
     SectionRequest,
     SectionResult,
 )
@@ -157,7 +158,7 @@ class BatchingDeliverableFakes(FakeDeliverableActivities):
 
     def __init__(self) -> None:
         super().__init__()
-        self.batches: list[SectionBatchRequest] = []
+        self.batches: list[SectionGroupRequest] = []
 
     @activity.defn(name="prepare_deliverable")
     async def prepare_deliverable(self, request: DeliverableRequest) -> DeliverableInputs:
@@ -166,9 +167,9 @@ class BatchingDeliverableFakes(FakeDeliverableActivities):
         return inputs.model_copy(update={"batches": [kpis]})
 
     @activity.defn(name="generate_section_batch")
-    async def generate_section_batch(self, request: SectionBatchRequest) -> SectionBatchResult:
+    async def generate_section_batch(self, request: SectionGroupRequest) -> SectionGroupResult:
         self.batches.append(request)
-        return SectionBatchResult(
+        return SectionGroupResult(
             sections=[
                 SectionResult(section_key=m.section_key, section_id=100 + i, model="m", tier="economy", batch_size=5)
                 for i, m in enumerate(request.members)
@@ -191,3 +192,23 @@ async def test_a_batch_of_the_months_kpis_is_one_activity_with_each_members_own_
     assert len(result.sections) == 26
     assert [s.section_key for s in fakes.assembled[0].sections if s.batch_size] == kpis
     assert progress.status == "completed" and progress.count("done") == 26
+
+
+def test_a_month_section_is_labelled_by_its_document_and_title():
+    def label(key: str) -> str:
+        request = SectionRequest(
+            client_id="c1",
+            client_version=1,
+            section_key=key,
+            document_sections=[key],
+            document_kind=DocumentKind.DELIVERABLE,
+        )
+        return section_summary(request)
+
+    assert label("m3_pre_launch_campaign__kpis") == "Pre-Launch Campaign · KPIs"
+    assert label("brand_context") == "Brand Context"
+    # The month's sections all read apart.
+    keys = [s.key for s in deliverables.month_sections(3)]
+    assert len({label(k) for k in keys}) == len(keys)
+    # A key the catalogue no longer knows (a run recorded before a change) is shown as is.
+    assert label("m3_gone_document__kpis") == "m3_gone_document__kpis"

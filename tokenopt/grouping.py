@@ -1,12 +1,14 @@
-"""Which small, low-priority sections of one document share one call (a batch), and why.
+"""Which small, low-priority sections of one document share one call (a section group), and why.
 
-A batch sends the instructions, the client block, the context (a deliverable month's digest)
+Not the OpenAI Batch API (llm.batch_api): a section group is one ordinary chat call that answers
+several sections at once (the technique named ``batching`` in WAVELAUNCH_DISABLED_TECHNIQUES).
+A group sends the instructions, the client block, the context (a deliverable month's digest)
 and each input field once instead of once per section; the answer is one JSON object with a
-property per member (domain.outputs.batch_json_schema). It is chosen only when the estimate
-(tiktoken, before any call) of the one batched call, prompt + schema + outputs, is below the
-separate calls' by MIN_SAVING, so a batch is never a bet on a saving it cannot show.
+property per member (domain.outputs.schemas.group_json_schema). It is chosen only when the estimate
+(tiktoken, before any call) of the one group call, prompt + schema + outputs, is below the
+separate calls' by MIN_SAVING, so a group is never a bet on a saving it cannot show.
 
-Candidates are low priority (a failed batch costs a retry of what matters least), small (the
+Candidates are low priority (a failed group costs a retry of what matters least), small (the
 combined answer stays well inside one completion budget) and on the same routing tier (one
 model per call) with the same context (a member never reads what its own prompt would not
 carry). The activities ask this module; they do not re-decide.
@@ -18,11 +20,11 @@ import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from domain.outputs.schemas import batch_json_schema, output_model, strict_json_schema
+from domain.outputs.schemas import group_json_schema, output_model, strict_json_schema
 from domain.sections import DocumentKind, SectionSpec, Tier
 from tokenopt.budget import section_budget
 from tokenopt.counting import count_tokens
-from tokenopt.prompts import BuiltPrompt, build_batch_prompt
+from tokenopt.prompts import BuiltPrompt, build_group_prompt
 from tokenopt.techniques import Technique, Techniques
 
 # Low priority per document kind: the plan's priority 4-5 sections; a deliverable document's
@@ -30,12 +32,12 @@ from tokenopt.techniques import Technique, Techniques
 MIN_PRIORITY: dict[DocumentKind, int] = {DocumentKind.BUSINESS_PLAN: 4, DocumentKind.DELIVERABLE: 5}
 # Small: a section whose answer is at most this many target tokens.
 MAX_MEMBER_TARGET_TOKENS = 600
-# The batch asks for the sum of its members' completion budgets (twice their targets); that sum
+# The group asks for the sum of its members' completion budgets (twice their targets); that sum
 # stays within this, far below every routed model's output limit.
-MAX_BATCH_COMPLETION_TOKENS = 4096
-# The batch must save at least this share of the separate calls' estimated tokens: above the
+MAX_GROUP_COMPLETION_TOKENS = 4096
+# The group must save at least this share of the separate calls' estimated tokens: above the
 # estimate's error (the stub bills with the same tokenizer; OpenAI's count of a schema differs by
-# a few tokens), and enough to pay for the rare failed batch. Measured: a plan's two sections
+# a few tokens), and enough to pay for the rare failed group. Measured: a plan's two sections
 # save 2-3%, a deliverable month's boilerplate 18-36% (docs/benchmarks.md, "Batching").
 MIN_SAVING = 0.02
 
@@ -52,15 +54,15 @@ class Candidate:
 
 
 @dataclass(frozen=True)
-class Batch:
+class SectionGroup:
     keys: tuple[str, ...]
     # Estimated billed tokens (prompt with schema, plus the target outputs).
     separate_tokens: int
-    batched_tokens: int
+    grouped_tokens: int
 
     @property
     def saved_tokens(self) -> int:
-        return self.separate_tokens - self.batched_tokens
+        return self.separate_tokens - self.grouped_tokens
 
 
 def schema_tokens(schema: dict[str, object], model: str) -> int:
@@ -74,7 +76,7 @@ def wrapper_tokens(keys: Sequence[str], model: str) -> int:
 
 
 def completion_budget(specs: Sequence[SectionSpec]) -> int:
-    """max_completion_tokens of a batch: the sum of its members' own budgets."""
+    """max_completion_tokens of a group: the sum of its members' own budgets."""
     return sum(section_budget(s) for s in specs)
 
 
@@ -95,36 +97,36 @@ def estimate(
     kind: DocumentKind,
     techniques: Techniques,
     model: str,
-) -> Batch:
-    """Estimated billed tokens of ``members`` as separate calls and as one batched call."""
+) -> SectionGroup:
+    """Estimated billed tokens of ``members`` as separate calls and as one group call."""
     separate = sum(
         m.prompt.estimated_tokens + schema_tokens(strict_json_schema(output_model(m.spec.key)), model) for m in members
     )
     outputs = sum(m.spec.target_tokens for m in members)
     keys = tuple(m.spec.key for m in members)
-    prompt = build_batch_prompt(
+    prompt = build_group_prompt(
         record, [m.spec for m in members], model=model, techniques=techniques, context=members[0].context, kind=kind
     )
-    batched = prompt.estimated_tokens + schema_tokens(batch_json_schema(keys), model) + wrapper_tokens(keys, model)
-    return Batch(keys, separate + outputs, batched + outputs)
+    grouped = prompt.estimated_tokens + schema_tokens(group_json_schema(keys), model) + wrapper_tokens(keys, model)
+    return SectionGroup(keys, separate + outputs, grouped + outputs)
 
 
-def choose_batches(
+def choose_groups(
     candidates: Sequence[Candidate],
     record: dict[str, object],
     *,
     kind: DocumentKind,
     techniques: Techniques,
     model_for: Callable[[Tier], str],
-    max_completion_tokens: int = MAX_BATCH_COMPLETION_TOKENS,
+    max_completion_tokens: int = MAX_GROUP_COMPLETION_TOKENS,
     min_saving: float = MIN_SAVING,
-) -> list[Batch]:
-    """The batches to make among a document's sections still to generate (in reading order).
+) -> list[SectionGroup]:
+    """The groups to make among a document's sections still to generate (in reading order).
 
-    Eligible sections are grouped by (tier, context) and packed in order while the batch's
+    Eligible sections are grouped by (tier, context) and packed in order while the group's
     completion budget stays within ``max_completion_tokens``; a pack of two or more is kept
-    when its estimated saving is at least ``min_saving`` of the separate calls. Batching needs
-    the structured prompt (the batch prompt is one), so either switch turns it off.
+    when its estimated saving is at least ``min_saving`` of the separate calls. Grouping needs
+    the structured prompt (the group prompt is one), so either switch turns it off.
     """
     if not (techniques.on(Technique.BATCHING) and techniques.on(Technique.STRUCTURED_PROMPTS)):
         return []
@@ -132,15 +134,15 @@ def choose_batches(
     for candidate in candidates:
         if eligible(candidate, kind):
             groups.setdefault((candidate.tier, candidate.context), []).append(candidate)
-    batches = []
+    chosen = []
     for (tier, _), members in groups.items():
         for pack in _packs(members, max_completion_tokens):
             if len(pack) < 2:
                 continue
-            batch = estimate(pack, record, kind=kind, techniques=techniques, model=model_for(tier))
-            if batch.saved_tokens >= min_saving * batch.separate_tokens:
-                batches.append(batch)
-    return batches
+            group = estimate(pack, record, kind=kind, techniques=techniques, model=model_for(tier))
+            if group.saved_tokens >= min_saving * group.separate_tokens:
+                chosen.append(group)
+    return chosen
 
 
 def _packs(members: list[Candidate], cap: int) -> list[list[Candidate]]:

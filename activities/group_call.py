@@ -1,10 +1,11 @@
-"""One model call for a batch of sections (tokenopt.batching): the call, each member validated
-against its own schema, and one usage row per member.
+"""One model call for a section group (tokenopt.grouping): the call, each member validated
+against its own schema, and one usage row per member. (Not the OpenAI Batch API: that is
+llm.batch_api and activities.bulk.)
 
 A member's row carries its share of the prompt (by the size of the prompt it would have sent
 alone) and its own completion tokens (by the size of its part of the answer), so the rows add up
 to the bill and each member's naive counterfactual is priced on its own output. What comes back
-invalid is returned as a problem, not retried here: a second batch call would pay again for the
+invalid is returned as a problem, not retried here: a second group call would pay again for the
 members that were valid, so the caller writes the rest one by one.
 """
 
@@ -18,35 +19,37 @@ from typing import Any
 from pydantic import ValidationError
 
 from activities.budget_guard import BudgetGuard
+from activities.errors import as_application_error
 from activities.ledger import SectionLedger
 from activities.rate_limiter import RateLimiter
 from activities.tiered_call import complete_on_tier, failed_completion
-from activities.writer import Written, as_application_error, describe_invalid
-from domain.outputs.schemas import batch_json_schema, batch_schema_name, output_model
+from activities.writer import Written, describe_invalid
+from domain.outputs.schemas import group_json_schema, group_schema_name, output_model
 from domain.sections import SectionSpec, Tier
 from llm.client import Completion, LLMClient
 from llm.errors import LLMError
 from storage.spool import KeptAnswer, Settlement
-from tokenopt.batching import completion_budget
 from tokenopt.counting import count_tokens
+from tokenopt.grouping import completion_budget
 from tokenopt.routing import ModelRouter
 from tokenopt.service_tiers import ServiceTier
 from workflows.models import SectionResult
 
+# The usage ledger's operation name: kept from when groups were called batches (rows carry it).
 OPERATION = "generate_section_batch"
 
 
 @dataclass(frozen=True)
-class BatchMember:
+class GroupMember:
     spec: SectionSpec
     ledger: SectionLedger
-    # Tokens of the prompt the section would have sent alone: its share of the batch prompt.
+    # Tokens of the prompt the section would have sent alone: its share of the group prompt.
     own_prompt_tokens: int
     cache_key: str
 
 
 @dataclass
-class BatchOutcome:
+class GroupOutcome:
     written: dict[str, Written] = field(default_factory=dict)
     # Member key -> why its part of the answer was not usable.
     problems: dict[str, str] = field(default_factory=dict)
@@ -68,16 +71,16 @@ def apportion(total: int, weights: list[int]) -> list[int]:
     return parts
 
 
-def _parse(completion: Completion, members: list[BatchMember]) -> tuple[dict[str, dict[str, Any]], dict[str, str]]:
+def _parse(completion: Completion, members: list[GroupMember]) -> tuple[dict[str, dict[str, Any]], dict[str, str]]:
     """Valid member contents and the problems of the others."""
     if completion.finish_reason == "length":
         return {}, {m.spec.key: "output cut off at max_completion_tokens" for m in members}
     try:
         root = json.loads(completion.content)
     except ValueError as err:
-        return {}, {m.spec.key: f"the batch is not JSON: {err}" for m in members}
+        return {}, {m.spec.key: f"the group answer is not JSON: {err}" for m in members}
     if not isinstance(root, dict):
-        return {}, {m.spec.key: "the batch is not a JSON object" for m in members}
+        return {}, {m.spec.key: "the group answer is not a JSON object" for m in members}
     contents, problems = {}, {}
     for m in members:
         try:
@@ -87,7 +90,7 @@ def _parse(completion: Completion, members: list[BatchMember]) -> tuple[dict[str
     return contents, problems
 
 
-def _member_completions(completion: Completion, members: list[BatchMember]) -> list[Completion]:
+def _member_completions(completion: Completion, members: list[GroupMember]) -> list[Completion]:
     """The bill split per member: prompt and cached tokens by own prompt size, completion tokens
     by the size of each member's part of the answer (by its target when the answer is unusable)."""
     try:
@@ -110,31 +113,31 @@ def _member_completions(completion: Completion, members: list[BatchMember]) -> l
     ]
 
 
-async def write_batch(
+async def write_group(
     llm: LLMClient,
     router: ModelRouter,
     client_id: str,
     tier: Tier,
-    members: list[BatchMember],
+    members: list[GroupMember],
     messages: list[dict[str, str]],
     guard: BudgetGuard,
     *,
     service_tier: ServiceTier = ServiceTier.STANDARD,
     deadline: datetime | None = None,
     limiter: RateLimiter | None = None,
-) -> BatchOutcome:
+) -> GroupOutcome:
     """One call answering every member, on the cheapest service tier ``deadline`` allows, its
     estimate held against the budgets while it runs; raises ApplicationError for LLM errors
     (after recording a failed row per member and try), else returns the valid members and the
     problems of the others."""
     model = router.model_for(tier)
     keys = [m.spec.key for m in members]
-    schema = batch_json_schema(keys)
+    schema = group_json_schema(keys)
     limit = completion_budget([m.spec for m in members])
     call = {
         "model": model,
         "messages": messages,
-        "schema_name": batch_schema_name(),
+        "schema_name": group_schema_name(),
         "schema": schema,
         "max_completion_tokens": limit,
         "prompt_cache_key": f"client-{client_id}",
@@ -145,7 +148,7 @@ async def write_batch(
             failure = failed_completion(model, tried)
             await m.ledger.call(OPERATION, model, failure, success=False, tier=tier.value, error=str(err))
 
-    async def record(completion: Completion, settlement: Settlement | None) -> BatchOutcome:
+    async def record(completion: Completion, settlement: Settlement | None) -> GroupOutcome:
         # Each member's row and valid part are spooled and written before the reservation is
         # settled (every member's spool holds the one settlement; settling twice settles once).
         return await _record(completion, members, tier, model, settlement)
@@ -171,11 +174,11 @@ async def write_batch(
 
 
 async def _record(
-    completion: Completion, members: list[BatchMember], tier: Tier, model: str, settlement: Settlement | None
-) -> BatchOutcome:
+    completion: Completion, members: list[GroupMember], tier: Tier, model: str, settlement: Settlement | None
+) -> GroupOutcome:
     """Each member's part: its usage row, and its content when valid."""
     contents, problems = _parse(completion, members)
-    outcome = BatchOutcome(problems=problems)
+    outcome = GroupOutcome(problems=problems)
     for m, part in zip(members, _member_completions(completion, members), strict=True):
         key = m.spec.key
         ok = key in contents
@@ -202,7 +205,7 @@ async def _record(
             success=ok,
             tier=tier.value,
             cache_key=m.cache_key,
-            error=None if ok else f"invalid output in a batch of {len(members)}: {problems[key]}",
+            error=None if ok else f"invalid output in a section group of {len(members)}: {problems[key]}",
             settlement=settlement,
             answer=KeptAnswer(content=contents[key], figures=result.model_dump(mode="json")) if ok else None,
         )
