@@ -96,7 +96,10 @@ class AlertNotifier:
             wait=wait_exponential(multiplier=self.config.retry_base_seconds, max=30),
             retry=retry_if_exception(lambda err: isinstance(err, Undelivered) and err.transient),
             before_sleep=lambda state: log.info(
-                "alert #%d: attempt %d failed (%s); retrying", alert.id, state.attempt_number, state.outcome.exception()
+                "alert #%d: attempt %d failed (%s); retrying",
+                alert.id,
+                state.attempt_number,
+                state.outcome.exception() if state.outcome else None,
             ),
             reraise=True,
         )

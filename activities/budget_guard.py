@@ -14,6 +14,7 @@ limit).
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -203,8 +204,8 @@ class BudgetGuard:
         for client_id, reservation_id in holds.items():
             tokens, cost = billed.get(client_id, (0, Decimal(0)))
             await persist(
-                lambda r=reservation_id, t=tokens, c=cost: self.settle_reservation(
-                    Settlement(reservation_id=r, tokens=t, cost=c)
+                functools.partial(
+                    self.settle_reservation, Settlement(reservation_id=reservation_id, tokens=tokens, cost=cost)
                 ),
                 "batch budget settlement",
             )

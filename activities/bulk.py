@@ -185,6 +185,7 @@ class BulkActivities:
     ) -> BulkPrepared:
         """Store ``items`` as the run's request set; its reference and counts."""
         info = activity.info()
+        assert info.workflow_id is not None  # run by the bulk workflow, never standalone
         # One request set per workflow run: a retried prepare finds the same set, a new run of the
         # workflow (after a failure) prepares afresh.
         digest = hashlib.sha256(f"{info.workflow_id}|{info.workflow_run_id}".encode())
@@ -316,7 +317,7 @@ class BulkActivities:
                     item.model,
                     failed,
                     success=False,
-                    tier=job.tier.value,
+                    tier=job.tier,
                     error=error,
                     batch=True,
                     call_id=call_id,
@@ -341,7 +342,7 @@ class BulkActivities:
                     item.model,
                     completion,
                     success=False,
-                    tier=job.tier.value,
+                    tier=job.tier,
                     cache_key=job.key,
                     error=f"invalid output: {err}",
                     batch=True,
@@ -355,7 +356,7 @@ class BulkActivities:
                 item.model,
                 completion,
                 success=True,
-                tier=job.tier.value,
+                tier=job.tier,
                 cache_key=job.key,
                 steps=list(job.prompt.compression_steps),
                 batch=True,
@@ -372,7 +373,7 @@ class BulkActivities:
                     section_key=item.section_key,
                     section_id=section_id,
                     model=item.model,
-                    tier=job.tier.value,
+                    tier=job.tier,
                     prompt_tokens=completion.prompt_tokens,
                     cached_tokens=completion.cached_tokens,
                     completion_tokens=completion.completion_tokens,
@@ -388,7 +389,7 @@ class BulkActivities:
         for item in await bulk.items(pool, ref, states=("stored",)):
             if item.section_id is not None and item.section_key not in {r.section_key for r in results}:
                 results.append(
-                    SectionResult(section_key=item.section_key, section_id=item.section_id, model=item.model, tier="")
+                    SectionResult(section_key=item.section_key, section_id=item.section_id, model=item.model, tier=None)
                 )
         await persist(lambda: self._settle(ref), "batch settlement")
         await persist(lambda: bulk.mark_collected(pool, ref), "batch collected")

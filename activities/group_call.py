@@ -146,7 +146,7 @@ async def write_group(
     async def failed(err: LLMError, tried: ServiceTier) -> None:
         for m in members:
             failure = failed_completion(model, tried)
-            await m.ledger.call(OPERATION, model, failure, success=False, tier=tier.value, error=str(err))
+            await m.ledger.call(OPERATION, model, failure, success=False, tier=tier, error=str(err))
 
     async def record(completion: Completion, settlement: Settlement | None) -> GroupOutcome:
         # Each member's row and valid part are spooled and written before the reservation is
@@ -187,7 +187,7 @@ async def _record(
             section_key=key,
             section_id=0,
             model=model,
-            tier=tier.value,
+            tier=tier,
             prompt_tokens=part.prompt_tokens,
             cached_tokens=part.cached_tokens,
             completion_tokens=part.completion_tokens,
@@ -203,7 +203,7 @@ async def _record(
             model,
             part,
             success=ok,
-            tier=tier.value,
+            tier=tier,
             cache_key=m.cache_key,
             error=None if ok else f"invalid output in a section group of {len(members)}: {problems[key]}",
             settlement=settlement,

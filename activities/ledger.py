@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import copy
+import functools
 import uuid
 from dataclasses import dataclass
 from decimal import Decimal
@@ -249,6 +250,6 @@ class SectionLedger:
         for row in list(owed.rows.values()):
             await self._write(row)
         for settlement in list(owed.settlements.values()):
-            await persist(lambda s=settlement: guard.settle_reservation(s), "budget settlement")
+            await persist(functools.partial(guard.settle_reservation, settlement), "budget settlement")
             self.settled(settlement)
         return owed.answer

@@ -301,7 +301,7 @@ class ReuseTiers:
             section_key=job.spec.key,
             section_id=section_id,
             model=model,
-            tier=job.tier.value,
+            tier=job.tier,
             cache_tier=cache_tier,
             baseline_tokens=job.ledger.baseline.prompt_tokens + job.spec.target_tokens,
             baseline_cost=baseline_cost,

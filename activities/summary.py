@@ -92,8 +92,8 @@ class SummaryActivities:
         pool = self.deps.pool
         thread = await messages.messages_after(pool, request.client_id, request.thread_id)
         if not thread:
-            known = await messages.thread_ids(pool, request.client_id)
-            raise final(ErrorType.UNKNOWN_THREAD, UnknownThread(request.client_id, [request.thread_id], known))
+            threads = await messages.thread_ids(pool, request.client_id)
+            raise final(ErrorType.UNKNOWN_THREAD, UnknownThread(request.client_id, [request.thread_id], threads))
         latest = await summaries.latest_thread(pool, request.client_id, request.thread_id, spec.schema_version)
         after = latest.through_seq if latest else 0
         new = [m for m in thread if m.seq > after]
@@ -120,7 +120,7 @@ class SummaryActivities:
         previous = latest.content if latest else None
         if rereads_whole_thread(previous, thread, new, model=self.deps.router.model_for(tier), known=known):
             # A young thread: its messages are shorter than its summary, so read them all again.
-            previous, after, new = None, 0, thread
+            previous, after, new = None, 0, list(thread)
         steps: list[ThreadSummaryResult] = []
         async with heartbeating():
             while new:

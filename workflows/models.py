@@ -10,7 +10,7 @@ from decimal import Decimal
 from enum import StrEnum
 from typing import TYPE_CHECKING
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, field_validator
 
 from domain.cache_policy import CacheTier
 from domain.sections import DocumentKind, Level, Tier
@@ -75,7 +75,14 @@ class CallFigures(BaseModel):
     """What one unit of work spent (a section, a summary), and what the naive way would have."""
 
     model: str
-    tier: Tier
+    # None: not known here (a bulk line whose figures an earlier attempt of the collect recorded).
+    tier: Tier | None
+
+    @field_validator("tier", mode="before")
+    @classmethod
+    def _unknown_tier(cls, value: object) -> object:
+        return None if value == "" else value  # what such results carried before tiers were typed
+
     # The reuse tier that served it (NONE: written now).
     cache_tier: CacheTier = CacheTier.NONE
     prompt_tokens: int = 0

@@ -40,3 +40,12 @@ def test_models_serialise_enums_as_their_values_and_read_old_payloads():
     assert (dumped["tier"], dumped["cache_tier"]) == ("economy", "patch")
     assert SectionChange(section_key="k", reason="inputs changed").model_dump(mode="json")["reason"] == "inputs changed"
     assert DocumentProgress(client_id="c").model_dump(mode="json")["status"] == "starting"
+
+
+def test_a_result_without_a_known_tier_reads_as_none():
+    """A bulk line whose figures an earlier collect recorded carries no tier (it once carried "")."""
+    from workflows.models import SectionResult
+
+    assert SectionResult(section_key="k", section_id=1, model="m", tier="").tier is None
+    assert SectionResult(section_key="k", section_id=1, model="m", tier=None).tier is None
+    assert SectionResult(section_key="k", section_id=1, model="m", tier="economy").tier == "economy"
