@@ -107,11 +107,6 @@ def output_model_for(key: str) -> type[_Out]:
     return SUMMARY_OUTPUTS[key]
 
 
-def workflow_id(client_id: str) -> str:
-    """One summary workflow per client: a repeated request joins the running one."""
-    return f"summary-{client_id}"
-
-
 # -- messages ----------------------------------------------------------------------------------
 class InvalidMessages(ValueError):
     """A messages file or payload that cannot be stored; nothing of it was stored."""

@@ -20,18 +20,18 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
 from llm.stub_server import StubServer
-from stack import postgres
-from storage import db
-from tests.conftest import venv_binary
-from wavelaunch.runtime import (
+from service.settings import Settings
+from service.wiring import (
     LLMConfig,
     Workers,
-    build_worker,
     close_dependencies,
     ensure_search_attributes,
     plan_dependencies,
 )
-from wavelaunch.settings import Settings
+from stack import postgres
+from storage import db
+from tests.conftest import venv_binary
+from worker import build_worker
 
 STUB_KEY = "stub-test-key"
 

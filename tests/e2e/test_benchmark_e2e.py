@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import pytest
 
+from service.settings import Settings
+from service.wiring import LLMConfig, plan_dependencies
 from tokenopt.pricing import UnknownModelPrice
 from wavelaunch.bench import cost, studio
 from wavelaunch.bench.workload import EventKind, workload_studio, workload_v1
-from wavelaunch.runtime import LLMConfig, plan_dependencies
-from wavelaunch.settings import Settings
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(240)]
 

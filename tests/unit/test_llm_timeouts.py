@@ -17,8 +17,8 @@ from llm.client import LOCAL_MAX_TOKENS, LLMClient
 from llm.errors import LLMError
 from llm.stub_server import StubServer
 from llm.timeouts import LOCAL_SECONDS_PER_TOKEN, REMOTE_SECONDS_PER_TOKEN, CallTimeouts
-from wavelaunch.runtime import LLMConfig, call_timeouts
-from wavelaunch.settings import Settings
+from service.settings import Settings
+from service.wiring import LLMConfig, call_timeouts
 from workflows.shared import FINAL_ERRORS, SECTION_START_TO_CLOSE
 
 KEY = "test-key"

@@ -20,19 +20,19 @@ from rich.table import Table
 from domain.client import parse_client
 from domain.sections import Level
 from llm.stub_server import StubServer
-from storage import db
-from wavelaunch import plans
-from wavelaunch.bench import cost
-from wavelaunch.bench.workload import workload_v1
-from wavelaunch.intake import accept_client
-from wavelaunch.runtime import (
-    build_worker,
+from service import starts
+from service.intake import accept_client
+from service.settings import Settings
+from service.wiring import (
     close_dependencies,
     connect_temporal,
     ensure_search_attributes,
     plan_dependencies,
 )
-from wavelaunch.settings import Settings
+from storage import db
+from wavelaunch.bench import cost
+from wavelaunch.bench.workload import workload_v1
+from worker import build_worker
 from workflows.models import DeliverableRequest, PlanRequest
 
 ARMS = {"batching": [], "no_batching": ["batching"]}
@@ -74,12 +74,10 @@ async def _arm(
             for record in clients:
                 record = dict(record) | {"id": prefix + record["id"]}
                 await accept_client(deps.pool, parse_client(record))
-                plan = await plans.start_plan(
-                    temporal, settings, PlanRequest(client_id=record["id"], level=Level.COMPLETE)
-                )
+                plan = await starts.start(temporal, settings, PlanRequest(client_id=record["id"], level=Level.COMPLETE))
                 await plan.result()
                 for month in range(1, months + 1):
-                    handle = await plans.start_deliverable(
+                    handle = await starts.start(
                         temporal, settings, DeliverableRequest(client_id=record["id"], month=month)
                     )
                     await handle.result()

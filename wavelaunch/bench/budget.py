@@ -26,14 +26,15 @@ from domain.budgets import BudgetScope, BudgetSpec, Period
 from domain.client import parse_client
 from domain.sections import Level, resolve_sections
 from llm.stub_server import StubServer
+from service import starts
+from service.intake import accept_client
+from service.settings import Settings
+from service.wiring import close_dependencies, connect_temporal, ensure_search_attributes
+from service.wiring import plan_dependencies as build_dependencies
 from storage import budgets, db
-from wavelaunch import plans
 from wavelaunch.bench.cost import STUB_KEY, bench_stack, fresh_arm, llm_config
 from wavelaunch.bench.workload import make_clients
-from wavelaunch.intake import accept_client
-from wavelaunch.runtime import build_worker, close_dependencies, connect_temporal, ensure_search_attributes
-from wavelaunch.runtime import plan_dependencies as build_dependencies
-from wavelaunch.settings import Settings
+from worker import build_worker
 from workflows.models import PlanRequest
 
 ARMS = ("reserve", "check_only")
@@ -129,7 +130,7 @@ async def _arm(
     try:
         async with build_worker(temporal, settings, deps):
             handles = [
-                await plans.start_plan(temporal, settings, PlanRequest(client_id=r["id"], level=level)) for r in records
+                await starts.start(temporal, settings, PlanRequest(client_id=r["id"], level=level)) for r in records
             ]
             outcomes = await asyncio.gather(*(h.result() for h in handles), return_exceptions=True)
     finally:

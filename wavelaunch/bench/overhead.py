@@ -15,19 +15,19 @@ from typing import Any
 from domain.client import parse_client
 from domain.sections import Level
 from llm.stub_server import StubServer
-from storage import db
-from wavelaunch import plans
-from wavelaunch.bench.cost import STUB_KEY, bench_stack, llm_config
-from wavelaunch.bench.workload import make_clients
-from wavelaunch.intake import accept_client
-from wavelaunch.runtime import (
-    build_worker,
+from service import starts
+from service.intake import accept_client
+from service.settings import Settings
+from service.wiring import (
     close_dependencies,
     connect_temporal,
     ensure_search_attributes,
     plan_dependencies,
 )
-from wavelaunch.settings import Settings
+from storage import db
+from wavelaunch.bench.cost import STUB_KEY, bench_stack, llm_config
+from wavelaunch.bench.workload import make_clients
+from worker import build_worker
 from workflows.models import PlanRequest
 
 
@@ -52,7 +52,7 @@ async def run(base: Settings, *, plans_count: int, seconds_per_token: float, lev
                         record["id"] = f"{tag}-{i}"
                         await accept_client(pool, parse_client(record))
                         began = time.monotonic()
-                        handle = await plans.start_plan(
+                        handle = await starts.start(
                             temporal, settings, PlanRequest(client_id=record["id"], level=level)
                         )
                         result = await handle.result()

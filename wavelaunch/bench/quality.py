@@ -35,6 +35,7 @@ from domain import deliverables
 from domain.needs import needed_fields
 from domain.outputs import output_model, schema_name, strict_json_schema
 from domain.sections import BUSINESS_PLAN_SECTIONS, DocumentKind, SectionSpec, UnknownSection, section
+from service.settings import Settings
 from tokenopt import pricing
 from tokenopt.fidelity import FactKind, field_facts, found, prompt_text
 from tokenopt.projection import full_record
@@ -43,7 +44,6 @@ from tokenopt.routing import ModelRouter, tier_for
 from tokenopt.techniques import Technique, Techniques
 from wavelaunch.bench.totals import Totals
 from wavelaunch.bench.workload import make_clients
-from wavelaunch.settings import Settings
 
 # One section per routing tier and document kind: the premium, standard and economy models all
 # get judged, on a business plan and on a deliverable.

@@ -30,14 +30,14 @@ from temporalio.worker import Worker
 from domain.client import parse_client
 from domain.sections import Level
 from llm.stub_server import StubServer
+from service import starts
+from service.intake import accept_client
+from service.settings import Settings
+from service.wiring import connect_temporal, ensure_search_attributes
 from storage import db
-from wavelaunch import plans
 from wavelaunch.bench.bare_fanout import BareFanout, bare_sleep
 from wavelaunch.bench.cost import STUB_KEY, bench_stack
 from wavelaunch.bench.workload import make_clients
-from wavelaunch.intake import accept_client
-from wavelaunch.runtime import connect_temporal, ensure_search_attributes
-from wavelaunch.settings import Settings
 from workflows.models import PlanRequest
 
 WARMUP = 4
@@ -115,9 +115,7 @@ async def _ours(
 
     async def one(i: int) -> None:
         began = time.monotonic()
-        handle = await plans.start_plan(
-            temporal, settings, PlanRequest(client_id=records[i]["id"], level=Level.COMPLETE)
-        )
+        handle = await starts.start(temporal, settings, PlanRequest(client_id=records[i]["id"], level=Level.COMPLETE))
         result = await handle.result()
         wall = time.monotonic() - began
         seconds = [s.duration_ms / 1000 for s in result.sections]

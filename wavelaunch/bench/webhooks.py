@@ -28,11 +28,11 @@ import aiohttp
 import httpx
 
 from crm import signature
+from service.settings import Settings
 from stack.processes import free_port
 from storage import db, workflow_starts
 from wavelaunch.bench.cost import bench_stack
 from wavelaunch.bench.workload import make_clients
-from wavelaunch.settings import Settings
 
 SECRET = "bench-secret"
 

@@ -6,10 +6,10 @@ from domain import deliverables
 from domain.outputs import in_schema_order
 from domain.render_docx import render_docx
 from domain.sections import DocumentKind, section
+from service.reviews import review_line
 from storage import sections
 from storage.db import DB
 from storage.documents import StoredDocument
-from wavelaunch.reviews import review_line
 
 DOCX_MEDIA_TYPE = "application/vnd.openxmlformats-officedocument.wordprocessingml.document"
 
