@@ -52,6 +52,45 @@ async def check_request(pool: asyncpg.Pool, request: PlanRequest) -> None:
     resolve_sections(request.level, request.sections)
 
 
+def check_month(month: int) -> None:
+    """Refuse a month outside M1–M8 (ValueError with a clear message) before anything starts."""
+    deliverables.month(month)
+
+
+async def check_deliverable(pool: DB, request: DeliverableRequest) -> None:
+    """Refuse a bad month or an unknown client before anything starts (and before any LLM call)."""
+    check_month(request.month)
+    await clients.get(pool, request.client_id, request.client_version)
+
+
+async def check_summary(pool: asyncpg.Pool, request: SummaryRequest) -> list[str]:
+    """Refuse an unknown client or thread before anything starts; the threads the run covers."""
+    await clients.get(pool, request.client_id)
+    return await messages.resolve_threads(pool, request.client_id, request.thread_ids)
+
+
+class UnknownClients(LookupError):
+    """Some of the clients asked for are not in the service."""
+
+
+async def check_bulk(pool: asyncpg.Pool, request: BulkRequest) -> None:
+    """Refuse unknown clients (all of them named) or an empty selection before anything starts."""
+    if request.client_ids is None:
+        if not await clients.active_ids(pool):
+            raise UnknownClients(
+                "no ACTIVE clients to regenerate; import clients first (wavelaunch clients import FILE)"
+            )
+        return
+    if not request.client_ids:
+        raise UnknownClients("name at least one client (--client ID) or ask for --all")
+    known = set(await clients.list_ids(pool))
+    missing = sorted(set(request.client_ids) - known)
+    if missing:
+        raise UnknownClients(
+            f"unknown client(s): {', '.join(missing)}; import them first (wavelaunch clients import FILE)"
+        )
+
+
 @overload
 async def start(
     client: Client, settings: Settings, request: PlanRequest, *, announce_version: int | None = None
@@ -113,17 +152,6 @@ async def start(
     )
 
 
-def check_month(month: int) -> None:
-    """Refuse a month outside M1–M8 (ValueError with a clear message) before anything starts."""
-    deliverables.month(month)
-
-
-async def check_deliverable(pool: DB, request: DeliverableRequest) -> None:
-    """Refuse a bad month or an unknown client before anything starts (and before any LLM call)."""
-    check_month(request.month)
-    await clients.get(pool, request.client_id, request.client_version)
-
-
 async def announce_update(client: Client, client_id: str, version: int) -> list[str]:
     """Tell the client's running plan and deliverables that a newer snapshot exists; they fold it
     in after their current round. Starts nothing: a finished document picks the snapshot up when
@@ -147,34 +175,6 @@ async def announce_update(client: Client, client_id: str, version: int) -> list[
         except RPCError:
             pass  # finished between the listing and the signal
     return signalled
-
-
-async def check_summary(pool: asyncpg.Pool, request: SummaryRequest) -> list[str]:
-    """Refuse an unknown client or thread before anything starts; the threads the run covers."""
-    await clients.get(pool, request.client_id)
-    return await messages.resolve_threads(pool, request.client_id, request.thread_ids)
-
-
-class UnknownClients(LookupError):
-    """Some of the clients asked for are not in the service."""
-
-
-async def check_bulk(pool: asyncpg.Pool, request: BulkRequest) -> None:
-    """Refuse unknown clients (all of them named) or an empty selection before anything starts."""
-    if request.client_ids is None:
-        if not await clients.active_ids(pool):
-            raise UnknownClients(
-                "no ACTIVE clients to regenerate; import clients first (wavelaunch clients import FILE)"
-            )
-        return
-    if not request.client_ids:
-        raise UnknownClients("name at least one client (--client ID) or ask for --all")
-    known = set(await clients.list_ids(pool))
-    missing = sorted(set(request.client_ids) - known)
-    if missing:
-        raise UnknownClients(
-            f"unknown client(s): {', '.join(missing)}; import them first (wavelaunch clients import FILE)"
-        )
 
 
 async def resume_paused(client: Client) -> list[str]:
