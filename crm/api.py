@@ -31,26 +31,18 @@ from domain.limits import (
 from domain.reviews import ReviewInput, ReviewSource, ReviewState
 from domain.sections import Level, UnknownSection
 from domain.summaries import ThreadInput
+from service import edits, erasure, exports, reviews, starts, threads
+from service.settings import Settings
+from service.wiring import crm_notify_config
 from storage import clients, documents, messages
 from storage.clients import UnknownClient
 from tokenopt.service_tiers import BadDeadline, Urgency, deadline_from
-from wavelaunch import edits, erasure, exports, plans, reviews
-from wavelaunch import summaries as summary_runs
-from wavelaunch.runtime import crm_notify_config
-from wavelaunch.settings import Settings
-from workflows.business_plan import BusinessPlanWorkflow
-from workflows.deliverable import DeliverableWorkflow
+from workflows import kinds
 from workflows.models import DeliverableRequest, PlanRequest, SummaryRequest
-from workflows.summary import SummaryWorkflow
 
 PREFIX = "/api/v1"
 # A progress query on a workflow no worker serves would wait; the status answer must not.
 QUERY_TIMEOUT = timedelta(seconds=3)
-_PROGRESS_QUERIES = {
-    "BusinessPlanWorkflow": BusinessPlanWorkflow.progress,
-    "DeliverableWorkflow": DeliverableWorkflow.progress,
-    "SummaryWorkflow": SummaryWorkflow.progress,
-}
 
 
 # -- request and response models ----------------------------------------------------------
@@ -210,13 +202,13 @@ def build_router(pool: asyncpg.Pool, temporal: Client, settings: Settings, guard
             deadline=body.deadline(),
         )
         try:
-            await plans.check_request(pool, plan)
+            await starts.check_request(pool, plan)
             current = await clients.get(pool, body.client_id)
         except UnknownClient as err:
             raise _not_found(str(err)) from None
         except UnknownSection as err:
             raise unprocessable("sections", str(err)) from None
-        handle = await plans.start_plan(temporal, settings, plan, announce_version=current.version)
+        handle = await starts.start(temporal, settings, plan, announce_version=current.version)
         return started(request, handle.id, handle.result_run_id)
 
     @router.post("/deliverables", status_code=202, response_model=Started, tags=["generation"])
@@ -224,12 +216,12 @@ def build_router(pool: asyncpg.Pool, temporal: Client, settings: Settings, guard
         """Start month ``month``'s deliverable: five documents, six sections each (or join it)."""
         deliverable = DeliverableRequest(client_id=body.client_id, month=body.month, deadline=body.deadline())
         try:
-            await plans.check_deliverable(pool, deliverable)
+            await starts.check_deliverable(pool, deliverable)
         except UnknownClient as err:
             raise _not_found(str(err)) from None
         except ValueError as err:
             raise unprocessable("month", str(err)) from None
-        handle = await plans.start_deliverable(temporal, settings, deliverable)
+        handle = await starts.start(temporal, settings, deliverable)
         return started(request, handle.id, handle.result_run_id)
 
     @router.post("/summaries", status_code=202, response_model=Started, tags=["generation"])
@@ -250,11 +242,11 @@ def build_router(pool: asyncpg.Pool, temporal: Client, settings: Settings, guard
                     raise unprocessable(
                         "thread_ids", f"client {body.client_id!r} has no thread(s) {', '.join(map(quote, missing[:5]))}"
                     )
-            await summary_runs.append_threads(pool, body.client_id, body.threads)
-            await summary_runs.check_summary(pool, summary)
+            await threads.append_threads(pool, body.client_id, body.threads)
+            await starts.check_summary(pool, summary)
         except UnknownClient as err:
             raise _not_found(str(err)) from None
-        handle = await summary_runs.start_summary(temporal, settings, summary)
+        handle = await starts.start(temporal, settings, summary)
         return started(request, handle.id, handle.result_run_id)
 
     @router.get("/workflows/{workflow_id}", response_model=WorkflowStatus, tags=["generation"])
@@ -268,10 +260,10 @@ def build_router(pool: asyncpg.Pool, temporal: Client, settings: Settings, guard
                 raise _not_found(f"no workflow {workflow_id!r}") from None
             raise
         progress = None
-        query = _PROGRESS_QUERIES.get(described.workflow_type)
-        if query is not None:
+        kind = kinds.by_workflow_type(described.workflow_type)
+        if kind is not None:
             try:
-                answer = await handle.query(query, rpc_timeout=QUERY_TIMEOUT)
+                answer = await handle.query(kind.progress, rpc_timeout=QUERY_TIMEOUT)
                 progress = answer.model_dump(mode="json")
             except (RPCError, WorkflowQueryFailedError):
                 progress = None  # no worker polling right now: the status still answers

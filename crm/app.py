@@ -33,8 +33,8 @@ from crm.auth import bearer_guard, bearer_matches, bearer_token, token_value
 from crm.events import parse_envelope
 from crm.intake import Answer, Intake
 from domain.limits import InputRefused, NotJSON
-from wavelaunch import erasure
-from wavelaunch.runtime import crm_notify_config
+from service import erasure
+from service.wiring import crm_notify_config
 
 log = logging.getLogger(__name__)
 

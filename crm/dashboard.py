@@ -13,10 +13,10 @@ from typing import Any
 
 import asyncpg
 
+from service.settings import Settings
 from storage import alerts as stored_alerts
 from storage import budgets, usage
 from storage import documents as stored_documents
-from wavelaunch.settings import Settings
 
 RECENT_GENERATIONS = 20
 

@@ -30,20 +30,19 @@ from crm.events import (
     ticket_message,
 )
 from crm.outbox_sender import Starter
-from domain.catalogue.deliverables import workflow_id as deliverable_workflow_id
 from domain.catalogue.plan import sections_for_level
 from domain.client import InvalidClientRecord, parse_client
 from domain.limits import InputRefused
 from domain.reviews import ReviewSource, ReviewState
 from domain.sections import DocumentKind, Level
+from service import reviews, starts
+from service.intake import accept_client
+from service.settings import Settings
 from storage import clients, documents, erasure, messages, webhook_deliveries
 from storage.clients import UnknownClient
 from storage.db import DB
-from wavelaunch import plans, reviews
-from wavelaunch.intake import accept_client
-from wavelaunch.settings import Settings
+from workflows.ids import deliverable_workflow_id, plan_workflow_id
 from workflows.models import DeliverableRequest, PlanRequest
-from workflows.shared import plan_workflow_id
 
 log = logging.getLogger(__name__)
 
@@ -207,6 +206,6 @@ class Intake:
     async def _deliverable(self, conn: DB, data: dict[str, Any]) -> Answer:
         found = event_data(DeliverableData, data)
         request = DeliverableRequest(client_id=found.client_id, month=found.month)
-        await plans.check_deliverable(conn, request)
+        await starts.check_deliverable(conn, request)
         await self.starts.deliverable(request, db=conn)
         return Answer(202, {"status": "accepted", "workflow_id": deliverable_workflow_id(found.client_id, found.month)})

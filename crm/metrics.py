@@ -21,8 +21,8 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Histo
 from prometheus_client.registry import Collector
 
 from crm.dashboard import budget_status
+from service.settings import Settings
 from storage import usage, workflow_starts
-from wavelaunch.settings import Settings
 
 log = logging.getLogger(__name__)
 

@@ -16,20 +16,29 @@ import contextlib
 import logging
 from collections import defaultdict
 from datetime import datetime
-from typing import Any
+from typing import assert_never
 
 import asyncpg
 from temporalio.client import Client
 from temporalio.service import RPCError
 
-from domain.catalogue.deliverables import workflow_id as deliverable_workflow_id
+from crm import outbox_commands
+from crm.outbox_commands import (
+    AnnounceUpdate,
+    Cancel,
+    EnsureSchedules,
+    OutboxCommand,
+    PauseSchedules,
+    StartDeliverable,
+    StartPlan,
+)
+from service import schedules, starts
+from service.settings import Settings
 from storage import workflow_starts
 from storage.db import DB
 from storage.workflow_starts import PendingStart
-from wavelaunch import plans, schedules
-from wavelaunch.settings import Settings
+from workflows.ids import deliverable_workflow_id, plan_workflow_id
 from workflows.models import DeliverableRequest, PlanRequest
-from workflows.shared import plan_workflow_id
 
 log = logging.getLogger(__name__)
 
@@ -64,31 +73,32 @@ class Starter:
     # Given ``db``, a connection in a transaction, the rows join it and the caller calls wake()
     # once it commits; otherwise they are committed here and sent at once.
     async def plan(self, request: PlanRequest, *, announce_version: int | None = None, db: DB | None = None) -> None:
-        payload = {"request": request.model_dump(mode="json"), "announce_version": announce_version}
-        await self._enqueue([(plan_workflow_id(request.client_id), "plan", payload)], db)
+        command = StartPlan(request=request, announce_version=announce_version)
+        await self._enqueue([(plan_workflow_id(request.client_id), command)], db)
 
     async def deliverable(self, request: DeliverableRequest, *, db: DB | None = None) -> None:
-        payload = {"request": request.model_dump(mode="json")}
         workflow_id = deliverable_workflow_id(request.client_id, request.month)
-        await self._enqueue([(workflow_id, "deliverable", payload)], db)
+        await self._enqueue([(workflow_id, StartDeliverable(request=request))], db)
 
     async def schedules(self, client_id: str, onboarded: datetime, *, db: DB | None = None) -> None:
         """Create the client's schedules (months, weekly summary), or resume them if they exist."""
-        payload = {"client_id": client_id, "onboarded": onboarded.isoformat()}
-        await self._enqueue([(_schedules_key(client_id), "schedules", payload)], db)
+        command = EnsureSchedules(client_id=client_id, onboarded=onboarded)
+        await self._enqueue([(_schedules_key(client_id), command)], db)
 
     async def pause_schedules(self, client_id: str, *, db: DB | None = None) -> None:
-        await self._enqueue([(_schedules_key(client_id), "pause_schedules", {"client_id": client_id})], db)
+        await self._enqueue([(_schedules_key(client_id), PauseSchedules(client_id=client_id))], db)
 
     async def announce(self, client_id: str, version: int, *, db: DB | None = None) -> None:
         """Tell the client's running plan and deliverables about ``version`` (they fold it in)."""
-        payload = {"client_id": client_id, "version": version}
-        await self._enqueue([(f"deliverables-{client_id}", "announce", payload)], db)
+        command = AnnounceUpdate(client_id=client_id, version=version)
+        await self._enqueue([(f"deliverables-{client_id}", command)], db)
 
     async def cancel(self, workflow_ids: list[str], *, db: DB | None = None) -> None:
-        await self._enqueue([(workflow_id, "cancel", {}) for workflow_id in workflow_ids], db)
+        await self._enqueue([(workflow_id, Cancel()) for workflow_id in workflow_ids], db)
 
-    async def _enqueue(self, rows: list[tuple[str, str, dict[str, Any]]], db: DB | None) -> None:
+    async def _enqueue(self, commands: list[tuple[str, OutboxCommand]], db: DB | None) -> None:
+        """Store each (ordering key, command): the key is the workflow the command acts on."""
+        rows = [(key, *outbox_commands.stored(command)) for key, command in commands]
         await workflow_starts.enqueue(self.pool if db is None else db, rows)
         if db is None:
             self.wake()
@@ -141,29 +151,29 @@ class Starter:
         return ok, 0
 
     async def _send(self, row: PendingStart) -> None:
-        if row.action == "plan":
-            request = PlanRequest.model_validate(row.request["request"])
-            await plans.start_plan(
-                self.temporal, self.settings, request, announce_version=row.request.get("announce_version")
-            )
-        elif row.action == "deliverable":
-            await plans.start_deliverable(
-                self.temporal, self.settings, DeliverableRequest.model_validate(row.request["request"])
-            )
-        elif row.action == "announce":
-            await plans.announce_update(self.temporal, row.request["client_id"], row.request["version"])
-        elif row.action == "schedules":
-            onboarded = datetime.fromisoformat(row.request["onboarded"])
-            await schedules.ensure(self.temporal, self.settings, row.request["client_id"], onboarded)
-        elif row.action == "pause_schedules":
-            await schedules.pause_client(self.temporal, row.request["client_id"])
-        elif row.action == "cancel":
-            try:
-                await self.temporal.get_workflow_handle(row.workflow_id).cancel()
-            except RPCError:
-                pass  # not running (or never started): nothing to cancel
-        else:
-            raise ValueError(f"unknown outbox action {row.action!r}")
+        # A row that does not parse raises MalformedCommand: it stays, with the reason, as a
+        # failed send does (holding back its workflow's later rows: their order matters).
+        command = outbox_commands.parse(row.action, row.request)
+        match command:
+            case StartPlan():
+                await starts.start(
+                    self.temporal, self.settings, command.request, announce_version=command.announce_version
+                )
+            case StartDeliverable():
+                await starts.start(self.temporal, self.settings, command.request)
+            case AnnounceUpdate():
+                await starts.announce_update(self.temporal, command.client_id, command.version)
+            case EnsureSchedules():
+                await schedules.ensure(self.temporal, self.settings, command.client_id, command.onboarded)
+            case PauseSchedules():
+                await schedules.pause_client(self.temporal, command.client_id)
+            case Cancel():
+                try:
+                    await self.temporal.get_workflow_handle(row.workflow_id).cancel()
+                except RPCError:
+                    pass  # not running (or never started): nothing to cancel
+            case _:
+                assert_never(command)
 
     async def run(self) -> None:
         """Drain now, then whenever the intake stores a row (or every POLL_SECONDS), backing off

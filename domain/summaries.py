@@ -31,11 +31,6 @@ class Author(StrEnum):
     STUDIO = "studio"
 
 
-def workflow_id(client_id: str) -> str:
-    """One summary workflow per client: a repeated request joins the running one."""
-    return f"summary-{client_id}"
-
-
 # -- messages ----------------------------------------------------------------------------------
 class InvalidMessages(ValueError):
     """A messages file or payload that cannot be stored; nothing of it was stored."""

@@ -16,10 +16,10 @@ from pathlib import Path
 
 import httpx
 
+from service.settings import Settings
 from stack import processes
 from stack.errors import StackError
 from stack.processes import LOOPBACK, ProcessHandle
-from wavelaunch.settings import Settings
 
 logger = logging.getLogger(__name__)
 

@@ -23,9 +23,9 @@ from urllib.parse import urlsplit, urlunsplit
 
 from pydantic import BaseModel, ConfigDict, SecretStr, ValidationError
 
+from service.settings import Settings
 from stack import local_llm, postgres, processes, temporal
 from stack.errors import NoLLMConfigured, StackError
-from wavelaunch.settings import Settings
 
 logger = logging.getLogger(__name__)
 

@@ -8,9 +8,9 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from service.settings import Settings
 from stack import binaries, processes
 from stack.processes import LOOPBACK, ProcessHandle
-from wavelaunch.settings import Settings
 from workflows.search_attributes import REGISTRATION
 
 logger = logging.getLogger(__name__)

@@ -15,6 +15,7 @@ class PendingStart:
     id: int
     workflow_id: str
     action: str
+    # The command's JSON, as stored; crm/outbox_commands.py parses it (with ``action``).
     request: dict[str, Any]
     attempts: int
     last_error: str | None = None

@@ -34,12 +34,17 @@ from domain.limits import (
 from domain.reviews import ReviewRefused, ReviewState
 from domain.sections import DocumentKind, Level, UnknownSection
 from domain.summaries import InvalidMessages
+from service import starts
+from service.edits import UnknownProposal
+from service.schedules import ScheduleInfo, UnknownSchedule
+from service.settings import Settings, get_settings
+from service.wiring import WorkerMetricsUnavailable
 from stack.errors import StackError
 from storage.clients import UnknownClient
 from storage.messages import UnknownThread
 from tokenopt.pricing import UnknownModelPrice
 from tokenopt.service_tiers import BadDeadline, Urgency
-from wavelaunch import commands, plans
+from wavelaunch import commands
 from wavelaunch.console import (
     alerts_table,
     budgets_table,
@@ -49,13 +54,8 @@ from wavelaunch.console import (
     progress_table,
     usage_table,
 )
-from wavelaunch.edits import UnknownProposal
 from wavelaunch.plugins import CommandsWithPlugins
-from wavelaunch.runtime import WorkerMetricsUnavailable
-from wavelaunch.schedules import ScheduleInfo, UnknownSchedule
-from wavelaunch.settings import Settings, get_settings
-from workflows.business_plan import BusinessPlanWorkflow
-from workflows.deliverable import DeliverableWorkflow
+from workflows import kinds
 
 # `bench` and `eval` join from the development package when it is installed (wavelaunch/plugins.py).
 app = typer.Typer(cls=CommandsWithPlugins, no_args_is_help=True, help=__doc__, pretty_exceptions_show_locals=False)
@@ -103,7 +103,7 @@ _USER_ERRORS = (
     UnknownModelPrice,
     FileNotFoundError,
     json.JSONDecodeError,
-    plans.NothingToRetry,
+    starts.NothingToRetry,
     commands.UnknownFields,
     commands.InvalidMonth,
     commands.UnknownDocument,
@@ -112,7 +112,7 @@ _USER_ERRORS = (
     InvalidMessages,
     UnknownThread,
     commands.UnknownWorkflow,
-    plans.UnknownClients,
+    starts.UnknownClients,
     InvalidBudget,
     commands.MissingWebhookSecret,
     MissingApiToken,
@@ -705,8 +705,9 @@ async def retry(workflow_id: str, wait: bool = typer.Option(True, "--wait/--no-w
     handle = await commands.retry_workflow(settings, workflow_id)
     _announce(settings, handle, "new run of")
     if wait:
-        query = DeliverableWorkflow.progress if handle.id.startswith("deliverable-") else BusinessPlanWorkflow.progress
-        result = await _with_progress(lambda on_progress: plans.watch(handle, on_progress, query=query))
+        # Only plans and months are retryable (workflows/kinds.py).
+        kind = kinds.DELIVERABLE if handle.id.startswith("deliverable-") else kinds.PLAN
+        result = await _with_progress(lambda on_progress: starts.watch(handle, on_progress, query=kind.progress))
         reused = sum(1 for s in result.sections if s.cache_tier != "none")
         console.print(f"{reused} of {len(result.sections)} sections reused, {result.total_tokens:,} tokens")
 

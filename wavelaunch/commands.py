@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import json
 import logging
 import re
-import signal
 import time
 from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime
@@ -23,7 +21,7 @@ from temporalio.service import RPCError
 from temporalio.worker import Replayer
 
 import stack
-from activities import crm_notify
+import worker
 from domain.budgets import Alert, BudgetScope, BudgetSpec, BudgetUse, Period
 from domain.catalogue import deliverables
 from domain.catalogue.summaries import CLIENT_SUMMARY, THREAD_SUMMARY
@@ -34,30 +32,29 @@ from domain.render import render_document
 from domain.reviews import ReviewInput, ReviewSource, ReviewState
 from domain.sections import DocumentKind, Level
 from domain.summaries import InvalidMessages, ThreadInput, parse_threads
-from storage import alerts, budgets, cache, clients, db, documents, messages, summaries, usage
-from storage.messages import UnknownThread
-from tokenopt.reads import month_sections_reading, plan_sections_reading
-from tokenopt.service_tiers import Urgency, deadline_from
-from tokenopt.techniques import Techniques
-from wavelaunch import edits, erasure, exports, plans, reviews, schedules
-from wavelaunch import summaries as summary_runs
-from wavelaunch.console import console, money, progress_table, usage_table
-from wavelaunch.input_files import read_json_file
-from wavelaunch.intake import accept_client
-from wavelaunch.runtime import (
+from service import edits, erasure, exports, reviews, schedules, starts, threads
+from service.intake import accept_client
+from service.settings import Settings
+from service.wiring import (
     LLMConfig,
-    build_worker,
+    Workers,
     close_dependencies,
     connect_temporal,
     crm_notify_config,
     ensure_search_attributes,
     plan_dependencies,
-    worker_runtime,
+    until_signal,
 )
-from wavelaunch.settings import Settings
+from storage import alerts, budgets, cache, clients, db, documents, messages, summaries, usage
+from storage.messages import UnknownThread
+from tokenopt.reads import month_sections_reading, plan_sections_reading
+from tokenopt.service_tiers import Urgency, deadline_from
+from tokenopt.techniques import Techniques
+from wavelaunch.console import console, money, progress_table, usage_table
+from wavelaunch.input_files import read_json_file
+from workflows import kinds
 from workflows.bulk import BulkRegenerationWorkflow
 from workflows.business_plan import BusinessPlanWorkflow
-from workflows.deadline_batch import DeadlineBatchWorkflow
 from workflows.deliverable import DeliverableWorkflow
 from workflows.models import (
     BulkProgress,
@@ -105,7 +102,7 @@ async def stack_up(settings: Settings, *, detach: bool, with_llm: bool, api: boo
         if api:
             await serve_api(settings, host=settings.api_host, port=settings.api_port)
         else:
-            await _until_signal()
+            await until_signal()
 
 
 async def stack_down(settings: Settings) -> None:
@@ -118,14 +115,6 @@ def stack_status(settings: Settings) -> None:
     for row in stack.status(settings):
         table.add_row(row.part, row.state, row.address or "", str(row.pid or ""), str(row.log or ""))
     console.print(table)
-
-
-async def _until_signal() -> None:
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
-    await stop.wait()
 
 
 # -- connections ---------------------------------------------------------------------------
@@ -147,24 +136,17 @@ async def _temporal(settings: Settings) -> Client:
 
 # -- the worker ----------------------------------------------------------------------------
 async def run_worker(settings: Settings) -> None:
-    endpoints = await stack.up(settings, with_llm=True)
-    assert endpoints.llm is not None
-    client = await connect_temporal(settings, endpoints.temporal_address, runtime=worker_runtime(settings))
-    await ensure_search_attributes(client, settings.temporal_namespace)
-    deps = await plan_dependencies(settings, endpoints.database_url, LLMConfig.from_endpoint(endpoints.llm))
-    try:
-        worker = build_worker(client, settings, deps)
-        queues = " and ".join(repr(q) for q in worker.task_queues)
+    """The worker of worker.py, saying where it listens."""
+
+    def ready(workers: Workers) -> None:
+        queues = " and ".join(repr(q) for q in workers.task_queues)
         console.print(f"worker on task queues {queues}; Ctrl-C to stop")
         if settings.worker_metrics_port:
             console.print(
                 f"worker metrics on http://{settings.worker_metrics_host}:{settings.worker_metrics_port}/metrics"
             )
-        # The CRM outbox is sent from here too, so documents are announced with no API running.
-        async with worker, crm_notify.sending(deps.pool, deps.crm):
-            await _until_signal()
-    finally:
-        await close_dependencies(deps)
+
+    await worker.run(settings, ready=ready)
 
 
 # -- clients -------------------------------------------------------------------------------
@@ -226,10 +208,10 @@ async def start_plan(
 ) -> WorkflowHandle[BusinessPlanWorkflow, PlanResult]:
     request = PlanRequest(client_id=client_id, level=level, sections=only, deadline=deadline)
     async with _database(settings) as pool:
-        await plans.check_request(pool, request)
+        await starts.check_request(pool, request)
         current = await clients.get(pool, client_id)
     client = await _temporal(settings)
-    return await plans.start_plan(client, settings, request, announce_version=current.version)
+    return await starts.start(client, settings, request, announce_version=current.version)
 
 
 class UnknownFields(ValueError):
@@ -259,13 +241,13 @@ async def regenerate_plan(
     forced = [s.key for s in plan_sections_reading(fields, techniques)] if fields else []
     request = PlanRequest(client_id=client_id, level=chosen, regenerate=forced)
     client = await _temporal(settings)
-    return await plans.start_plan(client, settings, request, announce_version=current.version)
+    return await starts.start(client, settings, request, announce_version=current.version)
 
 
 async def watch_plan(
     handle: WorkflowHandle[BusinessPlanWorkflow, PlanResult], on_progress: Callable[[PlanProgress], None]
 ) -> PlanResult:
-    return await plans.watch(handle, on_progress)
+    return await starts.watch(handle, on_progress, query=kinds.PLAN.progress)
 
 
 async def show_document(settings: Settings, client_id: str, kind: DocumentKind, fmt: str) -> str | bytes:
@@ -357,7 +339,7 @@ class InvalidMonth(ValueError):
 
 def check_month(month: int) -> None:
     try:
-        plans.check_month(month)
+        starts.check_month(month)
     except ValueError as err:
         raise InvalidMonth(str(err)) from None
 
@@ -370,9 +352,9 @@ async def start_deliverable(
     check_month(month)
     request = DeliverableRequest(client_id=client_id, month=month, deadline=deadline)
     async with _database(settings) as pool:
-        await plans.check_deliverable(pool, request)
+        await starts.check_deliverable(pool, request)
     client = await _temporal(settings)
-    return await plans.start_deliverable(client, settings, request)
+    return await starts.start(client, settings, request)
 
 
 async def regenerate_deliverable(
@@ -387,17 +369,17 @@ async def regenerate_deliverable(
     forced = [s.key for s in month_sections_reading(month, fields, techniques)] if fields else []
     request = DeliverableRequest(client_id=client_id, month=month, regenerate=forced)
     async with _database(settings) as pool:
-        await plans.check_deliverable(pool, request)
+        await starts.check_deliverable(pool, request)
         current = await clients.get(pool, client_id)
     client = await _temporal(settings)
-    return await plans.start_deliverable(client, settings, request, announce_version=current.version)
+    return await starts.start(client, settings, request, announce_version=current.version)
 
 
 async def watch_deliverable(
     handle: WorkflowHandle[DeliverableWorkflow, DeliverableResult],
     on_progress: Callable[[DeliverableProgress], None],
 ) -> DeliverableResult:
-    return await plans.watch(handle, on_progress, query=DeliverableWorkflow.progress)
+    return await starts.watch(handle, on_progress, query=kinds.DELIVERABLE.progress)
 
 
 UnknownDocument = reviews.UnknownDocument
@@ -473,19 +455,19 @@ async def start_summary(
             missing = [t for t in request.thread_ids if t not in known]
             if missing:
                 raise UnknownThread(client_id, missing, known)
-        for appended in await summary_runs.append_threads(pool, client_id, loaded):
+        for appended in await threads.append_threads(pool, client_id, loaded):
             console.print(
                 f"thread {appended.thread_id}: {appended.added} new message(s), {appended.skipped} already stored"
             )
-        await summary_runs.check_summary(pool, request)
+        await starts.check_summary(pool, request)
     client = await _temporal(settings)
-    return await summary_runs.start_summary(client, settings, request)
+    return await starts.start(client, settings, request)
 
 
 async def watch_summary(
     handle: WorkflowHandle[SummaryWorkflow, SummaryResult], on_progress: Callable[[SummaryProgress], None]
 ) -> SummaryResult:
-    return await plans.watch(handle, on_progress, query=SummaryWorkflow.progress)
+    return await starts.watch(handle, on_progress, query=kinds.SUMMARY.progress)
 
 
 async def show_summary(settings: Settings, client_id: str, thread_id: str | None, fmt: str) -> str:
@@ -554,15 +536,15 @@ async def start_bulk(
     unknown clients are refused, all of them named, before anything starts."""
     request = BulkRequest(client_ids=client_ids, level=level, poll_seconds=poll_seconds or settings.bulk_poll_seconds)
     async with _database(settings) as pool:
-        await plans.check_bulk(pool, request)
+        await starts.check_bulk(pool, request)
     client = await _temporal(settings)
-    return await plans.start_bulk(client, settings, request, workflow_id=workflow_id)
+    return await starts.start(client, settings, request, workflow_id=workflow_id)
 
 
 async def watch_bulk(
     handle: WorkflowHandle[BulkRegenerationWorkflow, BulkResult], on_progress: Callable[[BulkProgress], None]
 ) -> BulkResult:
-    return await plans.watch(handle, on_progress, every=1.0, query=BulkRegenerationWorkflow.progress)
+    return await starts.watch(handle, on_progress, every=1.0, query=kinds.BULK.progress)
 
 
 class UnknownWorkflow(LookupError):
@@ -577,10 +559,10 @@ async def bulk_status(settings: Settings, workflow_id: str) -> tuple[str, BulkPr
         described = await handle.describe()
     except RPCError as err:
         raise UnknownWorkflow(f"no workflow {workflow_id!r}: {err.message}") from None
-    if described.workflow_type != "BulkRegenerationWorkflow":
+    if described.workflow_type != kinds.BULK.workflow_type:
         raise UnknownWorkflow(f"{workflow_id} is a {described.workflow_type}, not a bulk regeneration")
     try:
-        progress = await handle.query(BulkRegenerationWorkflow.progress)
+        progress = await handle.query(kinds.BULK.progress)
     except RPCError:
         progress = None
     status = described.status.name.lower() if described.status else "unknown"
@@ -634,23 +616,14 @@ async def serve_api(settings: Settings, *, host: str, port: int) -> None:
 async def retry_workflow(settings: Settings, workflow_id: str) -> WorkflowHandle[Any, Any]:
     """A new run of a failed document workflow with the same request: finished sections are
     reused (the stored tier), so only the rest is generated and paid for."""
-    return await plans.retry(await _temporal(settings), settings, workflow_id)
+    return await starts.retry(await _temporal(settings), settings, workflow_id)
 
 
 async def replay(settings: Settings, workflow_id: str) -> str | None:
     """Replay a live history against the current code; the failure, or None when it replays."""
     client = await _temporal(settings)
     history = await client.get_workflow_handle(workflow_id).fetch_history()
-    replayer = Replayer(
-        workflows=[
-            BusinessPlanWorkflow,
-            DeliverableWorkflow,
-            SummaryWorkflow,
-            BulkRegenerationWorkflow,
-            DeadlineBatchWorkflow,
-        ],
-        data_converter=client.data_converter,
-    )
+    replayer = Replayer(workflows=kinds.WORKFLOWS, data_converter=client.data_converter)
     result = await replayer.replay_workflow(history, raise_on_replay_failure=False)
     return None if result.replay_failure is None else str(result.replay_failure)
 
@@ -704,7 +677,7 @@ async def budget_resume(
     the workflow ids signalled."""
     async with _database(settings) as pool:
         resumed = await budgets.set_paused(pool, scope, client_id, period, paused=False)
-    signalled = await plans.resume_paused(await _temporal(settings))
+    signalled = await starts.resume_paused(await _temporal(settings))
     return resumed, signalled
 
 
@@ -733,14 +706,14 @@ async def demo(
         try:
             stored, _ = await accept_client(deps.pool, record)
             console.print(f"client {record.id} imported (version {stored.version})")
-            async with build_worker(client, settings, deps):
-                handle = await plans.start_plan(client, settings, PlanRequest(client_id=record.id, level=level))
+            async with worker.build_worker(client, settings, deps):
+                handle = await starts.start(client, settings, PlanRequest(client_id=record.id, level=level))
                 web_ui = endpoints.web_ui_url or settings.web_ui_url()
                 console.print(
                     f"workflow {handle.id}: {web_ui}/namespaces/{settings.temporal_namespace}/workflows/{handle.id}"
                 )
                 with Live(console=console, refresh_per_second=4) as live:
-                    result = await plans.watch(handle, lambda p: live.update(progress_table(p)))
+                    result = await starts.watch(handle, lambda p: live.update(progress_table(p)))
             doc = await documents.latest(deps.pool, record.id, DocumentKind.BUSINESS_PLAN.value)
             assert doc is not None
             out.mkdir(parents=True, exist_ok=True)

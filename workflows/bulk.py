@@ -21,6 +21,7 @@ with workflow.unsafe.imports_passed_through():
     from workflows import search_attributes as sa
     from workflows.business_plan import BusinessPlanWorkflow
     from workflows.fanout import BudgetGate, WaitsOnBudget, run_section, set_status, waits_for_budget
+    from workflows.ids import plan_workflow_id
     from workflows.models import (
         BatchState,
         BulkCollected,
@@ -45,7 +46,6 @@ with workflow.unsafe.imports_passed_through():
         BULK_PREPARE_TIMEOUT,
         STORAGE_RETRY,
         failure_message,
-        plan_workflow_id,
     )
 
 

@@ -1,16 +1,11 @@
 """Names and timeouts shared by workflows, workers and starters."""
 
-import hashlib
 from datetime import timedelta
 
 from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError, ApplicationError
 
 from activities.errors import BATCH_FINAL_ERRORS, BATCH_POLL_FINAL_ERRORS, FINAL_ERRORS, ErrorType
-
-
-def plan_workflow_id(client_id: str) -> str:
-    return f"plan-{client_id}"
 
 
 def failure_message(err: BaseException) -> str:
@@ -65,13 +60,6 @@ STORAGE_RETRY = RetryPolicy(
     maximum_attempts=10,
     non_retryable_error_types=FINAL_ERRORS,
 )
-
-
-def bulk_workflow_id(client_ids: list[str] | None, kind: str, level: str) -> str:
-    """``bulk-<hash>`` of what is asked (the sorted client ids, or "all"): the same request
-    joins the running workflow instead of submitting a second batch."""
-    who = "all" if client_ids is None else ",".join(sorted(set(client_ids)))
-    return "bulk-" + hashlib.sha256(f"{kind}|{level}|{who}".encode()).hexdigest()[:16]
 
 
 # The bulk workflow's steps: preparing and collecting read every client, so they heartbeat.

@@ -21,18 +21,13 @@ from bench import cost
 from bench.workload import workload_v1
 from domain.client import parse_client
 from domain.sections import Level
+from service import starts
+from service.intake import accept_client
+from service.settings import Settings
+from service.wiring import close_dependencies, connect_temporal, ensure_search_attributes, plan_dependencies
 from storage import db
 from stubs.llm_server import StubServer
-from wavelaunch import plans
-from wavelaunch.intake import accept_client
-from wavelaunch.runtime import (
-    build_worker,
-    close_dependencies,
-    connect_temporal,
-    ensure_search_attributes,
-    plan_dependencies,
-)
-from wavelaunch.settings import Settings
+from worker import build_worker
 from workflows.models import DeliverableRequest, PlanRequest
 
 ARMS = {"batching": [], "no_batching": ["batching"]}
@@ -74,12 +69,10 @@ async def _arm(
             for record in clients:
                 record = dict(record) | {"id": prefix + record["id"]}
                 await accept_client(deps.pool, parse_client(record))
-                plan = await plans.start_plan(
-                    temporal, settings, PlanRequest(client_id=record["id"], level=Level.COMPLETE)
-                )
+                plan = await starts.start(temporal, settings, PlanRequest(client_id=record["id"], level=Level.COMPLETE))
                 await plan.result()
                 for month in range(1, months + 1):
-                    handle = await plans.start_deliverable(
+                    handle = await starts.start(
                         temporal, settings, DeliverableRequest(client_id=record["id"], month=month)
                     )
                     await handle.result()

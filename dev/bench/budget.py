@@ -28,13 +28,14 @@ from domain.budgets import BudgetScope, BudgetSpec, Period
 from domain.catalogue.plan import resolve_sections
 from domain.client import parse_client
 from domain.sections import Level
+from service import starts
+from service.intake import accept_client
+from service.settings import Settings
+from service.wiring import close_dependencies, connect_temporal, ensure_search_attributes
+from service.wiring import plan_dependencies as build_dependencies
 from storage import budgets, db
 from stubs.llm_server import StubServer
-from wavelaunch import plans
-from wavelaunch.intake import accept_client
-from wavelaunch.runtime import build_worker, close_dependencies, connect_temporal, ensure_search_attributes
-from wavelaunch.runtime import plan_dependencies as build_dependencies
-from wavelaunch.settings import Settings
+from worker import build_worker
 from workflows.models import PlanRequest
 
 ARMS = ("reserve", "check_only")
@@ -130,7 +131,7 @@ async def _arm(
     try:
         async with build_worker(temporal, settings, deps):
             handles = [
-                await plans.start_plan(temporal, settings, PlanRequest(client_id=r["id"], level=level)) for r in records
+                await starts.start(temporal, settings, PlanRequest(client_id=r["id"], level=level)) for r in records
             ]
             outcomes = await asyncio.gather(*(h.result() for h in handles), return_exceptions=True)
     finally:

@@ -13,11 +13,11 @@ import typer
 from rich.markup import escape
 
 from domain.sections import Level
+from service.settings import get_settings
 from wavelaunch import commands
 from wavelaunch.cli import exit_now, parse_list, run_command
 from wavelaunch.console import console
 from wavelaunch.input_files import read_json_file
-from wavelaunch.settings import get_settings
 
 bench_app = typer.Typer(no_args_is_help=True, help="Benchmarks against the local stub (tables + JSON).")
 eval_app = typer.Typer(no_args_is_help=True, help="Evaluations against an OpenAI-compatible endpoint.")

@@ -35,21 +35,15 @@ from bench.workload import Event, EventKind, Workload
 from domain.catalogue.plan import resolve_sections
 from domain.client import parse_client
 from domain.sections import Level
+from service import starts
+from service.intake import accept_client
+from service.settings import Settings
+from service.wiring import LLMConfig, close_dependencies, connect_temporal, ensure_search_attributes, plan_dependencies
 from storage import cache, db
 from stubs.llm_server import TARGET_HEADER, StubServer
 from tokenopt import naive, pricing
 from tokenopt.techniques import Technique
-from wavelaunch import plans
-from wavelaunch.intake import accept_client
-from wavelaunch.runtime import (
-    LLMConfig,
-    build_worker,
-    close_dependencies,
-    connect_temporal,
-    ensure_search_attributes,
-    plan_dependencies,
-)
-from wavelaunch.settings import Settings
+from worker import build_worker
 from workflows.models import PlanRequest
 
 log = logging.getLogger(__name__)
@@ -154,7 +148,7 @@ async def _apply(
         await accept_client(pool, parse_client(record))
     if event.fail_section:
         stub.add_faults([{"kind": "invalid_json", "times": 1, "match": {"section": event.fail_section}}])
-    handle = await plans.start_plan(temporal, settings, PlanRequest(client_id=record["id"], level=Level(event.level)))
+    handle = await starts.start(temporal, settings, PlanRequest(client_id=record["id"], level=Level(event.level)))
     await handle.result()
 
 

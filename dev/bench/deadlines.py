@@ -47,19 +47,15 @@ from bench.workload import Event, EventKind, Workload
 from domain.client import parse_client
 from domain.sections import Level
 from domain.summaries import Author, NewMessage, ThreadInput
+from service import starts
+from service.intake import accept_client
+from service.settings import Settings
+from service.starts import start as start_summary
+from service.threads import append_threads
+from service.wiring import close_dependencies, connect_temporal, ensure_search_attributes, plan_dependencies
 from storage import db
 from stubs.llm_server import StubServer
-from wavelaunch import plans
-from wavelaunch.intake import accept_client
-from wavelaunch.runtime import (
-    build_worker,
-    close_dependencies,
-    connect_temporal,
-    ensure_search_attributes,
-    plan_dependencies,
-)
-from wavelaunch.settings import Settings
-from wavelaunch.summaries import append_threads, start_summary
+from worker import build_worker
 from workflows.models import DeliverableRequest, PlanRequest, SummaryRequest
 
 log = logging.getLogger(__name__)
@@ -161,14 +157,14 @@ class DeadlineRun:
         deadline, window = self._deadline(what)
         client_id = self.records[client]["id"]
         request = PlanRequest(client_id=client_id, level=Level.COMPLETE, deadline=deadline)
-        handle = await plans.start_plan(self.temporal, self.settings, request, announce_version=announce)
+        handle = await starts.start(self.temporal, self.settings, request, announce_version=announce)
         await self._timed(what, client_id, window, handle)
 
     async def month(self, client: int, n: int, what: str = "deliverable", announce: int | None = None) -> None:
         deadline, window = self._deadline(what)
         client_id = self.records[client]["id"]
         request = DeliverableRequest(client_id=client_id, month=n, deadline=deadline)
-        handle = await plans.start_deliverable(self.temporal, self.settings, request, announce_version=announce)
+        handle = await starts.start(self.temporal, self.settings, request, announce_version=announce)
         await self._timed(f"month {n}" if what == "deliverable" else what, client_id, window, handle)
 
     async def summary(self, client: int, what: str, thread_ids: list[str]) -> None:

@@ -16,18 +16,13 @@ from bench.cost import STUB_KEY, bench_stack, llm_config
 from bench.workload import make_clients
 from domain.client import parse_client
 from domain.sections import Level
+from service import starts
+from service.intake import accept_client
+from service.settings import Settings
+from service.wiring import close_dependencies, connect_temporal, ensure_search_attributes, plan_dependencies
 from storage import db
 from stubs.llm_server import StubServer
-from wavelaunch import plans
-from wavelaunch.intake import accept_client
-from wavelaunch.runtime import (
-    build_worker,
-    close_dependencies,
-    connect_temporal,
-    ensure_search_attributes,
-    plan_dependencies,
-)
-from wavelaunch.settings import Settings
+from worker import build_worker
 from workflows.models import PlanRequest
 
 
@@ -52,7 +47,7 @@ async def run(base: Settings, *, plans_count: int, seconds_per_token: float, lev
                         record["id"] = f"{tag}-{i}"
                         await accept_client(pool, parse_client(record))
                         began = time.monotonic()
-                        handle = await plans.start_plan(
+                        handle = await starts.start(
                             temporal, settings, PlanRequest(client_id=record["id"], level=level)
                         )
                         result = await handle.result()

@@ -38,13 +38,13 @@ from domain.catalogue.plan import BUSINESS_PLAN_SECTIONS, section
 from domain.needs import needed_fields
 from domain.outputs.schemas import output_model, schema_name, strict_json_schema
 from domain.sections import DocumentKind, SectionSpec, UnknownSection
+from service.settings import Settings
 from tokenopt import pricing
 from tokenopt.fidelity import FactKind, field_facts, found, prompt_text
 from tokenopt.projection import full_record
 from tokenopt.prompts import build_section_prompt
 from tokenopt.routing import ModelRouter, tier_for
 from tokenopt.techniques import Technique, Techniques
-from wavelaunch.settings import Settings
 
 # One section per routing tier and document kind: the premium, standard and economy models all
 # get judged, on a business plan and on a deliverable.

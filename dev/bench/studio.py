@@ -38,20 +38,16 @@ from domain.catalogue import deliverables
 from domain.client import parse_client
 from domain.sections import Level
 from domain.summaries import Author, NewMessage, ThreadInput
+from service import starts
+from service.intake import accept_client
+from service.settings import Settings
+from service.starts import start as start_summary
+from service.threads import append_threads
+from service.wiring import close_dependencies, connect_temporal, ensure_search_attributes, plan_dependencies
 from storage import db
 from stubs.llm_server import StubServer
 from tokenopt.fidelity import fidelity_of_requests
-from wavelaunch import plans
-from wavelaunch.intake import accept_client
-from wavelaunch.runtime import (
-    build_worker,
-    close_dependencies,
-    connect_temporal,
-    ensure_search_attributes,
-    plan_dependencies,
-)
-from wavelaunch.settings import Settings
-from wavelaunch.summaries import append_threads, start_summary
+from worker import build_worker
 from workflows.models import DeliverableRequest, PlanRequest, SummaryRequest
 
 log = logging.getLogger(__name__)
@@ -167,7 +163,7 @@ class StudioRun:
                 handle.id,
             )
         }
-        retried = await plans.retry(self.temporal, self.settings, handle.id)
+        retried = await starts.retry(self.temporal, self.settings, handle.id)
         result = await retried.result()
         self.figures.retries += 1
         self.figures.finished_sections_regenerated_by_retries += sum(
@@ -179,7 +175,7 @@ class StudioRun:
         if fail:
             self.stub.add_faults(fail)
         request = PlanRequest(client_id=self.records[client]["id"], level=Level.COMPLETE)
-        handle = await plans.start_plan(self.temporal, self.settings, request, announce_version=announce)
+        handle = await starts.start(self.temporal, self.settings, request, announce_version=announce)
         return await self._finish(handle, fail or [])
 
     async def month(
@@ -188,7 +184,7 @@ class StudioRun:
         if fail:
             self.stub.add_faults(fail)
         request = DeliverableRequest(client_id=self.records[client]["id"], month=n)
-        handle = await plans.start_deliverable(self.temporal, self.settings, request, announce_version=announce)
+        handle = await starts.start(self.temporal, self.settings, request, announce_version=announce)
         result = await self._finish(handle, fail or [])
         self.figures.brand_context_needed += len(result.documents)
         self.figures.brand_context_written += sum(

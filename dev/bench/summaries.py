@@ -29,15 +29,16 @@ from domain.client import parse_client
 from domain.outputs.schemas import schema_name, strict_json_schema
 from domain.outputs.summaries import ClientSummary, ThreadSummary
 from domain.summaries import NewMessage, ThreadMessage
+from service.intake import accept_client
+from service.settings import Settings
+from service.starts import start as start_summary
+from service.wiring import close_dependencies, connect_temporal, ensure_search_attributes
+from service.wiring import plan_dependencies as dependencies
 from storage import db, messages
 from stubs.llm_server import StubServer
 from tokenopt import naive, pricing
 from wavelaunch.commands import load_records, sample_client_file
-from wavelaunch.intake import accept_client
-from wavelaunch.runtime import build_worker, close_dependencies, connect_temporal, ensure_search_attributes
-from wavelaunch.runtime import plan_dependencies as dependencies
-from wavelaunch.settings import Settings
-from wavelaunch.summaries import start_summary
+from worker import build_worker
 from workflows.models import SummaryRequest
 
 _SUBJECTS = ("launch timeline", "content calendar", "packaging proofs", "pricing", "supplier samples", "ads budget")

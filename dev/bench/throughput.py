@@ -36,12 +36,12 @@ from bench.workload import make_clients
 from domain.catalogue.plan import sections_for_level
 from domain.client import parse_client
 from domain.sections import Level
+from service import starts
+from service.intake import accept_client
+from service.settings import Settings
+from service.wiring import connect_temporal, ensure_search_attributes
 from storage import db
 from stubs.llm_server import StubServer
-from wavelaunch import plans
-from wavelaunch.intake import accept_client
-from wavelaunch.runtime import connect_temporal, ensure_search_attributes
-from wavelaunch.settings import Settings
 from workflows.models import PlanRequest
 
 WARMUP = 4
@@ -120,9 +120,7 @@ async def _ours(
 
     async def one(i: int) -> None:
         began = time.monotonic()
-        handle = await plans.start_plan(
-            temporal, settings, PlanRequest(client_id=records[i]["id"], level=Level.COMPLETE)
-        )
+        handle = await starts.start(temporal, settings, PlanRequest(client_id=records[i]["id"], level=Level.COMPLETE))
         result = await handle.result()
         wall = time.monotonic() - began
         seconds = [s.duration_ms / 1000 for s in result.sections]

@@ -30,9 +30,9 @@ import httpx
 from bench.cost import bench_stack
 from bench.workload import make_clients
 from crm import signature
+from service.settings import Settings
 from stack.processes import free_port
 from storage import db, workflow_starts
-from wavelaunch.settings import Settings
 
 SECRET = "bench-secret"
 

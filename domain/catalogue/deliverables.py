@@ -371,13 +371,6 @@ def document(key: str) -> DocumentSpec:
         ) from None
 
 
-def workflow_id(client_id: str, n: int) -> str:
-    """The deterministic workflow ID of month ``n``'s deliverable for a client (DESIGN.md §5)."""
-    if not client_id:
-        raise ValueError("client_id must not be empty")
-    return f"deliverable-{client_id}-m{month(n).number}"
-
-
 # -- section kinds -------------------------------------------------------------------------
 @dataclass(frozen=True, kw_only=True)
 class KindSpec(SectionSpec):

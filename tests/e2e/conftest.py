@@ -19,19 +19,13 @@ from temporalio.client import Client, WorkflowExecution, WorkflowExecutionStatus
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
+from service.settings import Settings
+from service.wiring import LLMConfig, Workers, close_dependencies, ensure_search_attributes, plan_dependencies
 from stack import postgres
 from storage import db
 from stubs.llm_server import StubServer
 from tests.conftest import venv_binary
-from wavelaunch.runtime import (
-    LLMConfig,
-    Workers,
-    build_worker,
-    close_dependencies,
-    ensure_search_attributes,
-    plan_dependencies,
-)
-from wavelaunch.settings import Settings
+from worker import build_worker
 
 STUB_KEY = "stub-test-key"
 

@@ -19,10 +19,10 @@ from crm.app import create_app
 from crm.dashboard import budget_status
 from crm.intake import Intake
 from domain.budgets import BudgetScope, BudgetSpec, Period
+from service.wiring import connect_temporal, worker_runtime
 from storage import budgets, documents, usage
 from tests.e2e.conftest import make_settings
 from tests.e2e.test_business_plan_e2e import new_client
-from wavelaunch.runtime import connect_temporal, worker_runtime
 from workflows.business_plan import BusinessPlanWorkflow
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(180)]

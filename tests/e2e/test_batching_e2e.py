@@ -11,10 +11,10 @@ from activities.section_generation import SectionActivities
 from domain.catalogue.plan import resolve_sections
 from domain.outputs.schemas import output_model
 from domain.sections import Level
+from service.wiring import close_dependencies, plan_dependencies
 from storage import documents
 from tests.e2e.conftest import make_settings, requested_sections, section_requests
 from tests.e2e.test_business_plan_e2e import new_client, run_plan
-from wavelaunch.runtime import close_dependencies, plan_dependencies
 from workflows.business_plan import BusinessPlanWorkflow
 from workflows.models import PlanRequest, SectionGroupRequest, SectionRequest
 
@@ -143,7 +143,7 @@ async def test_a_retried_batch_activity_after_success_makes_no_call(pool, client
 
 
 async def test_batching_switched_off_writes_each_section_on_its_own(pool, client, stub, temporal_env, database_url):
-    from wavelaunch.runtime import build_worker
+    from worker import build_worker
 
     settings = make_settings(disabled_techniques=["batching"])
     deps = await plan_dependencies(settings, database_url, _llm(stub))
@@ -157,8 +157,8 @@ async def test_batching_switched_off_writes_each_section_on_its_own(pool, client
 
 
 def _llm(stub):  # type: ignore[no-untyped-def]
+    from service.wiring import LLMConfig
     from tests.e2e.conftest import STUB_KEY
-    from wavelaunch.runtime import LLMConfig
 
     return LLMConfig(api_key=STUB_KEY, base_url=stub.base_url, model_override=None, free_models=frozenset())
 
@@ -168,7 +168,7 @@ async def test_a_section_over_budget_does_not_stop_prepare_from_deciding(
 ):
     from temporalio.client import WorkflowFailureError
 
-    from wavelaunch.runtime import build_worker
+    from worker import build_worker
 
     # Without context compression every section reads the whole record: far over every budget.
     settings = make_settings(disabled_techniques=["context_compression"])
@@ -200,17 +200,17 @@ async def test_after_an_edit_the_months_kpis_are_patched_and_unchanged_sections_
     pool, client, settings, stub, worker
 ):
     from domain.catalogue import deliverables
+    from service import starts
     from tests.e2e.test_cache_e2e import update_client
-    from wavelaunch import plans
     from workflows.models import DeliverableRequest
 
     client_id = await new_client(pool)
-    first = await plans.start_deliverable(client, settings, DeliverableRequest(client_id=client_id, month=1))
+    first = await starts.start(client, settings, DeliverableRequest(client_id=client_id, month=1))
     await first.result()
     # Every KPI section reads scalingGoals; Templates/Tools do not.
     await update_client(pool, client_id, scalingGoals="GBP 3M revenue in year three; 25k members.")
     stub.reset()
-    second = await plans.start_deliverable(client, settings, DeliverableRequest(client_id=client_id, month=1))
+    second = await starts.start(client, settings, DeliverableRequest(client_id=client_id, month=1))
     result = await second.result()
 
     kpis = [f"{d.key}__kpis" for d in deliverables.documents(1)]

@@ -6,9 +6,9 @@ import pytest
 
 from bench import cost, studio
 from bench.workload import EventKind, workload_studio, workload_v1
+from service.settings import Settings
+from service.wiring import LLMConfig, plan_dependencies
 from tokenopt.pricing import UnknownModelPrice
-from wavelaunch.runtime import LLMConfig, plan_dependencies
-from wavelaunch.settings import Settings
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(240)]
 

@@ -19,11 +19,13 @@ from temporalio.client import Client, WorkflowFailureError, WorkflowHandle
 from crm import signature
 from domain.budgets import BudgetScope, BudgetSpec, Period
 from domain.sections import Level
+from service import starts
+from service.wiring import close_dependencies, plan_dependencies
 from storage import alerts, budgets
 from tests.e2e.conftest import make_settings, section_requests
 from tests.e2e.test_business_plan_e2e import new_client
-from wavelaunch import commands, plans
-from wavelaunch.runtime import build_worker, close_dependencies, plan_dependencies
+from wavelaunch import commands
+from worker import build_worker
 from workflows.business_plan import BusinessPlanWorkflow
 from workflows.models import PlanRequest, SectionStatus
 
@@ -75,7 +77,7 @@ def client_budget(client_id: str, **fields: object) -> BudgetSpec:
 
 async def start(client: Client, queue: str, client_id: str) -> WorkflowHandle:
     settings = make_settings(task_queue=queue)
-    return await plans.start_plan(client, settings, PlanRequest(client_id=client_id, level=Level.ESSENTIAL))
+    return await starts.start(client, settings, PlanRequest(client_id=client_id, level=Level.ESSENTIAL))
 
 
 async def until_paused(handle: WorkflowHandle) -> None:

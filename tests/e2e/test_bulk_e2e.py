@@ -13,12 +13,14 @@ from temporalio.client import WorkflowExecutionStatus, WorkflowFailureError
 from domain.budgets import BudgetScope, BudgetSpec, Period
 from domain.catalogue.plan import resolve_sections
 from domain.sections import Level
+from service import starts
+from service.wiring import close_dependencies, plan_dependencies
 from storage import budgets, documents
 from tests.e2e.conftest import finished, make_settings, section_requests
 from tests.e2e.test_business_plan_e2e import new_client, run_plan
 from tokenopt import pricing
-from wavelaunch import commands, plans
-from wavelaunch.runtime import build_worker, close_dependencies, plan_dependencies
+from wavelaunch import commands
+from worker import build_worker
 from workflows.bulk import BulkRegenerationWorkflow
 from workflows.models import BulkRequest, PlanRequest
 
@@ -29,7 +31,7 @@ ESSENTIAL = [s.key for s in resolve_sections(Level.ESSENTIAL)]
 
 async def run_bulk(client, settings, client_ids, **extra):
     request = BulkRequest(client_ids=client_ids, level=Level.ESSENTIAL, poll_seconds=1, **extra)
-    handle = await plans.start_bulk(client, settings, request)
+    handle = await starts.start(client, settings, request)
     return handle, await handle.result()
 
 
@@ -139,8 +141,8 @@ async def test_with_the_batch_api_off_every_section_is_a_direct_call(pool, clien
 
 async def test_unknown_clients_are_refused_before_anything_starts(pool, client, settings, stub, worker):
     known = await new_client(pool)
-    with pytest.raises(plans.UnknownClients, match="nobody-1, nobody-2"):
-        await plans.check_bulk(pool, BulkRequest(client_ids=[known, "nobody-2", "nobody-1"]))
+    with pytest.raises(starts.UnknownClients, match="nobody-1, nobody-2"):
+        await starts.check_bulk(pool, BulkRequest(client_ids=[known, "nobody-2", "nobody-1"]))
     # The workflow refuses them too (a caller that skipped the check), without a call.
     with pytest.raises(WorkflowFailureError) as info:
         await run_bulk(client, settings, [known, "nobody-3"])
@@ -152,7 +154,7 @@ async def test_cancelling_a_waiting_bulk_cancels_its_batch(pool, client, setting
     client_id = await new_client(pool)
     stub.state.batches.configure(polls=10_000)  # the batch never finishes on its own
     try:
-        handle = await plans.start_bulk(
+        handle = await starts.start(
             client, settings, BulkRequest(client_ids=[client_id], level=Level.ESSENTIAL, poll_seconds=1)
         )
         for _ in range(100):
@@ -227,7 +229,7 @@ async def test_a_batch_refused_by_a_paused_budget_waits_and_resume_submits_it(
     await budgets.set_budget(pool, paused)
     try:
         request = BulkRequest(client_ids=ids, level=Level.ESSENTIAL, poll_seconds=1)
-        handle = await plans.start_bulk(client, settings, request)
+        handle = await starts.start(client, settings, request)
         while (progress := await handle.query(BulkRegenerationWorkflow.progress)).status != "paused":
             assert progress.status in ("starting", "preparing", "submitting"), progress
             assert (await handle.describe()).status == WorkflowExecutionStatus.RUNNING, "it should wait, not fail"

@@ -15,13 +15,13 @@ from domain.catalogue.plan import resolve_sections
 from domain.client import parse_client
 from domain.outputs.schemas import output_model
 from domain.sections import Level, UnknownSection
+from service import starts
+from service.settings import Settings
 from storage import clients, documents, usage
 from storage.clients import UnknownClient
 from stubs.llm_server import StubServer
 from tests.e2e.conftest import section_requests
-from wavelaunch import plans
 from wavelaunch.commands import sample_client_file
-from wavelaunch.settings import Settings
 from workflows.business_plan import BusinessPlanWorkflow
 from workflows.models import PlanRequest
 
@@ -38,7 +38,7 @@ async def new_client(pool: asyncpg.Pool) -> str:
 
 
 async def run_plan(client: Client, settings: Settings, request: PlanRequest):
-    handle = await plans.start_plan(client, settings, request)
+    handle = await starts.start(client, settings, request)
     return handle, await handle.result()
 
 
@@ -121,10 +121,10 @@ async def test_repeated_plan_reuses_finished_sections_without_llm_calls(pool, cl
 
 async def test_unknown_client_or_section_is_refused_before_any_llm_call(pool, client, settings, stub, worker):
     with pytest.raises(UnknownClient, match="not found"):
-        await plans.check_request(pool, PlanRequest(client_id="nobody"))
+        await starts.check_request(pool, PlanRequest(client_id="nobody"))
     client_id = await new_client(pool)
     with pytest.raises(UnknownSection, match="unknown section 'pricing'"):
-        await plans.check_request(pool, PlanRequest(client_id=client_id, sections=["pricing"]))
+        await starts.check_request(pool, PlanRequest(client_id=client_id, sections=["pricing"]))
     # Started anyway (e.g. by another client of the API), the workflow fails in its first step.
     with pytest.raises(WorkflowFailureError) as info:
         await run_plan(client, settings, PlanRequest(client_id="nobody"))

@@ -13,10 +13,10 @@ import pytest
 
 from domain.client import parse_client
 from domain.sections import Level
+from service.intake import accept_client
 from storage import clients, documents
 from tests.e2e.conftest import section_requests
 from tests.e2e.test_business_plan_e2e import ESSENTIAL, new_client, run_plan, usage_rows
-from wavelaunch.intake import accept_client
 from workflows.business_plan import BusinessPlanWorkflow
 from workflows.models import PlanRequest
 

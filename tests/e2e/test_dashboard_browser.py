@@ -21,10 +21,10 @@ from crm.app import create_app
 from crm.dashboard import budget_status
 from crm.intake import Intake
 from domain.budgets import BudgetScope, BudgetSpec, Period
+from service import starts
 from storage import budgets, usage
 from tests.conftest import venv_binary
 from tests.e2e.test_business_plan_e2e import new_client
-from wavelaunch import plans
 from wavelaunch.console import money
 from workflows.models import PlanRequest
 
@@ -132,7 +132,7 @@ async def test_the_dashboard_shows_the_usage_reports_figures(
     )
     await budgets.set_budget(pool, daily)
     for _ in range(2):  # the second run reuses every section: cache hits for the hit-rate chart
-        handle = await plans.start_plan(client, settings, PlanRequest(client_id=client_id, level="essential"))
+        handle = await starts.start(client, settings, PlanRequest(client_id=client_id, level="essential"))
         await handle.result()
 
     page = await browser.new_page()

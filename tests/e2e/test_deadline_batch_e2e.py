@@ -11,11 +11,11 @@ from decimal import Decimal
 import pytest
 
 from domain.catalogue import deliverables
+from service import starts
 from storage import documents, sections
 from tests.e2e.conftest import section_requests
 from tests.e2e.test_business_plan_e2e import new_client
 from tokenopt import pricing
-from wavelaunch import plans
 from workflows.models import DeliverableRequest
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(240)]
@@ -26,7 +26,7 @@ M1 = [s.key for s in deliverables.month_sections(1)]
 async def run_month(client, settings, client_id: str, due: timedelta):  # type: ignore[no-untyped-def]
     deadline = datetime.now(UTC) + due
     request = DeliverableRequest(client_id=client_id, month=1, deadline=deadline, batch_poll_seconds=1)
-    handle = await plans.start_deliverable(client, settings, request)
+    handle = await starts.start(client, settings, request)
     return deadline, await handle.result()
 
 
@@ -67,7 +67,7 @@ async def test_a_month_due_in_three_days_is_written_by_one_batch_at_half_price(p
 
     # The same month again, interactive: everything comes from what the batch stored.
     stub.reset()
-    handle = await plans.start_deliverable(client, settings, DeliverableRequest(client_id=client_id, month=1))
+    handle = await starts.start(client, settings, DeliverableRequest(client_id=client_id, month=1))
     again = await handle.result()
     assert stub.requests() == [] and again.total_cost == 0
 

@@ -10,13 +10,13 @@ from domain.catalogue import deliverables
 from domain.client import parse_client
 from domain.outputs.schemas import output_model
 from llm.client import LLMClient
+from service import starts
+from service.intake import accept_client
 from storage import clients, documents
 from tests.e2e.conftest import requested_sections, section_requests
 from tests.e2e.test_business_plan_e2e import new_client
 from tokenopt.reads import month_sections_reading
-from wavelaunch import plans
 from wavelaunch.commands import InvalidMonth, UnknownFields, check_month, regenerate_deliverable
-from wavelaunch.intake import accept_client
 from workflows.deliverable import DeliverableWorkflow
 from workflows.models import DeliverableRequest
 
@@ -45,7 +45,7 @@ def calls(stub) -> Counter[str]:  # type: ignore[no-untyped-def]
 
 
 async def run_month(client, settings, client_id: str, month: int):  # type: ignore[no-untyped-def]
-    handle = await plans.start_deliverable(client, settings, DeliverableRequest(client_id=client_id, month=month))
+    handle = await starts.start(client, settings, DeliverableRequest(client_id=client_id, month=month))
     return handle, await handle.result()
 
 
@@ -130,7 +130,7 @@ async def test_month_outside_1_to_8_is_refused_and_nothing_changes(pool, client,
         with pytest.raises(InvalidMonth, match="1–8"):
             check_month(bad)
         with pytest.raises(ValueError, match="1–8"):
-            await plans.check_deliverable(pool, DeliverableRequest(client_id=client_id, month=bad))
+            await starts.check_deliverable(pool, DeliverableRequest(client_id=client_id, month=bad))
     assert section_requests(stub) == []
     assert await pool.fetchval("SELECT count(*) FROM documents WHERE client_id = $1", client_id) == 0
     assert await pool.fetchval("SELECT count(*) FROM sections WHERE client_id = $1", client_id) == 0
@@ -150,9 +150,7 @@ async def test_a_client_update_rewrites_only_the_month_sections_reading_changed_
     assert readers and len(readers) < 26
 
     stub.reset()
-    handle = await plans.start_deliverable(
-        client, settings, DeliverableRequest(client_id=client_id, month=1), announce_version=2
-    )
+    handle = await starts.start(client, settings, DeliverableRequest(client_id=client_id, month=1), announce_version=2)
     result = await handle.result()
     assert result.client_version == 2
     # Written again (afresh, or revised from the stale answer by the semantic tier), or reused.
@@ -176,7 +174,7 @@ async def test_regenerate_with_fields_forces_the_readers_and_refuses_unknown_fie
     forced = {s.key for s in month_sections_reading(1, {"brandValues"})}
     assert forced
     stub.reset()
-    handle = await plans.start_deliverable(
+    handle = await starts.start(
         client, settings, DeliverableRequest(client_id=client_id, month=1, regenerate=sorted(forced))
     )
     result = await handle.result()

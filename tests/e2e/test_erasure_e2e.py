@@ -19,12 +19,12 @@ from domain.budgets import BudgetScope, BudgetSpec, Period
 from domain.client import parse_client
 from domain.sections import Level
 from domain.summaries import ThreadInput
+from service import starts, threads
 from storage import budgets, clients, documents, erasure, messages
 from storage.clients import UnknownClient
 from tests.e2e.conftest import finished, make_settings
 from tests.e2e.test_webhooks_e2e import SECRET, delivery
-from wavelaunch import commands, plans
-from wavelaunch import summaries as summary_runs
+from wavelaunch import commands
 from wavelaunch.commands import sample_client_file
 from workflows.models import DeliverableRequest, PlanRequest, SummaryRequest
 
@@ -114,7 +114,7 @@ async def test_an_erased_client_leaves_no_personal_value_in_the_database_or_the_
                 ],
             }
         )
-        await summary_runs.append_threads(pool, client_id, [thread])
+        await threads.append_threads(pool, client_id, [thread])
         ticket = {
             "clientId": client_id,
             "ticketId": f"tk{tag}",
@@ -123,10 +123,10 @@ async def test_an_erased_client_leaves_no_personal_value_in_the_database_or_the_
         }
         body, headers = delivery("ticket.created", ticket)
         assert (await http.post("/webhooks/crm", content=body, headers=headers)).status_code == 202
-        await finished(await summary_runs.start_summary(client, settings, SummaryRequest(client_id=client_id)))
+        await finished(await starts.start(client, settings, SummaryRequest(client_id=client_id)))
         # ... and a month still being written when the erasure comes.
         stub.add_faults([{"kind": "delay", "seconds": 0.5, "times": 200}])
-        month = await plans.start_deliverable(client, settings, DeliverableRequest(client_id=client_id, month=1))
+        month = await starts.start(client, settings, DeliverableRequest(client_id=client_id, month=1))
         for _ in range(100):
             if (await month.describe()).status == WorkflowExecutionStatus.RUNNING and await pool.fetchval(
                 "SELECT count(*) FROM usage_ledger WHERE workflow_id = $1", month.id
@@ -182,7 +182,7 @@ async def test_legal_hold_keeps_the_documents_and_erases_the_rest(pool, client, 
     tag = uuid.uuid4().hex[:10]
     data, markers = marked_record(tag)
     await clients.upsert(pool, parse_client(data))
-    await finished(await plans.start_plan(client, settings, PlanRequest(client_id=data["id"], level=Level.ESSENTIAL)))
+    await finished(await starts.start(client, settings, PlanRequest(client_id=data["id"], level=Level.ESSENTIAL)))
     await messages.append_messages(
         pool,
         data["id"],

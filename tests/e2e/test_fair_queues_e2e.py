@@ -17,12 +17,13 @@ from bench.workload import make_clients
 from domain.client import parse_client
 from domain.queues import Lane
 from domain.sections import Level
+from service import starts
+from service.intake import accept_client
+from service.settings import Settings
+from service.wiring import LLMConfig, close_dependencies, plan_dependencies
 from stubs.llm_server import StubServer
 from tests.e2e.conftest import finished, make_settings
-from wavelaunch import plans
-from wavelaunch.intake import accept_client
-from wavelaunch.runtime import LLMConfig, build_worker, close_dependencies, plan_dependencies
-from wavelaunch.settings import Settings
+from worker import build_worker
 from workflows.models import PlanRequest
 
 pytestmark = pytest.mark.timeout(600)
@@ -41,7 +42,7 @@ def slow_stub(stub: StubServer) -> Iterator[StubServer]:
 
 async def _plan_seconds(client: Client, settings: Settings, client_id: str) -> float:
     began = time.monotonic()
-    handle = await plans.start_plan(client, settings, PlanRequest(client_id=client_id, level=Level.ESSENTIAL))
+    handle = await starts.start(client, settings, PlanRequest(client_id=client_id, level=Level.ESSENTIAL))
     await finished(handle, within=300)
     return time.monotonic() - began
 
@@ -62,7 +63,7 @@ async def _run(client: Client, pool, database_url: str, llm_config: LLMConfig, t
             alone = await _plan_seconds(client, settings, records[0]["id"])
             later = datetime.now(UTC) + timedelta(days=3)
             flood = [
-                await plans.start_plan(
+                await starts.start(
                     client, settings, PlanRequest(client_id=r["id"], level=Level.ESSENTIAL, deadline=later)
                 )
                 for r in records[2:]

@@ -32,6 +32,9 @@ from crm.app import create_app
 from crm.intake import Intake
 from domain.catalogue.plan import resolve_sections
 from domain.sections import Level
+from service import starts
+from service.settings import Settings
+from service.wiring import close_dependencies, plan_dependencies
 from stack import postgres, temporal
 from storage import db
 from stubs.llm_server import StubServer
@@ -40,9 +43,7 @@ from tests.e2e.test_business_plan_e2e import new_client
 from tests.e2e.test_webhooks_e2e import SECRET, delivery, record
 from tests.e2e.test_worker_crash_e2e import start_worker
 from tests.faults import ROWS, FaultRow
-from wavelaunch import plans
-from wavelaunch.runtime import build_worker, close_dependencies, plan_dependencies
-from wavelaunch.settings import Settings
+from worker import build_worker
 from workflows.models import PlanRequest
 from workflows.shared import SECTION_RETRY
 
@@ -133,7 +134,7 @@ async def test_postgres_killed_mid_plan_loses_no_answer(temporal_env, stub, llm_
         stub.add_faults([{"kind": "delay", "seconds": 2, "times": 100}])
         began = time.monotonic()
         async with build_worker(temporal_env.client, settings, deps):
-            handle = await plans.start_plan(
+            handle = await starts.start(
                 temporal_env.client, settings, PlanRequest(client_id=client_id, level=Level.COMPLETE)
             )
             await until(lambda: len(in_flight(stub)) >= 3, 60, "calls in flight")
@@ -180,7 +181,7 @@ async def test_temporal_killed_mid_plan(pool, stub, llm_config, database_url, ow
         stub.add_faults([{"kind": "delay", "seconds": 2, "times": 100}])
         began = time.monotonic()
         async with build_worker(client, settings, deps):
-            handle = await plans.start_plan(client, settings, PlanRequest(client_id=client_id, level=Level.COMPLETE))
+            handle = await starts.start(client, settings, PlanRequest(client_id=client_id, level=Level.COMPLETE))
             await until(lambda: len(in_flight(stub)) >= 3, 60, "calls in flight")
             os.kill(server.process.pid, signal.SIGKILL)
             await until(lambda: not in_flight(stub), 60, "the calls in flight to be answered")
@@ -212,7 +213,7 @@ async def test_a_429_storm(pool, client, settings, worker, stub):
     )
     client_id = await new_client(pool)
     began = time.monotonic()
-    handle = await plans.start_plan(client, settings, PlanRequest(client_id=client_id, level=Level.COMPLETE))
+    handle = await starts.start(client, settings, PlanRequest(client_id=client_id, level=Level.COMPLETE))
     await finished(handle, 180)
     seconds = time.monotonic() - began
     limited = [r for r in stub.requests() if r["status"] == 429]
@@ -247,7 +248,7 @@ async def test_a_hung_call_is_abandoned_and_retried_on_schedule(pool, client, da
     try:
         began = time.monotonic()
         async with build_worker(client, settings, deps):
-            handle = await plans.start_plan(client, settings, PlanRequest(client_id=client_id, level=Level.COMPLETE))
+            handle = await starts.start(client, settings, PlanRequest(client_id=client_id, level=Level.COMPLETE))
             await finished(handle, 120)
         seconds = time.monotonic() - began
     finally:
@@ -287,9 +288,7 @@ async def test_worker_killed_during_a_multi_section_call(pool, temporal_env, set
     log = tmp_path / "worker.log"
     first = start_worker(env, log)
     began = time.monotonic()
-    handle = await plans.start_plan(
-        temporal_env.client, settings, PlanRequest(client_id=client_id, level=Level.COMPLETE)
-    )
+    handle = await starts.start(temporal_env.client, settings, PlanRequest(client_id=client_id, level=Level.COMPLETE))
     try:
 
         async def only_the_batch_in_flight() -> bool:

@@ -18,12 +18,12 @@ from crm.app import create_app
 from crm.intake import Intake
 from domain.client import InvalidClientRecord, parse_client
 from domain.summaries import InvalidMessages, parse_threads
+from service.intake import accept_client
+from service.threads import append_threads
 from storage import clients, messages
 from tests import fuzzing
 from tests.e2e.test_business_plan_e2e import new_client
 from tests.fuzzing import SAMPLE_RECORD, SAMPLE_THREADS, client_records, deep_json, message_files, webhook_bodies
-from wavelaunch.intake import accept_client
-from wavelaunch.summaries import append_threads
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(300)]
 SECRET = "whsec-test"

@@ -17,10 +17,10 @@ from temporalio.testing import WorkflowEnvironment
 from domain.catalogue.plan import resolve_sections
 from domain.rate_limits import WINDOW_SECONDS
 from domain.sections import Level
+from service import starts
 from tests.e2e.conftest import finished, worker_env
 from tests.e2e.test_business_plan_e2e import new_client
 from tests.e2e.test_worker_crash_e2e import start_worker
-from wavelaunch import plans
 from workflows.business_plan import BusinessPlanWorkflow
 from workflows.models import PlanRequest
 
@@ -59,7 +59,7 @@ async def test_three_workers_share_the_load_survive_a_kill_and_hold_the_limits(
     workers = [start_worker({**env, "WAVELAUNCH_STATE_DIR": str(tmp_path / f"state{i}")}, log) for i in range(3)]
     client_ids = [await new_client(pool) for _ in range(PLANS)]
     handles = [
-        await plans.start_plan(temporal_env.client, settings, PlanRequest(client_id=c, level=Level.COMPLETE))
+        await starts.start(temporal_env.client, settings, PlanRequest(client_id=c, level=Level.COMPLETE))
         for c in client_ids
     ]
     try:

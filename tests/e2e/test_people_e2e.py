@@ -19,15 +19,15 @@ from crm.app import create_app
 from crm.intake import Intake
 from domain.reviews import ReviewRefused, ReviewSource, ReviewState
 from domain.sections import DocumentKind, Level
+from service import exports, starts
+from service.wiring import crm_notify_config
 from storage import clients, crm_notifications, documents, messages
 from tests.conftest import venv_binary
 from tests.e2e.conftest import finished, make_settings
 from tests.e2e.crm_receiver import CrmReceiver
 from tests.e2e.test_business_plan_e2e import new_client
 from tests.e2e.test_webhooks_e2e import SECRET, delivery, record
-from wavelaunch import commands, exports, plans
-from wavelaunch import summaries as summary_runs
-from wavelaunch.runtime import crm_notify_config
+from wavelaunch import commands
 from workflows.models import DeliverableRequest, PlanRequest, SummaryRequest
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(180)]
@@ -151,7 +151,7 @@ async def test_other_events_with_good_ids_are_acknowledged(crm, pool):
 async def two_plan_versions(pool, client, settings) -> tuple[str, documents.StoredDocument, documents.StoredDocument]:
     client_id = await new_client(pool)
     for _ in range(2):
-        handle = await plans.start_plan(client, settings, PlanRequest(client_id=client_id, level=Level.ESSENTIAL))
+        handle = await starts.start(client, settings, PlanRequest(client_id=client_id, level=Level.ESSENTIAL))
         await finished(handle)
     v1 = await documents.version_of(pool, client_id, "business_plan", "business_plan", 1)
     v2 = await documents.version_of(pool, client_id, "business_plan", "business_plan", 2)
@@ -250,7 +250,7 @@ async def test_the_crm_is_told_of_completed_documents_signed_and_retried_under_o
     pool, client, settings, worker, receiver
 ):
     client_id = await new_client(pool)
-    await finished(await plans.start_plan(client, settings, PlanRequest(client_id=client_id, level=Level.ESSENTIAL)))
+    await finished(await starts.start(client, settings, PlanRequest(client_id=client_id, level=Level.ESSENTIAL)))
     doc = await documents.latest(pool, client_id, "business_plan")
     # Committed by the assemble activity before any sender ran: a restart would lose nothing.
     rows = await crm_notifications.for_client(pool, client_id)
@@ -281,7 +281,7 @@ async def test_the_crm_is_told_of_completed_documents_signed_and_retried_under_o
 
 async def test_an_undelivered_notification_waits_and_goes_out_later(pool, client, settings, worker, receiver):
     client_id = await new_client(pool)
-    await finished(await plans.start_plan(client, settings, PlanRequest(client_id=client_id, level=Level.ESSENTIAL)))
+    await finished(await starts.start(client, settings, PlanRequest(client_id=client_id, level=Level.ESSENTIAL)))
     receiver.failing[client_id] = -1
     config = crm_notify_config(settings)
     quick = type(config)(**{**config.__dict__, "attempts": 2, "retry_base_seconds": 0.01, "retry_later_seconds": 0.2})
@@ -303,10 +303,10 @@ async def test_a_version_superseding_a_reviewed_one_needs_review_and_a_failure_i
     pool, client, settings, worker, stub
 ):
     client_id = await new_client(pool)
-    await finished(await plans.start_plan(client, settings, PlanRequest(client_id=client_id, level=Level.ESSENTIAL)))
+    await finished(await starts.start(client, settings, PlanRequest(client_id=client_id, level=Level.ESSENTIAL)))
     v1 = await documents.latest(pool, client_id, "business_plan")
     await documents.set_review(pool, v1.id, ReviewState.APPROVED, by="Ana", note=None, source=ReviewSource.CLI)
-    await finished(await plans.start_plan(client, settings, PlanRequest(client_id=client_id, level=Level.ESSENTIAL)))
+    await finished(await starts.start(client, settings, PlanRequest(client_id=client_id, level=Level.ESSENTIAL)))
     events = [(r["event"], r["payload"]["version"]) for r in await crm_notifications.for_client(pool, client_id)]
     assert events == [("document.completed", 1), ("document.completed", 2), ("document.needs_review", 2)]
     [needs] = [r for r in await crm_notifications.for_client(pool, client_id) if r["event"] == "document.needs_review"]
@@ -315,7 +315,7 @@ async def test_a_version_superseding_a_reviewed_one_needs_review_and_a_failure_i
     failing = await new_client(pool)
     stub.add_faults([{"kind": "status", "status": 401, "times": 100}])
     with pytest.raises(WorkflowFailureError):
-        await finished(await plans.start_plan(client, settings, PlanRequest(client_id=failing, level=Level.ESSENTIAL)))
+        await finished(await starts.start(client, settings, PlanRequest(client_id=failing, level=Level.ESSENTIAL)))
     [failed] = await crm_notifications.for_client(pool, failing)
     assert failed["event"] == "document.failed"
     assert failed["payload"]["reason"] == "SectionsFailed" and failed["payload"]["workflowId"] == f"plan-{failing}"
@@ -348,9 +348,7 @@ async def test_ticket_events_append_to_the_ticket_thread_once_and_the_next_summa
         "[ticket created] Logo files (status: open)",
         "[ticket resolved] cltk0001 (status: resolved)",
     ]
-    result = await finished(
-        await summary_runs.start_summary(client, settings, SummaryRequest(client_id=client_id)), within=90
-    )
+    result = await finished(await starts.start(client, settings, SummaryRequest(client_id=client_id)), within=90)
     [thread] = [t for t in result.threads if t.thread_id == "ticket-cltk0001"]
     assert thread.through_seq == 2
 
@@ -386,7 +384,7 @@ def docx_text(data: bytes) -> tuple[list[str], str]:
 
 async def test_plan_and_deliverable_as_word_from_the_cli_and_the_api(crm, pool, client, settings, external, tmp_path):
     client_id = await new_client(pool)
-    await finished(await plans.start_plan(client, settings, PlanRequest(client_id=client_id, level=Level.ESSENTIAL)))
+    await finished(await starts.start(client, settings, PlanRequest(client_id=client_id, level=Level.ESSENTIAL)))
     code, out = await cli(external, "document", "approve", client_id, "--by", "Ana")
     assert code == 0 and "business_plan v1 of client" in out and "approved" in out, out
     path = tmp_path / "plan.docx"
@@ -407,7 +405,7 @@ async def test_plan_and_deliverable_as_word_from_the_cli_and_the_api(crm, pool, 
     assert answer.headers["content-type"] == exports.DOCX_MEDIA_TYPE
     assert docx_text(answer.content)[0] == headings
 
-    await finished(await plans.start_deliverable(client, settings, DeliverableRequest(client_id=client_id, month=1)))
+    await finished(await starts.start(client, settings, DeliverableRequest(client_id=client_id, month=1)))
     month = await commands.show_deliverable(external, client_id, 1, None, "docx")
     assert isinstance(month, bytes)
     month_headings, _ = docx_text(month)
@@ -432,7 +430,7 @@ async def test_an_operator_edit_sticks_and_a_regeneration_only_proposes(
     crm, pool, client, settings, external, tmp_path
 ):
     client_id = await new_client(pool)
-    await finished(await plans.start_plan(client, settings, PlanRequest(client_id=client_id, level=Level.ESSENTIAL)))
+    await finished(await starts.start(client, settings, PlanRequest(client_id=client_id, level=Level.ESSENTIAL)))
     v1 = await documents.latest(pool, client_id, "business_plan")
     await documents.set_review(pool, v1.id, ReviewState.APPROVED, by="Ana", note=None, source=ReviewSource.CLI)
     generated = {s["key"]: s["content"] for s in (await documents.as_json(pool, v1))["sections"]}
@@ -495,7 +493,7 @@ async def test_an_operator_edit_sticks_and_a_regeneration_only_proposes(
     # Rejected: the lock stays; a further regeneration with the same inputs proposes nothing new.
     code, out = await cli(external, "document", "reject", str(listed[0]["id"]))
     assert code == 0, out
-    await finished(await plans.start_plan(client, settings, PlanRequest(client_id=client_id, level=Level.ESSENTIAL)))
+    await finished(await starts.start(client, settings, PlanRequest(client_id=client_id, level=Level.ESSENTIAL)))
     v4 = await documents.latest(pool, client_id, "business_plan")
     assert "The operator's own reading of the market." in v4.markdown
     assert (await crm.get(f"/api/v1/clients/{client_id}/proposals", headers=AUTH)).json() == []

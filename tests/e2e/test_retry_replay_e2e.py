@@ -6,9 +6,10 @@ import pytest
 from temporalio.client import WorkflowFailureError
 
 from domain.sections import Level
+from service import starts
 from tests.e2e.conftest import section_requests
 from tests.e2e.test_business_plan_e2e import new_client, run_plan
-from wavelaunch import commands, plans
+from wavelaunch import commands
 from workflows.models import DeliverableRequest, PlanRequest
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(120)]
@@ -29,9 +30,9 @@ async def test_retry_generates_only_what_failed_and_refuses_a_success(pool, clie
         "market_analysis": "none",
         "competitive_landscape": "stored",
     }
-    with pytest.raises(plans.NothingToRetry, match="completed successfully"):
+    with pytest.raises(starts.NothingToRetry, match="completed successfully"):
         await commands.retry_workflow(external, f"plan-{client_id}")
-    with pytest.raises(plans.NothingToRetry, match="no workflow"):
+    with pytest.raises(starts.NothingToRetry, match="no workflow"):
         await commands.retry_workflow(external, "plan-nobody-at-all")
     assert await commands.replay(external, f"plan-{client_id}") is None
 
@@ -44,7 +45,7 @@ async def test_retry_of_a_failed_month_generates_only_the_failed_sections(
     stub.add_faults([{"kind": "invalid_json", "times": 3, "match": {"section": "brand_context"}}])
     month = DeliverableRequest(client_id=client_id, month=1)
     with pytest.raises(WorkflowFailureError):
-        await (await plans.start_deliverable(client, settings, month)).result()
+        await (await starts.start(client, settings, month)).result()
     stub.reset()
     # Every answer for the five SOP sections (not batched) is broken (5 x 3): they fail, the rest finish.
     stub.add_faults([{"kind": "invalid_json", "times": 15, "match": {"section": "sops_workflows"}}])

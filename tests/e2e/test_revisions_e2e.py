@@ -63,16 +63,16 @@ async def test_regenerate_fields_writes_their_sections_afresh_and_refuses_unknow
 
 
 async def test_an_update_during_a_running_plan_is_folded_in_not_started_twice(pool, client, settings, stub, worker):
-    from wavelaunch import plans
+    from service import starts
     from workflows.business_plan import BusinessPlanWorkflow
 
     client_id = await new_client(pool)
     stub.add_faults([{"kind": "delay", "seconds": 1.5, "times": 3}])
     # Pinned to version 1, as a plan that started before the edit would be.
     request = PlanRequest(client_id=client_id, level=Level.ESSENTIAL, client_version=1)
-    first = await plans.start_plan(client, settings, request, announce_version=1)
+    first = await starts.start(client, settings, request, announce_version=1)
     await update_client(pool, client_id, emergingCompetitors="A rival launched last week.")
-    second = await plans.start_plan(client, settings, request, announce_version=2)
+    second = await starts.start(client, settings, request, announce_version=2)
     assert second.id == first.id
     result = await first.result()
     assert result.client_version == 2

@@ -17,12 +17,13 @@ from temporalio.service import RPCError
 
 from crm.app import create_app
 from crm.intake import Intake
+from service import schedules
+from service.schedules import UnknownSchedule
 from storage.clients import UnknownClient
 from tests.e2e.conftest import make_settings
 from tests.e2e.test_business_plan_e2e import new_client
 from tests.e2e.test_webhooks_e2e import SECRET, delivery, record
-from wavelaunch import commands, schedules
-from wavelaunch.schedules import UnknownSchedule
+from wavelaunch import commands
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(120)]
 

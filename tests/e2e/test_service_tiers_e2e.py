@@ -12,14 +12,14 @@ import pytest
 from temporalio.client import Client
 
 from domain.sections import Level
+from service import starts
+from service.settings import Settings
 from stubs.llm_server import StubServer
 from tests.e2e.conftest import make_settings, section_requests
 from tests.e2e.test_budgets_e2e import running_worker
 from tests.e2e.test_business_plan_e2e import new_client
 from tokenopt import pricing
 from tokenopt.service_tiers import ServiceTier
-from wavelaunch import plans
-from wavelaunch.settings import Settings
 from workflows.models import PlanRequest
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(180)]
@@ -41,7 +41,7 @@ async def ledger_rows(pool: asyncpg.Pool, client_id: str) -> list[asyncpg.Record
 async def plan(client: Client, queue: str, client_id: str, deadline: datetime | None) -> None:
     settings = plans_settings(queue)
     request = PlanRequest(client_id=client_id, level=Level.ESSENTIAL, sections=SECTIONS, deadline=deadline)
-    handle = await plans.start_plan(client, settings, request)
+    handle = await starts.start(client, settings, request)
     await handle.result()
 
 

@@ -12,6 +12,9 @@ from temporalio.exceptions import ApplicationError
 
 from domain.outputs.summaries import ThreadSummary
 from domain.summaries import InvalidMessages, NewMessage, parse_threads
+from service.starts import check_summary
+from service.starts import start as start_summary
+from service.threads import append_threads
 from storage import messages, summaries
 from storage.clients import UnknownClient
 from storage.messages import UnknownThread
@@ -21,7 +24,6 @@ from tokenopt.counting import count_tokens
 from tokenopt.summary_prompts import THREAD_STEP_TOKENS
 from wavelaunch import commands
 from wavelaunch.commands import sample_messages_file
-from wavelaunch.summaries import append_threads, check_summary, start_summary
 from workflows.models import SummaryRequest
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(120)]

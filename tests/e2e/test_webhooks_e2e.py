@@ -16,11 +16,11 @@ from crm import outbox_sender, signature
 from crm.app import create_app
 from crm.intake import Intake
 from domain.sections import Level
+from service import starts
 from storage import clients, documents, workflow_starts
 from storage.clients import UnknownClient
 from tests.e2e.conftest import closed_runs, finished, requested_sections
 from tests.e2e.test_business_plan_e2e import ESSENTIAL, new_client
-from wavelaunch import plans
 from wavelaunch.commands import sample_client_file
 from workflows.business_plan import BusinessPlanWorkflow
 from workflows.deliverable import DeliverableWorkflow
@@ -142,7 +142,7 @@ async def test_client_updated_regenerates_only_what_changed(crm, intake, pool, c
 async def test_client_updated_keeps_an_essential_plan_essential(crm, intake, pool, client, settings, stub):
     """An update revises the plan the client has, at its level: never an upgrade to complete."""
     client_id = await new_client(pool)
-    await finished(await plans.start_plan(client, settings, PlanRequest(client_id=client_id, level=Level.ESSENTIAL)))
+    await finished(await starts.start(client, settings, PlanRequest(client_id=client_id, level=Level.ESSENTIAL)))
     stub.reset()
     current = (await clients.get(pool, client_id)).record.wire()
     body, headers = delivery("client.updated", current | {"emergingCompetitors": "A brand-new rival."})

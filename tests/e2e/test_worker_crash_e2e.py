@@ -16,9 +16,9 @@ from temporalio.testing import WorkflowEnvironment
 
 from domain.catalogue.plan import resolve_sections
 from domain.sections import Level
+from service import starts
 from tests.e2e.conftest import requested_sections, worker_env
 from tests.e2e.test_business_plan_e2e import new_client
-from wavelaunch import plans
 from workflows.business_plan import BusinessPlanWorkflow
 from workflows.models import PlanRequest, SectionStatus
 from workflows.shared import SECTION_HEARTBEAT_TIMEOUT
@@ -54,9 +54,7 @@ async def test_killed_worker_resumes_without_paying_again(
     client_id = await new_client(pool)
     log = tmp_path / "worker.log"
     first = start_worker(env, log)
-    handle = await plans.start_plan(
-        temporal_env.client, settings, PlanRequest(client_id=client_id, level=Level.COMPLETE)
-    )
+    handle = await starts.start(temporal_env.client, settings, PlanRequest(client_id=client_id, level=Level.COMPLETE))
     try:
         while True:
             progress = await handle.query(BusinessPlanWorkflow.progress)

@@ -19,6 +19,7 @@ import pytest
 from temporalio.api.operatorservice.v1 import ListSearchAttributesRequest
 from temporalio.client import Client
 
+from service.settings import Settings
 from stack import (
     NoLLMConfigured,
     PortInUse,
@@ -31,7 +32,6 @@ from stack import local_llm as local_llm_module
 from stack import postgres as postgres_module
 from stack.manager import redact
 from stack.processes import free_port, is_alive, port_is_free
-from wavelaunch.settings import Settings
 from workflows.search_attributes import REGISTRATION
 
 pytestmark = pytest.mark.timeout(120)

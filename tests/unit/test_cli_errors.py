@@ -16,10 +16,10 @@ import pytest
 from typer.testing import CliRunner
 
 from domain.limits import FILE_BYTES
+from service.settings import get_settings
 from tests.conftest import venv_binary
 from tests.fuzzing import SAMPLE_RECORD, SAMPLE_THREADS
 from wavelaunch import cli
-from wavelaunch.settings import get_settings
 
 NOWHERE = {"DATABASE_URL": "postgresql://nobody@127.0.0.1:9/none", "TEMPORAL_ADDRESS": "127.0.0.1:9"}
 

@@ -22,7 +22,7 @@ import pytest
 import yaml
 from pydantic import AliasChoices
 
-from wavelaunch.settings import Settings
+from service.settings import Settings
 from workflows.search_attributes import REGISTRATION
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -175,7 +175,7 @@ def test_app_environment_uses_names_the_settings_read(services: dict[str, dict[s
     known = settings_env_names() | PENDING_SETTINGS
     for name in APP_SERVICES:
         unknown = {variable for variable in environment(services[name]) if variable.upper() not in known}
-        assert not unknown, f"{name} sets variables that wavelaunch.settings does not read: {unknown}"
+        assert not unknown, f"{name} sets variables that service.settings does not read: {unknown}"
 
 
 def test_admin_job_registers_exactly_the_search_attributes_in_code(

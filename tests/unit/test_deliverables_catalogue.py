@@ -155,15 +155,6 @@ def test_month_outside_range_names_the_valid_range(n: Any):
         dlv.documents(n)
 
 
-def test_workflow_id_is_deterministic_and_checked():
-    assert dlv.workflow_id("ckx1abc", 1) == "deliverable-ckx1abc-m1"
-    assert dlv.workflow_id("ckx1abc", 8) == "deliverable-ckx1abc-m8"
-    with pytest.raises(ValueError, match="1–8"):
-        dlv.workflow_id("ckx1abc", 9)
-    with pytest.raises(ValueError):
-        dlv.workflow_id("", 1)
-
-
 def test_unknown_document_is_refused():
     with pytest.raises(dlv.UnknownDocument, match="m1_brand_architecture"):
         dlv.document("m1_brand")

@@ -16,9 +16,9 @@ from domain.outputs.schemas import output_model, schema_name, strict_json_schema
 from llm.client import LOCAL_MAX_TOKENS, LLMClient
 from llm.errors import LLMError
 from llm.timeouts import LOCAL_SECONDS_PER_TOKEN, REMOTE_SECONDS_PER_TOKEN, CallTimeouts
+from service.settings import Settings
+from service.wiring import LLMConfig, call_timeouts
 from stubs.llm_server import StubServer
-from wavelaunch.runtime import LLMConfig, call_timeouts
-from wavelaunch.settings import Settings
 from workflows.shared import SECTION_START_TO_CLOSE
 
 KEY = "test-key"

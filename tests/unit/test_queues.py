@@ -6,7 +6,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 from domain.queues import Lane, lane_for
-from wavelaunch.settings import Settings
+from service.settings import Settings
 
 NOW = datetime(2026, 1, 5, 9, tzinfo=UTC)
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from pydantic import AliasChoices
 
-from wavelaunch.settings import Settings
+from service.settings import Settings
 
 README = Path(__file__).resolve().parents[2] / "README.md"
 

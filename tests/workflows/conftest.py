@@ -8,8 +8,8 @@ import pytest
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
+from service.wiring import ensure_search_attributes
 from tests.conftest import venv_binary
-from wavelaunch.runtime import ensure_search_attributes
 
 
 @pytest.fixture(scope="module")

@@ -19,6 +19,7 @@ from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
 from domain.sections import Level
+from service.wiring import ensure_search_attributes
 from tests.conftest import venv_binary
 from tests.workflows.test_budget_pause import PausingActivities
 from tests.workflows.test_bulk import FakeBulkActivities
@@ -26,7 +27,6 @@ from tests.workflows.test_business_plan import BatchingFakes, FakeActivities
 from tests.workflows.test_deadline_batch import FakeBatchActivities
 from tests.workflows.test_deliverable import FakeDeliverableActivities
 from tests.workflows.test_summary import FakeSummaryActivities
-from wavelaunch.runtime import ensure_search_attributes
 from workflows.bulk import BulkRegenerationWorkflow
 from workflows.business_plan import BusinessPlanWorkflow
 from workflows.deadline_batch import DeadlineBatchWorkflow

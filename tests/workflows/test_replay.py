@@ -12,12 +12,8 @@ from temporalio.client import WorkflowHistory
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.worker import Replayer
 
-from workflows.bulk import BulkRegenerationWorkflow
-from workflows.business_plan import BusinessPlanWorkflow
-from workflows.deadline_batch import DeadlineBatchWorkflow
-from workflows.deliverable import DeliverableWorkflow
+from workflows.kinds import WORKFLOWS
 from workflows.models import PlanRequest
-from workflows.summary import SummaryWorkflow
 
 HISTORIES = sorted((Path(__file__).resolve().parents[1] / "histories").glob("*.json"))
 
@@ -44,16 +40,7 @@ def test_histories_are_recorded():
 
 @pytest.mark.parametrize("path", HISTORIES, ids=[p.stem for p in HISTORIES])
 async def test_history_replays_on_current_code(path: Path):
-    replayer = Replayer(
-        workflows=[
-            BusinessPlanWorkflow,
-            DeliverableWorkflow,
-            SummaryWorkflow,
-            BulkRegenerationWorkflow,
-            DeadlineBatchWorkflow,
-        ],
-        data_converter=pydantic_data_converter,
-    )
+    replayer = Replayer(workflows=WORKFLOWS, data_converter=pydantic_data_converter)
     result = await replayer.replay_workflow(WorkflowHistory.from_json(path.stem, path.read_text()))
     assert result.replay_failure is None
 

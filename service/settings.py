@@ -163,7 +163,7 @@ class Settings(BaseSettings):
     answer_spool_dir: Path | None = None
     default_level: str = "complete"
 
-    # Schedules (wavelaunch/schedules.py): created for each client on client.created/activated.
+    # Schedules (service/schedules.py): created for each client on client.created/activated.
     # Month N starts (N - 1) cadences after onboarding and is due some days after it starts; the
     # client summary runs every few days, due some hours after each start. The due windows are
     # the runs' deadlines: their calls take the cheapest service tier that meets them.

@@ -15,14 +15,13 @@ from dataclasses import dataclass
 from temporalio.client import Client, WorkflowExecutionStatus
 from temporalio.service import RPCError
 
-from domain import summaries
 from domain.catalogue import deliverables
 from storage import erasure
 from storage.clients import UnknownClient
 from storage.db import DB
 from storage.erasure import Erased
 from workflows import search_attributes as sa
-from workflows.shared import plan_workflow_id
+from workflows.ids import deliverable_workflow_id, plan_workflow_id, summary_workflow_id
 
 log = logging.getLogger(__name__)
 
@@ -41,8 +40,8 @@ def client_workflow_ids(client_id: str) -> list[str]:
     """Every workflow id the client's documents run under."""
     return [
         plan_workflow_id(client_id),
-        *(deliverables.workflow_id(client_id, m.number) for m in deliverables.months()),
-        summaries.workflow_id(client_id),
+        *(deliverable_workflow_id(client_id, m.number) for m in deliverables.months()),
+        summary_workflow_id(client_id),
     ]
 
 

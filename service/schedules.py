@@ -32,10 +32,8 @@ from temporalio.client import (
 from temporalio.common import SearchAttributePair, TypedSearchAttributes
 from temporalio.service import RPCError, RPCStatusCode
 
-from activities.deliverable import month_level
-from domain import summaries as summary_docs
 from domain.catalogue import deliverables
-from domain.queues import Lane
+from domain.queues import lane_for
 from domain.schedules import (
     PREFIX,
     Cadence,
@@ -45,12 +43,10 @@ from domain.schedules import (
     plan_schedules,
 )
 from domain.schedules import schedule_id as make_id
-from domain.sections import DocumentKind
-from wavelaunch.settings import Settings
+from service.settings import Settings
+from workflows import kinds
 from workflows import search_attributes as sa
-from workflows.deliverable import DeliverableWorkflow
 from workflows.models import DeliverableRequest, SummaryRequest
-from workflows.summary import SummaryWorkflow
 
 
 class UnknownSchedule(LookupError):
@@ -104,47 +100,39 @@ def _at(when: datetime) -> ScheduleCalendarSpec:
     )
 
 
+def _action(
+    kind: kinds.Kind[Any], request: Any, memo: dict[str, Any], settings: Settings
+) -> ScheduleActionStartWorkflow:
+    """Start ``kind`` as the one start function would (its id, search attributes), on the
+    background queue: nobody is waiting on a scheduled run."""
+    assert kind.start is not None
+    attributes = [*kind.start.search_attributes(request), SearchAttributePair(sa.STATUS, kinds.QUEUED)]
+    return ScheduleActionStartWorkflow(
+        kind.workflow.run,
+        request,
+        id=kind.start.workflow_id(request),
+        task_queue=settings.queue_for(lane_for(scheduled=True)),
+        typed_search_attributes=TypedSearchAttributes(attributes),
+        memo=memo | {"scheduled": True},
+    )
+
+
 def _schedule(planned: PlannedSchedule, settings: Settings) -> Schedule:
-    attributes = [SearchAttributePair(sa.CLIENT_ID, planned.client_id), SearchAttributePair(sa.STATUS, "queued")]
     if planned.kind is ScheduleKind.DELIVERABLE:
         assert planned.month is not None
-        action = ScheduleActionStartWorkflow(
-            DeliverableWorkflow.run,
-            DeliverableRequest(
-                client_id=planned.client_id,
-                month=planned.month,
-                within=planned.due_within,
-                batch_poll_seconds=settings.bulk_poll_seconds,
-            ),
-            id=deliverables.workflow_id(planned.client_id, planned.month),
-            task_queue=settings.queue_for(Lane.BACKGROUND),
-            typed_search_attributes=TypedSearchAttributes(
-                [
-                    *attributes,
-                    SearchAttributePair(sa.DOCUMENT_KIND, DocumentKind.DELIVERABLE.value),
-                    SearchAttributePair(sa.LEVEL, month_level(planned.month)),
-                ]
-            ),
-            memo={"client_id": planned.client_id, "month": planned.month, "scheduled": True},
+        month = DeliverableRequest(
+            client_id=planned.client_id,
+            month=planned.month,
+            within=planned.due_within,
+            batch_poll_seconds=settings.bulk_poll_seconds,
         )
+        action = _action(kinds.DELIVERABLE, month, {"client_id": planned.client_id, "month": planned.month}, settings)
         spec = ScheduleSpec(calendars=[_at(planned.starts_at)])
         note = f"month {planned.month}, due {planned.due_within} after it starts"
     else:
         assert planned.every is not None
-        action = ScheduleActionStartWorkflow(
-            SummaryWorkflow.run,
-            SummaryRequest(client_id=planned.client_id, within=planned.due_within),
-            id=summary_docs.workflow_id(planned.client_id),
-            task_queue=settings.queue_for(Lane.BACKGROUND),
-            typed_search_attributes=TypedSearchAttributes(
-                [
-                    *attributes,
-                    SearchAttributePair(sa.DOCUMENT_KIND, DocumentKind.SUMMARY.value),
-                    SearchAttributePair(sa.LEVEL, "threads+client"),
-                ]
-            ),
-            memo={"client_id": planned.client_id, "scheduled": True},
-        )
+        summary = SummaryRequest(client_id=planned.client_id, within=planned.due_within)
+        action = _action(kinds.SUMMARY, summary, {"client_id": planned.client_id}, settings)
         # Every interval from the first start (the offset lines the interval up with it).
         epoch = datetime(1970, 1, 1, tzinfo=UTC)
         offset = (planned.starts_at - epoch) % planned.every

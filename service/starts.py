@@ -1,14 +1,16 @@
-"""Starting and watching business-plan and deliverable workflows: what the CLI, starter.py and
-the API share."""
+"""Starting and watching document workflows (any kind of workflows/kinds.py): the checks made
+before anything starts, the one start function, progress, `retry`. What the CLI, the web app, the
+outbox sender and starter.py share."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable
-from typing import Any
+from collections.abc import Callable
+from typing import Any, overload
 
 import asyncpg
+from pydantic import BaseModel
 from temporalio.client import Client, WorkflowExecutionStatus, WorkflowHandle
 from temporalio.common import (
     SearchAttributePair,
@@ -18,20 +20,29 @@ from temporalio.common import (
 )
 from temporalio.service import RPCError
 
-from activities.deliverable import month_level
 from domain.catalogue import deliverables
 from domain.catalogue.plan import resolve_sections
-from domain.queues import Lane, lane_for
 from domain.sections import DocumentKind
-from storage import clients
+from service.settings import Settings
+from storage import clients, messages
 from storage.db import DB
-from wavelaunch.settings import Settings
+from workflows import kinds
 from workflows import search_attributes as sa
 from workflows.bulk import BulkRegenerationWorkflow
 from workflows.business_plan import BusinessPlanWorkflow
 from workflows.deliverable import DeliverableWorkflow
-from workflows.models import BulkRequest, BulkResult, DeliverableRequest, DeliverableResult, PlanRequest, PlanResult
-from workflows.shared import bulk_workflow_id, plan_workflow_id
+from workflows.ids import plan_workflow_id
+from workflows.models import (
+    BulkRequest,
+    BulkResult,
+    DeliverableRequest,
+    DeliverableResult,
+    PlanRequest,
+    PlanResult,
+    SummaryRequest,
+    SummaryResult,
+)
+from workflows.summary import SummaryWorkflow
 
 log = logging.getLogger(__name__)
 
@@ -40,40 +51,6 @@ async def check_request(pool: asyncpg.Pool, request: PlanRequest) -> None:
     """Refuse an unknown client or section before anything starts (and before any LLM call)."""
     await clients.get(pool, request.client_id, request.client_version)
     resolve_sections(request.level, request.sections)
-
-
-async def start_plan(
-    client: Client, settings: Settings, request: PlanRequest, *, announce_version: int | None = None
-) -> WorkflowHandle[BusinessPlanWorkflow, PlanResult]:
-    """Start ``plan-<clientId>``, or attach to it if it is already running.
-
-    USE_EXISTING makes a repeated request (a second click, a redelivered event) join the running
-    plan instead of starting a second generation; a finished plan may be generated again, and
-    its finished sections are then reused from storage at no token cost. ``announce_version``
-    (signal-with-start) tells a running plan that a newer client snapshot exists, so it folds
-    the update in after its current round rather than losing it.
-    """
-    signal: dict[str, Any] = {}
-    if announce_version is not None:
-        signal = {"start_signal": "client_updated", "start_signal_args": [announce_version]}
-    return await client.start_workflow(
-        BusinessPlanWorkflow.run,
-        request,
-        id=plan_workflow_id(request.client_id),
-        task_queue=settings.queue_for(lane_for(deadline=request.deadline)),
-        id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
-        id_reuse_policy=WorkflowIDReusePolicy.ALLOW_DUPLICATE,
-        search_attributes=TypedSearchAttributes(
-            [
-                SearchAttributePair(sa.CLIENT_ID, request.client_id),
-                SearchAttributePair(sa.DOCUMENT_KIND, DocumentKind.BUSINESS_PLAN.value),
-                SearchAttributePair(sa.LEVEL, request.level.value),
-                SearchAttributePair(sa.STATUS, "queued"),
-            ]
-        ),
-        memo={"client_id": request.client_id, "level": request.level.value},
-        **signal,
-    )
 
 
 def check_month(month: int) -> None:
@@ -87,32 +64,91 @@ async def check_deliverable(pool: DB, request: DeliverableRequest) -> None:
     await clients.get(pool, request.client_id, request.client_version)
 
 
-async def start_deliverable(
+async def check_summary(pool: asyncpg.Pool, request: SummaryRequest) -> list[str]:
+    """Refuse an unknown client or thread before anything starts; the threads the run covers."""
+    await clients.get(pool, request.client_id)
+    return await messages.resolve_threads(pool, request.client_id, request.thread_ids)
+
+
+class UnknownClients(LookupError):
+    """Some of the clients asked for are not in the service."""
+
+
+async def check_bulk(pool: asyncpg.Pool, request: BulkRequest) -> None:
+    """Refuse unknown clients (all of them named) or an empty selection before anything starts."""
+    if request.client_ids is None:
+        if not await clients.active_ids(pool):
+            raise UnknownClients(
+                "no ACTIVE clients to regenerate; import clients first (wavelaunch clients import FILE)"
+            )
+        return
+    if not request.client_ids:
+        raise UnknownClients("name at least one client (--client ID) or ask for --all")
+    known = set(await clients.list_ids(pool))
+    missing = sorted(set(request.client_ids) - known)
+    if missing:
+        raise UnknownClients(
+            f"unknown client(s): {', '.join(missing)}; import them first (wavelaunch clients import FILE)"
+        )
+
+
+@overload
+async def start(
+    client: Client, settings: Settings, request: PlanRequest, *, announce_version: int | None = None
+) -> WorkflowHandle[BusinessPlanWorkflow, PlanResult]: ...
+@overload
+async def start(
     client: Client, settings: Settings, request: DeliverableRequest, *, announce_version: int | None = None
-) -> WorkflowHandle[DeliverableWorkflow, DeliverableResult]:
-    """Start ``deliverable-<clientId>-m<N>``, or attach to it if it is already running (as plans,
-    ``announce_version`` included)."""
+) -> WorkflowHandle[DeliverableWorkflow, DeliverableResult]: ...
+@overload
+async def start(
+    client: Client, settings: Settings, request: SummaryRequest
+) -> WorkflowHandle[SummaryWorkflow, SummaryResult]: ...
+@overload
+async def start(
+    client: Client, settings: Settings, request: BulkRequest, *, workflow_id: str | None = None
+) -> WorkflowHandle[BulkRegenerationWorkflow, BulkResult]: ...
+async def start(
+    client: Client,
+    settings: Settings,
+    request: BaseModel,
+    *,
+    announce_version: int | None = None,
+    workflow_id: str | None = None,
+) -> WorkflowHandle[Any, Any]:
+    """Start the document ``request`` asks for under its deterministic id (``plan-<clientId>``,
+    ``deliverable-<clientId>-m<N>``, ``summary-<clientId>``, ``bulk-<hash>``; or ``workflow_id``),
+    or attach to it if it is already running.
+
+    USE_EXISTING makes a repeated request (a second click, a redelivered event) join the running
+    workflow instead of starting a second generation (or submitting a second batch); a finished
+    one may run again, and its finished sections are then reused from storage at no token cost.
+    ``announce_version`` (signal-with-start, plans and deliverables) tells a running workflow
+    that a newer client snapshot exists, so it folds the update in after its current round
+    rather than losing it.
+    """
+    kind = kinds.for_request(request)
+    how = kind.start
+    if how is None:
+        raise TypeError(f"a {kind.name} workflow is started by another workflow, never from outside")
     signal: dict[str, Any] = {}
     if announce_version is not None:
+        if not kind.follows_updates:
+            raise TypeError(f"a {kind.name} workflow takes no client update")
         signal = {"start_signal": "client_updated", "start_signal_args": [announce_version]}
-    if "batch_poll_seconds" not in request.model_fields_set:
-        request = request.model_copy(update={"batch_poll_seconds": settings.bulk_poll_seconds})
+    if how.poll_seconds_field and how.poll_seconds_field not in request.model_fields_set:
+        request = request.model_copy(update={how.poll_seconds_field: settings.bulk_poll_seconds})
     return await client.start_workflow(
-        DeliverableWorkflow.run,
+        kind.workflow.run,
         request,
-        id=deliverables.workflow_id(request.client_id, request.month),
-        task_queue=settings.queue_for(lane_for(deadline=request.deadline, within=request.within)),
+        id=workflow_id or how.workflow_id(request),
+        task_queue=settings.queue_for(how.lane(request)),
         id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
         id_reuse_policy=WorkflowIDReusePolicy.ALLOW_DUPLICATE,
         search_attributes=TypedSearchAttributes(
-            [
-                SearchAttributePair(sa.CLIENT_ID, request.client_id),
-                SearchAttributePair(sa.DOCUMENT_KIND, DocumentKind.DELIVERABLE.value),
-                SearchAttributePair(sa.LEVEL, month_level(request.month)),
-                SearchAttributePair(sa.STATUS, "queued"),
-            ]
+            [*how.search_attributes(request), SearchAttributePair(sa.STATUS, kinds.QUEUED)]
         ),
-        memo={"client_id": request.client_id, "month": request.month},
+        memo=how.memo(request),
         **signal,
     )
 
@@ -142,53 +178,6 @@ async def announce_update(client: Client, client_id: str, version: int) -> list[
     return signalled
 
 
-class UnknownClients(LookupError):
-    """Some of the clients asked for are not in the service."""
-
-
-async def check_bulk(pool: asyncpg.Pool, request: BulkRequest) -> None:
-    """Refuse unknown clients (all of them named) or an empty selection before anything starts."""
-    if request.client_ids is None:
-        if not await clients.active_ids(pool):
-            raise UnknownClients(
-                "no ACTIVE clients to regenerate; import clients first (wavelaunch clients import FILE)"
-            )
-        return
-    if not request.client_ids:
-        raise UnknownClients("name at least one client (--client ID) or ask for --all")
-    known = set(await clients.list_ids(pool))
-    missing = sorted(set(request.client_ids) - known)
-    if missing:
-        raise UnknownClients(
-            f"unknown client(s): {', '.join(missing)}; import them first (wavelaunch clients import FILE)"
-        )
-
-
-async def start_bulk(
-    client: Client, settings: Settings, request: BulkRequest, *, workflow_id: str | None = None
-) -> WorkflowHandle[BulkRegenerationWorkflow, BulkResult]:
-    """Start ``bulk-<hash of the request>`` (or ``workflow_id``), or attach to it if it is running.
-
-    USE_EXISTING: the same request while one runs joins it, so no second batch is submitted; a
-    finished one may run again (e.g. after the next template change)."""
-    return await client.start_workflow(
-        BulkRegenerationWorkflow.run,
-        request,
-        id=workflow_id or bulk_workflow_id(request.client_ids, request.document_kind.value, request.level.value),
-        task_queue=settings.queue_for(Lane.BACKGROUND),
-        id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
-        id_reuse_policy=WorkflowIDReusePolicy.ALLOW_DUPLICATE,
-        search_attributes=TypedSearchAttributes(
-            [
-                SearchAttributePair(sa.DOCUMENT_KIND, request.document_kind.value),
-                SearchAttributePair(sa.LEVEL, request.level.value),
-                SearchAttributePair(sa.STATUS, "queued"),
-            ]
-        ),
-        memo={"clients": request.client_ids or "all", "level": request.level.value, "bulk": True},
-    )
-
-
 async def resume_paused(client: Client) -> list[str]:
     """Signal every running workflow waiting on a paused budget; their ids. A workflow resumed
     while its budget is still at the limit is refused again and waits again."""
@@ -207,7 +196,7 @@ async def watch(
     on_progress: Callable[[Any], None],
     *,
     every: float = 0.5,
-    query: Any = BusinessPlanWorkflow.progress,
+    query: Any = kinds.PLAN.progress,
 ) -> Any:
     """Wait for the result, reporting progress from the workflow's query as it changes
     (``query``: the workflow's progress query, the plan's by default)."""
@@ -238,13 +227,6 @@ class NothingToRetry(ValueError):
     pass
 
 
-# Workflow type -> (its request model, how to start it again).
-_RETRYABLE: dict[str, tuple[type[Any], Callable[..., Awaitable[WorkflowHandle[Any, Any]]]]] = {
-    "BusinessPlanWorkflow": (PlanRequest, start_plan),
-    "DeliverableWorkflow": (DeliverableRequest, start_deliverable),
-}
-
-
 async def retry(client: Client, settings: Settings, workflow_id: str) -> WorkflowHandle[Any, Any]:
     """Start a failed (or cancelled, timed-out, terminated) document workflow again with its
     original request; a completed or running one is refused and nothing changes."""
@@ -258,11 +240,11 @@ async def retry(client: Client, settings: Settings, workflow_id: str) -> Workflo
         raise NothingToRetry(f"{workflow_id} completed successfully; nothing to retry")
     if status == WorkflowExecutionStatus.RUNNING:
         raise NothingToRetry(f"{workflow_id} is still running; watch it in the Web UI or wait for it")
-    if described.workflow_type not in _RETRYABLE:
+    kind = kinds.by_workflow_type(described.workflow_type)
+    if kind is None or not kind.retryable:
         raise NothingToRetry(f"{workflow_id} is a {described.workflow_type}, which `retry` does not know")
-    request_type, start = _RETRYABLE[described.workflow_type]
     history = await handle.fetch_history()
     started = history.events[0].workflow_execution_started_event_attributes
-    [request] = await client.data_converter.decode(started.input.payloads, [request_type])
+    [request] = await client.data_converter.decode(started.input.payloads, [kind.request])
     log.info("retrying %s (%s) with its original request", workflow_id, status.name.lower())
     return await start(client, settings, request)

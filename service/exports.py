@@ -7,10 +7,10 @@ from domain.catalogue.plan import section
 from domain.outputs.schemas import in_schema_order
 from domain.render_docx import render_docx
 from domain.sections import DocumentKind
+from service.reviews import review_line
 from storage import sections
 from storage.db import DB
 from storage.documents import StoredDocument
-from wavelaunch.reviews import review_line
 
 DOCX_MEDIA_TYPE = "application/vnd.openxmlformats-officedocument.wordprocessingml.document"
 

@@ -1,9 +1,12 @@
-"""Wiring shared by the worker, the starter and the CLI: connections and activity dependencies."""
+"""Dependency wiring shared by the worker, the web app and the CLI: the Temporal connection, the
+activities' dependencies (database, LLM client, router, cache, budgets, limits) built from the
+settings, and the worker processes' plumbing."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import signal
 from dataclasses import dataclass
 
 import asyncpg
@@ -17,32 +20,21 @@ from temporalio.worker import Worker
 
 from activities.alerts import AlertConfig, AlertNotifier
 from activities.budget_guard import BudgetGuard
-from activities.bulk import BulkActivities
-from activities.crm_notify import CrmNotifyConfig, NotifyActivities
-from activities.deliverable import DeliverableActivities
+from activities.crm_notify import CrmNotifyConfig
 from activities.dependencies import PlanDependencies
-from activities.plan import PlanActivities
 from activities.rate_limiter import RateLimiter
 from activities.section_cache import CacheConfig
-from activities.section_generation import SectionActivities
-from activities.summary import SummaryActivities
-from domain.queues import Lane
 from domain.rate_limits import default_limits
 from llm.client import LLMClient
 from llm.timeouts import LOCAL_SECONDS_PER_TOKEN, REMOTE_SECONDS_PER_TOKEN, CallTimeouts
+from service.settings import Settings
 from stack.manager import LLMEndpoint
 from storage import db
 from storage.spool import Spool
 from tokenopt.pricing import check_priced
 from tokenopt.routing import ModelRouter
 from tokenopt.techniques import Technique, Techniques
-from wavelaunch.settings import Settings
 from workflows import search_attributes
-from workflows.bulk import BulkRegenerationWorkflow
-from workflows.business_plan import BusinessPlanWorkflow
-from workflows.deadline_batch import DeadlineBatchWorkflow
-from workflows.deliverable import DeliverableWorkflow
-from workflows.summary import SummaryWorkflow
 
 log = logging.getLogger(__name__)
 
@@ -232,7 +224,7 @@ def crm_notify_config(settings: Settings) -> CrmNotifyConfig:
 class Workers:
     """One worker process's Temporal workers: the interactive task queue, and the background
     queue (domain.queues) with activity slots of its own, so background work never takes the
-    slots interactive work needs. Used as ``async with build_worker(...)``."""
+    slots interactive work needs. Used as ``async with worker.build_worker(...)``."""
 
     def __init__(self, workers: list[Worker]):
         self.workers = workers
@@ -262,63 +254,16 @@ class Workers:
         await asyncio.gather(*(w.__aexit__(None, None, None) for w in reversed(self.workers)))
 
 
-def build_worker(client: Client, settings: Settings, deps: PlanDependencies) -> Workers:
-    """The workers of ``wavelaunch worker``: interactive and background queues (see Workers)."""
-    activities = PlanActivities(deps)
-    sections = SectionActivities(deps)
-    notify = NotifyActivities(deps.pool, deps.crm)
-    deliverable = DeliverableActivities(deps)
-    summary = SummaryActivities(deps)
-    bulk = BulkActivities(deps)
-    concurrency = settings.worker_max_concurrent_activities
-    background = settings.worker_max_concurrent_background_activities
-    if deps.llm.structured_output == "json_object":
-        # The local llama.cpp server answers one request at a time. More sections in flight only
-        # queue inside it, where the wait counts against the call's timeout (and an abandoned
-        # call keeps the server busy); one at a time, each timeout covers just its own answer.
-        concurrency, background = 1, min(background, 1)
-    workflows: list[type] = [
-        BusinessPlanWorkflow,
-        DeliverableWorkflow,
-        SummaryWorkflow,
-        BulkRegenerationWorkflow,
-        DeadlineBatchWorkflow,
-    ]
-    methods = [
-        activities.prepare_plan,
-        sections.generate_section,
-        sections.generate_section_group,
-        activities.assemble_document,
-        deliverable.prepare_deliverable,
-        deliverable.assemble_deliverable,
-        summary.prepare_summary,
-        summary.summarize_thread,
-        summary.summarize_client,
-        bulk.prepare_bulk,
-        bulk.prepare_sections_batch,
-        bulk.submit_batch,
-        bulk.poll_batch,
-        bulk.cancel_batch,
-        bulk.collect_batch,
-        bulk.collect_batch_sections,
-        bulk.bulk_fallback,
-        notify.document_failed,
-    ]
-    queues = [(settings.queue_for(Lane.INTERACTIVE), concurrency)]
-    if settings.queue_for(Lane.BACKGROUND) == queues[0][0]:
-        # Both lanes configured on one queue: one worker with all the slots (no fairness).
-        queues = [(queues[0][0], concurrency + background)]
-    elif background:
-        queues.append((settings.queue_for(Lane.BACKGROUND), background))
-    return Workers(
-        [
-            Worker(client, task_queue=queue, workflows=workflows, activities=methods, max_concurrent_activities=slots)
-            for queue, slots in queues
-        ]
-    )
-
-
 async def close_dependencies(deps: PlanDependencies) -> None:
     await deps.guard.notifier.drain()  # alerts being delivered
     await deps.llm.close()
     await deps.pool.close()
+
+
+async def until_signal() -> None:
+    """Return on SIGINT or SIGTERM (Ctrl-C, `docker stop`)."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()

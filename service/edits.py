@@ -23,11 +23,11 @@ from domain.limits import MAX_PROBLEMS, InputRefused, json_problems, quote, wher
 from domain.outputs.schemas import in_schema_order, output_model
 from domain.render import render_document, render_section
 from domain.reviews import ReviewRefused, UnknownDocument
+from service.exports import section_title
 from storage import documents, edits, sections
 from storage.db import DB, transaction
 from storage.documents import StoredDocument
 from storage.edits import Proposal
-from wavelaunch.exports import section_title
 
 # What an operator's section is stored as (sections.model): never taken for a model's answer.
 OPERATOR = "operator"
