@@ -17,6 +17,7 @@ import sys
 from temporalio.client import WorkflowFailureError
 
 import stack
+from contracts.models import PlanRequest, PlanResult
 from domain.sections import Level, UnknownSection
 from service import starts
 from service.settings import get_settings
@@ -24,7 +25,6 @@ from service.wiring import connect_temporal
 from stack.errors import StackError
 from storage import clients, db
 from storage.clients import UnknownClient
-from workflows.models import PlanRequest, PlanResult
 
 
 async def main(client_id: str, level: Level) -> PlanResult:

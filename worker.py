@@ -8,6 +8,8 @@ build their in-process workers with ``build_worker``.
 
 from __future__ import annotations
 
+import os
+import sys
 from collections.abc import Callable
 from typing import Any
 
@@ -113,7 +115,6 @@ async def run(settings: Settings, *, ready: Callable[[Workers], None] | None = N
 
 
 if __name__ == "__main__":
-    # The CLI's `wavelaunch worker` runs ``run`` with its log lines and its one-line errors.
-    from wavelaunch.cli import worker
-
-    worker()
+    # `python worker.py` is `wavelaunch worker` (its log lines, its one-line errors), run as its
+    # own process so this registration imports nothing above it.
+    os.execv(sys.executable, [sys.executable, "-m", "wavelaunch", "worker", *sys.argv[1:]])

@@ -18,7 +18,7 @@ import asyncpg
 import httpx
 from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt, wait_exponential
 
-from crm import signature
+from domain import signature
 from domain.budgets import Alert
 from storage import alerts, usage
 

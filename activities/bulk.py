@@ -25,16 +25,7 @@ from activities.errors import ErrorType, as_application_error, final
 from activities.reuse_tiers import ReuseTiers
 from activities.section_job import SectionJob, SectionJobs
 from activities.writer import parse_answer
-from domain.catalogue.plan import resolve_sections
-from domain.sections import DocumentKind, UnknownSection
-from llm import batch_api
-from llm.client import Completion
-from llm.errors import InvalidModelOutput, LLMError
-from storage import budgets, bulk, clients
-from storage.clients import UnknownClient
-from tokenopt import estimate
-from tokenopt.estimate import CallEstimate
-from workflows.models import (
+from contracts.models import (
     BatchSections,
     BatchState,
     BulkClient,
@@ -46,6 +37,15 @@ from workflows.models import (
     SectionRequest,
     SectionResult,
 )
+from domain.catalogue.plan import resolve_sections
+from domain.sections import DocumentKind, UnknownSection
+from llm import batch_api
+from llm.client import Completion
+from llm.errors import InvalidModelOutput, LLMError
+from storage import budgets, bulk, clients
+from storage.clients import UnknownClient
+from tokenopt import estimate
+from tokenopt.estimate import CallEstimate
 
 log = logging.getLogger(__name__)
 

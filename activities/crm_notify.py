@@ -27,13 +27,13 @@ from temporalio import activity
 from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt, wait_exponential
 
 from activities.alerts import Undelivered, post_webhook
-from crm import signature
+from contracts.models import DocumentFailure
+from domain import signature
 from domain.reviews import ReviewState
 from storage import crm_notifications
 from storage.crm_notifications import Notification
 from storage.db import DB
 from storage.documents import StoredDocument
-from workflows.models import DocumentFailure
 
 log = logging.getLogger(__name__)
 

@@ -15,6 +15,13 @@ from temporalio import activity
 from activities.dependencies import PlanDependencies
 from activities.errors import ErrorType, final
 from activities.section_groups import SectionGroups
+from contracts.models import (
+    DeliverableAssembleRequest,
+    DeliverableDocumentRef,
+    DeliverableInputs,
+    DeliverableRequest,
+    SectionRequest,
+)
 from domain.catalogue import deliverables
 from domain.digest import build_digest, digest_section_keys, render_digest
 from domain.outputs.schemas import in_schema_order
@@ -24,13 +31,6 @@ from storage import clients, documents, sections
 from storage.clients import UnknownClient
 from tokenopt.counting import count_tokens
 from tokenopt.service_tiers import ServiceTier
-from workflows.models import (
-    DeliverableAssembleRequest,
-    DeliverableDocumentRef,
-    DeliverableInputs,
-    DeliverableRequest,
-    SectionRequest,
-)
 
 KIND = DocumentKind.DELIVERABLE
 

@@ -24,6 +24,7 @@ from activities.ledger import SectionLedger
 from activities.rate_limiter import RateLimiter
 from activities.tiered_call import complete_on_tier, failed_completion
 from activities.writer import Written, describe_invalid
+from contracts.models import SectionResult
 from domain.outputs.schemas import group_json_schema, group_schema_name, output_model
 from domain.sections import SectionSpec, Tier
 from llm.client import Completion, LLMClient
@@ -33,7 +34,6 @@ from tokenopt.counting import count_tokens
 from tokenopt.grouping import completion_budget
 from tokenopt.routing import ModelRouter
 from tokenopt.service_tiers import ServiceTier
-from workflows.models import SectionResult
 
 # The usage ledger's operation name: kept from when groups were called batches (rows carry it).
 OPERATION = "generate_section_batch"

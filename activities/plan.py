@@ -11,14 +11,7 @@ from temporalio import activity
 from activities.dependencies import PlanDependencies
 from activities.errors import ErrorType, final
 from activities.section_groups import SectionGroups
-from domain.catalogue.plan import resolve_sections, section
-from domain.outputs.schemas import in_schema_order
-from domain.render import render_document
-from domain.sections import DocumentKind, UnknownSection
-from storage import clients, documents, sections
-from storage.clients import StoredClient, UnknownClient, diff_fields
-from tokenopt.reads import reads
-from workflows.models import (
+from contracts.models import (
     AssembleRequest,
     ChangeReason,
     DocumentRef,
@@ -27,6 +20,13 @@ from workflows.models import (
     SectionChange,
     SectionRequest,
 )
+from domain.catalogue.plan import resolve_sections, section
+from domain.outputs.schemas import in_schema_order
+from domain.render import render_document
+from domain.sections import DocumentKind, UnknownSection
+from storage import clients, documents, sections
+from storage.clients import StoredClient, UnknownClient, diff_fields
+from tokenopt.reads import reads
 
 KIND = DocumentKind.BUSINESS_PLAN
 

@@ -24,6 +24,7 @@ from activities.durable import persist
 from activities.section_cache import CACHE_ERRORS, SectionCache
 from activities.section_job import SectionJob
 from activities.writer import AnswerForm, OutputRejected, Written, patch_parser
+from contracts.models import SectionResult
 from domain.cache_policy import CacheTier, policy
 from domain.outputs.schemas import SectionPatch, patch_schema_name, strict_json_schema
 from storage import cache as cache_store
@@ -34,7 +35,6 @@ from tokenopt.estimate import answer_tokens
 from tokenopt.patches import allowance, build_patch_prompt, field_changes
 from tokenopt.reads import PROMPT_VERSION
 from tokenopt.techniques import Technique
-from workflows.models import SectionResult
 
 log = logging.getLogger(__name__)
 

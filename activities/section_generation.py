@@ -21,8 +21,8 @@ from activities.heartbeat import heartbeating
 from activities.reuse_tiers import ReuseTiers
 from activities.section_job import SectionJob, SectionJobs
 from activities.writer import OutputRejected, Written
+from contracts.models import SectionGroupRequest, SectionGroupResult, SectionRequest, SectionResult
 from tokenopt.prompts import build_group_prompt
-from workflows.models import SectionGroupRequest, SectionGroupResult, SectionRequest, SectionResult
 
 log = logging.getLogger(__name__)
 

@@ -14,10 +14,10 @@ from temporalio.exceptions import ApplicationError
 from activities.dependencies import PlanDependencies
 from activities.reuse_tiers import ReuseTiers
 from activities.section_job import SectionJobs
+from contracts.models import SectionRequest
 from llm.client import LOCAL_MAX_TOKENS
 from tokenopt.grouping import MAX_GROUP_COMPLETION_TOKENS, Candidate, choose_groups
 from tokenopt.techniques import Technique
-from workflows.models import SectionRequest
 
 log = logging.getLogger(__name__)
 

@@ -14,6 +14,7 @@ from activities.dependencies import PlanDependencies
 from activities.errors import ErrorType, final
 from activities.ledger import Baseline, SectionLedger
 from activities.writer import SectionWriter
+from contracts.models import SectionRequest
 from domain import catalogue
 from domain.catalogue import deliverables
 from domain.sections import DocumentKind, SectionSpec, Tier, UnknownSection
@@ -22,7 +23,6 @@ from storage.clients import StoredClient, UnknownClient
 from tokenopt.budget import BudgetExceeded
 from tokenopt.prompts import BuiltPrompt, build_section_prompt
 from tokenopt.reads import reads
-from workflows.models import SectionRequest
 
 
 def idempotency_key(client_id: str, prompt: BuiltPrompt, kind: DocumentKind) -> str:

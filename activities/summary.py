@@ -25,6 +25,14 @@ from activities.heartbeat import heartbeating
 from activities.ledger import Baseline, SectionLedger
 from activities.section_cache import SectionCache
 from activities.writer import OutputRejected, SectionWriter, Written
+from contracts.models import (
+    ClientSummaryRequest,
+    ClientSummaryResult,
+    SummaryInputs,
+    SummaryRequest,
+    ThreadSummaryRequest,
+    ThreadSummaryResult,
+)
 from domain.cache_policy import CacheTier, policy
 from domain.catalogue.summaries import CLIENT_SUMMARY, THREAD_SUMMARY
 from domain.sections import DocumentKind, SectionSpec, Tier
@@ -47,14 +55,6 @@ from tokenopt.summary_prompts import (
     rereads_whole_thread,
 )
 from tokenopt.techniques import Technique
-from workflows.models import (
-    ClientSummaryRequest,
-    ClientSummaryResult,
-    SummaryInputs,
-    SummaryRequest,
-    ThreadSummaryRequest,
-    ThreadSummaryResult,
-)
 
 KIND = DocumentKind.SUMMARY
 

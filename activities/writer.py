@@ -19,6 +19,7 @@ from activities.errors import as_application_error
 from activities.ledger import SectionLedger
 from activities.rate_limiter import RateLimiter
 from activities.tiered_call import complete_on_tier, failed_completion
+from contracts.models import SectionResult
 from domain.cache_policy import CacheTier
 from domain.outputs.schemas import SectionPatch, output_model, schema_name, strict_json_schema
 from domain.sections import SectionSpec, Tier
@@ -28,7 +29,6 @@ from storage.spool import KeptAnswer, Settlement
 from tokenopt.patches import PatchRejected, apply_patch
 from tokenopt.routing import ModelRouter
 from tokenopt.service_tiers import ServiceTier
-from workflows.models import SectionResult
 
 MAX_OUTPUT_ATTEMPTS = 3
 T = TypeVar("T")

@@ -16,6 +16,7 @@ from pydantic import BaseModel, Field
 from temporalio.client import Client, WorkflowQueryFailedError
 from temporalio.service import RPCError, RPCStatusCode
 
+from contracts.models import DeliverableRequest, PlanRequest, SummaryRequest
 from crm.dashboard import dashboard_data
 from domain.limits import (
     LIST_ITEMS,
@@ -38,7 +39,6 @@ from storage import clients, documents, messages
 from storage.clients import UnknownClient
 from tokenopt.service_tiers import BadDeadline, Urgency, deadline_from
 from workflows import kinds
-from workflows.models import DeliverableRequest, PlanRequest, SummaryRequest
 
 PREFIX = "/api/v1"
 # A progress query on a workflow no worker serves would wait; the status answer must not.

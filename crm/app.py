@@ -27,11 +27,12 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from activities import crm_notify
-from crm import dashboard, limits, metrics, signature
+from crm import dashboard, limits, metrics
 from crm.api import PREFIX, build_router
 from crm.auth import bearer_guard, bearer_matches, bearer_token, token_value
 from crm.events import parse_envelope
 from crm.intake import Answer, Intake
+from domain import signature
 from domain.limits import InputRefused, NotJSON
 from service import erasure
 from service.wiring import crm_notify_config

@@ -15,6 +15,7 @@ from typing import Any
 import asyncpg
 from temporalio.client import Client
 
+from contracts.models import DeliverableRequest, PlanRequest
 from crm.events import (
     CLIENT_PLAN_EVENTS,
     KNOWN_EVENTS,
@@ -42,7 +43,6 @@ from storage import clients, documents, erasure, messages, webhook_deliveries
 from storage.clients import UnknownClient
 from storage.db import DB
 from workflows.ids import deliverable_workflow_id, plan_workflow_id
-from workflows.models import DeliverableRequest, PlanRequest
 
 log = logging.getLogger(__name__)
 

@@ -14,7 +14,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, Field, TypeAdapter, ValidationError, field_serializer
 
-from workflows.models import DeliverableRequest, PlanRequest
+from contracts.models import DeliverableRequest, PlanRequest
 
 
 class StartPlan(BaseModel):

@@ -22,6 +22,7 @@ import asyncpg
 from temporalio.client import Client
 from temporalio.service import RPCError
 
+from contracts.models import DeliverableRequest, PlanRequest
 from crm import outbox_commands
 from crm.outbox_commands import (
     AnnounceUpdate,
@@ -38,7 +39,6 @@ from storage import workflow_starts
 from storage.db import DB
 from storage.workflow_starts import PendingStart
 from workflows.ids import deliverable_workflow_id, plan_workflow_id
-from workflows.models import DeliverableRequest, PlanRequest
 
 log = logging.getLogger(__name__)
 

@@ -4,6 +4,7 @@ the same headings, lists and tables, for a studio to send as is. Display only.""
 from __future__ import annotations
 
 import io
+from collections.abc import Sequence
 from typing import Any
 
 from docx import Document
@@ -40,7 +41,7 @@ def _value(doc: DocxDocument, value: Any, depth: int) -> None:
         doc.add_paragraph(str(value))
 
 
-def render_docx(documents: list[tuple[str, str | None, list[Section]]]) -> bytes:
+def render_docx(documents: Sequence[tuple[str, str | None, list[Section]]]) -> bytes:
     """One .docx holding each (title, status line, sections) in turn, a page apart."""
     doc = Document()
     for index, (title, status, sections) in enumerate(documents):

@@ -32,6 +32,7 @@ from temporalio.client import (
 from temporalio.common import SearchAttributePair, TypedSearchAttributes
 from temporalio.service import RPCError, RPCStatusCode
 
+from contracts.models import DeliverableRequest, SummaryRequest
 from domain.catalogue import deliverables
 from domain.queues import lane_for
 from domain.schedules import (
@@ -46,7 +47,6 @@ from domain.schedules import schedule_id as make_id
 from service.settings import Settings
 from workflows import kinds
 from workflows import search_attributes as sa
-from workflows.models import DeliverableRequest, SummaryRequest
 
 
 class UnknownSchedule(LookupError):
@@ -219,7 +219,7 @@ async def describe(client: Client, schedule_id: str) -> ScheduleInfo:
         note=described.schedule.state.note or "",
         next_runs=list(info.next_action_times[:3]),
         recent_runs=[(r.scheduled_at, getattr(r.action, "workflow_id", "")) for r in info.recent_actions[-5:]],
-        running=[r.workflow_id for r in info.running_actions],
+        running=[getattr(r, "workflow_id", "") for r in info.running_actions],
     )
 
 

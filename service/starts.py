@@ -20,6 +20,16 @@ from temporalio.common import (
 )
 from temporalio.service import RPCError
 
+from contracts.models import (
+    BulkRequest,
+    BulkResult,
+    DeliverableRequest,
+    DeliverableResult,
+    PlanRequest,
+    PlanResult,
+    SummaryRequest,
+    SummaryResult,
+)
 from domain.catalogue import deliverables
 from domain.catalogue.plan import resolve_sections
 from domain.sections import DocumentKind
@@ -32,16 +42,6 @@ from workflows.bulk import BulkRegenerationWorkflow
 from workflows.business_plan import BusinessPlanWorkflow
 from workflows.deliverable import DeliverableWorkflow
 from workflows.ids import plan_workflow_id
-from workflows.models import (
-    BulkRequest,
-    BulkResult,
-    DeliverableRequest,
-    DeliverableResult,
-    PlanRequest,
-    PlanResult,
-    SummaryRequest,
-    SummaryResult,
-)
 from workflows.summary import SummaryWorkflow
 
 log = logging.getLogger(__name__)
@@ -246,5 +246,5 @@ async def retry(client: Client, settings: Settings, workflow_id: str) -> Workflo
     history = await handle.fetch_history()
     started = history.events[0].workflow_execution_started_event_attributes
     [request] = await client.data_converter.decode(started.input.payloads, [kind.request])
-    log.info("retrying %s (%s) with its original request", workflow_id, status.name.lower())
+    log.info("retrying %s (%s) with its original request", workflow_id, status.name.lower() if status else "closed")
     return await start(client, settings, request)

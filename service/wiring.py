@@ -27,8 +27,8 @@ from activities.section_cache import CacheConfig
 from domain.rate_limits import default_limits
 from llm.client import LLMClient
 from llm.timeouts import LOCAL_SECONDS_PER_TOKEN, REMOTE_SECONDS_PER_TOKEN, CallTimeouts
+from service.endpoints import LLMEndpoint
 from service.settings import Settings
-from stack.manager import LLMEndpoint
 from storage import db
 from storage.spool import Spool
 from tokenopt.pricing import check_priced

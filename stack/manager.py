@@ -23,6 +23,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 from pydantic import BaseModel, ConfigDict, SecretStr, ValidationError
 
+from service.endpoints import LLMEndpoint
 from service.settings import Settings
 from stack import local_llm, postgres, processes, temporal
 from stack.errors import NoLLMConfigured, StackError
@@ -36,18 +37,6 @@ PARTS: tuple[PartName, ...] = ("temporal", "postgres", "llm")
 OPENAI_DEFAULT_BASE_URL = "https://api.openai.com/v1"
 LOCAL_API_KEY = "local"  # llama.cpp ignores it, the openai client insists on one
 LOCK_TIMEOUT_SECONDS = 180.0  # another command may be waiting for the local LLM to load
-
-
-class LLMEndpoint(BaseModel):
-    """Where LLM calls go. ``api_key`` is a secret: it is never printed nor written to disk."""
-
-    model_config = ConfigDict(frozen=True)
-
-    kind: Literal["openai", "local"]
-    base_url: str | None  # None means the OpenAI default
-    api_key: SecretStr
-    # The single model that serves every routing tier (a local endpoint serves one model).
-    model_override: str | None
 
 
 class StackEndpoints(BaseModel):

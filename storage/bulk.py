@@ -25,7 +25,7 @@ class BulkItem:
     model: str
     body: dict[str, Any]
     # Which catalogue the section key belongs to, and the stored context it reads (see
-    # workflows.models.SectionRequest): a deliverable month's lines carry both.
+    # contracts.models.SectionRequest): a deliverable month's lines carry both.
     document_kind: str = "business_plan"
     context_ref: str | None = None
     state: ItemState = "pending"

@@ -22,6 +22,20 @@ from temporalio.worker import Replayer
 
 import stack
 import worker
+from contracts.models import (
+    BulkProgress,
+    BulkRequest,
+    BulkResult,
+    DeliverableProgress,
+    DeliverableRequest,
+    DeliverableResult,
+    PlanProgress,
+    PlanRequest,
+    PlanResult,
+    SummaryProgress,
+    SummaryRequest,
+    SummaryResult,
+)
 from domain.budgets import Alert, BudgetScope, BudgetSpec, BudgetUse, Period
 from domain.catalogue import deliverables
 from domain.catalogue.summaries import CLIENT_SUMMARY, THREAD_SUMMARY
@@ -56,20 +70,6 @@ from workflows import kinds
 from workflows.bulk import BulkRegenerationWorkflow
 from workflows.business_plan import BusinessPlanWorkflow
 from workflows.deliverable import DeliverableWorkflow
-from workflows.models import (
-    BulkProgress,
-    BulkRequest,
-    BulkResult,
-    DeliverableProgress,
-    DeliverableRequest,
-    DeliverableResult,
-    PlanProgress,
-    PlanRequest,
-    PlanResult,
-    SummaryProgress,
-    SummaryRequest,
-    SummaryResult,
-)
 from workflows.summary import SummaryWorkflow
 
 log = logging.getLogger(__name__)
@@ -593,6 +593,7 @@ async def serve_api(settings: Settings, *, host: str, port: int) -> None:
     from crm.intake import Intake
 
     check_api_settings(settings, host)
+    assert settings.webhook_secret is not None  # checked before anything starts
     # Concurrent webhooks each hold a connection briefly; the outbox's sender holds one more.
     async with _database(settings, max_size=10) as pool:
         intake = Intake(pool, await _temporal(settings), settings)

@@ -9,8 +9,8 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
+from contracts.models import DeliverableProgress, PlanProgress, SectionStatus, SummaryProgress
 from domain.budgets import Alert, BudgetUse
-from workflows.models import DeliverableProgress, PlanProgress, SectionStatus, SummaryProgress
 
 # Piped output (CI logs, files) gets a wide table instead of rich's 80-column default.
 console = Console(width=None if sys.stdout.isatty() else 170)

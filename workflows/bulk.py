@@ -18,11 +18,7 @@ from temporalio.exceptions import ActivityError, ApplicationError, ChildWorkflow
 
 with workflow.unsafe.imports_passed_through():
     from activities.bulk import BulkActivities
-    from workflows import search_attributes as sa
-    from workflows.business_plan import BusinessPlanWorkflow
-    from workflows.fanout import BudgetGate, WaitsOnBudget, run_section, set_status, waits_for_budget
-    from workflows.ids import plan_workflow_id
-    from workflows.models import (
+    from contracts.models import (
         BatchState,
         BulkCollected,
         BulkMode,
@@ -37,6 +33,10 @@ with workflow.unsafe.imports_passed_through():
         SectionProgress,
         SectionResult,
     )
+    from workflows import search_attributes as sa
+    from workflows.business_plan import BusinessPlanWorkflow
+    from workflows.fanout import BudgetGate, WaitsOnBudget, run_section, set_status, waits_for_budget
+    from workflows.ids import plan_workflow_id
     from workflows.shared import (
         BATCH_POLL_RETRY,
         BATCH_POLL_TIMEOUT,

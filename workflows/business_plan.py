@@ -7,17 +7,7 @@ from temporalio.exceptions import ActivityError, ApplicationError
 
 with workflow.unsafe.imports_passed_through():
     from activities.plan import PlanActivities
-    from domain.sections import DocumentKind
-    from workflows.failures import tell_crm_failed
-    from workflows.fanout import (
-        FollowsClientUpdates,
-        run_sections,
-        run_step,
-        service_tier,
-        set_status,
-        waits_for_budget,
-    )
-    from workflows.models import (
+    from contracts.models import (
         AssembleRequest,
         DocumentStatus,
         PlanInputs,
@@ -27,6 +17,16 @@ with workflow.unsafe.imports_passed_through():
         SectionProgress,
         SectionRequest,
         SectionResult,
+    )
+    from domain.sections import DocumentKind
+    from workflows.failures import tell_crm_failed
+    from workflows.fanout import (
+        FollowsClientUpdates,
+        run_sections,
+        run_step,
+        service_tier,
+        set_status,
+        waits_for_budget,
     )
     from workflows.shared import (
         ASSEMBLE_TIMEOUT,

@@ -22,11 +22,7 @@ from temporalio.exceptions import ActivityError
 
 with workflow.unsafe.imports_passed_through():
     from activities.bulk import BulkActivities
-    from domain.sections import DocumentKind
-    from tokenopt.service_tiers import BATCH_CANCEL_GRACE, ServiceTier, batch_wait_until, document_tier
-    from workflows import search_attributes as sa
-    from workflows.fanout import Statused, mark_done, set_status
-    from workflows.models import (
+    from contracts.models import (
         BatchState,
         BulkMode,
         BulkPrepared,
@@ -39,6 +35,10 @@ with workflow.unsafe.imports_passed_through():
         SectionResult,
         SectionStatus,
     )
+    from domain.sections import DocumentKind
+    from tokenopt.service_tiers import BATCH_CANCEL_GRACE, ServiceTier, batch_wait_until, document_tier
+    from workflows import search_attributes as sa
+    from workflows.fanout import Statused, mark_done, set_status
     from workflows.shared import (
         BATCH_POLL_RETRY,
         BATCH_POLL_TIMEOUT,

@@ -16,12 +16,7 @@ from temporalio.exceptions import ApplicationError
 
 with workflow.unsafe.imports_passed_through():
     from activities.deliverable import DeliverableActivities, month_level, section_request
-    from domain.sections import DocumentKind
-    from tokenopt.service_tiers import ServiceTier
-    from workflows.deadline_batch import batch_what_can_wait
-    from workflows.failures import tell_crm_failed
-    from workflows.fanout import FollowsClientUpdates, run_deadline, run_sections, run_step, service_tier, set_status
-    from workflows.models import (
+    from contracts.models import (
         DeliverableAssembleRequest,
         DeliverableInputs,
         DeliverableProgress,
@@ -32,6 +27,11 @@ with workflow.unsafe.imports_passed_through():
         SectionRequest,
         SectionResult,
     )
+    from domain.sections import DocumentKind
+    from tokenopt.service_tiers import ServiceTier
+    from workflows.deadline_batch import batch_what_can_wait
+    from workflows.failures import tell_crm_failed
+    from workflows.fanout import FollowsClientUpdates, run_deadline, run_sections, run_step, service_tier, set_status
     from workflows.shared import (
         ASSEMBLE_TIMEOUT,
         PREPARE_TIMEOUT,

@@ -14,8 +14,8 @@ from temporalio.exceptions import ActivityError, ApplicationError, is_cancelled_
 
 with workflow.unsafe.imports_passed_through():
     from activities.crm_notify import NotifyActivities
+    from contracts.models import DocumentFailure
     from domain.sections import DocumentKind
-    from workflows.models import DocumentFailure
     from workflows.shared import STORAGE_RETRY
 
 CRM_FAILURE_PATCH = "crm-notify-failed"

@@ -17,12 +17,7 @@ from temporalio.exceptions import ActivityError, ApplicationError
 with workflow.unsafe.imports_passed_through():
     from activities.errors import ErrorType
     from activities.section_generation import SectionActivities
-    from domain import catalogue
-    from domain.catalogue import deliverables
-    from domain.sections import DocumentKind
-    from tokenopt.service_tiers import ServiceTier, document_tier
-    from workflows import search_attributes as sa
-    from workflows.models import (
+    from contracts.models import (
         DocumentProgress,
         DocumentStatus,
         SectionGroupRequest,
@@ -31,6 +26,11 @@ with workflow.unsafe.imports_passed_through():
         SectionResult,
         SectionStatus,
     )
+    from domain import catalogue
+    from domain.catalogue import deliverables
+    from domain.sections import DocumentKind
+    from tokenopt.service_tiers import ServiceTier, document_tier
+    from workflows import search_attributes as sa
     from workflows.shared import (
         BUDGET_RECHECK_AFTER,
         LOCAL_STEPS_PATCH,

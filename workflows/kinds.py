@@ -16,6 +16,7 @@ from pydantic import BaseModel
 from temporalio.common import SearchAttributePair
 
 from activities.deliverable import month_level
+from contracts.models import BulkRequest, DeadlineBatchRequest, DeliverableRequest, PlanRequest, SummaryRequest
 from domain.queues import Lane, lane_for
 from domain.sections import DocumentKind
 from workflows import search_attributes as sa
@@ -25,7 +26,6 @@ from workflows.deadline_batch import DeadlineBatchWorkflow
 from workflows.deliverable import DeliverableWorkflow
 from workflows.fanout import FollowsClientUpdates
 from workflows.ids import bulk_workflow_id, deliverable_workflow_id, plan_workflow_id, summary_workflow_id
-from workflows.models import BulkRequest, DeadlineBatchRequest, DeliverableRequest, PlanRequest, SummaryRequest
 from workflows.summary import SummaryWorkflow
 
 RequestT = TypeVar("RequestT", bound=BaseModel)
@@ -50,7 +50,7 @@ class Start(Generic[RequestT]):
 @dataclass(frozen=True)
 class Kind(Generic[RequestT]):
     name: str
-    workflow: type
+    workflow: type[Any]
     request: type[RequestT]
     # The workflow's @workflow.query method answering its progress.
     progress: Callable[..., Any]

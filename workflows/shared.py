@@ -41,7 +41,6 @@ ASSEMBLE_TIMEOUT = timedelta(seconds=60)
 # A slow local model can take minutes for one section; a dead worker is noticed by heartbeat.
 SECTION_START_TO_CLOSE = timedelta(minutes=15)
 SECTION_HEARTBEAT_TIMEOUT = timedelta(seconds=20)
-HEARTBEAT_EVERY_SECONDS = 5.0
 # A section waiting on a paused budget tries again after this even without `budget resume`
 # (an auto-pause lifts when its period ends).
 BUDGET_RECHECK_AFTER = timedelta(hours=1)

@@ -15,9 +15,7 @@ from temporalio.exceptions import ActivityError, ApplicationError
 
 with workflow.unsafe.imports_passed_through():
     from activities.summary import SummaryActivities
-    from domain.catalogue.summaries import CLIENT_SUMMARY
-    from workflows.fanout import run_deadline, service_tier, set_status
-    from workflows.models import (
+    from contracts.models import (
         ClientSummaryRequest,
         ClientSummaryResult,
         DocumentStatus,
@@ -30,6 +28,8 @@ with workflow.unsafe.imports_passed_through():
         ThreadSummaryRequest,
         ThreadSummaryResult,
     )
+    from domain.catalogue.summaries import CLIENT_SUMMARY
+    from workflows.fanout import run_deadline, service_tier, set_status
     from workflows.shared import (
         PREPARE_TIMEOUT,
         RATE_LIMIT_WAIT_PATCH,

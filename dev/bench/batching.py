@@ -19,6 +19,7 @@ from rich.table import Table
 
 from bench import cost
 from bench.workload import workload_v1
+from contracts.models import DeliverableRequest, PlanRequest
 from domain.client import parse_client
 from domain.sections import Level
 from service import starts
@@ -28,7 +29,6 @@ from service.wiring import close_dependencies, connect_temporal, ensure_search_a
 from storage import db
 from stubs.llm_server import StubServer
 from worker import build_worker
-from workflows.models import DeliverableRequest, PlanRequest
 
 ARMS = {"batching": [], "no_batching": ["batching"]}
 

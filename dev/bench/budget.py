@@ -24,6 +24,7 @@ from temporalio.client import WorkflowFailureError
 from activities.budget_guard import BudgetGuard
 from bench.cost import STUB_KEY, bench_stack, fresh_arm, llm_config
 from bench.workload import make_clients
+from contracts.models import PlanRequest
 from domain.budgets import BudgetScope, BudgetSpec, Period
 from domain.catalogue.plan import resolve_sections
 from domain.client import parse_client
@@ -36,7 +37,6 @@ from service.wiring import plan_dependencies as build_dependencies
 from storage import budgets, db
 from stubs.llm_server import StubServer
 from worker import build_worker
-from workflows.models import PlanRequest
 
 ARMS = ("reserve", "check_only")
 

@@ -32,6 +32,7 @@ import stack
 from bench.lower_bound import lower_bound
 from bench.totals import Totals
 from bench.workload import Event, EventKind, Workload
+from contracts.models import PlanRequest
 from domain.catalogue.plan import resolve_sections
 from domain.client import parse_client
 from domain.sections import Level
@@ -44,7 +45,6 @@ from stubs.llm_server import TARGET_HEADER, StubServer
 from tokenopt import naive, pricing
 from tokenopt.techniques import Technique
 from worker import build_worker
-from workflows.models import PlanRequest
 
 log = logging.getLogger(__name__)
 STUB_KEY = "bench"

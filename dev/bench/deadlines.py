@@ -44,6 +44,7 @@ from bench import naive_arm
 from bench.cost import STUB_KEY, bench_stack, fresh_arm, llm_config
 from bench.studio import ArmTotals
 from bench.workload import Event, EventKind, Workload
+from contracts.models import DeliverableRequest, PlanRequest, SummaryRequest
 from domain.client import parse_client
 from domain.sections import Level
 from domain.summaries import Author, NewMessage, ThreadInput
@@ -56,7 +57,6 @@ from service.wiring import close_dependencies, connect_temporal, ensure_search_a
 from storage import db
 from stubs.llm_server import StubServer
 from worker import build_worker
-from workflows.models import DeliverableRequest, PlanRequest, SummaryRequest
 
 log = logging.getLogger(__name__)
 

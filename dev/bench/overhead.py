@@ -14,6 +14,7 @@ from typing import Any
 
 from bench.cost import STUB_KEY, bench_stack, llm_config
 from bench.workload import make_clients
+from contracts.models import PlanRequest
 from domain.client import parse_client
 from domain.sections import Level
 from service import starts
@@ -23,7 +24,6 @@ from service.wiring import close_dependencies, connect_temporal, ensure_search_a
 from storage import db
 from stubs.llm_server import StubServer
 from worker import build_worker
-from workflows.models import PlanRequest
 
 
 def _percentile(values: list[float], q: float) -> float:

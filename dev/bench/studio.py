@@ -34,6 +34,7 @@ from bench import naive_arm
 from bench.cost import STUB_KEY, Totals, arm_settings, bench_stack, fresh_arm, llm_config
 from bench.lower_bound import METHOD, lower_bound
 from bench.workload import Event, EventKind, Workload
+from contracts.models import DeliverableRequest, PlanRequest, SummaryRequest
 from domain.catalogue import deliverables
 from domain.client import parse_client
 from domain.sections import Level
@@ -48,7 +49,6 @@ from storage import db
 from stubs.llm_server import StubServer
 from tokenopt.fidelity import fidelity_of_requests
 from worker import build_worker
-from workflows.models import DeliverableRequest, PlanRequest, SummaryRequest
 
 log = logging.getLogger(__name__)
 

@@ -24,6 +24,7 @@ from typing import Any
 from openai import AsyncOpenAI
 
 from bench.cost import STUB_KEY, Totals, bench_stack, ledger_totals, llm_config
+from contracts.models import SummaryRequest
 from domain.catalogue.summaries import CLIENT_SUMMARY, THREAD_SUMMARY
 from domain.client import parse_client
 from domain.outputs.schemas import schema_name, strict_json_schema
@@ -39,7 +40,6 @@ from stubs.llm_server import StubServer
 from tokenopt import naive, pricing
 from wavelaunch.commands import load_records, sample_client_file
 from worker import build_worker
-from workflows.models import SummaryRequest
 
 _SUBJECTS = ("launch timeline", "content calendar", "packaging proofs", "pricing", "supplier samples", "ads budget")
 _PHRASES = (

@@ -33,6 +33,7 @@ from temporalio.worker import Worker
 from bench.bare_fanout import BareFanout, bare_sleep
 from bench.cost import STUB_KEY, bench_stack
 from bench.workload import make_clients
+from contracts.models import PlanRequest
 from domain.catalogue.plan import sections_for_level
 from domain.client import parse_client
 from domain.sections import Level
@@ -42,7 +43,6 @@ from service.settings import Settings
 from service.wiring import connect_temporal, ensure_search_attributes
 from storage import db
 from stubs.llm_server import StubServer
-from workflows.models import PlanRequest
 
 WARMUP = 4
 SECTIONS_PER_PLAN = len(sections_for_level(Level.COMPLETE))

@@ -29,7 +29,7 @@ import httpx
 
 from bench.cost import bench_stack
 from bench.workload import make_clients
-from crm import signature
+from domain import signature
 from service.settings import Settings
 from stack.processes import free_port
 from storage import db, workflow_starts

@@ -8,6 +8,7 @@ import pytest
 from temporalio.testing import ActivityEnvironment
 
 from activities.section_generation import SectionActivities
+from contracts.models import PlanRequest, SectionGroupRequest, SectionRequest
 from domain.catalogue.plan import resolve_sections
 from domain.outputs.schemas import output_model
 from domain.sections import Level
@@ -16,7 +17,6 @@ from storage import documents
 from tests.e2e.conftest import make_settings, requested_sections, section_requests
 from tests.e2e.test_business_plan_e2e import new_client, run_plan
 from workflows.business_plan import BusinessPlanWorkflow
-from workflows.models import PlanRequest, SectionGroupRequest, SectionRequest
 
 # Free-text fields of the application form (a long answer in each is plausible).
 LONG_TEXT_FIELDS = (
@@ -199,10 +199,10 @@ async def test_a_section_over_budget_does_not_stop_prepare_from_deciding(
 async def test_after_an_edit_the_months_kpis_are_patched_and_unchanged_sections_reused(
     pool, client, settings, stub, worker
 ):
+    from contracts.models import DeliverableRequest
     from domain.catalogue import deliverables
     from service import starts
     from tests.e2e.test_cache_e2e import update_client
-    from workflows.models import DeliverableRequest
 
     client_id = await new_client(pool)
     first = await starts.start(client, settings, DeliverableRequest(client_id=client_id, month=1))

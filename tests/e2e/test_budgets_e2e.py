@@ -16,7 +16,8 @@ import pytest
 from temporalio.api.enums.v1 import EventType
 from temporalio.client import Client, WorkflowFailureError, WorkflowHandle
 
-from crm import signature
+from contracts.models import PlanRequest, SectionStatus
+from domain import signature
 from domain.budgets import BudgetScope, BudgetSpec, Period
 from domain.sections import Level
 from service import starts
@@ -27,7 +28,6 @@ from tests.e2e.test_business_plan_e2e import new_client
 from wavelaunch import commands
 from worker import build_worker
 from workflows.business_plan import BusinessPlanWorkflow
-from workflows.models import PlanRequest, SectionStatus
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(180)]
 

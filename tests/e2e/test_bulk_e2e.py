@@ -10,6 +10,7 @@ from decimal import Decimal
 import pytest
 from temporalio.client import WorkflowExecutionStatus, WorkflowFailureError
 
+from contracts.models import BulkRequest, PlanRequest
 from domain.budgets import BudgetScope, BudgetSpec, Period
 from domain.catalogue.plan import resolve_sections
 from domain.sections import Level
@@ -22,7 +23,6 @@ from tokenopt import pricing
 from wavelaunch import commands
 from worker import build_worker
 from workflows.bulk import BulkRegenerationWorkflow
-from workflows.models import BulkRequest, PlanRequest
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(180)]
 

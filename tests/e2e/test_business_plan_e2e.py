@@ -11,6 +11,7 @@ import pytest
 from temporalio.client import Client, WorkflowFailureError
 from temporalio.exceptions import ApplicationError
 
+from contracts.models import PlanRequest
 from domain.catalogue.plan import resolve_sections
 from domain.client import parse_client
 from domain.outputs.schemas import output_model
@@ -23,7 +24,6 @@ from stubs.llm_server import StubServer
 from tests.e2e.conftest import section_requests
 from wavelaunch.commands import sample_client_file
 from workflows.business_plan import BusinessPlanWorkflow
-from workflows.models import PlanRequest
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(120)]
 

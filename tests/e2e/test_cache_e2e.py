@@ -11,6 +11,7 @@ from collections import Counter
 import asyncpg
 import pytest
 
+from contracts.models import PlanRequest
 from domain.client import parse_client
 from domain.sections import Level
 from service.intake import accept_client
@@ -18,7 +19,6 @@ from storage import clients, documents
 from tests.e2e.conftest import section_requests
 from tests.e2e.test_business_plan_e2e import ESSENTIAL, new_client, run_plan, usage_rows
 from workflows.business_plan import BusinessPlanWorkflow
-from workflows.models import PlanRequest
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(120)]
 

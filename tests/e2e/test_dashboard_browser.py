@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 import uvicorn
 
+from contracts.models import PlanRequest
 from crm.app import create_app
 from crm.dashboard import budget_status
 from crm.intake import Intake
@@ -26,7 +27,6 @@ from storage import budgets, usage
 from tests.conftest import venv_binary
 from tests.e2e.test_business_plan_e2e import new_client
 from wavelaunch.console import money
-from workflows.models import PlanRequest
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 # The flags a probe showed Chromium needs on a closed network (no background fetches to hang on).

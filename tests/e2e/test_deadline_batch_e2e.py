@@ -10,13 +10,13 @@ from decimal import Decimal
 
 import pytest
 
+from contracts.models import DeliverableRequest
 from domain.catalogue import deliverables
 from service import starts
 from storage import documents, sections
 from tests.e2e.conftest import section_requests
 from tests.e2e.test_business_plan_e2e import new_client
 from tokenopt import pricing
-from workflows.models import DeliverableRequest
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(240)]
 

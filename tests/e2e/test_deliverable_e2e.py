@@ -6,6 +6,7 @@ from collections import Counter
 
 import pytest
 
+from contracts.models import DeliverableRequest
 from domain.catalogue import deliverables
 from domain.client import parse_client
 from domain.outputs.schemas import output_model
@@ -18,7 +19,6 @@ from tests.e2e.test_business_plan_e2e import new_client
 from tokenopt.reads import month_sections_reading
 from wavelaunch.commands import InvalidMonth, UnknownFields, check_month, regenerate_deliverable
 from workflows.deliverable import DeliverableWorkflow
-from workflows.models import DeliverableRequest
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(180)]
 

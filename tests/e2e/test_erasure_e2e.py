@@ -12,6 +12,7 @@ import httpx
 import pytest
 from temporalio.client import WorkflowExecutionStatus
 
+from contracts.models import DeliverableRequest, PlanRequest, SummaryRequest
 from crm.app import create_app
 from crm.events import Envelope
 from crm.intake import Intake
@@ -26,7 +27,6 @@ from tests.e2e.conftest import finished, make_settings
 from tests.e2e.test_webhooks_e2e import SECRET, delivery
 from wavelaunch import commands
 from wavelaunch.commands import sample_client_file
-from workflows.models import DeliverableRequest, PlanRequest, SummaryRequest
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(240)]
 TOKEN = "api-test-token"

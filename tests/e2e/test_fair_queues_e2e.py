@@ -14,6 +14,7 @@ import pytest
 from temporalio.client import Client
 
 from bench.workload import make_clients
+from contracts.models import PlanRequest
 from domain.client import parse_client
 from domain.queues import Lane
 from domain.sections import Level
@@ -24,7 +25,6 @@ from service.wiring import LLMConfig, close_dependencies, plan_dependencies
 from stubs.llm_server import StubServer
 from tests.e2e.conftest import finished, make_settings
 from worker import build_worker
-from workflows.models import PlanRequest
 
 pytestmark = pytest.mark.timeout(600)
 

@@ -28,6 +28,7 @@ import pytest
 from temporalio.client import Client, WorkflowExecutionStatus
 from temporalio.contrib.pydantic import pydantic_data_converter
 
+from contracts.models import PlanRequest
 from crm.app import create_app
 from crm.intake import Intake
 from domain.catalogue.plan import resolve_sections
@@ -44,7 +45,6 @@ from tests.e2e.test_webhooks_e2e import SECRET, delivery, record
 from tests.e2e.test_worker_crash_e2e import start_worker
 from tests.faults import ROWS, FaultRow
 from worker import build_worker
-from workflows.models import PlanRequest
 from workflows.shared import SECTION_RETRY
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(300)]

@@ -13,9 +13,9 @@ import httpx
 import pytest
 from hypothesis import HealthCheck, given, settings
 
-from crm import signature
 from crm.app import create_app
 from crm.intake import Intake
+from domain import signature
 from domain.client import InvalidClientRecord, parse_client
 from domain.summaries import InvalidMessages, parse_threads
 from service.intake import accept_client

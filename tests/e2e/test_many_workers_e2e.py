@@ -14,6 +14,7 @@ import pytest
 from temporalio.api.enums.v1 import EventType
 from temporalio.testing import WorkflowEnvironment
 
+from contracts.models import PlanRequest
 from domain.catalogue.plan import resolve_sections
 from domain.rate_limits import WINDOW_SECONDS
 from domain.sections import Level
@@ -22,7 +23,6 @@ from tests.e2e.conftest import finished, worker_env
 from tests.e2e.test_business_plan_e2e import new_client
 from tests.e2e.test_worker_crash_e2e import start_worker
 from workflows.business_plan import BusinessPlanWorkflow
-from workflows.models import PlanRequest
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(420)]
 

@@ -15,6 +15,7 @@ from docx import Document
 from temporalio.client import WorkflowFailureError
 
 from activities.crm_notify import CrmNotifier
+from contracts.models import DeliverableRequest, PlanRequest, SummaryRequest
 from crm.app import create_app
 from crm.intake import Intake
 from domain.reviews import ReviewRefused, ReviewSource, ReviewState
@@ -28,7 +29,6 @@ from tests.e2e.crm_receiver import CrmReceiver
 from tests.e2e.test_business_plan_e2e import new_client
 from tests.e2e.test_webhooks_e2e import SECRET, delivery, record
 from wavelaunch import commands
-from workflows.models import DeliverableRequest, PlanRequest, SummaryRequest
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(180)]
 CRM_SECRET = "crm-outbound-secret"

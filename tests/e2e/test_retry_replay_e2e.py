@@ -5,12 +5,12 @@ from __future__ import annotations
 import pytest
 from temporalio.client import WorkflowFailureError
 
+from contracts.models import DeliverableRequest, PlanRequest
 from domain.sections import Level
 from service import starts
 from tests.e2e.conftest import section_requests
 from tests.e2e.test_business_plan_e2e import new_client, run_plan
 from wavelaunch import commands
-from workflows.models import DeliverableRequest, PlanRequest
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(120)]
 

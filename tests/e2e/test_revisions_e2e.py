@@ -6,13 +6,13 @@ from collections import Counter
 
 import pytest
 
+from contracts.models import PlanRequest
 from domain.sections import Level
 from storage import documents
 from tests.e2e.conftest import requested_sections, section_requests
 from tests.e2e.test_business_plan_e2e import new_client, run_plan
 from tests.e2e.test_cache_e2e import update_client
 from wavelaunch import commands
-from workflows.models import PlanRequest
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(120)]
 

@@ -11,6 +11,7 @@ import asyncpg
 import pytest
 from temporalio.client import Client
 
+from contracts.models import PlanRequest
 from domain.sections import Level
 from service import starts
 from service.settings import Settings
@@ -20,7 +21,6 @@ from tests.e2e.test_budgets_e2e import running_worker
 from tests.e2e.test_business_plan_e2e import new_client
 from tokenopt import pricing
 from tokenopt.service_tiers import ServiceTier
-from workflows.models import PlanRequest
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(180)]
 

@@ -10,6 +10,7 @@ import pytest
 from temporalio.client import WorkflowFailureError
 from temporalio.exceptions import ApplicationError
 
+from contracts.models import SummaryRequest
 from domain.outputs.summaries import ThreadSummary
 from domain.summaries import InvalidMessages, NewMessage, parse_threads
 from service.starts import check_summary
@@ -24,7 +25,6 @@ from tokenopt.counting import count_tokens
 from tokenopt.summary_prompts import THREAD_STEP_TOKENS
 from wavelaunch import commands
 from wavelaunch.commands import sample_messages_file
-from workflows.models import SummaryRequest
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(120)]
 

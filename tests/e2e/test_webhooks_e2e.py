@@ -12,9 +12,11 @@ import pytest
 from temporalio.client import WorkflowExecutionStatus, WorkflowFailureError
 from temporalio.service import RPCError
 
-from crm import outbox_sender, signature
+from contracts.models import PlanRequest
+from crm import outbox_sender
 from crm.app import create_app
 from crm.intake import Intake
+from domain import signature
 from domain.sections import Level
 from service import starts
 from storage import clients, documents, workflow_starts
@@ -24,7 +26,6 @@ from tests.e2e.test_business_plan_e2e import ESSENTIAL, new_client
 from wavelaunch.commands import sample_client_file
 from workflows.business_plan import BusinessPlanWorkflow
 from workflows.deliverable import DeliverableWorkflow
-from workflows.models import PlanRequest
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(120)]
 SECRET = "whsec-test"

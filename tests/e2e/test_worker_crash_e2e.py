@@ -14,13 +14,13 @@ from pathlib import Path
 import pytest
 from temporalio.testing import WorkflowEnvironment
 
+from contracts.models import PlanRequest, SectionStatus
 from domain.catalogue.plan import resolve_sections
 from domain.sections import Level
 from service import starts
 from tests.e2e.conftest import requested_sections, worker_env
 from tests.e2e.test_business_plan_e2e import new_client
 from workflows.business_plan import BusinessPlanWorkflow
-from workflows.models import PlanRequest, SectionStatus
 from workflows.shared import SECTION_HEARTBEAT_TIMEOUT
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(180)]

@@ -10,7 +10,7 @@ from decimal import Decimal
 import pytest
 
 from activities.alerts import webhook_request
-from crm import signature
+from domain import signature
 from domain.budgets import (
     Alert,
     BudgetScope,

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import json
 
+from contracts.models import BulkMode, ChangeReason, DocumentProgress, DocumentStatus, SectionChange, SectionResult
 from domain.cache_policy import CacheTier
 from domain.sections import Tier
-from workflows.models import BulkMode, ChangeReason, DocumentProgress, DocumentStatus, SectionChange, SectionResult
 
 
 def test_values_are_the_stored_strings():
@@ -44,7 +44,7 @@ def test_models_serialise_enums_as_their_values_and_read_old_payloads():
 
 def test_a_result_without_a_known_tier_reads_as_none():
     """A bulk line whose figures an earlier collect recorded carries no tier (it once carried "")."""
-    from workflows.models import SectionResult
+    from contracts.models import SectionResult
 
     assert SectionResult(section_key="k", section_id=1, model="m", tier="").tier is None
     assert SectionResult(section_key="k", section_id=1, model="m", tier=None).tier is None

@@ -11,10 +11,10 @@ import pytest
 from temporalio.common import SearchAttributePair
 
 import workflows
+from contracts.models import DeadlineBatchRequest, DeliverableRequest, PlanRequest, SummaryRequest
 from domain.sections import Level
 from workflows import kinds
 from workflows import search_attributes as sa
-from workflows.models import DeadlineBatchRequest, DeliverableRequest, PlanRequest, SummaryRequest
 
 
 def _defined_workflows() -> set[type]:

@@ -7,6 +7,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from contracts.models import DeliverableRequest, PlanRequest
 from crm import outbox_commands
 from crm.outbox_commands import (
     AnnounceUpdate,
@@ -18,7 +19,6 @@ from crm.outbox_commands import (
     StartPlan,
 )
 from domain.sections import Level
-from workflows.models import DeliverableRequest, PlanRequest
 
 ONBOARDED = datetime(2026, 3, 1, 9, 30, tzinfo=UTC)
 

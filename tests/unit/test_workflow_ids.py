@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import pytest
 
+from contracts.models import BulkRequest, DeliverableRequest, PlanRequest, SummaryRequest
 from domain.sections import DocumentKind, Level
 from workflows import kinds
 from workflows.ids import bulk_workflow_id, deliverable_workflow_id, plan_workflow_id, summary_workflow_id
-from workflows.models import BulkRequest, DeliverableRequest, PlanRequest, SummaryRequest
 
 
 def test_document_ids_are_pinned():

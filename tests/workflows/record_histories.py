@@ -18,6 +18,7 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
+from contracts.models import BulkRequest, DeliverableRequest, PlanRequest, SummaryRequest
 from domain.sections import Level
 from service.wiring import ensure_search_attributes
 from tests.conftest import venv_binary
@@ -31,7 +32,6 @@ from workflows.bulk import BulkRegenerationWorkflow
 from workflows.business_plan import BusinessPlanWorkflow
 from workflows.deadline_batch import DeadlineBatchWorkflow
 from workflows.deliverable import DeliverableWorkflow
-from workflows.models import BulkRequest, DeliverableRequest, PlanRequest, SummaryRequest
 from workflows.summary import SummaryWorkflow
 
 HISTORIES = Path(__file__).resolve().parents[1] / "histories"

@@ -14,13 +14,13 @@ from temporalio.exceptions import ApplicationError
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
+from contracts.models import DeliverableRequest, PlanRequest, SectionRequest, SectionResult, SectionStatus
 from domain.sections import Level
 from tests.workflows.test_business_plan import FakeActivities
 from tests.workflows.test_deliverable import FakeDeliverableActivities
 from workflows.business_plan import BusinessPlanWorkflow
 from workflows.deliverable import DeliverableWorkflow
 from workflows.fanout import BUDGET_RESUMED
-from workflows.models import DeliverableRequest, PlanRequest, SectionRequest, SectionResult, SectionStatus
 from workflows.shared import BUDGET_RECHECK_AFTER
 
 

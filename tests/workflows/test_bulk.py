@@ -13,12 +13,7 @@ from temporalio.exceptions import ApplicationError, CancelledError
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
-from domain.catalogue.plan import resolve_sections
-from domain.sections import Level
-from tests.workflows.test_business_plan import FakeActivities
-from workflows.bulk import BulkRegenerationWorkflow
-from workflows.business_plan import BusinessPlanWorkflow
-from workflows.models import (
+from contracts.models import (
     BatchState,
     BulkClient,
     BulkCollected,
@@ -26,6 +21,11 @@ from workflows.models import (
     BulkRequest,
     SectionRequest,
 )
+from domain.catalogue.plan import resolve_sections
+from domain.sections import Level
+from tests.workflows.test_business_plan import FakeActivities
+from workflows.bulk import BulkRegenerationWorkflow
+from workflows.business_plan import BusinessPlanWorkflow
 
 ESSENTIAL = [s.key for s in resolve_sections(Level.ESSENTIAL)]
 

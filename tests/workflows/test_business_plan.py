@@ -12,10 +12,7 @@ from temporalio.exceptions import ApplicationError
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
-from domain.catalogue.plan import resolve_sections
-from domain.sections import Level
-from workflows.business_plan import BusinessPlanWorkflow
-from workflows.models import (
+from contracts.models import (
     AssembleRequest,
     DocumentFailure,
     DocumentRef,
@@ -26,6 +23,9 @@ from workflows.models import (
     SectionRequest,
     SectionResult,
 )
+from domain.catalogue.plan import resolve_sections
+from domain.sections import Level
+from workflows.business_plan import BusinessPlanWorkflow
 
 
 class FakeActivities:

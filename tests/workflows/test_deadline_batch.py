@@ -15,12 +15,7 @@ from temporalio.exceptions import CancelledError
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
-from domain.sections import DocumentKind
-from tests.workflows.test_deliverable import FakeDeliverableActivities
-from tokenopt.service_tiers import BATCH_MARGIN, ServiceTier
-from workflows.deadline_batch import DeadlineBatchWorkflow
-from workflows.deliverable import DeliverableWorkflow
-from workflows.models import (
+from contracts.models import (
     BatchSections,
     BatchState,
     BulkClient,
@@ -31,6 +26,11 @@ from workflows.models import (
     SectionRequest,
     SectionResult,
 )
+from domain.sections import DocumentKind
+from tests.workflows.test_deliverable import FakeDeliverableActivities
+from tokenopt.service_tiers import BATCH_MARGIN, ServiceTier
+from workflows.deadline_batch import DeadlineBatchWorkflow
+from workflows.deliverable import DeliverableWorkflow
 
 
 class FakeBatchActivities(FakeDeliverableActivities):

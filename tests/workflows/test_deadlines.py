@@ -11,10 +11,10 @@ from datetime import UTC, datetime, timedelta
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
+from contracts.models import DeliverableRequest
 from tests.workflows.test_deliverable import FakeDeliverableActivities
 from tokenopt.service_tiers import ServiceTier
 from workflows.deliverable import DeliverableWorkflow
-from workflows.models import DeliverableRequest
 
 
 async def run_month(env: WorkflowEnvironment, request: DeliverableRequest) -> FakeDeliverableActivities:

@@ -13,11 +13,7 @@ from temporalio.exceptions import ApplicationError
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
-from domain.catalogue import deliverables
-from domain.sections import DocumentKind
-from workflows.deliverable import DeliverableWorkflow
-from workflows.fanout import section_summary
-from workflows.models import (
+from contracts.models import (
     DeliverableAssembleRequest,
     DeliverableDocumentRef,
     DeliverableInputs,
@@ -27,6 +23,10 @@ from workflows.models import (
     SectionRequest,
     SectionResult,
 )
+from domain.catalogue import deliverables
+from domain.sections import DocumentKind
+from workflows.deliverable import DeliverableWorkflow
+from workflows.fanout import section_summary
 
 
 class FakeDeliverableActivities:

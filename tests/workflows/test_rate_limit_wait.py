@@ -13,10 +13,10 @@ from temporalio.api.enums.v1 import EventType
 from temporalio.worker import Worker
 
 from activities.rate_limiter import rate_limited
+from contracts.models import PlanRequest, SectionRequest, SectionResult, SectionStatus
 from domain.sections import Level
 from tests.workflows.test_business_plan import FakeActivities
 from workflows.business_plan import BusinessPlanWorkflow
-from workflows.models import PlanRequest, SectionRequest, SectionResult, SectionStatus
 
 
 class LimitedActivities(FakeActivities):

@@ -13,7 +13,7 @@ from temporalio.exceptions import ApplicationError
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
-from workflows.models import (
+from contracts.models import (
     ClientSummaryRequest,
     ClientSummaryResult,
     SectionStatus,

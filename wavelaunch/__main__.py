@@ -1,0 +1,5 @@
+"""`python -m wavelaunch`: the CLI."""
+
+from wavelaunch.cli import app
+
+app()
