@@ -177,7 +177,8 @@ class SectionLedger:
 
         # On disk (fsynced) before the row is written, off the event loop: the other sections
         # this worker runs meanwhile do not wait for the disk.
-        await asyncio.to_thread(self._spool, owe)
+        if self.work is not None and self.spool.enabled:
+            await asyncio.to_thread(self._spool, owe)
         await self._write(row)
         return cost
 

@@ -114,8 +114,8 @@ class Spool:
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
-        self._owed[work] = owed.model_copy(deep=True)
-        self._listed[work] = owed.model_copy(deep=True)
+        self._owed[work] = owed
+        self._listed[work] = owed.model_copy(deep=True)  # the owed is struck off in place later
 
     def update(self, work: str, change: Any) -> None:
         """``change(owed)`` on what ``work`` owes (no await in between: one event loop). What it
