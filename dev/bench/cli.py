@@ -301,7 +301,8 @@ async def bench_throughput(
             f"{n} worker(s): {ours['plans_per_minute']} plans/min; overhead p50 {ours['overhead_s']['p50']} s,"
             f" p95 {ours['overhead_s']['p95']} s; bare fan-out p50 {bare['overhead_s']['p50']} s,"
             f" p95 {bare['overhead_s']['p95']} s ({bare['plans_per_minute']}/min);"
-            f" ratio p50 {row['overhead_ratio_p50']}"
+            f" ratio p50 {row['overhead_ratio_p50']}; worker CPU per plan {ours['worker_cpu_ms_per_plan']} ms"
+            f" (bare {bare['worker_cpu_ms_per_plan']} ms)"
         )
     cost.write_json(result, json_file)
     console.print(f"JSON written to {json_file}")

@@ -27,6 +27,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
+import psutil
 from temporalio.client import Client
 from temporalio.worker import Worker
 
@@ -80,7 +81,7 @@ async def _in_flight(count: int, limit: int, one: Callable[[int], Awaitable[None
 
 
 @contextlib.asynccontextmanager
-async def _workers(n: int, env: dict[str, str], state: Path) -> AsyncIterator[None]:
+async def _workers(n: int, env: dict[str, str], state: Path) -> AsyncIterator[list[int]]:
     procs = []
     state.mkdir(parents=True, exist_ok=True)
     try:
@@ -95,7 +96,7 @@ async def _workers(n: int, env: dict[str, str], state: Path) -> AsyncIterator[No
                     stderr=out,
                 )
             )
-        yield
+        yield [proc.pid for proc in procs]
     finally:
         for proc in procs:
             if proc.returncode is None:
@@ -108,8 +109,13 @@ async def _workers(n: int, env: dict[str, str], state: Path) -> AsyncIterator[No
                 await proc.wait()
 
 
+def _cpu_seconds(pids: list[int]) -> float:
+    """User and system CPU the worker processes have used so far."""
+    return sum(sum(psutil.Process(pid).cpu_times()[:2]) for pid in pids)
+
+
 async def _ours(
-    temporal: Client, settings: Settings, pool: Any, tag: str, count: int, in_flight: int
+    temporal: Client, settings: Settings, pool: Any, tag: str, count: int, in_flight: int, pids: list[int]
 ) -> tuple[dict[str, Any], list[list[float]]]:
     records = make_clients(count + WARMUP, seed=41)
     for i, record in enumerate(records):
@@ -129,8 +135,12 @@ async def _ours(
             shapes.append(seconds)
 
     await _in_flight(WARMUP, in_flight, one)
+    cpu = _cpu_seconds(pids)
     elapsed = await _in_flight(count, in_flight, lambda i: one(i + WARMUP))
-    return _figures(overheads, elapsed, count), shapes
+    figures = _figures(overheads, elapsed, count)
+    # Our worker processes' CPU per measured plan (the dev server's and Postgres' come on top).
+    figures["worker_cpu_ms_per_plan"] = round((_cpu_seconds(pids) - cpu) / count * 1000, 1)
+    return figures, shapes
 
 
 async def _bare(temporal: Client, queue: str, shapes: list[list[float]], in_flight: int) -> dict[str, Any]:
@@ -144,8 +154,13 @@ async def _bare(temporal: Client, queue: str, shapes: list[list[float]], in_flig
 
     async with Worker(temporal, task_queue=queue, workflows=[BareFanout], activities=[bare_sleep]):
         await _in_flight(WARMUP, in_flight, lambda i: one(i, record=False))
+        cpu = time.process_time()
         elapsed = await _in_flight(len(shapes), in_flight, one)
-    return _figures(overheads, elapsed, len(shapes))
+        used = time.process_time() - cpu
+    figures = _figures(overheads, elapsed, len(shapes))
+    # This process: the bare worker, its client and the (idle) stub.
+    figures["worker_cpu_ms_per_plan"] = round(used / len(shapes) * 1000, 1)
+    return figures
 
 
 async def run(
@@ -182,8 +197,10 @@ async def run(
                         "WAVELAUNCH_WORKER_MAX_CONCURRENT_ACTIVITIES": str(in_flight_per_worker * SECTIONS_PER_PLAN),
                     }
                     in_flight = in_flight_per_worker * n
-                    async with _workers(n, env, base.state_dir / "bench" / f"{tag}-w{n}"):
-                        ours, shapes = await _ours(temporal, settings, pool, f"{tag}-w{n}", plans_count, in_flight)
+                    async with _workers(n, env, base.state_dir / "bench" / f"{tag}-w{n}") as pids:
+                        ours, shapes = await _ours(
+                            temporal, settings, pool, f"{tag}-w{n}", plans_count, in_flight, pids
+                        )
                     bare = await _bare(temporal, f"{queue}-bare", shapes, in_flight)
                     ratio = ours["overhead_s"]["p50"] / bare["overhead_s"]["p50"] if bare["overhead_s"]["p50"] else None
                     out["workers"][str(n)] = {
