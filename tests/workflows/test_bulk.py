@@ -23,6 +23,7 @@ from contracts.models import (
 )
 from domain.catalogue.plan import resolve_sections
 from domain.sections import Level
+from tests.workflows.clock import cancel_between_timers, skip_until
 from tests.workflows.test_business_plan import FakeActivities
 from workflows.bulk import BulkRegenerationWorkflow
 from workflows.business_plan import BusinessPlanWorkflow
@@ -194,11 +195,9 @@ async def test_cancelling_the_bulk_while_it_waits_cancels_its_batch(env):
             id=f"bulk-{uuid.uuid4()}",
             task_queue=queue,
         )
-        while fakes.polls < 2:
-            await env.sleep(60)
-        await handle.cancel()
+        await skip_until(env, lambda: fakes.polls >= 2, step=60)
         with pytest.raises(WorkflowFailureError) as info:
-            await handle.result()
+            await cancel_between_timers(env, handle, 60)
         assert isinstance(info.value.cause, CancelledError)
         progress = await handle.query(BulkRegenerationWorkflow.progress)
     assert fakes.cancelled == 1 and fakes.collected == 0

@@ -27,6 +27,7 @@ from contracts.models import (
     SectionResult,
 )
 from domain.sections import DocumentKind
+from tests.workflows.clock import cancel_between_timers, skip_until
 from tests.workflows.test_deliverable import FakeDeliverableActivities
 from tokenopt.service_tiers import BATCH_MARGIN, ServiceTier
 from workflows.deadline_batch import DeadlineBatchWorkflow
@@ -246,14 +247,9 @@ async def test_cancelling_the_month_while_its_batch_waits_cancels_the_batch(env)
             id=f"deliverable-c1-m2-{uuid.uuid4().hex[:6]}",
             task_queue=queue,
         )
-        while fakes.polls < 2:
-            await env.sleep(60)
-        await handle.cancel()
+        await skip_until(env, lambda: fakes.polls >= 2, step=60)
         with pytest.raises(WorkflowFailureError) as info:
-            await handle.result()
+            await cancel_between_timers(env, handle, 60)
         assert isinstance(info.value.cause, CancelledError)
-        for _ in range(50):
-            if fakes.cancelled:
-                break
-            await env.sleep(1)
+        await skip_until(env, lambda: fakes.cancelled > 0, step=1)
     assert fakes.cancelled == 1 and fakes.collected == 0 and fakes.requests == []
