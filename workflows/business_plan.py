@@ -71,7 +71,6 @@ class BusinessPlanWorkflow(FollowsClientUpdates):
             if workflow.info().is_continue_as_new_suggested():
                 workflow.continue_as_new(request)
 
-        self._set_status(DocumentStatus.ASSEMBLING)
         info = workflow.info()
         while True:
             try:
@@ -85,6 +84,8 @@ class BusinessPlanWorkflow(FollowsClientUpdates):
                         run_id=info.run_id,
                         sections=sections,
                     ),
+                    document=self._progress,
+                    status=DocumentStatus.ASSEMBLING,
                     limit=ASSEMBLE_TIMEOUT,
                     retry=STORAGE_RETRY,
                     summary=f"Assemble the business plan ({len(sections)} sections)",
@@ -95,7 +96,7 @@ class BusinessPlanWorkflow(FollowsClientUpdates):
                 # dropped made a model call here) waits as a section does.
                 if not waits_for_budget(err):
                     raise
-                await self._budget.wait(self._progress, then=DocumentStatus.ASSEMBLING)
+                await self._budget.wait(self._progress, then=None)  # the retried step shows it
         self._set_status(DocumentStatus.COMPLETED)
         return PlanResult(
             client_id=request.client_id,
@@ -108,10 +109,11 @@ class BusinessPlanWorkflow(FollowsClientUpdates):
     async def _round(self, request: PlanRequest) -> tuple[PlanInputs, list[SectionResult]]:
         """Prepare, then every section concurrently; fails the plan if any section failed."""
         assert self._progress is not None
-        self._set_status(DocumentStatus.PREPARING)
         inputs = await run_step(
             PlanActivities.prepare_plan,
             request,
+            document=self._progress,
+            status=DocumentStatus.PREPARING,
             limit=PREPARE_TIMEOUT,
             retry=STORAGE_RETRY,
             summary=f"Prepare the business plan ({request.level.value})",

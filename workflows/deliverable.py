@@ -78,7 +78,6 @@ class DeliverableWorkflow(FollowsClientUpdates):
             if workflow.info().is_continue_as_new_suggested():
                 workflow.continue_as_new(request)
 
-        self._set_status(DocumentStatus.ASSEMBLING)
         info = workflow.info()
         documents = await run_step(
             DeliverableActivities.assemble_deliverable,
@@ -91,6 +90,8 @@ class DeliverableWorkflow(FollowsClientUpdates):
                 documents=inputs.documents,
                 sections=[*shared, *rest],
             ),
+            document=self._progress,
+            status=DocumentStatus.ASSEMBLING,
             limit=ASSEMBLE_TIMEOUT,
             retry=STORAGE_RETRY,
             summary=f"Assemble M{inputs.month} ({len(inputs.documents)} documents)",
@@ -109,10 +110,11 @@ class DeliverableWorkflow(FollowsClientUpdates):
     ) -> tuple[DeliverableInputs, list[SectionResult], list[SectionResult]]:
         """Prepare, then the shared sections, then the rest; fails the month if any failed."""
         assert self._progress is not None
-        self._set_status(DocumentStatus.PREPARING)
         inputs = await run_step(
             DeliverableActivities.prepare_deliverable,
             request,
+            document=self._progress,
+            status=DocumentStatus.PREPARING,
             limit=PREPARE_TIMEOUT,
             retry=STORAGE_RETRY,
             summary=f"Prepare M{request.month}",

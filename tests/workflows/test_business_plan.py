@@ -231,3 +231,33 @@ async def test_section_activities_carry_their_titles_as_summaries(env):
     assert summaries["generate_section_batch"] == [
         "2 sections in one call: " + ", ".join(titles[k] for k in BatchingFakes.BATCH)
     ]
+
+
+async def test_only_statuses_that_outlast_a_workflow_task_are_written_to_the_search_attribute(env):
+    """Prepare and assemble run inside the workflow task that starts them (local activities):
+    their statuses never reach the server, so writing them is a visibility update nobody can
+    see. What operators filter on in the Web UI is written: generating, then completed."""
+    fakes = FakeActivities()
+    queue = f"tq-{uuid.uuid4()}"
+    async with Worker(
+        env.client,
+        task_queue=queue,
+        workflows=[BusinessPlanWorkflow],
+        activities=[fakes.prepare_plan, fakes.generate_section, fakes.assemble_document, fakes.document_failed],
+    ):
+        handle = await env.client.start_workflow(
+            BusinessPlanWorkflow.run,
+            PlanRequest(client_id="c1", level=Level.COMPLETE),
+            id=f"plan-{uuid.uuid4()}",
+            task_queue=queue,
+        )
+        await handle.result()
+    converter = env.client.data_converter.payload_converter
+    written = []
+    async for event in handle.fetch_history_events():
+        if event.HasField("upsert_workflow_search_attributes_event_attributes"):
+            fields = event.upsert_workflow_search_attributes_event_attributes.search_attributes.indexed_fields
+            if "WavelaunchStatus" in fields:
+                written.append(converter.from_payload(fields["WavelaunchStatus"], str))
+    assert written == ["generating", "completed"]
+    assert len(fakes.generated) == 8 and fakes.assembled
