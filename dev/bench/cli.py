@@ -8,6 +8,7 @@ command, so ``wavelaunch --help`` stays quick.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import typer
 from rich.markup import escape
@@ -272,7 +273,7 @@ async def bench_overhead(
 @run_command
 async def bench_throughput(
     workers: str = typer.Option("1,2,4", "--workers", help="Worker process counts to measure, comma-separated."),
-    plans: int = typer.Option(50, "--plans", help="Measured plans per worker count (after 4 warm-up plans)."),
+    plans: int = typer.Option(50, "--plans", min=1, help="Measured plans per worker count (after 4 warm-up plans)."),
     seconds_per_token: float = typer.Option(0.0002, help="Stub generation time per completion token."),
     in_flight: int = typer.Option(2, "--in-flight", help="Plans kept running at once, per worker."),
     json_file: Path = typer.Option(Path("bench-results/throughput.json"), "--json"),
@@ -302,7 +303,8 @@ async def bench_throughput(
             f" p95 {ours['overhead_s']['p95']} s; bare fan-out p50 {bare['overhead_s']['p50']} s,"
             f" p95 {bare['overhead_s']['p95']} s ({bare['plans_per_minute']}/min);"
             f" ratio p50 {row['overhead_ratio_p50']}; worker CPU per plan {ours['worker_cpu_ms_per_plan']} ms"
-            f" (bare {bare['worker_cpu_ms_per_plan']} ms)"
+            f" (bare {bare['worker_cpu_ms_per_plan']} ms); Temporal and Postgres CPU per plan"
+            f" {_stack_cpu(ours)} (bare {_stack_cpu(bare)})"
         )
     cost.write_json(result, json_file)
     console.print(f"JSON written to {json_file}")
@@ -371,3 +373,8 @@ async def eval_quality(
     if json_file is not None:
         cost.write_json(result, json_file)
         console.print(f"JSON written to {json_file}")
+
+
+def _stack_cpu(arm: dict[str, Any]) -> str:
+    cpu = arm["stack_cpu_ms_per_plan"]
+    return f"{cpu['temporal']} + {cpu['postgres']} ms"

@@ -199,19 +199,20 @@ async def _reuse_figures(pool: asyncpg.Pool, prefix: str) -> dict[str, Any]:
 
 
 # -- the run --------------------------------------------------------------------------------
-@contextlib.asynccontextmanager
-async def bench_stack(base: Settings) -> AsyncIterator[stack.StackEndpoints]:
-    """The embedded stack in its own state dir and ports, so a running dev stack is untouched."""
+def bench_settings(base: Settings) -> Settings:
+    """The benchmarks' embedded stack: its own state dir and ports, so a running dev stack is
+    untouched."""
     from stack.processes import free_port
 
-    settings = base.model_copy(
-        update={
-            "state_dir": base.state_dir / "bench",
-            "temporal_port": free_port(),
-            "temporal_ui_port": free_port(),
-        }
+    return base.model_copy(
+        update={"state_dir": base.state_dir / "bench", "temporal_port": free_port(), "temporal_ui_port": free_port()}
     )
-    async with stack.running_stack(settings, with_llm=False) as endpoints:
+
+
+@contextlib.asynccontextmanager
+async def bench_stack(base: Settings) -> AsyncIterator[stack.StackEndpoints]:
+    """The embedded stack in its own state dir and ports (``bench_settings``)."""
+    async with stack.running_stack(bench_settings(base), with_llm=False) as endpoints:
         yield endpoints
 
 

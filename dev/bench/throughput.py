@@ -32,7 +32,7 @@ from temporalio.client import Client
 from temporalio.worker import Worker
 
 from bench.bare_fanout import BareFanout, bare_sleep
-from bench.cost import STUB_KEY, bench_stack
+from bench.cost import STUB_KEY, bench_settings, bench_stack
 from bench.workload import make_clients
 from contracts.models import PlanRequest
 from domain.catalogue.plan import sections_for_level
@@ -42,6 +42,7 @@ from service import starts
 from service.intake import accept_client
 from service.settings import Settings
 from service.wiring import connect_temporal, ensure_search_attributes
+from stack import postgres
 from storage import db
 from stubs.llm_server import StubServer
 
@@ -114,8 +115,44 @@ def _cpu_seconds(pids: list[int]) -> float:
     return sum(sum(psutil.Process(pid).cpu_times()[:2]) for pid in pids)
 
 
+class StackCPU:
+    """CPU used so far by the benchmark's own stack: the Temporal dev server (found by its state
+    file on its command line) and Postgres (the postmaster and its backends, and those reaped)."""
+
+    def __init__(self, settings: Settings):
+        self.temporal_file = str(settings.temporal_state_file.resolve())
+        self.pgdata = settings.pgdata_dir
+
+    def seconds(self) -> dict[str, float]:
+        out = {"temporal": 0.0, "postgres": 0.0}
+        for proc in psutil.process_iter(["cmdline"]):
+            if self.temporal_file in (proc.info["cmdline"] or []):
+                with contextlib.suppress(psutil.Error):
+                    out["temporal"] += sum(proc.cpu_times()[:2])
+        if (server := postgres.running(self.pgdata)) is not None:
+            with contextlib.suppress(psutil.Error):
+                master = psutil.Process(server.pid)
+                times = master.cpu_times()
+                out["postgres"] += sum(times[:4])  # its own, and its exited backends'
+                for child in master.children(recursive=True):
+                    with contextlib.suppress(psutil.Error):
+                        out["postgres"] += sum(child.cpu_times()[:2])
+        return out
+
+    def per_plan(self, before: dict[str, float], plans: int) -> dict[str, float]:
+        after = self.seconds()
+        return {k: round((after[k] - before[k]) / plans * 1000, 1) for k in after}
+
+
 async def _ours(
-    temporal: Client, settings: Settings, pool: Any, tag: str, count: int, in_flight: int, pids: list[int]
+    temporal: Client,
+    settings: Settings,
+    pool: Any,
+    tag: str,
+    count: int,
+    in_flight: int,
+    pids: list[int],
+    stack_cpu: StackCPU,
 ) -> tuple[dict[str, Any], list[list[float]]]:
     records = make_clients(count + WARMUP, seed=41)
     for i, record in enumerate(records):
@@ -135,31 +172,37 @@ async def _ours(
             shapes.append(seconds)
 
     await _in_flight(WARMUP, in_flight, one)
-    cpu = _cpu_seconds(pids)
+    cpu, stack_before = _cpu_seconds(pids), stack_cpu.seconds()
     elapsed = await _in_flight(count, in_flight, lambda i: one(i + WARMUP))
     figures = _figures(overheads, elapsed, count)
-    # Our worker processes' CPU per measured plan (the dev server's and Postgres' come on top).
+    # Our worker processes' CPU per measured plan; the dev server's and Postgres' apart.
     figures["worker_cpu_ms_per_plan"] = round((_cpu_seconds(pids) - cpu) / count * 1000, 1)
+    figures["stack_cpu_ms_per_plan"] = stack_cpu.per_plan(stack_before, count)
     return figures, shapes
 
 
-async def _bare(temporal: Client, queue: str, shapes: list[list[float]], in_flight: int) -> dict[str, Any]:
+async def _bare(
+    temporal: Client, queue: str, shapes: list[list[float]], in_flight: int, stack_cpu: StackCPU
+) -> dict[str, Any]:
     overheads: list[float] = []
 
     async def one(i: int, record: bool = True) -> None:
         began = time.monotonic()
-        await temporal.execute_workflow(BareFanout.run, shapes[i], id=f"bare-{uuid.uuid4().hex}", task_queue=queue)
+        shape = shapes[i % len(shapes)]  # the warm-up reuses the first shapes when plans are few
+        await temporal.execute_workflow(BareFanout.run, shape, id=f"bare-{uuid.uuid4().hex}", task_queue=queue)
         if record:
-            overheads.append(time.monotonic() - began - max(shapes[i]))
+            overheads.append(time.monotonic() - began - max(shape))
 
     async with Worker(temporal, task_queue=queue, workflows=[BareFanout], activities=[bare_sleep]):
         await _in_flight(WARMUP, in_flight, lambda i: one(i, record=False))
-        cpu = time.process_time()
+        cpu, stack_before = time.process_time(), stack_cpu.seconds()
         elapsed = await _in_flight(len(shapes), in_flight, one)
         used = time.process_time() - cpu
+        stack = stack_cpu.per_plan(stack_before, len(shapes))
     figures = _figures(overheads, elapsed, len(shapes))
     # This process: the bare worker, its client and the (idle) stub.
     figures["worker_cpu_ms_per_plan"] = round(used / len(shapes) * 1000, 1)
+    figures["stack_cpu_ms_per_plan"] = stack
     return figures
 
 
@@ -179,6 +222,7 @@ async def run(
     }
     with StubServer(api_key=STUB_KEY, latency_per_completion_token=seconds_per_token) as stub:
         async with bench_stack(base) as endpoints:
+            stack_cpu = StackCPU(bench_settings(base))
             temporal = await connect_temporal(base, endpoints.temporal_address)
             await ensure_search_attributes(temporal, base.temporal_namespace)
             pool = await db.connect(endpoints.database_url)
@@ -199,9 +243,9 @@ async def run(
                     in_flight = in_flight_per_worker * n
                     async with _workers(n, env, base.state_dir / "bench" / f"{tag}-w{n}") as pids:
                         ours, shapes = await _ours(
-                            temporal, settings, pool, f"{tag}-w{n}", plans_count, in_flight, pids
+                            temporal, settings, pool, f"{tag}-w{n}", plans_count, in_flight, pids, stack_cpu
                         )
-                    bare = await _bare(temporal, f"{queue}-bare", shapes, in_flight)
+                    bare = await _bare(temporal, f"{queue}-bare", shapes, in_flight, stack_cpu)
                     ratio = ours["overhead_s"]["p50"] / bare["overhead_s"]["p50"] if bare["overhead_s"]["p50"] else None
                     out["workers"][str(n)] = {
                         "ours": ours,

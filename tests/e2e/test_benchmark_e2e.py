@@ -115,3 +115,22 @@ async def test_tiny_webhook_bench_answers_every_delivery_and_sends_every_start(t
     assert report["starts_sent"] == 30, report
     latency = report["latency_ms"]
     assert 0 < latency["p50"] <= latency["p95"] <= latency["max"] < 10_000, report
+
+
+async def test_tiny_throughput_bench_measures_both_arms_and_where_the_cpu_went(tmp_path):
+    from bench import throughput
+
+    settings = Settings.model_validate({"state_dir": tmp_path})
+    report = await throughput.run(
+        settings, workers=[1], plans_count=3, seconds_per_token=0.0001, in_flight_per_worker=2
+    )
+    row = report["workers"]["1"]
+    for arm in ("ours", "bare"):
+        figures = row[arm]
+        assert figures["plans"] == 3, figures
+        assert 0 < figures["overhead_s"]["p50"] <= figures["overhead_s"]["p95"], figures
+        # The Temporal server did work for every arm; only ours writes to Postgres.
+        assert figures["stack_cpu_ms_per_plan"]["temporal"] > 0, figures
+    assert row["ours"]["stack_cpu_ms_per_plan"]["postgres"] > 0, row
+    assert row["ours"]["worker_cpu_ms_per_plan"] > 0, row
+    assert report["overhead_ratio_p50"] == row["overhead_ratio_p50"] > 0
