@@ -65,7 +65,9 @@ class FakeActivities:
         self.failures.append(failure)
 
 
-async def _run(env: WorkflowEnvironment, fakes: FakeActivities, request: PlanRequest, **start: object):
+async def _run(
+    env: WorkflowEnvironment, fakes: FakeActivities, request: PlanRequest, workflow_id: str = "", **start: object
+):
     queue = f"tq-{uuid.uuid4()}"
     async with Worker(
         env.client,
@@ -74,7 +76,7 @@ async def _run(env: WorkflowEnvironment, fakes: FakeActivities, request: PlanReq
         activities=[fakes.prepare_plan, fakes.generate_section, fakes.assemble_document, fakes.document_failed],
     ):
         handle = await env.client.start_workflow(
-            BusinessPlanWorkflow.run, request, id=f"plan-{uuid.uuid4()}", task_queue=queue, **start
+            BusinessPlanWorkflow.run, request, id=workflow_id or f"plan-{uuid.uuid4()}", task_queue=queue, **start
         )
         result = await handle.result()
         # Queries need a worker, so ask while this one still runs.
@@ -238,20 +240,9 @@ async def test_only_statuses_that_outlast_a_workflow_task_are_written_to_the_sea
     their statuses never reach the server, so writing them is a visibility update nobody can
     see. What operators filter on in the Web UI is written: generating, then completed."""
     fakes = FakeActivities()
-    queue = f"tq-{uuid.uuid4()}"
-    async with Worker(
-        env.client,
-        task_queue=queue,
-        workflows=[BusinessPlanWorkflow],
-        activities=[fakes.prepare_plan, fakes.generate_section, fakes.assemble_document, fakes.document_failed],
-    ):
-        handle = await env.client.start_workflow(
-            BusinessPlanWorkflow.run,
-            PlanRequest(client_id="c1", level=Level.COMPLETE),
-            id=f"plan-{uuid.uuid4()}",
-            task_queue=queue,
-        )
-        await handle.result()
+    workflow_id = f"plan-{uuid.uuid4()}"
+    await _run(env, fakes, PlanRequest(client_id="c1", level=Level.COMPLETE), workflow_id=workflow_id)
+    handle = env.client.get_workflow_handle(workflow_id)
     converter = env.client.data_converter.payload_converter
     written = []
     async for event in handle.fetch_history_events():
