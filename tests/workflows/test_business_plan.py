@@ -168,7 +168,7 @@ class BatchingFakes(FakeActivities):
         )
 
 
-async def _run_batching(env: WorkflowEnvironment, fakes: BatchingFakes, request: PlanRequest):
+async def _run_batching(env: WorkflowEnvironment, fakes: BatchingFakes, request: PlanRequest, workflow_id: str = ""):
     queue = f"tq-{uuid.uuid4()}"
     async with Worker(
         env.client,
@@ -177,7 +177,7 @@ async def _run_batching(env: WorkflowEnvironment, fakes: BatchingFakes, request:
         activities=[fakes.prepare_plan, fakes.generate_section, fakes.generate_section_batch, fakes.assemble_document],
     ):
         handle = await env.client.start_workflow(
-            BusinessPlanWorkflow.run, request, id=f"plan-{uuid.uuid4()}", task_queue=queue
+            BusinessPlanWorkflow.run, request, id=workflow_id or f"plan-{uuid.uuid4()}", task_queue=queue
         )
         try:
             await handle.result()
@@ -209,18 +209,9 @@ async def test_section_activities_carry_their_titles_as_summaries(env):
     """The Web UI tells a document's activities apart by their summaries: the section titles,
     a section group's members, and the prepare step."""
     fakes = BatchingFakes()
-    request = PlanRequest(client_id="c1", level=Level.COMPLETE)
-    queue = f"tq-{uuid.uuid4()}"
-    async with Worker(
-        env.client,
-        task_queue=queue,
-        workflows=[BusinessPlanWorkflow],
-        activities=[fakes.prepare_plan, fakes.generate_section, fakes.generate_section_batch, fakes.assemble_document],
-    ):
-        handle = await env.client.start_workflow(
-            BusinessPlanWorkflow.run, request, id=f"plan-{uuid.uuid4()}", task_queue=queue
-        )
-        await handle.result()
+    workflow_id = f"plan-{uuid.uuid4()}"
+    await _run_batching(env, fakes, PlanRequest(client_id="c1", level=Level.COMPLETE), workflow_id=workflow_id)
+    handle = env.client.get_workflow_handle(workflow_id)
     converter = env.client.data_converter.payload_converter
     summaries = {}
     async for event in handle.fetch_history_events():
