@@ -25,7 +25,7 @@ from domain.sections import Level
 from service import starts
 from service.intake import accept_client
 from service.settings import Settings
-from service.wiring import close_dependencies, connect_temporal, ensure_search_attributes, plan_dependencies
+from service.wiring import close_dependencies
 from storage import db
 from stubs.llm_server import StubServer
 from worker import build_worker
@@ -60,9 +60,7 @@ async def _arm(
     arm: str, clients: list[dict[str, Any]], months: int, stub: StubServer, base: Settings, endpoints: Any, tag: str
 ) -> dict[str, dict[str, Any]]:
     settings = base.model_copy(update={"disabled_techniques": ARMS[arm], "task_queue": f"bench-{tag}-{arm}"})
-    temporal = await connect_temporal(settings, endpoints.temporal_address)
-    await ensure_search_attributes(temporal, settings.temporal_namespace)
-    deps = await plan_dependencies(settings, endpoints.database_url, cost.llm_config(stub))
+    temporal, deps = await cost.arm_parts(settings, endpoints, stub)
     prefix = f"{tag}-{arm}-"
     try:
         async with build_worker(temporal, settings, deps):

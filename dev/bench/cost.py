@@ -27,8 +27,10 @@ from typing import Any
 
 import asyncpg
 from openai import AsyncOpenAI
+from temporalio.client import Client
 
 import stack
+from activities.dependencies import PlanDependencies
 from bench.lower_bound import lower_bound
 from bench.totals import Totals
 from bench.workload import Event, EventKind, Workload
@@ -106,6 +108,16 @@ async def run_naive(workload: Workload, stub: StubServer, settings: Settings) ->
 
 
 # -- optimized and ablations ------------------------------------------------------------------
+async def arm_parts(
+    settings: Settings, endpoints: stack.StackEndpoints, stub: StubServer
+) -> tuple[Client, PlanDependencies]:
+    """An arm's Temporal client (search attributes registered) and its workers' dependencies,
+    on the stub."""
+    temporal = await connect_temporal(settings, endpoints.temporal_address)
+    await ensure_search_attributes(temporal, settings.temporal_namespace)
+    return temporal, await plan_dependencies(settings, endpoints.database_url, llm_config(stub))
+
+
 async def run_optimized(
     arm: str,
     workload: Workload,
@@ -116,9 +128,7 @@ async def run_optimized(
     tag: str,
 ) -> Totals:
     """Run every event through the real workflow with ``settings``' techniques."""
-    temporal = await connect_temporal(settings, endpoints.temporal_address)
-    await ensure_search_attributes(temporal, settings.temporal_namespace)
-    deps = await plan_dependencies(settings, endpoints.database_url, llm_config(stub))
+    temporal, deps = await arm_parts(settings, endpoints, stub)
     prefix = f"{tag}-{arm}-"
     records = [dict(c) | {"id": prefix + c["id"]} for c in workload.clients]
     began = time.monotonic()

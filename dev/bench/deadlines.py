@@ -41,7 +41,7 @@ import asyncpg
 from temporalio.client import Client
 
 from bench import naive_arm
-from bench.cost import STUB_KEY, bench_stack, fresh_arm, llm_config
+from bench.cost import STUB_KEY, arm_parts, bench_stack, fresh_arm
 from bench.studio import ArmTotals
 from bench.workload import Event, EventKind, Workload
 from contracts.models import DeliverableRequest, PlanRequest, SummaryRequest
@@ -53,7 +53,7 @@ from service.intake import accept_client
 from service.settings import Settings
 from service.starts import start as start_summary
 from service.threads import append_threads
-from service.wiring import close_dependencies, connect_temporal, ensure_search_attributes, plan_dependencies
+from service.wiring import close_dependencies
 from storage import db
 from stubs.llm_server import StubServer
 from worker import build_worker
@@ -256,9 +256,7 @@ async def run_ours(
     *,
     refuse_share: float,
 ) -> ArmResult:
-    temporal = await connect_temporal(settings, endpoints.temporal_address)
-    await ensure_search_attributes(temporal, settings.temporal_namespace)
-    deps = await plan_dependencies(settings, endpoints.database_url, llm_config(stub))
+    temporal, deps = await arm_parts(settings, endpoints, stub)
     prefix = f"{tag}-{arm}-"
     records = [dict(c) | {"id": prefix + c["id"]} for c in workload.clients]
     run = DeadlineRun(temporal, settings, pool, records, interactive=arm == "standard")
