@@ -175,10 +175,7 @@ class SectionLedger:
             if answer is not None:
                 owed.answer = answer
 
-        # On disk (fsynced) before the row is written, off the event loop: the other sections
-        # this worker runs meanwhile do not wait for the disk.
-        if self.work is not None and self.spool.enabled:
-            await asyncio.to_thread(self._spool, owe)
+        await self._owe(owe)
         await self._write(row)
         return cost
 
@@ -221,26 +218,33 @@ class SectionLedger:
             estimated_cost=pricing.cost(model, prompt_tokens=tokens, free_models=self.free_models),
             success=True,
         )
-        self._spool(lambda owed: owed.rows.__setitem__(str(row.call_id), row))
+        await self._owe(lambda owed: owed.rows.__setitem__(str(row.call_id), row))
         await self._write(row)
 
     # -- the spool ---------------------------------------------------------------------------
-    def _spool(self, change: Any) -> None:
+    async def _owe(self, change: Any) -> None:
+        """What the work owes more, on disk (fsynced) before the caller goes on, off the event
+        loop: the other sections this worker runs meanwhile do not wait for the disk."""
+        if self.work is not None and self.spool.enabled:
+            await asyncio.to_thread(self.spool.update, self.work, change)
+
+    def _strike_off(self, change: Any) -> None:
+        """Something owed is paid: struck off in memory (the file goes once nothing is owed)."""
         if self.work is not None:
             self.spool.update(self.work, change)
 
     async def _write(self, row: usage.UsageRecord) -> None:
         await persist(lambda: usage.record(self.pool, row), f"usage row {row.operation} {row.section_key}")
-        self._spool(lambda owed: owed.rows.pop(str(row.call_id), None))
+        self._strike_off(lambda owed: owed.rows.pop(str(row.call_id), None))
 
     def settled(self, settlement: Settlement | None) -> None:
         """``settlement``'s reservation is settled: struck off the spool."""
         if settlement is not None:
-            self._spool(lambda owed: owed.settlements.pop(str(settlement.reservation_id), None))
+            self._strike_off(lambda owed: owed.settlements.pop(str(settlement.reservation_id), None))
 
     def release(self) -> None:
         """The answer is in its home (the section or summary row): nothing of it is owed."""
-        self._spool(lambda owed: setattr(owed, "answer", None))
+        self._strike_off(lambda owed: setattr(owed, "answer", None))
 
     async def recover(self, guard: BudgetGuard) -> KeptAnswer | None:
         """What an earlier attempt of this work left in the spool: its rows written, its
